@@ -1,0 +1,1 @@
+"""The `lineagent` command line (typer + rich)."""

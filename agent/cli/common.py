@@ -1,0 +1,77 @@
+"""What every CLI command shares: --config/--db, opening the ledger, exit codes, error output.
+
+Exit codes are part of the interface (scripts on the line PC test them):
+0 ok, 1 refused or invalid input (the message says what and where), 2 usage, 3 device error,
+4 not found, 5 internal error.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from agent.config import ConfigError, LineConfig, default_config_path, load_config
+from agent.ledger import Ledger, LedgerError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Exit(IntEnum):
+    OK = 0
+    REFUSED = 1
+    USAGE = 2
+    DEVICE = 3
+    NOT_FOUND = 4
+    INTERNAL = 5
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)"),
+]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Ledger file (overrides storage.ledger)")]
+
+
+def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(int(code))
+
+
+def config(path: Path | None) -> LineConfig:
+    p = path or default_config_path()
+    try:
+        return load_config(p)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(f"[red]{issue}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(int(Exit.REFUSED)) from exc
+
+
+def ledger_path(cfg: LineConfig | None, db: Path | None) -> Path:
+    if db is not None:
+        return db
+    if cfg is None:
+        fail("no --db given and no config to take storage.ledger from", Exit.USAGE)
+    return cfg.resolve(cfg.storage.ledger)
+
+
+def open_ledger(cfg: LineConfig | None, db: Path | None) -> Ledger:
+    path = ledger_path(cfg, db)
+    window = (cfg.storage.group_commit_ms / 1000.0) if cfg else 0.010
+    try:
+        return Ledger(path, group_window_s=window)
+    except LedgerError as exc:
+        fail(str(exc), Exit.REFUSED)
+
+
+def config_optional(path: Path | None) -> LineConfig | None:
+    """A config when one is given or found at the default path; commands that can run on --db alone."""
+    p = path or default_config_path()
+    if path is None and not p.exists():
+        return None
+    return config(p)

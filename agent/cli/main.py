@@ -1,0 +1,41 @@
+"""`lineagent` entry point: one typer app, one sub-app per area, each in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="lineagent",
+    help="Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, command group name). A group's module defines `app: typer.Typer`.
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("agent.cli.config_cmd", "config"),
+    ("agent.cli.keys_cmd", "keys"),
+    ("agent.cli.codes_cmd", "codes"),
+    ("agent.cli.job_cmd", "job"),
+]
+# Modules that add top-level commands to `app` through `register(app)`.
+TOP_LEVEL: list[str] = [
+    "agent.cli.demo_cmd",
+]
+
+
+def _build() -> None:
+    for module, name in SUBCOMMANDS:
+        app.add_typer(importlib.import_module(module).app, name=name)
+    for module in TOP_LEVEL:
+        importlib.import_module(module).register(app)
+
+
+_build()
+
+
+def main() -> None:
+    app()

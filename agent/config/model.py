@@ -1,0 +1,188 @@
+"""The line config's root model and its small sections."""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from agent.codes import gs1
+from agent.config.base import Strict
+from agent.config.mqtt import MqttConfig
+from agent.config.stations import StationConfig
+
+
+class SiteConfig(Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    sgln: str | None = None  # EPCIS bizLocation, e.g. urn:epc:id:sgln:0614141.00777.0
+
+
+class LineIdentity(Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = ""
+    read_point: str | None = None  # EPCIS readPoint; default urn:epc:id:sgln:... or a line URN
+    utc_offset: str = "+00:00"
+
+    @field_validator("utc_offset")
+    @classmethod
+    def _offset(cls, v: str) -> str:
+        sign, _, hm = v.partition(v[:1]) if v[:1] in "+-" else ("", "", "")
+        h, _, m = hm.partition(":")
+        if not (v[:1] in "+-" and h.isdigit() and m.isdigit() and len(h) == 2 and len(m) == 2):
+            raise ValueError("must look like +08:00 or -05:00")
+        return v
+
+    def tzinfo(self) -> timezone:
+        sign = -1 if self.utc_offset[0] == "-" else 1
+        h, m = int(self.utc_offset[1:3]), int(self.utc_offset[4:6])
+        return timezone(sign * timedelta(hours=h, minutes=m))
+
+
+class StorageConfig(Strict):
+    ledger: Path = Path("/var/lib/lineagent/ledger.db")
+    group_commit_ms: float = Field(10.0, gt=0, le=1000)
+
+
+class SecurityConfig(Strict):
+    cloud_public_key: Path  # Ed25519 key that signs code packages and commands
+    line_private_key: Path | None = None  # X25519 key for packages encrypted to this line
+    allow_unsigned_imports: bool = False  # plain TXT/CSV 码包 files
+    operator_pin_sha256: str | None = None  # destructive operator actions need this PIN
+
+
+class LevelSource(Strict):
+    low_stock: int = Field(0, ge=0)  # warn when available codes of this level fall below
+    code_format: str = "raw"  # informational: raw, url, digital_link, element_string, sscc
+
+
+class SsccConfig(Strict):
+    extension_digit: int = Field(0, ge=0, le=9)
+    company_prefix: str = Field(pattern=r"^\d{6,12}$")
+    serial_from: int = Field(ge=0)
+    serial_to: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> SsccConfig:
+        if self.serial_to < self.serial_from:
+            raise ValueError("serial_to is below serial_from")
+        gs1.make_sscc(self.extension_digit, self.company_prefix, self.serial_to)
+        return self
+
+
+class CodeSources(Strict):
+    levels: dict[str, LevelSource] = Field(default_factory=lambda: {"item": LevelSource()})
+    sscc: SsccConfig | None = None
+
+
+class TemplateKind(StrEnum):
+    DIGITAL_LINK = "digital_link"  # https://<domain>/01/<gtin>/10/<lot>/21/<serial>?17=<yymmdd>
+    ELEMENT_STRING = "element_string"  # GS1 DataMatrix: 01..17..10..<GS>21..
+    URL = "url"  # 一物一码 QR: <prefix><code>
+    RAW = "raw"  # the code itself
+
+
+class TemplateConfig(Strict):
+    kind: TemplateKind
+    domain: str | None = None
+    url_prefix: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> TemplateConfig:
+        if self.kind is TemplateKind.DIGITAL_LINK and not self.domain:
+            raise ValueError("a digital_link template needs 'domain'")
+        if self.kind is TemplateKind.URL and not self.url_prefix:
+            raise ValueError("a url template needs 'url_prefix'")
+        return self
+
+
+class ProductConfig(Strict):
+    gtin: str
+    name: str
+    template: str = "raw"
+    company_prefix_length: int = Field(7, ge=6, le=12)
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, v: str) -> str:
+        return gs1.normalise_gtin(str(v))
+
+
+class ParentSource(StrEnum):
+    PREPRINTED = "preprinted"  # the parent carries a code from a package; scanned at the station
+    PRINT = "print"  # a code from a package printed on demand (label printer or coder)
+    MINT = "mint"  # the line mints it (SSCC)
+
+
+class PackLevel(Strict):
+    level: str
+    count: int | None = Field(None, ge=1)  # children per parent; the bottom level has none
+    parent_code: ParentSource | None = None
+
+
+class PackingSpec(Strict):
+    levels: list[PackLevel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> PackingSpec:
+        first, rest = self.levels[0], self.levels[1:]
+        if first.count is not None or first.parent_code is not None:
+            raise ValueError(f"the bottom level {first.level!r} takes no count or parent_code")
+        for lv in rest:
+            if lv.count is None or lv.parent_code is None:
+                raise ValueError(f"level {lv.level!r} needs count and parent_code")
+        names = [lv.level for lv in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError("a level appears twice")
+        return self
+
+
+class DeviceEntry(BaseModel):
+    """A device: `type:` names its driver; the rest is checked against that driver's Settings."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DevicesConfig(Strict):
+    coders: dict[str, DeviceEntry] = Field(default_factory=dict)
+    cameras: dict[str, DeviceEntry] = Field(default_factory=dict)
+    readers: dict[str, DeviceEntry] = Field(default_factory=dict)
+    plcs: dict[str, DeviceEntry] = Field(default_factory=dict)
+    label_printers: dict[str, DeviceEntry] = Field(default_factory=dict)
+
+
+class LineConfig(Strict):
+    site: SiteConfig
+    line: LineIdentity
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    security: SecurityConfig
+    code_sources: CodeSources = Field(default_factory=CodeSources)
+    templates: dict[str, TemplateConfig] = Field(
+        default_factory=lambda: {"raw": TemplateConfig(kind=TemplateKind.RAW)}
+    )
+    products: dict[str, ProductConfig] = Field(default_factory=dict)
+    packing_specs: dict[str, PackingSpec] = Field(default_factory=dict)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    stations: dict[str, StationConfig] = Field(default_factory=dict)
+    mqtt: MqttConfig | None = None
+
+    # Set by the loader: where the file was, so relative paths resolve against it.
+    source: Path | None = Field(default=None, exclude=True)
+
+    def resolve(self, p: Path) -> Path:
+        if p.is_absolute() or self.source is None:
+            return p
+        return (self.source.parent / p).resolve()
+
+    def device_settings(self, group: str, name: str) -> Any:
+        """The validated driver Settings for a device (validated once by the loader)."""
+        return self._settings[(group, name)]
+
+    _settings: dict[tuple[str, str], Any] = PrivateAttr(default_factory=dict)  # filled by the loader

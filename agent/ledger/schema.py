@@ -1,0 +1,174 @@
+"""Versioned schema migrations for the ledger.
+
+Each migration is plain SQL applied in one transaction with its version bump, so a crash mid-way
+leaves the file at the previous version. Later parts of the agent append migrations here; a
+migration is never edited once released, because ledgers on lines in the field already ran it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE packages (
+            id           INTEGER PRIMARY KEY,
+            package_id   TEXT NOT NULL UNIQUE,   -- manifest id, or sha256 of an unsigned file
+            issuer       TEXT NOT NULL,
+            level        TEXT NOT NULL,
+            count        INTEGER NOT NULL,
+            code_format  TEXT NOT NULL,
+            body_sha256  TEXT NOT NULL,
+            source       TEXT NOT NULL CHECK (source IN ('signed', 'txt', 'csv', 'minted')),
+            signed       INTEGER NOT NULL,
+            created_at   TEXT,
+            imported_at  REAL NOT NULL,
+            file_name    TEXT
+        );
+
+        CREATE TABLE jobs (
+            id            INTEGER PRIMARY KEY,
+            name          TEXT NOT NULL UNIQUE,
+            gtin          TEXT NOT NULL,
+            product_name  TEXT NOT NULL,
+            lot           TEXT NOT NULL,
+            expiry        TEXT,                  -- ISO date
+            target_qty    INTEGER NOT NULL,
+            level         TEXT NOT NULL,         -- the level of the codes printed on items
+            packing_spec  TEXT,
+            template      TEXT NOT NULL,
+            state         TEXT NOT NULL,
+            created_at    REAL NOT NULL,
+            started_at    REAL,
+            finished_at   REAL
+        );
+
+        CREATE TABLE codes (
+            id          INTEGER PRIMARY KEY,
+            code        TEXT NOT NULL,
+            level       TEXT NOT NULL,
+            package     INTEGER NOT NULL REFERENCES packages(id),
+            state       TEXT NOT NULL DEFAULT 'available',
+            job         INTEGER REFERENCES jobs(id),
+            updated_at  REAL
+        );
+        -- The guarantee: a code can be held once, so it can be allocated once.
+        CREATE UNIQUE INDEX codes_code ON codes(code);
+        CREATE INDEX codes_pool ON codes(level, id) WHERE state IN ('available', 'returned');
+        CREATE INDEX codes_job ON codes(job, state) WHERE job IS NOT NULL;
+
+        -- One physical product on the line, tied to its code and conveyor sequence number.
+        CREATE TABLE items (
+            id          INTEGER PRIMARY KEY,
+            job         INTEGER NOT NULL REFERENCES jobs(id),
+            code        INTEGER NOT NULL UNIQUE REFERENCES codes(id),
+            seq         INTEGER,
+            verdict     TEXT,
+            grade       TEXT,
+            printed_at  REAL,
+            judged_at   REAL
+        );
+
+        -- A parent (box, case, pallet) is a code too; packs hold its aggregation state.
+        CREATE TABLE packs (
+            id              INTEGER PRIMARY KEY,
+            code            INTEGER NOT NULL UNIQUE REFERENCES codes(id),
+            level           TEXT NOT NULL,
+            job             INTEGER REFERENCES jobs(id),
+            state           TEXT NOT NULL,
+            expected_count  INTEGER NOT NULL,
+            partial_reason  TEXT,
+            created_at      REAL NOT NULL,
+            closed_at       REAL
+        );
+        -- child is the primary key: a child is in at most one parent, by construction.
+        CREATE TABLE pack_links (
+            child      INTEGER PRIMARY KEY REFERENCES codes(id),
+            parent     INTEGER NOT NULL REFERENCES codes(id),
+            linked_at  REAL NOT NULL
+        );
+        CREATE INDEX pack_links_parent ON pack_links(parent);
+
+        -- The append-only journal of every fact; rows with uplink=1 are the transactional outbox.
+        CREATE TABLE events (
+            seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+            at       REAL NOT NULL,
+            kind     TEXT NOT NULL,
+            code     TEXT,
+            job      INTEGER,
+            uplink   INTEGER NOT NULL DEFAULT 0,
+            payload  TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_code ON events(code) WHERE code IS NOT NULL;
+        CREATE INDEX events_uplink ON events(seq) WHERE uplink = 1;
+        CREATE TRIGGER events_append_only_u BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'the event journal is append-only'); END;
+        CREATE TRIGGER events_append_only_d BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'the event journal is append-only'); END;
+
+        CREATE TABLE audit (
+            id       INTEGER PRIMARY KEY,
+            at       REAL NOT NULL,
+            os_user  TEXT NOT NULL,
+            action   TEXT NOT NULL,
+            args     TEXT NOT NULL,
+            result   TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the file to the newest version; returns it. Refuses a file newer than this code."""
+    version = current_version(conn)
+    newest = MIGRATIONS[-1][0]
+    if version > newest:
+        raise SchemaTooNew(
+            f"ledger schema version {version} is newer than this lineagent knows ({newest}); "
+            "upgrade lineagent instead of opening it with an older one"
+        )
+    for number, sql in MIGRATIONS:
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version
+
+
+def _split(sql: str) -> list[str]:
+    """Split a migration into statements; triggers hold ';' inside BEGIN...END, so keep them whole."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped.strip():
+            continue
+        buf.append(stripped)
+        joined = "\n".join(buf)
+        if stripped.endswith(";") and (
+            "CREATE TRIGGER" not in joined.upper() or joined.upper().rstrip(";").rstrip().endswith("END")
+        ):
+            out.append(joined)
+            buf = []
+    if buf:
+        out.append("\n".join(buf))
+    return out

@@ -1,0 +1,69 @@
+"""Code states after OPEN-SCS, and the one table that says which transitions are legal.
+
+Every state change anywhere in the agent goes through `check_transition`, so the rules live here
+and nowhere else. A code that may be on a product but is not proven printed is `in_doubt`; it is
+never sent again, and ends `voided` unless a camera read proves it (then `printed`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CodeState(StrEnum):
+    AVAILABLE = "available"  # in a package of this line, not reserved
+    ALLOCATED = "allocated"  # reserved for a job
+    SENT = "sent"  # in a coder's FIFO (durable before its bytes leave)
+    PRINTED = "printed"  # the coder confirmed it (OPEN-SCS Encoded)
+    VERIFIED = "verified"  # read back and graded good (OPEN-SCS Commissioned)
+    REJECTED = "rejected"  # read back and failed, item left the line (decommissioned)
+    IN_DOUBT = "in_doubt"  # sent, then a stop/fault/power loss: may or may not be printed
+    VOIDED = "voided"  # never usable again (in doubt and not proven, or a voided label)
+    RETURNED = "returned"  # a job ended with the code unused: back in the pool, allocatable again
+
+
+# Legal transitions. ALLOCATED -> PRINTED is for codes printed on demand by a label printer that
+# confirms synchronously (no FIFO, so no SENT step).
+TRANSITIONS: dict[CodeState, frozenset[CodeState]] = {
+    CodeState.AVAILABLE: frozenset({CodeState.ALLOCATED, CodeState.VOIDED}),
+    CodeState.ALLOCATED: frozenset(
+        {CodeState.SENT, CodeState.RETURNED, CodeState.VOIDED, CodeState.PRINTED}
+    ),
+    CodeState.SENT: frozenset({CodeState.PRINTED, CodeState.IN_DOUBT}),
+    CodeState.PRINTED: frozenset({CodeState.VERIFIED, CodeState.REJECTED}),
+    CodeState.IN_DOUBT: frozenset({CodeState.PRINTED, CodeState.VOIDED}),
+    CodeState.VERIFIED: frozenset({CodeState.REJECTED}),  # decommissioned after the fact
+    CodeState.REJECTED: frozenset(),
+    CodeState.VOIDED: frozenset(),
+    CodeState.RETURNED: frozenset({CodeState.ALLOCATED, CodeState.VOIDED}),
+}
+
+# States from which allocation may take a code.
+ALLOCATABLE: frozenset[CodeState] = frozenset({CodeState.AVAILABLE, CodeState.RETURNED})
+TERMINAL: frozenset[CodeState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+class UnknownCode(LookupError):
+    """A code that is in no package held by this ledger."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"code {code!r} is not in any package held by this ledger")
+        self.code = code
+
+
+class IllegalTransition(ValueError):
+    """A state change the rules forbid; names the code, where it is and where it was asked to go."""
+
+    def __init__(self, code: str, current: CodeState, target: CodeState) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (terminal state)"
+        super().__init__(
+            f"code {code!r}: illegal transition {current} -> {target} (allowed from {current}: {allowed})"
+        )
+        self.code = code
+        self.current = current
+        self.target = target
+
+
+def check_transition(code: str, current: CodeState, target: CodeState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(code, current, target)

@@ -1,0 +1,70 @@
+"""The one explicit registry of drivers: (kind, type name) -> "module:Class", imported lazily.
+
+Why lazy: a missing vendor library or a broken optional driver must break only the device that uses
+it, not the agent's start-up. Why explicit: `lineagent config check` can list every valid `type:`
+without importing anything. Each driver class carries a pydantic `Settings` model (extra keys
+forbidden) that validates its device section of the line config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class DeviceKind(StrEnum):
+    CODER = "coders"
+    CAMERA = "cameras"
+    READER = "readers"
+    PLC = "plcs"
+    LABEL_PRINTER = "label_printers"
+
+
+# Each part of the drivers package owns its own table; they are merged here.
+CODERS: dict[str, str] = {}
+CAMERAS: dict[str, str] = {}
+READERS: dict[str, str] = {}
+PLCS: dict[str, str] = {}
+LABEL_PRINTERS: dict[str, str] = {}
+
+TABLES: dict[DeviceKind, dict[str, str]] = {
+    DeviceKind.CODER: CODERS,
+    DeviceKind.CAMERA: CAMERAS,
+    DeviceKind.READER: READERS,
+    DeviceKind.PLC: PLCS,
+    DeviceKind.LABEL_PRINTER: LABEL_PRINTERS,
+}
+
+
+class UnknownDriver(LookupError):
+    pass
+
+
+def names(kind: DeviceKind) -> list[str]:
+    return sorted(TABLES[kind])
+
+
+def load(kind: DeviceKind, name: str) -> Any:
+    """Import and return the driver class registered as `name` for `kind`."""
+    table = TABLES[kind]
+    if name not in table:
+        known = ", ".join(sorted(table)) or "none registered"
+        raise UnknownDriver(f"no {kind[:-1].replace('_', ' ')} driver named {name!r} (known: {known})")
+    module_name, _, attr = table[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
+def settings_model(kind: DeviceKind, name: str) -> type[BaseModel]:
+    model = load(kind, name).Settings
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"driver {name!r} has no pydantic Settings model")
+    return model
+
+
+def register(kind: DeviceKind, name: str, target: str) -> None:
+    """Add a driver (plug-ins, tests); the built-in ones are in the tables above."""
+    TABLES[kind][name] = target
