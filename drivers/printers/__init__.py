@@ -1,0 +1,1 @@
+"""Coder (inkjet/laser/TTO) drivers, one module per wire protocol, behind one interface (base.py)."""

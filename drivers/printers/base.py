@@ -1,0 +1,152 @@
+"""The one printer (coder) interface every protocol driver implements.
+
+Why one interface: the FIFO feeder (agent/feeder.py) must keep any coder printing one unique code
+per item and reconcile after faults without knowing whose bytes it speaks. The feeder numbers every
+record it pushes with a monotonically increasing `seq`; a driver maps seq to whatever the protocol
+has (a mailing index, a print counter, print-complete messages) and reports progress back as seq.
+
+Contract (tests/drivers/printers/ checks it against every driver+simulator pair):
+- push(records) appends in order to the coder's FIFO; it raises BufferFull, never drops silently.
+- status().last_printed is the seq of the last record the coder confirms printed (None: none yet).
+- A stop, fault or power loss that may clear the FIFO is reported (status().fifo_lost and a
+  FIFO_LOST event); what was pushed after last_printed is then in doubt, and the feeder decides.
+- Every error is one of the typed PrinterError subclasses below; garbage on the wire is a
+  ProtocolError, never an IndexError/ValueError leaking out of a parser.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+
+class PrinterState(StrEnum):
+    OFFLINE = "offline"  # no link
+    IDLE = "idle"  # linked, not printing (jet off / stopped)
+    PRINTING = "printing"  # ready: each trigger prints the next record
+    FAULT = "fault"  # a fault stops printing until cleared
+
+
+class Fault(StrEnum):
+    INK_LOW = "ink_low"
+    INK_EMPTY = "ink_empty"
+    HEAD_FAULT = "head_fault"
+    BUFFER_FULL = "buffer_full"
+    BUFFER_EMPTY = "buffer_empty"
+    NOT_PRINTING = "not_printing"
+    SEQUENCE_ERROR = "sequence_error"
+    COVER_OPEN = "cover_open"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int  # the feeder's number for this record; unique and increasing per coder
+    text: str  # the exact text to print (already rendered from the code template)
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterStatus:
+    state: PrinterState
+    faults: frozenset[Fault] = frozenset()
+    fifo_depth: int | None = None  # records waiting in the coder; None when the coder cannot say
+    fifo_capacity: int | None = None
+    last_printed: int | None = None  # seq of the last record confirmed printed
+    print_count: int | None = None  # the coder's own product counter, when it has one
+    fifo_lost: bool = False  # the FIFO was cleared (stop/fault/power loss) since the last push
+    detail: str = ""
+
+
+class PrintEventKind(StrEnum):
+    PRINTED = "printed"  # print-complete for one record (seq set)
+    FIFO_LOST = "fifo_lost"  # the coder's FIFO was cleared
+    FAULT = "fault"
+    LINK_DOWN = "link_down"
+    LINK_UP = "link_up"
+
+
+@dataclass(frozen=True, slots=True)
+class PrintEvent:
+    kind: PrintEventKind
+    at: float  # time.monotonic() when the driver saw it
+    seq: int | None = None
+    faults: frozenset[Fault] = frozenset()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    fifo_capacity: int
+    indexed: bool  # records carry an index the coder checks (refuses double/out-of-order prints)
+    print_complete_events: bool  # the coder announces each print
+    counters: bool  # the coder reports a product/print counter
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class PrinterError(Exception):
+    """Base of every error a printer driver raises."""
+
+
+class ProtocolError(PrinterError):
+    """The device answered bytes that do not parse as its protocol (garbage, wrong frame)."""
+
+
+class DeviceTimeout(PrinterError):
+    """No (complete) answer within the timeout."""
+
+
+class Nak(PrinterError):
+    """The device refused a command (NAK or an error code); the message carries its reason."""
+
+
+class BufferFull(Nak):
+    """The coder's FIFO has no room for the records pushed."""
+
+
+class LinkDown(PrinterError):
+    """The transport is not connected (and reconnecting did not help within the retry budget)."""
+
+
+class Printer(ABC):
+    """A coder on a transport. Subclasses implement the protocol; see the module docstring."""
+
+    Settings: ClassVar[type[BaseModel]]
+    capabilities: Capabilities
+
+    @abstractmethod
+    async def connect(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def identity(self) -> dict[str, str]: ...
+
+    @abstractmethod
+    async def status(self) -> PrinterStatus: ...
+
+    @abstractmethod
+    async def select_job(self, name: str) -> None: ...
+
+    @abstractmethod
+    async def push(self, records: Sequence[Record]) -> None: ...
+
+    @abstractmethod
+    async def clear_fifo(self) -> None: ...
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def clear_fault(self) -> None: ...
+
+    @abstractmethod
+    def events(self) -> AsyncIterator[PrintEvent]: ...
