@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
+# Numbers reserved while parts land: 2 sync (outbox delivery), 3 aggregation, 4 verification, 5 feeder.
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -132,13 +133,17 @@ def current_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the file to the newest version; returns it. Refuses a file newer than this code."""
     version = current_version(conn)
-    newest = MIGRATIONS[-1][0]
+    ordered = sorted(MIGRATIONS)
+    numbers = [n for n, _ in ordered]
+    if len(set(numbers)) != len(numbers):
+        raise RuntimeError(f"duplicate ledger migration numbers: {numbers}")
+    newest = ordered[-1][0]
     if version > newest:
         raise SchemaTooNew(
             f"ledger schema version {version} is newer than this lineagent knows ({newest}); "
             "upgrade lineagent instead of opening it with an older one"
         )
-    for number, sql in MIGRATIONS:
+    for number, sql in ordered:
         if number <= version:
             continue
         conn.execute("BEGIN IMMEDIATE")
