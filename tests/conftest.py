@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 SOAK = os.environ.get("LINEAGENT_SOAK") == "1"
+# CLI tables are asserted on: give rich a wide terminal so cells are not cut.
+os.environ["COLUMNS"] = "200"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,19 +1,39 @@
-"""load_config: parse, validate every section and every device against its driver, cross-check refs."""
+"""load_config: parse, validate every section and every device against its driver, cross-check refs.
+
+Every check runs even when an earlier one failed, so a technician sees every problem of the file in
+one go; cross-checks work on the raw data for that reason.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config.loader import ConfigError, ConfigIssue, issues_from, line_of, read_yaml, validate
+from agent.config.loader import ConfigError, ConfigIssue, Loc, issues_from, line_of, read_yaml
 from agent.config.model import LineConfig
 from drivers import registry
+
+DEVICE_GROUPS = ("coders", "cameras", "readers", "plcs", "label_printers")
+STATION_KEYS = {"coder": "coders", "camera": "cameras", "reader": "readers", "plc": "plcs",
+                "label_printer": "label_printers"}
 
 
 def default_config_path() -> Path:
     return Path(os.environ.get("LINEAGENT_CONFIG", "/etc/lineagent/line.yaml"))
+
+
+def _d(loc: Loc) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def load_config(path: str | Path) -> LineConfig:
@@ -23,66 +43,73 @@ def load_config(path: str | Path) -> LineConfig:
     data, lines = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(name, 1, "", "the file must be a YAML mapping of sections")])
-    cfg: LineConfig = validate(LineConfig, data, name, lines)
-    cfg.source = path.resolve()
     issues: list[ConfigIssue] = []
 
-    # Phase 2: each device's options against its driver's own Settings model.
-    for group in ("coders", "cameras", "readers", "plcs", "label_printers"):
+    def issue(loc: Loc, message: str) -> None:
+        issues.append(ConfigIssue(name, line_of(lines, loc), _d(loc), message))
+
+    cfg: LineConfig | None = None
+    try:
+        cfg = LineConfig.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(issues_from(exc, name, lines))
+
+    # Each device's options against its driver's own Settings model.
+    settings: dict[tuple[str, str], Any] = {}
+    devices = _dict(data.get("devices"))
+    for group in DEVICE_GROUPS:
         kind = registry.DeviceKind(group)
-        for dev_name, entry in getattr(cfg.devices, group).items():
-            loc = ("devices", group, dev_name)
+        for dev_name, entry in _dict(devices.get(group)).items():
+            loc: Loc = ("devices", group, dev_name)
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                continue  # the model validation above reported it
             try:
-                model = registry.settings_model(kind, entry.type)
+                model = registry.settings_model(kind, entry["type"])
             except registry.UnknownDriver as exc:
-                issues.append(ConfigIssue(name, line_of(lines, (*loc, "type")), _d(*loc, "type"), str(exc)))
+                issue((*loc, "type"), str(exc))
                 continue
             except ImportError as exc:
-                issues.append(
-                    ConfigIssue(name, line_of(lines, (*loc, "type")), _d(*loc, "type"),
-                                f"driver {entry.type!r} cannot be loaded: {exc}")
-                )
+                issue((*loc, "type"), f"driver {entry['type']!r} cannot be loaded: {exc}")
                 continue
+            options = {k: v for k, v in entry.items() if k != "type"}
             try:
-                cfg._settings[(group, dev_name)] = model.model_validate(entry.options())
+                settings[(group, dev_name)] = model.model_validate(options)
             except ValidationError as exc:
                 issues.extend(issues_from(exc, name, lines, loc))
 
     # Cross-references: names used in one section must exist in another.
-    for st_name, st in cfg.stations.items():
-        for group, ref in st.device_refs().items():
-            if ref not in getattr(cfg.devices, group):
-                key = {"coders": "coder", "cameras": "camera", "readers": "reader", "plcs": "plc",
-                       "label_printers": "label_printer"}[group]
-                loc = ("stations", st_name, key)
-                issues.append(ConfigIssue(name, line_of(lines, loc), _d(*loc),
-                                          f"no device {ref!r} under devices.{group}"))
-    for p_name, product in cfg.products.items():
-        if product.template not in cfg.templates:
-            loc = ("products", p_name, "template")
-            issues.append(ConfigIssue(name, line_of(lines, loc), _d(*loc),
-                                      f"no template {product.template!r} under templates"))
-    for spec_name, spec in cfg.packing_specs.items():
-        for i, lv in enumerate(spec.levels):
-            if lv.level not in cfg.code_sources.levels and lv.parent_code != "mint":
-                loc = ("packing_specs", spec_name, "levels", i, "level")
-                issues.append(ConfigIssue(name, line_of(lines, loc), _d(*loc),
-                                          f"level {lv.level!r} is not under code_sources.levels"))
-            if lv.parent_code == "mint" and cfg.code_sources.sscc is None:
-                loc = ("packing_specs", spec_name, "levels", i, "parent_code")
-                issues.append(ConfigIssue(name, line_of(lines, loc), _d(*loc),
-                                          "minted parent codes need code_sources.sscc"))
-    key_path = cfg.resolve(cfg.security.cloud_public_key)
-    if not key_path.is_file():
-        loc = ("security", "cloud_public_key")
-        issues.append(ConfigIssue(name, line_of(lines, loc), _d(*loc), f"no such file: {key_path}"))
-    if issues:
+    for st_name, st in _dict(data.get("stations")).items():
+        for key, group in STATION_KEYS.items():
+            ref = _dict(st).get(key)
+            if isinstance(ref, str) and ref not in _dict(devices.get(group)):
+                issue(("stations", st_name, key), f"no device {ref!r} under devices.{group}")
+    templates = _dict(data.get("templates")) if "templates" in data else {"raw": {}}
+    for p_name, product in _dict(data.get("products")).items():
+        tpl = _dict(product).get("template", "raw")
+        if isinstance(tpl, str) and tpl not in templates:
+            issue(("products", p_name, "template"), f"no template {tpl!r} under templates")
+    sources = _dict(data.get("code_sources"))
+    levels = _dict(sources.get("levels")) if "levels" in sources else {"item": {}}
+    for spec_name, spec in _dict(data.get("packing_specs")).items():
+        spec_levels = _dict(spec).get("levels")
+        for i, raw_level in enumerate(spec_levels if isinstance(spec_levels, list) else []):
+            lv = _dict(raw_level)
+            if lv.get("parent_code") == "mint":
+                if not sources.get("sscc"):
+                    issue(("packing_specs", spec_name, "levels", i, "parent_code"),
+                          "minted parent codes need code_sources.sscc")
+            elif isinstance(lv.get("level"), str) and lv["level"] not in levels:
+                issue(("packing_specs", spec_name, "levels", i, "level"),
+                      f"level {lv['level']!r} is not under code_sources.levels")
+    key_file = _dict(data.get("security")).get("cloud_public_key")
+    if isinstance(key_file, str):
+        key_path = Path(key_file) if Path(key_file).is_absolute() else path.resolve().parent / key_file
+        if not key_path.is_file():
+            issue(("security", "cloud_public_key"), f"no such file: {key_path}")
+
+    if issues or cfg is None:
+        issues.sort(key=lambda i: (i.line or 0, i.key))
         raise ConfigError(issues)
+    cfg.source = path.resolve()
+    cfg._settings.update(settings)
     return cfg
-
-
-def _d(*parts: str | int) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out

@@ -82,7 +82,10 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise ConfigError([ConfigIssue(name, line, "", f"YAML syntax: {exc.problem}")]) from exc
+        context = ""
+        if exc.context and exc.context_mark:
+            context = f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise ConfigError([ConfigIssue(name, line, "", f"YAML syntax: {exc.problem}{context}")]) from exc
     lines: dict[Loc, int] = {}
     if node is None:
         return {}, lines
@@ -107,7 +110,7 @@ def issues_from(exc: ValidationError, file: str, lines: dict[Loc, int], prefix: 
     out = []
     for err in exc.errors():
         loc = (*prefix, *(p for p in err["loc"] if not _is_union_tag(p)))
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not valid in this section; check the spelling)"
         elif err["type"] == "missing":

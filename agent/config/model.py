@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
@@ -30,9 +31,7 @@ class LineIdentity(Strict):
     @field_validator("utc_offset")
     @classmethod
     def _offset(cls, v: str) -> str:
-        sign, _, hm = v.partition(v[:1]) if v[:1] in "+-" else ("", "", "")
-        h, _, m = hm.partition(":")
-        if not (v[:1] in "+-" and h.isdigit() and m.isdigit() and len(h) == 2 and len(m) == 2):
+        if not re.fullmatch(r"[+-](0\d|1[0-4]):[0-5]\d", v):
             raise ValueError("must look like +08:00 or -05:00")
         return v
 

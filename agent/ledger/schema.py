@@ -52,6 +52,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             level       TEXT NOT NULL,
             package     INTEGER NOT NULL REFERENCES packages(id),
             state       TEXT NOT NULL DEFAULT 'available',
+            prev_state  TEXT,                    -- the state before the last transition
             job         INTEGER REFERENCES jobs(id),
             updated_at  REAL
         );

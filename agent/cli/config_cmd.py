@@ -1,0 +1,42 @@
+"""`lineagent config check`: every error at once with file, line and key; a summary when good."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.cli.common import Exit, console, err_console
+from agent.config import ConfigError, load_config
+
+app = typer.Typer(help="Check line configs.", no_args_is_help=True)
+
+
+@app.command("check")
+def check(path: Annotated[Path, typer.Argument(help="The line config YAML to check")]) -> None:
+    """Validate a line config; exit 1 listing every problem, exit 0 with a summary."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err_console.print(f"[red]{issue}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"{len(exc.issues)} problem(s) in {path}")
+        raise typer.Exit(int(Exit.REFUSED)) from exc
+    table = Table(title=f"{path}: OK — site {cfg.site.id}, line {cfg.line.id}")
+    table.add_column("section")
+    table.add_column("entries")
+    for group in ("coders", "cameras", "readers", "plcs", "label_printers"):
+        devices = getattr(cfg.devices, group)
+        if devices:
+            table.add_row(f"devices.{group}", ", ".join(f"{n} ({d.type})" for n, d in devices.items()))
+    table.add_row("stations", ", ".join(f"{n} ({s.type})" for n, s in cfg.stations.items()) or "-")
+    table.add_row("code levels", ", ".join(cfg.code_sources.levels) or "-")
+    table.add_row("products", ", ".join(f"{n} ({p.gtin})" for n, p in cfg.products.items()) or "-")
+    table.add_row("packing specs", ", ".join(
+        f"{n} ({' > '.join(f'{lv.count or 1} {lv.level}' for lv in s.levels)})" for n, s in cfg.packing_specs.items()
+    ) or "-")
+    table.add_row("ledger", str(cfg.resolve(cfg.storage.ledger)))
+    table.add_row("mqtt", cfg.mqtt.broker if cfg.mqtt else "not configured")
+    console.print(table)
