@@ -24,7 +24,12 @@ class DeviceKind(StrEnum):
 
 
 # Each part of the drivers package owns its own table; they are merged here.
-CODERS: dict[str, str] = {}
+CODERS: dict[str, str] = {
+    "videojet_wsi": "drivers.printers.videojet:VideojetWsi",
+    "hitachi": "drivers.printers.hitachi:HitachiBuffer",
+    "markem_ngpcl": "drivers.printers.markem:MarkemNgpcl",
+    "modbus_marker": "drivers.printers.modbus_marker:ModbusMarker",
+}
 CAMERAS: dict[str, str] = {}
 READERS: dict[str, str] = {}
 PLCS: dict[str, str] = {}

@@ -1,0 +1,313 @@
+"""A marker (laser, TIJ, labeller) driven over Modbus TCP through a register map set in the config.
+
+Source: no coder vendor publishes a Modbus map (research/protocols.md), so this is *our* convention,
+wholly described by `ModbusMarker.Settings`; a site maps it onto its marker's or gateway PLC's registers.
+Strings are packed two ASCII chars per register, high byte first (the common PLC convention).
+
+The map (addresses are 0-based Modbus addresses):
+- holding `text_address + slot * text_registers`: `slots` text slots, a ring used as the FIFO;
+  record number n (0-based, counted since the marker powered up) goes into slot n % slots;
+- holding `queued_address` (2 registers, uint32 high word first): records the host has queued in total;
+  the host writes it *after* the slot text, so the marker never prints half-written text;
+- input `printed_address` (2 registers, uint32): records the marker has printed in total; it survives
+  a power loss (a product counter), unlike the queue;
+- input `status_address`: bit 0 running, bit 1 fault; input `fault_address`: bit per `FAULT_BITS`;
+- coils: `trigger_coil` (1 = print the next queued record now, for on-demand marking),
+  `run_coil` (1 = start, 0 = stop; a stop discards the queue: the marker sets queued = printed),
+  `reset_coil` (1 = clear faults).
+
+Serialization: last_printed is the seq pushed as record number `printed - 1`; the driver keeps the
+seq of every record still queued. A FIFO loss shows up as the marker's queued count differing from what
+the driver wrote (a stop or power loss reset it), and is reported once as fifo_lost + FIFO_LOST.
+Left out: print-complete push messages (Modbus has none; the driver derives PRINTED events from the
+counter when it polls) and any vendor-specific registers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import ClassVar, TypeVar
+
+from pydantic import Field
+
+from agent.config.base import Strict
+from drivers.modbus_client import (
+    Endpoint,
+    ModbusDeviceError,
+    ModbusError,
+    ModbusLinkError,
+    ModbusTcp,
+    ModbusTimeout,
+    pack_text,
+    unpack_text,
+)
+from drivers.printers.base import (
+    BufferFull,
+    Capabilities,
+    DeviceTimeout,
+    Fault,
+    LinkDown,
+    Nak,
+    Printer,
+    PrinterError,
+    PrinterState,
+    PrinterStatus,
+    PrintEvent,
+    PrintEventKind,
+    ProtocolError,
+    Record,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Bit number in the fault register -> typed fault. Shared with drivers/sim/modbus_marker.py.
+FAULT_BITS: dict[int, Fault] = {
+    0: Fault.INK_LOW,
+    1: Fault.INK_EMPTY,
+    2: Fault.HEAD_FAULT,
+    3: Fault.BUFFER_EMPTY,
+    4: Fault.COVER_OPEN,
+    5: Fault.OTHER,
+}
+STATUS_RUNNING = 0x0001
+STATUS_FAULT = 0x0002
+U32 = 1 << 32
+
+
+def split_u32(value: int) -> list[int]:
+    return [(value >> 16) & 0xFFFF, value & 0xFFFF]
+
+
+def join_u32(words: Sequence[int]) -> int:
+    if len(words) != 2:
+        raise ProtocolError(f"expected 2 registers for a uint32, got {len(words)}")
+    return ((words[0] & 0xFFFF) << 16) | (words[1] & 0xFFFF)
+
+
+def faults_from_bits(bits: int) -> frozenset[Fault]:
+    return frozenset(f for bit, f in FAULT_BITS.items() if bits & (1 << bit))
+
+
+class ModbusMarkerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    device_id: int = Field(1, ge=0, le=255)
+    timeout_s: float = Field(1.0, gt=0)
+    slots: int = Field(8, ge=1, le=256, description="text slots in the ring = FIFO capacity")
+    text_address: int = Field(100, ge=0, le=65535)
+    text_registers: int = Field(16, ge=1, le=123, description="registers per slot, 2 chars each")
+    queued_address: int = Field(10, ge=0, le=65534)
+    printed_address: int = Field(0, ge=0, le=65534)
+    status_address: int = Field(2, ge=0, le=65535)
+    fault_address: int = Field(3, ge=0, le=65535)
+    identity_address: int = Field(20, ge=0, le=65535)
+    identity_registers: int = Field(8, ge=0, le=64)
+    trigger_coil: int = Field(0, ge=0, le=65535)
+    run_coil: int = Field(1, ge=0, le=65535)
+    reset_coil: int = Field(2, ge=0, le=65535)
+
+
+class ModbusMarker(Printer):
+    """Polling driver: every status() reads the counters and turns counter deltas into PRINTED events."""
+
+    Settings: ClassVar[type[ModbusMarkerSettings]] = ModbusMarkerSettings
+
+    def __init__(self, settings: ModbusMarkerSettings, *, name: str = "modbus_marker") -> None:
+        self.settings = settings
+        self.name = name
+        self.capabilities = Capabilities(
+            fifo_capacity=settings.slots, indexed=True, print_complete_events=False, counters=True,
+            extra={"transport": "modbus-tcp"},
+        )
+        self._link = ModbusTcp(Endpoint(settings.host, settings.port, settings.device_id, settings.timeout_s))
+        self._lock = asyncio.Lock()
+        self._events: asyncio.Queue[PrintEvent] = asyncio.Queue()
+        self._queued = 0  # records the driver has queued in total (mirrors the marker's register)
+        self._printed = 0  # marker's printed count at the last poll
+        self._pending: deque[int] = deque()  # seqs queued and not yet seen printed, oldest first
+        self._last_printed: int | None = None
+        self._fifo_lost = False
+        self._was_linked = False
+
+    # -- link ---------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        async with self._lock:
+            await self._connect_locked()
+
+    async def _connect_locked(self) -> None:
+        try:
+            await self._link.connect()
+            queued = join_u32(await self._link.read_holding(self.settings.queued_address, 2))
+            printed = join_u32(await self._link.read_input(self.settings.printed_address, 2))
+        except ModbusError as exc:
+            raise self._map(exc) from exc
+        if self._was_linked:
+            self._account(printed)  # what printed before the link went down is confirmed, not in doubt
+            if queued != self._queued:
+                self._lose_fifo("queue reset while the link was down")
+        else:
+            self._printed = printed
+        self._queued = queued
+        self._was_linked = True
+        self._emit(PrintEventKind.LINK_UP)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._link.close()
+
+    # -- commands -----------------------------------------------------------------------------
+    async def identity(self) -> dict[str, str]:
+        s = self.settings
+        words = await self._do(lambda: self._link.read_input(s.identity_address, s.identity_registers))
+        try:
+            model = unpack_text(words)
+        except ValueError as exc:
+            raise ProtocolError(f"{self.name}: identity registers: {exc}") from exc
+        return {"model": model, "protocol": "modbus-marker", "endpoint": f"{s.host}:{s.port}/{s.device_id}"}
+
+    async def status(self) -> PrinterStatus:
+        s = self.settings
+        async with self._lock:
+            try:
+                await self._ensure_linked()
+                queued = join_u32(await self._link.read_holding(s.queued_address, 2))
+                printed = join_u32(await self._link.read_input(s.printed_address, 2))
+                status_word = (await self._link.read_input(s.status_address, 1))[0]
+                fault_word = (await self._link.read_input(s.fault_address, 1))[0]
+            except ModbusError as exc:
+                raise self._map(exc) from exc
+            self._account(printed)
+            if queued != self._queued:
+                self._lose_fifo(f"marker reports {queued} queued, driver queued {self._queued}")
+                self._queued = queued
+            faults = faults_from_bits(fault_word)
+            if status_word & STATUS_FAULT:
+                state = PrinterState.FAULT
+            elif status_word & STATUS_RUNNING:
+                state = PrinterState.PRINTING
+            else:
+                state = PrinterState.IDLE
+            lost, self._fifo_lost = self._fifo_lost, False
+            return PrinterStatus(
+                state=state, faults=faults, fifo_depth=(queued - printed) % U32,
+                fifo_capacity=s.slots, last_printed=self._last_printed, print_count=printed,
+                fifo_lost=lost,
+            )
+
+    async def select_job(self, name: str) -> None:
+        """A Modbus marker has no job concept in this map; the text slots carry the whole print."""
+        raise Nak(f"{self.name}: the Modbus marker map has no job selection (asked for {name!r})")
+
+    async def push(self, records: Sequence[Record]) -> None:
+        s = self.settings
+        texts = []
+        for r in records:
+            try:
+                texts.append((r.seq, pack_text(r.text, s.text_registers)))
+            except ValueError as exc:
+                raise Nak(f"{self.name}: record seq {r.seq}: {exc}") from exc
+        async with self._lock:
+            try:
+                await self._ensure_linked()
+                printed = join_u32(await self._link.read_input(s.printed_address, 2))
+                self._account(printed)
+                room = s.slots - (self._queued - printed) % U32
+                if len(texts) > room:
+                    raise BufferFull(
+                        f"{self.name}: {len(texts)} records pushed, room for {room} of {s.slots}"
+                    )
+                for seq, words in texts:
+                    slot = self._queued % s.slots
+                    await self._link.write_registers(s.text_address + slot * s.text_registers, words)
+                    self._queued = (self._queued + 1) % U32
+                    await self._link.write_registers(s.queued_address, split_u32(self._queued))
+                    self._pending.append(seq)
+            except ModbusError as exc:
+                raise self._map(exc) from exc
+
+    async def clear_fifo(self) -> None:
+        """Discard what is queued: a stop clears the ring by the map's rule."""
+        await self._stop_and_reconcile("clear_fifo")
+
+    async def start(self) -> None:
+        await self._write_coil(self.settings.run_coil, True)
+
+    async def stop(self) -> None:
+        await self._stop_and_reconcile("stop discards the queue")
+
+    async def clear_fault(self) -> None:
+        await self._write_coil(self.settings.reset_coil, True)
+
+    async def trigger(self) -> None:
+        """Print the next queued record now (for markers without a product sensor)."""
+        await self._write_coil(self.settings.trigger_coil, True)
+
+    async def events(self) -> AsyncIterator[PrintEvent]:
+        while True:
+            yield await self._events.get()
+
+    # -- internals ----------------------------------------------------------------------------
+    async def _write_coil(self, address: int, value: bool) -> None:
+        await self._do(lambda: self._link.write_coil(address, value))
+
+    async def _stop_and_reconcile(self, why: str) -> None:
+        """Stop, then read the counter before declaring the rest lost, so nothing printed is in doubt."""
+        s = self.settings
+
+        async def op() -> None:
+            await self._link.write_coil(s.run_coil, False)
+            self._account(join_u32(await self._link.read_input(s.printed_address, 2)))
+            self._queued = join_u32(await self._link.read_holding(s.queued_address, 2))
+            self._lose_fifo(why)
+
+        await self._do(op)
+
+    async def _do(self, op: Callable[[], Awaitable[T]]) -> T:
+        async with self._lock:
+            try:
+                await self._ensure_linked()
+                return await op()
+            except ModbusError as exc:
+                raise self._map(exc) from exc
+
+    async def _ensure_linked(self) -> None:
+        if not self._link.connected:
+            if self._was_linked:
+                self._emit(PrintEventKind.LINK_DOWN, "link lost; reconnecting")
+            await self._connect_locked()
+
+    def _account(self, printed: int) -> None:
+        """Turn the counter delta since the last poll into PRINTED events, oldest first."""
+        delta = (printed - self._printed) % U32
+        self._printed = printed
+        for _ in range(delta):
+            if not self._pending:
+                break  # printed something we did not queue (a counter reset or a foreign host)
+            seq = self._pending.popleft()
+            self._last_printed = seq
+            self._emit(PrintEventKind.PRINTED, seq=seq)
+
+    def _lose_fifo(self, why: str) -> None:
+        if not self._pending:
+            return
+        log.warning("%s: FIFO lost (%s); %d queued records in doubt", self.name, why, len(self._pending))
+        self._pending.clear()
+        self._fifo_lost = True
+        self._emit(PrintEventKind.FIFO_LOST, why)
+
+    def _emit(self, kind: PrintEventKind, detail: str = "", seq: int | None = None) -> None:
+        self._events.put_nowait(PrintEvent(kind=kind, at=time.monotonic(), seq=seq, detail=detail))
+
+    def _map(self, exc: ModbusError) -> PrinterError:
+        if isinstance(exc, ModbusLinkError):
+            return LinkDown(f"{self.name}: {exc}")
+        if isinstance(exc, ModbusTimeout):
+            return DeviceTimeout(f"{self.name}: {exc}")
+        if isinstance(exc, ModbusDeviceError):
+            return Nak(f"{self.name}: {exc}")
+        return ProtocolError(f"{self.name}: {exc}")

@@ -1,0 +1,231 @@
+"""A Modbus TCP marker simulator: a real pymodbus server holding the map of drivers/printers/modbus_marker.py.
+
+Why a real server: the driver must be tested against the same Modbus/TCP frames a gateway PLC or
+marker answers, including exception responses and dropped connections, not against a fake client.
+The pymodbus datastore (SimDevice, pymodbus >= 3.13) only stores registers; the marker's behaviour
+lives in `MarkerModel` (pure, no I/O) and is wired in through the datastore's `action` hook, which sees
+every read and write before pymodbus answers it.
+
+Faults it can inject: NAK (Modbus exception "device busy"), silence (requests are never answered),
+buffer full (natural: the ring holds `slots` records), FIFO cleared by a stop, power loss (the server
+goes away, the queue is lost, the product counter is kept), ink low/empty, head fault. Garbage bytes
+are not offered: pymodbus frames every answer itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from drivers.modbus_client import pack_text, unpack_text
+from drivers.printers.base import Fault
+from drivers.printers.modbus_marker import (
+    FAULT_BITS,
+    STATUS_FAULT,
+    STATUS_RUNNING,
+    U32,
+    ModbusMarkerSettings,
+    split_u32,
+)
+
+STOPPING_FAULTS = frozenset({Fault.INK_EMPTY, Fault.HEAD_FAULT, Fault.COVER_OPEN, Fault.OTHER})
+FC_READ_COILS, FC_READ_HOLDING, FC_READ_INPUT = 1, 3, 4
+FC_WRITE_COIL, FC_WRITE_REGISTER, FC_WRITE_COILS, FC_WRITE_REGISTERS = 5, 6, 15, 16
+
+
+@dataclass
+class MarkerModel:
+    """The marker's state; every method is synchronous and free of I/O so tests can drive it directly."""
+
+    settings: ModbusMarkerSettings
+    model_name: str = "LINEAGENT-SIM-MARKER"
+    holding: dict[int, int] = field(default_factory=dict)
+    queued: int = 0
+    printed: int = 0
+    running: bool = False
+    faults: set[Fault] = field(default_factory=set)
+    printed_texts: list[str] = field(default_factory=list)  # the simulator's own record of its prints
+    missed: int = 0  # products that passed unmarked (stopped, fault, or empty queue)
+
+    def write_holding(self, address: int, values: list[int]) -> None:
+        for i, v in enumerate(values):
+            self.holding[address + i] = v
+        s = self.settings
+        if address <= s.queued_address + 1 and address + len(values) > s.queued_address:
+            hi = self.holding.get(s.queued_address, 0)
+            lo = self.holding.get(s.queued_address + 1, 0)
+            self.queued = ((hi << 16) | lo) % U32
+
+    def read_holding(self, address: int) -> int:
+        s = self.settings
+        if address == s.queued_address:
+            return split_u32(self.queued)[0]
+        if address == s.queued_address + 1:
+            return split_u32(self.queued)[1]
+        return self.holding.get(address, 0)
+
+    def read_input(self, address: int) -> int:
+        s = self.settings
+        if address in (s.printed_address, s.printed_address + 1):
+            return split_u32(self.printed)[address - s.printed_address]
+        if address == s.status_address:
+            return (STATUS_RUNNING if self.running else 0) | (STATUS_FAULT if self.stopped_by_fault else 0)
+        if address == s.fault_address:
+            return sum(1 << bit for bit, f in FAULT_BITS.items() if f in self.faults)
+        ident = pack_text(self.model_name[: 2 * s.identity_registers], s.identity_registers)
+        if s.identity_address <= address < s.identity_address + s.identity_registers:
+            return ident[address - s.identity_address]
+        return 0
+
+    def write_coil(self, address: int, value: bool) -> None:
+        s = self.settings
+        if address == s.run_coil:
+            if value:
+                self.running = True
+            else:
+                self.stop()
+        elif address == s.reset_coil and value:
+            self.faults.clear()
+        elif address == s.trigger_coil and value:
+            self.fire()
+
+    @property
+    def depth(self) -> int:
+        return (self.queued - self.printed) % U32
+
+    @property
+    def stopped_by_fault(self) -> bool:
+        return bool(self.faults & STOPPING_FAULTS)
+
+    def stop(self) -> None:
+        """A stop discards the queue, as the map says: queued := printed."""
+        self.running = False
+        self.queued = self.printed
+
+    def power_loss(self) -> None:
+        self.running = False
+        self.queued = self.printed
+        self.holding.clear()
+
+    def fire(self) -> str | None:
+        """One product passes the head: print the next queued record if the marker can."""
+        if not self.running or self.stopped_by_fault:
+            self.missed += 1
+            return None
+        if self.depth == 0:
+            self.missed += 1
+            self.faults.add(Fault.BUFFER_EMPTY)
+            return None
+        self.faults.discard(Fault.BUFFER_EMPTY)
+        s = self.settings
+        base = s.text_address + (self.printed % s.slots) * s.text_registers
+        text = unpack_text([self.holding.get(base + i, 0) for i in range(s.text_registers)])
+        self.printed = (self.printed + 1) % U32
+        self.printed_texts.append(text)
+        return text
+
+
+class ModbusMarkerSim:
+    """The model behind a pymodbus TCP server on 127.0.0.1, with an optional conveyor firing prints."""
+
+    def __init__(
+        self,
+        settings: ModbusMarkerSettings,
+        *,
+        rate_per_s: float | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.settings = settings
+        self.model = MarkerModel(settings)
+        self.rate_per_s = rate_per_s
+        self.host = host
+        self.nak = False  # answer every request with exception "device busy"
+        self.silent = asyncio.Event()  # set: requests are never answered
+        self._server: ModbusTcpServer | None = None
+        self._conveyor: asyncio.Task[None] | None = None
+
+    @property
+    def printed(self) -> list[str]:
+        return self.model.printed_texts
+
+    async def start(self) -> None:
+        """Power on: serve on settings.port; the conveyor (if any) starts moving."""
+        s = self.settings
+        coils = -(-(max(s.trigger_coil, s.run_coil, s.reset_coil) + 1) // 16) * 16
+        holding = max(s.text_address + s.slots * s.text_registers, s.queued_address + 2)
+        inputs = max(s.printed_address + 2, s.status_address + 1, s.fault_address + 1,
+                     s.identity_address + s.identity_registers)
+        device = SimDevice(
+            id=0,
+            simdata=(
+                [SimData(0, values=[False] * coils, datatype=DataType.BITS)],
+                [SimData(0, values=[False] * 16, datatype=DataType.BITS)],
+                [SimData(0, values=[0] * holding, datatype=DataType.REGISTERS)],
+                [SimData(0, values=[0] * inputs, datatype=DataType.REGISTERS)],
+            ),
+            action=self._action,
+        )
+        self._server = ModbusTcpServer(device, address=(self.host, self.settings.port))
+        await self._server.serve_forever(background=True)
+        if self.rate_per_s:
+            self._conveyor = asyncio.create_task(self._run_conveyor(self.rate_per_s), name="sim-conveyor")
+
+    async def close(self) -> None:
+        if self._conveyor is not None:
+            self._conveyor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._conveyor
+            self._conveyor = None
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+
+    async def power_loss(self) -> None:
+        """Link gone, queue lost, product counter kept; call start() to power on again."""
+        await self.close()
+        self.model.power_loss()
+
+    def inject(self, fault: Fault) -> None:
+        self.model.faults.add(fault)
+
+    async def _run_conveyor(self, rate: float) -> None:
+        period = 1.0 / rate
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.model.fire()
+
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """Route every request through the model; reads are refreshed from it before pymodbus answers."""
+        if self.silent.is_set():
+            await asyncio.Event().wait()  # never answers: the driver must time out
+        if self.nak:
+            return ExcCodes.DEVICE_BUSY
+        m = self.model
+        if function_code in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS) and set_values is not None:
+            m.write_holding(address, [int(v) for v in set_values])
+        elif function_code in (FC_WRITE_COIL, FC_WRITE_COILS) and set_values is not None:
+            for i, v in enumerate(set_values):
+                m.write_coil(address + i, bool(v))
+        elif function_code == FC_READ_HOLDING:
+            for i in range(count):
+                current_registers[address - start_address + i] = m.read_holding(address + i)
+        elif function_code == FC_READ_INPUT:
+            for i in range(count):
+                current_registers[address - start_address + i] = m.read_input(address + i)
+        return None
