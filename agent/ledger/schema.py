@@ -120,6 +120,29 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        -- Aggregation: what packs went through (replace, unlink, park, force-close), kept for audit.
+        CREATE TABLE pack_history (
+            id      INTEGER PRIMARY KEY,
+            at      REAL NOT NULL,
+            action  TEXT NOT NULL,
+            code    INTEGER NOT NULL REFERENCES codes(id),  -- the pack (or child) acted on
+            other   INTEGER REFERENCES codes(id),           -- replace: the new code; unlink: the parent
+            detail  TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX pack_history_code ON pack_history(code);
+        CREATE INDEX pack_history_other ON pack_history(other) WHERE other IS NOT NULL;
+        CREATE INDEX packs_unfinished ON packs(level, state) WHERE state IN ('open', 'parked');
+        -- The SSCC serial counter: minted once, never again, even across restarts.
+        CREATE TABLE sscc_series (
+            series       TEXT PRIMARY KEY,               -- '<extension>:<company prefix>'
+            package      INTEGER NOT NULL REFERENCES packages(id),
+            next_serial  INTEGER NOT NULL
+        );
+        """,
+    ),
 ]
 
 
