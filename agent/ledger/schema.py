@@ -143,6 +143,29 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        5,
+        """
+        -- The FIFO feeder: which code went to which coder under which seq. UNIQUE(code) makes "a code
+        -- is pushed once, ever, to one coder" a property of the file, not only of the feeder's logic.
+        CREATE TABLE coder_feed (
+            coder    TEXT NOT NULL,
+            seq      INTEGER NOT NULL,
+            code     INTEGER NOT NULL UNIQUE REFERENCES codes(id),
+            job      INTEGER NOT NULL REFERENCES jobs(id),
+            sent_at  REAL NOT NULL,
+            PRIMARY KEY (coder, seq)
+        ) WITHOUT ROWID;
+        -- Per coder: everything up to settled_seq is settled (printed or in doubt); print_count is the
+        -- coder's own counter at that moment, so counter-only coders can be reconciled after a crash.
+        CREATE TABLE coder_marks (
+            coder        TEXT PRIMARY KEY,
+            settled_seq  INTEGER NOT NULL,
+            print_count  INTEGER,
+            at           REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

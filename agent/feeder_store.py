@@ -1,0 +1,241 @@
+"""The feeder's durable memory: which code went to which coder under which seq (ledger migration 5).
+
+Why it lives in the ledger and not in the feeder object: after a kill -9 of the agent, a new feeder
+must still know which codes sit in a coder's FIFO, and under which seq the coder reports them, or it
+could not tell printed codes from in-doubt ones. Every write here is in the same SQLite file as the
+code states, inside the same transaction, so the seq mapping and the `sent` state can never disagree.
+
+All functions are synchronous (SQLite); the async feeder calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.ledger import CodeState, Ledger, LedgerError
+from agent.ledger.store import Receipt
+
+# States that count towards a job's target: the item carries the code.
+_DONE = ("printed", "verified", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Everything up to `settled_seq` is settled; `print_count` is the coder's counter at that moment."""
+
+    settled_seq: int
+    print_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: int  # printed (or later states): on a product
+    sent: int  # in some coder's FIFO, not yet confirmed
+    allocated: int  # reserved for the job, not yet sent
+    target: int
+
+    @property
+    def needed(self) -> int:
+        """Codes still to push so that, if all print, the job reaches its target exactly."""
+        return max(0, self.target - self.done - self.sent)
+
+
+def next_seq(ledger: Ledger, coder: str) -> int:
+    """One more than the highest seq ever used for `coder`: seqs are never reused, even after a crash."""
+    with ledger.lock:
+        row = ledger.conn.execute(
+            "SELECT MAX(seq) FROM coder_feed WHERE coder = ?", (coder,)
+        ).fetchone()
+        mark = get_mark(ledger, coder)
+    high = max(int(row[0] or 0), mark.settled_seq if mark else 0)
+    return high + 1
+
+
+def progress(ledger: Ledger, job: int) -> Progress:
+    with ledger.lock:
+        target = ledger.conn.execute("SELECT target_qty FROM jobs WHERE id = ?", (job,)).fetchone()
+        if target is None:
+            raise LedgerError(f"no job with id {job}")
+        counts = dict(
+            ledger.conn.execute(
+                "SELECT state, COUNT(*) FROM codes WHERE job = ? GROUP BY state", (job,)
+            ).fetchall()
+        )
+    return Progress(
+        done=sum(int(counts.get(s, 0)) for s in _DONE),
+        sent=int(counts.get("sent", 0)),
+        allocated=int(counts.get("allocated", 0)),
+        target=int(target[0]),
+    )
+
+
+def allocated_codes(ledger: Ledger, job: int, limit: int) -> list[str]:
+    """The job's reserved, never-sent codes, oldest first (shared by every coder on the job)."""
+    with ledger.lock:
+        rows = ledger.conn.execute(
+            "SELECT code FROM codes WHERE job = ? AND state = 'allocated' ORDER BY id LIMIT ?",
+            (job, limit),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def available_count(ledger: Ledger, level: str) -> int:
+    with ledger.lock:
+        row = ledger.conn.execute(
+            "SELECT COUNT(*) FROM codes WHERE level = ? AND state IN ('available', 'returned')", (level,)
+        ).fetchone()
+    return int(row[0])
+
+
+def record_sent(ledger: Ledger, coder: str, job: int, batch: Sequence[tuple[int, str]]) -> None:
+    """Mark `batch` (seq, code) sent to `coder` and remember the seqs; durable when this returns.
+
+    This is the step that must finish before any byte leaves: the commit is the promise that the
+    code is spent, so a crash after it can only make the code in doubt, never send it twice.
+    """
+    if not batch:
+        return
+    now = time.time()
+    with ledger.atomic(durable=True) as conn:
+        conn.executemany(
+            "INSERT INTO coder_feed(coder, seq, code, job, sent_at) "
+            "SELECT ?, ?, id, ?, ? FROM codes WHERE code = ?",
+            [(coder, seq, job, now, code) for seq, code in batch],
+        )
+        ledger.transition_many(
+            [code for _, code in batch], CodeState.SENT, expect=CodeState.ALLOCATED,
+            kind="codes.sent", job=job,
+        )
+        ledger.append_event(
+            "coder.pushed", {"coder": coder, "first_seq": batch[0][0], "last_seq": batch[-1][0],
+                             "count": len(batch)}, job=job,
+        )
+
+
+def open_records(ledger: Ledger, coder: str) -> list[tuple[int, str]]:
+    """(seq, code) of every code this coder holds or may hold: sent and not yet settled."""
+    with ledger.lock:
+        rows = ledger.conn.execute(
+            "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "WHERE f.coder = ? AND c.state = 'sent' ORDER BY f.seq",
+            (coder,),
+        ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def confirm_upto(ledger: Ledger, coder: str, last_printed: int) -> int:
+    """Every open record of `coder` with seq <= last_printed is printed (FIFO order); returns how many."""
+    with ledger.lock:
+        rows = ledger.conn.execute(
+            "SELECT c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "WHERE f.coder = ? AND f.seq <= ? AND c.state = 'sent' ORDER BY f.seq",
+            (coder, last_printed),
+        ).fetchall()
+        return _confirm(ledger, rows)
+
+
+def confirm_by_count(ledger: Ledger, coder: str, mark: Mark, print_count: int) -> int:
+    """Confirm by the coder's counter: the first (count - mark.count) records after the mark printed.
+
+    Sound because a coder prints its FIFO in order and a FIFO loss only drops the unprinted tail. A
+    counter that went backwards or ran past what was pushed is not trusted: nothing is confirmed,
+    and reconciliation leaves those codes in doubt.
+    """
+    if mark.print_count is None:
+        return 0
+    delta = print_count - mark.print_count
+    if delta <= 0:
+        return 0
+    with ledger.lock:
+        rows = ledger.conn.execute(
+            "SELECT c.code, f.job, c.state FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "WHERE f.coder = ? AND f.seq > ? ORDER BY f.seq LIMIT ?",
+            (coder, mark.settled_seq, delta + 1),
+        ).fetchall()
+        if len(rows) < delta:
+            return 0
+        return _confirm(ledger, [r for r in rows[:delta] if r[2] == "sent"])
+
+
+def _confirm(ledger: Ledger, rows: Sequence[Any]) -> int:
+    by_job: dict[int, list[str]] = {}
+    for code, job, *_ in rows:
+        by_job.setdefault(int(job), []).append(str(code))
+    with ledger.atomic():
+        for job, codes in by_job.items():
+            ledger.transition_many(codes, CodeState.PRINTED, expect=CodeState.SENT,
+                                   kind="codes.printed", job=job)
+    return len(rows)
+
+
+def settle_in_doubt(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:
+    """Every still-open record of `coder` becomes in_doubt; then a new mark is set. Durable on return."""
+    open_now = open_records(ledger, coder)
+    with ledger.lock:
+        high = ledger.conn.execute("SELECT MAX(seq) FROM coder_feed WHERE coder = ?", (coder,)).fetchone()
+        jobs = dict(ledger.conn.execute(
+            "SELECT c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "WHERE f.coder = ? AND c.state = 'sent'", (coder,)).fetchall())
+    mark = get_mark(ledger, coder)
+    settled = max(int(high[0] or 0), mark.settled_seq if mark else 0)
+    by_job: dict[int, list[str]] = {}
+    for _, code in open_now:
+        by_job.setdefault(int(jobs[code]), []).append(code)
+    with ledger.atomic() as conn:
+        for job, codes in by_job.items():
+            ledger.transition_many(codes, CodeState.IN_DOUBT, expect=CodeState.SENT,
+                                   kind="codes.in_doubt", job=job)
+        conn.execute(
+            "INSERT INTO coder_marks(coder, settled_seq, print_count, at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(coder) DO UPDATE SET settled_seq = excluded.settled_seq, "
+            "print_count = excluded.print_count, at = excluded.at",
+            (coder, settled, print_count, time.time()),
+        )
+        ledger.append_event("coder.reconciled", {"coder": coder, "reason": reason,
+                                                 "in_doubt": len(open_now), "settled_seq": settled,
+                                                 "print_count": print_count}, uplink=False)
+    ledger.commit()
+    return [code for _, code in open_now]
+
+
+def get_mark(ledger: Ledger, coder: str) -> Mark | None:
+    with ledger.lock:
+        row = ledger.conn.execute(
+            "SELECT settled_seq, print_count FROM coder_marks WHERE coder = ?", (coder,)
+        ).fetchone()
+    if row is None:
+        return None
+    return Mark(int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def void_in_doubt(ledger: Ledger, job: int) -> int:
+    """Void every in-doubt code of `job` (at job close, once no camera read can prove them)."""
+    with ledger.lock:
+        codes = [r[0] for r in ledger.conn.execute(
+            "SELECT code FROM codes WHERE job = ? AND state = 'in_doubt' ORDER BY id", (job,))]
+    with ledger.atomic():
+        ledger.transition_many(codes, CodeState.VOIDED, expect=CodeState.IN_DOUBT,
+                               kind="codes.voided", job=job)
+    ledger.commit()
+    return len(codes)
+
+
+def prove_printed(ledger: Ledger, code: str, *, evidence: str = "camera read") -> Receipt:
+    """A camera read proves an in-doubt code is on a product: it becomes printed after all."""
+    receipt = ledger.transition(code, CodeState.PRINTED, expect=CodeState.IN_DOUBT,
+                                kind="codes.proven_printed", payload={"evidence": evidence})
+    ledger.commit()
+    return receipt
+
+
+def coder_of(ledger: Ledger, code: str) -> tuple[str, int] | None:
+    """(coder, seq) a code was pushed under, or None if it never left for a coder."""
+    with ledger.lock:
+        row = ledger.conn.execute(
+            "SELECT f.coder, f.seq FROM coder_feed f JOIN codes c ON c.id = f.code WHERE c.code = ?",
+            (code,),
+        ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
