@@ -1,0 +1,187 @@
+"""One physical Modbus bus (a TCP connection or an RS-485 line) shared by the slaves on it.
+
+Why its own module: pymodbus changes its API at almost every 3.x minor release (`slave=` became
+`device_id=` in 3.10, the datastore moved in 3.13), so every pymodbus client call of the PLC part lives
+here and nothing else in the agent imports it. Written against pymodbus ~=3.16.1.
+
+Why one lock per bus and a timeout per slave: RS-485 is half duplex, so only one request may be on the
+wire at a time; and a dead slave must cost its own timeout and nothing more; it must not close the
+link the other slaves on the same bus still answer on. pymodbus' own retry and reconnect loops are off:
+a failure is reported at once, typed, and the caller's policy decides what happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+
+class Table(StrEnum):
+    """The four Modbus data tables; a mapped signal names one of them and an address."""
+
+    COIL = "coil"  # read/write bit
+    DISCRETE = "discrete"  # read-only bit
+    HOLDING = "holding"  # read/write 16-bit register
+    INPUT = "input"  # read-only 16-bit register
+
+
+WRITABLE = frozenset({Table.COIL, Table.HOLDING})
+
+
+class PlcError(Exception):
+    """Base of every PLC error; the message names the bus, the slave and the register."""
+
+
+class PlcLinkError(PlcError):
+    """No link to the bus (TCP refused or dropped, serial port missing)."""
+
+
+class PlcTimeout(PlcError):
+    """A slave did not answer within its timeout; the bus stays up for the others."""
+
+
+class PlcDeviceError(PlcError):
+    """The slave answered with a Modbus exception (illegal address, device busy, ...)."""
+
+    def __init__(self, message: str, exception_code: int) -> None:
+        super().__init__(message)
+        self.exception_code = exception_code
+
+
+@dataclass(frozen=True, slots=True)
+class BusSpec:
+    """Where the bus is: `tcp://host:port`, or a pyserial URL (/dev/ttyUSB0, socket://h:p) for RTU."""
+
+    url: str
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    connect_timeout_s: float = 2.0
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.url.startswith("tcp://")
+
+
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+class ModbusBus:
+    """A shared link; `read`/`write` take the device id and that slave's timeout on every call."""
+
+    def __init__(self, spec: BusSpec) -> None:
+        self.spec = spec
+        self.lock = asyncio.Lock()  # one request on the wire at a time
+        self._client: Client | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    def _make_client(self, timeout_s: float) -> Client:
+        if self.spec.is_tcp:
+            host, _, port = self.spec.url.removeprefix("tcp://").rpartition(":")
+            if not host or not port.isdigit():
+                raise PlcLinkError(f"PLC bus url {self.spec.url!r}: expected tcp://host:port")
+            return AsyncModbusTcpClient(
+                host, port=int(port), timeout=timeout_s, retries=0, reconnect_delay=0
+            )
+        return AsyncModbusSerialClient(
+            self.spec.url,
+            framer=FramerType.RTU,
+            baudrate=self.spec.baudrate,
+            parity=self.spec.parity,
+            stopbits=self.spec.stopbits,
+            timeout=timeout_s,
+            retries=0,
+            reconnect_delay=0,
+        )
+
+    async def connect(self, max_slave_timeout_s: float = 1.0) -> None:
+        """Open the link; pymodbus' own timeout is the longest slave's, ours cut each call shorter."""
+        self.close()
+        client = self._make_client(max(max_slave_timeout_s, 0.05))
+        try:
+            async with asyncio.timeout(self.spec.connect_timeout_s):
+                ok = await client.connect()
+        except (TimeoutError, OSError, ModbusException) as exc:
+            client.close()
+            raise PlcLinkError(f"PLC bus {self.spec.url}: cannot connect: {exc or 'timed out'}") from exc
+        if not ok:
+            client.close()
+            raise PlcLinkError(f"PLC bus {self.spec.url}: connection refused or timed out")
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def read(
+        self, table: Table, address: int, count: int, *, device_id: int, timeout_s: float, label: str = ""
+    ) -> list[int]:
+        """Read `count` values (bits as 0/1) from one slave."""
+        c = self._c()
+        calls: dict[Table, Callable[..., Awaitable[ModbusPDU]]] = {
+            Table.COIL: c.read_coils,
+            Table.DISCRETE: c.read_discrete_inputs,
+            Table.HOLDING: c.read_holding_registers,
+            Table.INPUT: c.read_input_registers,
+        }
+        pdu = await self._call(
+            f"{label}read {table} {address}+{count}", device_id, timeout_s,
+            lambda: calls[table](address, count=count, device_id=device_id),
+        )
+        if table in (Table.COIL, Table.DISCRETE):
+            return [int(bool(b)) for b in pdu.bits[:count]]
+        return [int(r) for r in pdu.registers[:count]]
+
+    async def write(
+        self, table: Table, address: int, value: int, *, device_id: int, timeout_s: float, label: str = ""
+    ) -> None:
+        """Write one coil (value 0/1) or one holding register (0..65535) of one slave."""
+        if table not in WRITABLE:
+            raise PlcError(f"PLC bus {self.spec.url}: {table} {address} is read-only")
+        c = self._c()
+        if table is Table.COIL:
+            await self._call(f"{label}write coil {address}", device_id, timeout_s,
+                             lambda: c.write_coil(address, bool(value), device_id=device_id))
+        else:
+            if not 0 <= value <= 0xFFFF:
+                raise PlcError(f"PLC bus {self.spec.url}: value {value} for holding {address} is not 0..65535")
+            await self._call(f"{label}write holding {address}", device_id, timeout_s,
+                             lambda: c.write_register(address, value, device_id=device_id))
+
+    def _c(self) -> Client:
+        if self._client is None or not self._client.connected:
+            raise PlcLinkError(f"PLC bus {self.spec.url}: not connected")
+        return self._client
+
+    async def _call(
+        self, what: str, device_id: int, timeout_s: float, request: Callable[[], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
+        where = f"PLC bus {self.spec.url} slave {device_id}: {what}"
+        async with self.lock:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    pdu = await request()
+            except TimeoutError as exc:
+                raise PlcTimeout(f"{where}: no answer within {timeout_s}s") from exc
+            except ModbusIOException as exc:
+                raise PlcTimeout(f"{where}: {exc}") from exc
+            except ConnectionException as exc:
+                self.close()
+                raise PlcLinkError(f"{where}: link lost: {exc}") from exc
+            except ModbusException as exc:
+                raise PlcError(f"{where}: {exc}") from exc
+        if pdu.isError():
+            code = int(getattr(pdu, "exception_code", 0))
+            raise PlcDeviceError(f"{where}: slave answered Modbus exception {code}", code)
+        return pdu
