@@ -30,7 +30,11 @@ CODERS: dict[str, str] = {
     "markem_ngpcl": "drivers.printers.markem:MarkemNgpcl",
     "modbus_marker": "drivers.printers.modbus_marker:ModbusMarker",
 }
-CAMERAS: dict[str, str] = {}
+CAMERAS: dict[str, str] = {
+    "opencv": "drivers.cameras.opencv:OpenCVCamera",
+    "folder": "drivers.cameras.folder:FolderCamera",
+    "sim": "drivers.sim.camera:SimCamera",
+}
 READERS: dict[str, str] = {}
 PLCS: dict[str, str] = {}
 LABEL_PRINTERS: dict[str, str] = {}

@@ -20,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.keys_cmd", "keys"),
     ("agent.cli.codes_cmd", "codes"),
     ("agent.cli.job_cmd", "job"),
+    ("agent.cli.camera_cmd", "camera"),
 ]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
