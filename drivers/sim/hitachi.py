@@ -56,6 +56,8 @@ class HitachiSimProtocol:
         return self.online and m.powered and not m.stopped_by_fault
 
     def receive(self, data: bytes) -> bytes:
+        if not self.model.powered:
+            return b""
         out = bytearray()
         try:
             parts = self._deframer.feed(data)

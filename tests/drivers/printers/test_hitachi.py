@@ -1,0 +1,121 @@
+"""Hitachi communication buffer: text byte tables, the de-framer on random bytes, the simulator's logic."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.printers.base import ProtocolError
+from drivers.printers.hitachi_codec import (
+    Bcc,
+    TextDeframer,
+    bcc_xor,
+    decode_print_contents,
+    encode_print_contents,
+    frame_text,
+    parse_answer,
+    split_items,
+)
+from drivers.sim.coder_model import CoderModel
+from drivers.sim.hitachi import HitachiSimProtocol
+
+ENQ, ACK, NAK, DC2 = b"\x05", b"\x06", b"\x15", b"\x12"
+CLEAR = b"\x02\x1b2v\x03"
+RESTART = b"\x02\x1bw\x03"
+
+
+@pytest.mark.parametrize(
+    ("code", "wire"),
+    [
+        ("ABC", b"\x10\x31ABC"),
+        ("0123456789AB", b"\x10\x310123456789\x10\x32AB"),
+    ],
+)
+def test_codes_spread_over_items_of_ten_chars(code: str, wire: bytes) -> None:
+    items = split_items(code)
+    assert encode_print_contents(items) == wire
+    assert decode_print_contents(wire) == items
+
+
+def test_frame_with_and_without_bcc() -> None:
+    assert frame_text(b"\x10\x31A") == b"\x02\x10\x31A\x03"
+    # XOR of 0x10 0x31 0x41 0x03 = 0x63
+    assert frame_text(b"\x10\x31A", Bcc.XOR) == b"\x02\x10\x31A\x03\x63"
+    assert bcc_xor(b"\x10\x31A\x03") == 0x63
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("X" * 81, "exceeds 80"), ("", "empty"), ("é", "not ASCII")],
+)
+def test_codes_a_data_set_cannot_hold_are_refused(code: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_print_contents(split_items(code))
+
+
+def test_exchange_limit_is_1500_bytes() -> None:
+    assert len(frame_text(b"x" * 1498)) == 1500
+    with pytest.raises(ValueError, match="1500"):
+        frame_text(b"x" * 1499)
+
+
+def test_answers_parse_and_garbage_is_a_protocol_error() -> None:
+    assert parse_answer(0x06) is True
+    assert parse_answer(0x15) is False
+    with pytest.raises(ProtocolError, match="0x41"):
+        parse_answer(0x41)
+
+
+@given(st.binary(max_size=64), st.sampled_from(list(Bcc)))
+def test_random_bytes_raise_only_protocol_errors(data: bytes, bcc: Bcc) -> None:
+    try:
+        for kind, payload in TextDeframer(bcc).feed(data):
+            if kind == "text":
+                decode_print_contents(payload)
+    except ProtocolError:
+        pass
+
+
+def sim(capacity: int = 3, n: int = 2) -> HitachiSimProtocol:
+    return HitachiSimProtocol(CoderModel(capacity=capacity), refill_n=n)
+
+
+def data_set(code: str) -> bytes:
+    return frame_text(encode_print_contents(split_items(code)))
+
+
+def test_sim_handshake_buffer_full_and_bad_text() -> None:
+    s = sim(capacity=2)
+    assert s.receive(ENQ) == ACK
+    assert s.receive(data_set("A1")) == ACK
+    assert s.receive(ENQ + data_set("A2")) == ACK + ACK
+    assert s.receive(data_set("A3")) == NAK  # buffer full
+    assert s.receive(b"\x02ZZ\x03") == NAK  # not print contents
+    assert list(s.model.queue) == ["A1", "A2"]
+
+
+def test_sim_restart_needs_n_sets_after_clear_and_stop_clears() -> None:
+    s = sim(capacity=4, n=2)
+    s.receive(data_set("A1") + data_set("A2"))
+    assert s.receive(RESTART) == ACK
+    assert s.receive(CLEAR) == ACK
+    assert (list(s.model.queue), s.model.running) == ([], False)
+    s.receive(data_set("B1"))
+    assert s.receive(RESTART) == NAK  # only 1 of N=2 sets
+    s.receive(data_set("B2"))
+    assert s.receive(RESTART) == ACK
+    assert [s.model.fire(), s.model.fire(), s.model.fire()] == ["B1", "B2", None]
+
+
+def test_sim_offline_bcc_and_injections() -> None:
+    s = HitachiSimProtocol(CoderModel(capacity=2), bcc=Bcc.XOR)
+    assert s.receive(frame_text(b"\x101A", Bcc.XOR)) == ACK
+    assert s.receive(b"\x02\x101B\x03\x00") == NAK  # wrong BCC
+    s.online = False
+    assert s.receive(ENQ + DC2) == NAK + NAK
+    s.online = True
+    s.inject.garbage = b"?"
+    assert s.receive(DC2) == b"?" + ACK
+    s.model.power_loss()
+    assert s.receive(ENQ) == b""  # powered off: no answer at all

@@ -1,0 +1,90 @@
+"""Markem-Imaje NGPCL: message byte tables, the de-framer on random bytes, the simulator's logic."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.printers.base import Fault, ProtocolError
+from drivers.printers.markem_codec import STATUS_REQUEST, Deframer, Message, encode, select_job, update_field
+from drivers.sim.coder_model import CoderModel
+from drivers.sim.markem import MarkemSimProtocol
+
+
+@pytest.mark.parametrize(
+    ("message", "wire"),
+    [
+        (select_job("job"), b"{~JS0|job|0|}"),
+        (update_field("Field", "Val"), b"{~JU0||0|Field|Val|}"),
+        (STATUS_REQUEST, b"{~DR}"),
+        (Message("NK1", ()), b"{~NK1|}"),
+        (Message("DS0", ("1", "", "42", "3")), b"{~DS0|1||42|3|}"),
+    ],
+)
+def test_messages_encode_to_the_documented_bytes_and_back(message: Message, wire: bytes) -> None:
+    assert encode(message) == wire
+    assert Deframer().feed(wire) == [message]
+
+
+def test_messages_split_across_reads_and_nak_is_recognised() -> None:
+    d = Deframer()
+    got = [m for b in b"{~NK1|}{~DS0|0||7|0|}" for m in d.feed(bytes([b]))]
+    assert [m.is_nak for m in got] == [True, False]
+    assert got[1].fields == ("0", "", "7", "0")
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"xx", "does not start"),
+        (b"{~JS0|a|{~DR}", "opened inside another"),
+        (b"{~J*|}", "no valid code"),
+        (b"{~DS0|a|b}", "must each end"),
+    ],
+)
+def test_garbage_is_a_protocol_error(wire: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        Deframer().feed(wire)
+
+
+def test_field_values_that_cannot_be_framed_are_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be framed"):
+        encode(update_field("SERIAL", "A|B"))
+
+
+@given(st.binary(max_size=64))
+def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        Deframer().feed(data)
+
+
+def test_sim_queues_updates_silently_naks_refusals_and_reports_status() -> None:
+    s = MarkemSimProtocol(CoderModel(capacity=2))
+    ju = b"".join(encode(update_field("SERIAL", v)) for v in ("A", "B", "C"))
+    assert s.receive(ju) == b"{~NK1|}"  # the third does not fit
+    assert s.receive(encode(update_field("OTHER", "X"))) == b"{~NK1|}"
+    assert s.receive(b"{~PS0|1|}{~DR}") == b"{~DS0|1||0|2|}"
+    assert s.model.fire() == "A"
+    s.model.faults.add(Fault.INK_LOW)
+    assert s.receive(b"{~DR}") == b"{~DS0|1|IL|1|1|}"
+    assert s.receive(b"{~PS0|0|}{~DR}") == b"{~DS0|0|IL|1|0|}"  # stop cleared the queue
+
+
+def test_sim_job_change_empties_the_queue_and_unknown_jobs_are_refused() -> None:
+    s = MarkemSimProtocol(CoderModel(capacity=4))
+    s.receive(encode(update_field("SERIAL", "A")))
+    assert s.receive(encode(select_job("NOPE"))) == b"{~NK1|}"
+    assert s.receive(encode(select_job("SERIAL"))) == b""
+    assert (s.job, list(s.model.queue)) == ("SERIAL", [])
+
+
+def test_sim_garbage_from_host_is_answered_with_nak_and_injections_apply() -> None:
+    s = MarkemSimProtocol(CoderModel(capacity=4))
+    assert s.receive(b"hello") == b"{~NK1|}"
+    s.inject.nak_next = 1
+    assert s.receive(encode(update_field("SERIAL", "A")) + b"{~DR}") == b"{~NK1|}{~DS0|0||0|0|}"
+    s.inject.silent = True
+    assert s.receive(b"{~DR}") == b""
