@@ -1,0 +1,129 @@
+"""The packing rules, as plain checks over rows read in the caller's transaction.
+
+Why every check returns all violations instead of stopping at the first: the operator fixes a
+rejected pack by hand, and "2 duplicates and 1 foreign code" is one trip to the conveyor, not three.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from agent.aggregation.model import LevelPlan, PackState, Reason, Violation
+from agent.ledger import CodeState
+
+# A parent code may be taken from these states; the pack moves it on to verified (commissioned).
+PARENT_USABLE: frozenset[CodeState] = frozenset(
+    {CodeState.AVAILABLE, CodeState.RETURNED, CodeState.ALLOCATED, CodeState.PRINTED, CodeState.VERIFIED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeFacts:
+    """A code with what the rules need: its state, its job and lot, its pack (if any), its parent."""
+
+    id: int
+    code: str
+    level: str
+    state: CodeState
+    job: int | None
+    lot: str | None
+    pack_state: PackState | None
+    parent: int | None
+
+
+_FACTS_SQL = (
+    "SELECT c.id, c.code, c.level, c.state, COALESCE(p.job, c.job) AS job, j.lot, p.state AS pack_state,"
+    " l.parent FROM codes c LEFT JOIN packs p ON p.code = c.id"
+    " LEFT JOIN jobs j ON j.id = COALESCE(p.job, c.job) LEFT JOIN pack_links l ON l.child = c.id"
+    " WHERE c.code IN ({})"
+)
+
+
+def facts(conn: sqlite3.Connection, codes: Iterable[str]) -> dict[str, CodeFacts]:
+    wanted = list(dict.fromkeys(codes))
+    out: dict[str, CodeFacts] = {}
+    for start in range(0, len(wanted), 900):
+        chunk = wanted[start : start + 900]
+        sql = _FACTS_SQL.format(",".join("?" * len(chunk)))
+        for r in conn.execute(sql, chunk):
+            out[r[1]] = CodeFacts(
+                r[0], r[1], r[2], CodeState(r[3]), r[4], r[5], PackState(r[6]) if r[6] else None, r[7]
+            )
+    return out
+
+
+def check_children(
+    plan: LevelPlan,
+    children: Sequence[str],
+    known: dict[str, CodeFacts],
+    *,
+    job: int | None,
+    lot: str | None,
+    child_packs: bool,
+) -> list[Violation]:
+    """Every child: of this line, of the level below, verified (or a closed pack), free, same job and lot.
+
+    `child_packs` says the level below is itself a pack level (boxes in a case), so a child proves
+    itself by being a closed pack rather than by a good read.
+    """
+    out: list[Violation] = []
+    if not children:
+        return [Violation(Reason.NO_CHILDREN, None, f"no {plan.child_level} codes were read")]
+    for code, n in Counter(children).items():
+        if n > 1:
+            out.append(Violation(Reason.DUPLICATE, code, f"read {n} times in one {plan.level}"))
+    want_job, want_lot = job, lot
+    for code in dict.fromkeys(children):
+        f = known.get(code)
+        if f is None:
+            out.append(Violation(Reason.FOREIGN, code, "not in any code package of this line"))
+            continue
+        if f.level != plan.child_level:
+            holds = f"a {plan.level} holds {plan.child_level}"
+            out.append(Violation(Reason.WRONG_LEVEL, code, f"is a {f.level} code; {holds}"))
+            continue
+        if f.parent is not None:
+            out.append(Violation(Reason.ALREADY_PACKED, code, "is already in another parent"))
+        if child_packs:
+            if f.pack_state is not PackState.CLOSED:
+                now = f"a {f.pack_state} pack" if f.pack_state else "no pack at all"
+                out.append(Violation(Reason.CHILD_NOT_CLOSED, code, f"is {now}, not a closed {plan.child_level}"))
+        elif f.state is not CodeState.VERIFIED:
+            out.append(Violation(Reason.NOT_VERIFIED, code, f"was never verified (state {f.state})"))
+        if f.job is None:  # never tied to a job: already refused above as unverified or not a pack
+            continue
+        if want_job is None:
+            want_job, want_lot = f.job, f.lot
+        elif f.job != want_job:
+            if f.lot != want_lot:
+                out.append(Violation(Reason.MIXED_LOT, code, f"is lot {f.lot!r}, the pack is lot {want_lot!r}"))
+            else:
+                out.append(Violation(Reason.MIXED_JOB, code, f"is job {f.job}, the pack is job {want_job}"))
+    return out
+
+
+def check_parent(plan: LevelPlan, code: str, f: CodeFacts | None) -> list[Violation]:
+    """The parent code: of this line, of this level, and never a pack or a child before."""
+    if f is None:
+        return [Violation(Reason.PARENT_FOREIGN, code, "not in any code package of this line")]
+    if f.level != plan.level:
+        return [Violation(Reason.PARENT_WRONG_LEVEL, code, f"is a {f.level} code, not {plan.level}")]
+    if f.pack_state is not None:
+        return [Violation(Reason.PARENT_USED, code, f"is already a {f.pack_state} {plan.level}")]
+    if f.parent is not None:
+        return [Violation(Reason.PARENT_USED, code, "is already inside another pack")]
+    if f.state not in PARENT_USABLE:
+        return [Violation(Reason.PARENT_USED, code, f"is {f.state}; it cannot become a {plan.level}")]
+    return []
+
+
+def check_count(plan: LevelPlan, have: int, *, closing: bool, partial: bool) -> list[Violation]:
+    """Exact count: more is always wrong; fewer only when the operator force-closes."""
+    if have > plan.count:
+        return [Violation(Reason.TOO_MANY, None, f"{have} {plan.child_level} codes, a {plan.level} holds {plan.count}")]
+    if closing and have < plan.count and not partial:
+        return [Violation(Reason.TOO_FEW, None, f"{have} {plan.child_level} codes, a {plan.level} holds {plan.count}")]
+    return []
