@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -92,7 +93,7 @@ class Defects:
             case Defect.SMEAR:
                 return cls(smear=max(1, round(1 + 2 * s)))
             case Defect.PARTIAL:
-                return cls(partial=0.04 + 0.16 * s)
+                return cls(partial=0.02 + 0.14 * s)
             case Defect.MISSING:
                 return cls(missing=True)
             case Defect.WRONG_CODE:
@@ -141,7 +142,7 @@ def _f32(a: object) -> F32:
     return np.asarray(a, dtype=np.float32)
 
 
-def module_matrix(text: str, symbology: Symbology) -> npt.NDArray[np.bool_]:
+def module_matrix(text: str, symbology: Symbology, qr_ec_level: str = "M") -> npt.NDArray[np.bool_]:
     """The symbol as a boolean module grid (True = ink), without quiet zone, from zxing-cpp's encoder."""
     fmt = {
         Symbology.QR: zxingcpp.BarcodeFormat.QRCode,
@@ -153,6 +154,8 @@ def module_matrix(text: str, symbology: Symbology) -> npt.NDArray[np.bool_]:
         barcode = zxingcpp.create_barcode(text, fmt, gs1=True, force_square=True)
     elif symbology is Symbology.DATAMATRIX:
         barcode = zxingcpp.create_barcode(text, fmt, force_square=True)
+    elif symbology is Symbology.QR:
+        barcode = zxingcpp.create_barcode(text, fmt, ec_level=qr_ec_level)
     else:
         barcode = zxingcpp.create_barcode(text, fmt)
     pixels = np.asarray(barcode.to_image(scale=1, add_quiet_zones=False))
@@ -189,7 +192,7 @@ def _ink_mask(matrix: npt.NDArray[np.bool_], module_px: int, bar_height_px: int,
         h, w = mask.shape
         band = max(1, round(d.partial * h))
         top = (h - band) // 2
-        mask[top : top + band, w // 5 : w - w // 5] = 0.0
+        mask[top : top + band, w * 3 // 10 : w - w * 3 // 10] = 0.0
     if d.smear > 0:
         kernel = np.zeros((1, 2 * d.smear + 1), np.float32)
         kernel[0, d.smear :] = np.linspace(1.0, 0.3, d.smear + 1)  # ink dragged to one side
@@ -249,6 +252,7 @@ class SimCameraSettings(Strict):
     symbology: Symbology = Symbology.QR
     module_px: int = Field(4, ge=1, le=40)  # pixels per module at the camera
     bar_height_px: int = Field(60, ge=8)  # linear codes
+    qr_ec_level: Literal["L", "M", "Q", "H"] = "M"
     region: tuple[int, int, int, int] = (220, 140, 200, 200)  # x, y, width, height of the print region
     label_margin_px: int = Field(40, ge=0)  # label paper beyond the print region
     seed: int = 0
@@ -323,7 +327,7 @@ def _printed_text(text: str | None, defects: Defects, rng: np.random.Generator) 
 def _print_symbol(
     frame: F32, text: str, box: Box, d: Defects, rng: np.random.Generator, settings: SimCameraSettings
 ) -> None:
-    matrix = module_matrix(text, settings.symbology)
+    matrix = module_matrix(text, settings.symbology, settings.qr_ec_level)
     mask = _ink_mask(matrix, settings.module_px, settings.bar_height_px, d)
     patch = _symbol_patch(mask, 2 * settings.module_px, d, rng)
     jitter = settings.module_px * 2
