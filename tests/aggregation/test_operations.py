@@ -99,4 +99,5 @@ def test_decommission_needs_recursive_and_is_recursive(floor: Floor) -> None:
     assert states == {"rejected"}
     assert floor.ledger.conn.execute("SELECT COUNT(*) FROM pack_links").fetchone()[0] == 0
     ev = _events(floor, "aggregation.decommission")[0]["epcis"]
-    assert ev["bizStep"] == "decommissioning" and len(ev["epcList"]) == 10  # type: ignore[index,arg-type]
+    assert isinstance(ev, dict)
+    assert ev["bizStep"] == "decommissioning" and len(ev["epcList"]) == 10

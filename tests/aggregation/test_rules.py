@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agent.aggregation.model import PackRejected, PackState, Reason
+from agent.aggregation.packs import Aggregator
 from agent.jobs import JobSpec, create_job
+from agent.ledger import Ledger
 from tests.aggregation.conftest import Floor
 from tests.helpers import seed_codes
 
@@ -107,7 +109,7 @@ def test_higher_level_children_must_be_closed_packs(floor: Floor) -> None:
     assert "'B00001': is a open pack" in str(e) and "'B00002': is no pack at all" in str(e)
 
 
-def test_open_add_park_resume_close(floor: Floor, tmp_path: object) -> None:
+def test_open_add_park_resume_close(floor: Floor) -> None:
     for i in range(3):
         floor.agg.pack("box", floor.boxes[i], floor.items[2 * i: 2 * i + 2])
     floor.agg.open("case", "C00000")
@@ -118,7 +120,6 @@ def test_open_add_park_resume_close(floor: Floor, tmp_path: object) -> None:
     # Survives a restart: the parked pack is in the file, not in memory.
     path = floor.ledger.path
     floor.ledger.close()
-    from tests.aggregation.conftest import Aggregator, Ledger
     floor.ledger = Ledger(path)
     floor.agg = Aggregator(floor.ledger, floor.agg.plans, floor.agg.ctx)
     assert [p.code for p in floor.agg.unfinished("case")] == ["C00000"]
