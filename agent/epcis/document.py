@@ -1,0 +1,80 @@
+"""EPCIS 2.0 documents: wrapping a batch of events, and checking them against GS1's JSON schema.
+
+Why validate on both ends: a document the cloud cannot parse is as bad as a lost one, and it would be
+resent forever. The agent validates what it builds (tests and `sync` refuse a producer's malformed
+event before it blocks the line's queue); the reference receiver validates everything it stores.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from agent.epcis.events import NS_IRI, NS_PREFIX
+from agent.epcis.hashing import event_hash
+
+GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+CONTEXT: list[Any] = [GS1_CONTEXT, {NS_PREFIX: NS_IRI}]
+
+
+class DocumentInvalid(ValueError):
+    """A document that breaks the EPCIS 2.0 JSON schema; the message gives the JSON path and the rule."""
+
+
+def with_event_id(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with eventID set to its CBV hash unless the producer already set one."""
+    out = dict(event)
+    if not out.get("eventID"):
+        out["eventID"] = event_hash(out)
+    return out
+
+
+def document(
+    events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None
+) -> dict[str, Any]:
+    """An EPCISDocument holding the events (each given its eventID), with our extension context."""
+    return {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "id": doc_id or f"urn:uuid:{uuid.uuid4()}",
+        "epcisBody": {"eventList": [with_event_id(e) for e in events]},
+    }
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    text = resources.files("agent.epcis").joinpath("schema/EPCIS-JSON-Schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    cls.check_schema(schema())
+    return cls(schema(), format_checker=cls.FORMAT_CHECKER)
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    """Raise DocumentInvalid naming the first broken place; return quietly when the document is valid."""
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(document)"
+        raise DocumentInvalid(f"EPCIS schema: at {where}: {error.message}")
+
+
+def problems(doc: Mapping[str, Any]) -> list[str]:
+    """Every schema violation, for reports; empty when valid."""
+    return [
+        f"at {'/'.join(str(p) for p in e.absolute_path) or '(document)'}: {e.message}"
+        for e in _validator().iter_errors(doc)
+    ]
