@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -86,7 +86,7 @@ class Camera(ABC):
             await self._close()
         self.state = CameraState.CLOSED
 
-    async def __aenter__(self) -> Camera:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

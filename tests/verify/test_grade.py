@@ -1,0 +1,99 @@
+"""Indicative grades move the right way on controlled defects: clean A/B, faded and blurred worse,
+heavily damaged D/F, no read F; the report always carries the not-certified disclaimer."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.verify.decode import CodeFormat, Decoder, DecoderSettings, Symbol
+from agent.verify.grade import INDICATIVE, Grade, Grader, GradeReport, module_grid
+from agent.verify.regions import Region
+from drivers.sim.camera import Defect, Defects, SimCameraSettings, Symbology, render
+
+TEXT = "HTTPS://QR.EXAMPLE.CN/Q/7XK29F4TQ"
+CAMS = {
+    "qr": SimCameraSettings(symbology=Symbology.QR),
+    "datamatrix": SimCameraSettings(symbology=Symbology.DATAMATRIX),
+}
+
+
+def grade(cam: SimCameraSettings, defects: Defects, seed: int = 0) -> GradeReport:
+    r = render(TEXT, defects, seed, cam)
+    result = Decoder(DecoderSettings(region=Region.of(cam.region), deadline_ms=None)).decode(r.image)
+    return Grader().grade_result(r.image, result)[0]
+
+
+def param(report: GradeReport, name: str) -> float:
+    value = next(p.value for p in report.parameters if p.name == name)
+    assert value is not None
+    return value
+
+
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+def test_clean_print_grades_a_or_b_and_says_it_is_indicative(cam: SimCameraSettings) -> None:
+    report = grade(cam, Defects())
+    assert report.overall in (Grade.A, Grade.B)
+    assert report.text == TEXT and report.passes(Grade.C)
+    assert report.disclaimer == INDICATIVE and "not certified" in INDICATIVE
+
+
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+def test_fading_ink_lowers_symbol_contrast_and_grade_monotonically(cam: SimCameraSettings) -> None:
+    reports = [grade(cam, Defects(contrast=c)) for c in (1.0, 0.7, 0.45, 0.2)]
+    contrasts = [param(r, "symbol contrast") for r in reports]
+    assert contrasts == sorted(contrasts, reverse=True)
+    points = [r.overall.points for r in reports]
+    assert points == sorted(points, reverse=True) and points[0] > points[-1]
+    assert reports[-1].overall in (Grade.D, Grade.F) and not reports[-1].passes(Grade.C)
+
+
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+def test_blur_lowers_modulation_monotonically(cam: SimCameraSettings) -> None:
+    reports = [grade(cam, Defects(blur=b)) for b in (0.0, 0.8, 1.2, 1.5)]
+    mods = [param(r, "modulation") for r in reports]
+    assert mods == sorted(mods, reverse=True) and mods[0] - mods[-1] > 0.2
+    assert [r.overall.points for r in reports] == sorted((r.overall.points for r in reports), reverse=True)
+
+
+def test_damage_uses_up_error_correction_and_heavy_damage_grades_d_or_f() -> None:
+    cam = CAMS["datamatrix"]
+    reports = [grade(cam, Defects(partial=p)) for p in (0.0, 0.1, 0.2, 0.3)]
+    uecs = [param(r, "unused error correction") for r in reports if r.text is not None]
+    assert uecs == sorted(uecs, reverse=True) and uecs[0] > uecs[-1]
+    assert reports[-1].overall in (Grade.D, Grade.F)
+
+
+def test_perspective_shows_as_grid_non_uniformity() -> None:
+    cam = CAMS["qr"]
+    flat = param(grade(cam, Defects()), "grid non-uniformity")
+    tilted = param(grade(cam, Defects(perspective=0.12), seed=4), "grid non-uniformity")
+    assert flat < 0.05 < tilted
+
+
+@pytest.mark.parametrize("kind", [Defect.MISSING, Defect.BLUR])
+def test_no_read_grades_f(kind: Defect) -> None:
+    report = grade(CAMS["qr"], Defects.of(kind, 2.0))
+    assert report.overall is Grade.F and report.text is None and not report.passes(Grade.D)
+
+
+def test_code128_grades_contrast_and_modulation_over_scan_lines() -> None:
+    cam = SimCameraSettings(symbology=Symbology.CODE128, module_px=2, region=(100, 180, 440, 120))
+    dec = Decoder(DecoderSettings(region=Region.of(cam.region), formats=[CodeFormat.CODE128], deadline_ms=None))
+    clean = render("SN12345678", Defects(), 0, cam)
+    faded = render("SN12345678", Defects(contrast=0.4), 0, cam)
+    g_clean = Grader().grade_result(clean.image, dec.decode(clean.image))[0]
+    g_faded = Grader().grade_result(faded.image, dec.decode(faded.image))[0]
+    assert g_clean.overall is Grade.A and g_faded.overall.points < g_clean.overall.points
+
+
+def test_module_grid_from_the_decoder_version() -> None:
+    corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    assert module_grid(Symbol("x", CodeFormat.QR, corners, version="3")) == (29, 29)
+    assert module_grid(Symbol("x", CodeFormat.DATAMATRIX, corners, version="12x26")) == (12, 26)
+    assert module_grid(Symbol("x", CodeFormat.QR, corners, version=None)) is None
+
+
+def test_grade_rounding_follows_the_averaging_rule() -> None:
+    assert [Grade.from_points(p) for p in (4.0, 3.5, 3.4, 2.5, 1.5, 0.5, 0.4)] == [
+        Grade.A, Grade.A, Grade.B, Grade.B, Grade.C, Grade.D, Grade.F,
+    ]
