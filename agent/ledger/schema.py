@@ -121,6 +121,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        2,
+        """
+        -- Sync: delivery state of the outbox (events with uplink=1). The journal stays append-only; a
+        -- batch is a fixed seq range of it, so a resent batch rebuilds to the same events and eventIDs.
+        CREATE TABLE sync_batches (
+            id         INTEGER PRIMARY KEY,      -- sent in this order: order is kept per line
+            first_seq  INTEGER NOT NULL,
+            last_seq   INTEGER NOT NULL,
+            events     INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            sent_at    REAL,                     -- last publish; NULL = due now
+            attempts   INTEGER NOT NULL DEFAULT 0,
+            acked_at   REAL,                     -- the receiver's ack arrived: delivered
+            outcome    TEXT,                     -- 'stored', or 'invalid: <why>' from the receiver
+            resend     INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX sync_batches_open ON sync_batches(id) WHERE acked_at IS NULL;
+        CREATE TABLE sync_state (
+            key    TEXT PRIMARY KEY,             -- 'cursor': last outbox seq put into a batch
+            value  TEXT NOT NULL
+        );
+        -- Downlink: every signed message accepted or refused, for replay protection and audit.
+        CREATE TABLE sync_commands (
+            id        INTEGER PRIMARY KEY,
+            at        REAL NOT NULL,
+            msg_id    TEXT,
+            seq       INTEGER,
+            kind      TEXT,
+            status    TEXT NOT NULL,
+            detail    TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE sync_chunks (
+            package_id  TEXT NOT NULL,
+            idx         INTEGER NOT NULL,
+            total       INTEGER NOT NULL,
+            data        BLOB NOT NULL,
+            PRIMARY KEY (package_id, idx)
+        );
+        """,
+    ),
+    (
         3,
         """
         -- Aggregation: what packs went through (replace, unlink, park, force-close), kept for audit.
