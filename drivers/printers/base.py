@@ -17,6 +17,7 @@ Contract (tests/drivers/printers/ checks it against every driver+simulator pair)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -150,3 +151,66 @@ class Printer(ABC):
 
     @abstractmethod
     def events(self) -> AsyncIterator[PrintEvent]: ...
+
+
+class BadRecord(PrinterError):
+    """A record the protocol cannot carry (a delimiter in its text, too long); nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    printed: tuple[int, ...]  # seqs newly confirmed printed, in order
+    lost: tuple[int, ...]  # seqs that were in the FIFO when it was found cleared: now in doubt
+
+
+class FifoTracker:
+    """A driver's view of its coder's FIFO: the seq and protocol tag (mailing index, slot) of every
+    record pushed and not yet confirmed printed.
+
+    Why shared: every serializing protocol reports progress as "last printed tag + depth" or as a
+    count, and every one must turn that into seqs and notice a FIFO that was cleared behind its back
+    (a stop at the coder's panel, a power loss). Getting that wrong prints a code twice, so it is
+    written once here and tested once.
+    """
+
+    def __init__(self) -> None:
+        self.pending: deque[tuple[int, int]] = deque()
+        self.last_printed: int | None = None
+        self.last_tag: int | None = None
+        self.fifo_lost = False  # set when a loss is found, cleared by the next push
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def pushed(self, seq: int, tag: int) -> None:
+        self.pending.append((seq, tag))
+        self.fifo_lost = False
+
+    def printed_count(self, n: int) -> Reconciled:
+        """`n` more records printed (a counter or n print-complete messages)."""
+        done = [self.pending.popleft() for _ in range(min(n, len(self.pending)))]
+        if done:
+            self.last_printed, self.last_tag = done[-1]
+        return Reconciled(tuple(s for s, _ in done), ())
+
+    def reconcile(self, last_tag: int | None, depth: int) -> Reconciled:
+        """Coder says: last printed tag `last_tag`, `depth` records waiting. Consistent when the
+        records after `last_tag` in our list number exactly `depth`; anything else means the FIFO
+        was cleared, and what we pushed after the last confirmed print is in doubt."""
+        if depth == len(self.pending) and (last_tag == self.last_tag or last_tag is None):
+            return Reconciled((), ())
+        matches = [k for k, (_, tag) in enumerate(self.pending) if tag == last_tag]
+        for k in matches:
+            if len(self.pending) - (k + 1) == depth:
+                return self.printed_count(k + 1)
+        # Inconsistent: take the earliest match as printed (claiming a print that did not happen would
+        # be worse than leaving it in doubt), and everything after it as lost.
+        printed = self.printed_count(matches[0] + 1).printed if matches else ()
+        return Reconciled(printed, self.lose())
+
+    def lose(self) -> tuple[int, ...]:
+        """The FIFO was cleared: every pending record is now in doubt."""
+        lost = tuple(s for s, _ in self.pending)
+        self.pending.clear()
+        self.fifo_lost = True
+        return lost
