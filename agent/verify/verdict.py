@@ -1,0 +1,87 @@
+"""Verdicts: what one observation of one item means, decided without I/O.
+
+Why pure: the rules that keep a wrong or doubled code off the market must be testable exhaustively
+and identically for every source. A fixed reader gives strings, a camera gives decoded symbols plus a
+grade; both become an `Observation`, and `judge` never knows which it was.
+
+The order of the checks is the order of severity, so an item that is wrong in two ways gets the worse
+reason: nothing printed, nothing read, then a code that is not ours (foreign), ours but already used
+(duplicate), ours but not the one printed here (mismatch), and only for the right code the grade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from agent.ledger import CodeState
+from agent.verify.grade import Grade
+
+
+class Verdict(StrEnum):
+    GOOD = "good"
+    NO_READ = "no_read"  # something was printed (or may have been) but nothing could be read
+    MISMATCH = "mismatch"  # a code of this line, but not the one printed at this position
+    DUPLICATE = "duplicate"  # a code already judged on another item
+    FOREIGN = "foreign"  # a code in no package of this line
+    LOW_GRADE = "low_grade"  # the right code, printed below the minimum grade
+    MISSING_PRINT = "missing_print"  # nothing printed: the coder reported no print, or no ink was seen
+
+    @property
+    def rejects(self) -> bool:
+        return self is not Verdict.GOOD
+
+
+# A code in one of these states was already judged on some item; seeing it again means two items
+# carry it.
+JUDGED = frozenset({CodeState.VERIFIED, CodeState.REJECTED})
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a camera or reader reported for the item at conveyor seq `seq`."""
+
+    seq: int
+    texts: tuple[str, ...] = ()
+    grade: Grade | None = None  # None: the source does not grade (a fixed reader's string)
+    blank: bool = False  # the source saw no ink at all in the print region
+    at: float = 0.0  # time.monotonic() when the image or string arrived
+
+    @property
+    def no_read(self) -> bool:
+        return not self.texts
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    read: str | None  # the text that decided it (None: nothing read)
+    reason: str  # one line an operator can act on
+
+
+# text -> the ledger state of the code it carries, or None if it is in no package of this line
+StateOf = Callable[[str], CodeState | None]
+
+
+def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, minimum: Grade) -> Judgement:
+    """The verdict for one item; `expected` is the text the coder printed at this position (None: none)."""
+    if obs is None or obs.no_read:
+        if expected is None:
+            return Judgement(Verdict.MISSING_PRINT, None, "the coder reported no print for this item")
+        if obs is not None and obs.blank:
+            return Judgement(Verdict.MISSING_PRINT, None, f"no ink in the print region; expected {expected!r}")
+        why = "no read arrived before the read window closed" if obs is None else "nothing decoded"
+        return Judgement(Verdict.NO_READ, None, f"{why}; expected {expected!r}")
+    text = expected if expected is not None and expected in obs.texts else obs.texts[0]
+    state = state_of(text)
+    if state is None:
+        return Judgement(Verdict.FOREIGN, text, f"read {text!r}, which is in no code package of this line")
+    if state in JUDGED:
+        return Judgement(Verdict.DUPLICATE, text, f"read {text!r}, already {state} on another item")
+    if text != expected:
+        want = "nothing" if expected is None else repr(expected)
+        return Judgement(Verdict.MISMATCH, text, f"read {text!r} where {want} was printed")
+    if obs.grade is not None and obs.grade.points < minimum.points:
+        return Judgement(Verdict.LOW_GRADE, text, f"grade {obs.grade} is below the minimum {minimum}")
+    return Judgement(Verdict.GOOD, text, "read back as printed" + (f", grade {obs.grade}" if obs.grade else ""))
