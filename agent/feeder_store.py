@@ -173,6 +173,11 @@ def _confirm(ledger: Ledger, rows: Sequence[Any]) -> int:
 
 def settle_in_doubt(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:
     """Every still-open record of `coder` becomes in_doubt; then a new mark is set. Durable on return."""
+    with ledger.lock:  # one view: a print-complete confirm must not slip in between read and write
+        return _settle_locked(ledger, coder, reason, print_count)
+
+
+def _settle_locked(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:
     open_now = open_records(ledger, coder)
     with ledger.lock:
         high = ledger.conn.execute("SELECT MAX(seq) FROM coder_feed WHERE coder = ?", (coder,)).fetchone()
