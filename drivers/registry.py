@@ -37,7 +37,9 @@ CAMERAS: dict[str, str] = {
 }
 READERS: dict[str, str] = {}
 PLCS: dict[str, str] = {}
-LABEL_PRINTERS: dict[str, str] = {}
+LABEL_PRINTERS: dict[str, str] = {
+    "zpl": "drivers.labels.zpl:ZplLabelPrinter",
+}
 
 TABLES: dict[DeviceKind, dict[str, str]] = {
     DeviceKind.CODER: CODERS,

@@ -1,0 +1,9 @@
+^XA
+^PW812^LL600
+^CF0,30
+^FO40,30^FH^FD{product}^FS
+^FO40,70^FH^FDSSCC pallet, lot {lot}^FS
+^FO40,130^BY3^BCN,160,N,N,N^FH^FD{code}^FS
+^FO40,320^A0N,36,36^FH^FD(00) {hri}^FS
+^FO520,360^BQN,2,5^FH^FDQA,{code}^FS
+^XZ

@@ -1,0 +1,1 @@
+"""Label printers: parent labels (case, SSCC pallet) printed on demand."""
