@@ -1,0 +1,220 @@
+"""Videojet 1000-line CIJ over the WSI simple protocol (packets in drivers/printers/videojet_codec.py).
+
+Source: research/protocols.md (public emulators and manuals): packet types M, T, U, D, E, Q, G, O, K, H;
+ACK `$8D` / NAK `!51` check sequences. What is not public is a setting, not a guess in code: the
+checksum (off by default), which field of the `E` and `G` replies holds the state, faults and product
+counter, and the printer's state and error codes (defaults match drivers/sim/videojet.py).
+
+Serialization: WSI has no indexed FIFO. The driver sends one user-field update (`U field LF value`)
+per record; the printer holds at most `fifo_depth` of them (a setting, default 4: set it to what your
+printer's remote-field buffer holds, 1 if it has none). last_printed is derived from the product
+counter (`G`): the k-th count after a push consumed the k-th record pushed. Anything that may clear
+the updates (print off, jet stop, a fault, a reconnect, a message change) puts every unconfirmed record
+in doubt (fifo_lost + FIFO_LOST). Left out: print-complete messages (WSI has none; PRINTED events come
+from counter polls), the 2-head port 3102, fault reset (no public packet: clear faults at the printer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import Field
+
+from drivers.printers.base import (
+    BufferFull,
+    Capabilities,
+    DeviceTimeout,
+    Fault,
+    Nak,
+    PrinterState,
+    PrinterStatus,
+    ProtocolError,
+    Record,
+)
+from drivers.printers.stream_coder import StreamCoder, StreamSettings
+from drivers.printers.videojet_codec import (
+    Check,
+    Packet,
+    PacketType,
+    Reply,
+    WsiChecksum,
+    WsiDeframer,
+    command,
+    encode_packet,
+    field_at,
+    int_field,
+    user_field_update,
+)
+
+# The simulator's codes (drivers/sim/videojet.py); a real printer's state and error codes are not public.
+DEFAULT_STATE_CODES = {"0": PrinterState.IDLE, "1": PrinterState.PRINTING, "2": PrinterState.FAULT}
+DEFAULT_FAULT_CODES = {
+    "IL": Fault.INK_LOW, "IE": Fault.INK_EMPTY, "HF": Fault.HEAD_FAULT,
+    "BE": Fault.BUFFER_EMPTY, "CO": Fault.COVER_OPEN, "OT": Fault.OTHER,
+}
+
+
+class VideojetSettings(StreamSettings):
+    checksum: WsiChecksum = WsiChecksum.NONE
+    user_field: str = Field("SERIAL", min_length=1, description="the message's user field that carries the code")
+    fifo_depth: int = Field(4, ge=1, le=64, description="user-field updates the printer can hold")
+    counter_field: int = Field(0, ge=0, description="field of the G reply with the product counter")
+    state_field: int = Field(0, ge=0, description="field of the E reply with the printer state")
+    faults_field: int = Field(1, ge=0, description="field of the E reply with comma-separated error codes")
+    state_codes: dict[str, PrinterState] = Field(default_factory=lambda: dict(DEFAULT_STATE_CODES))
+    fault_codes: dict[str, Fault] = Field(default_factory=lambda: dict(DEFAULT_FAULT_CODES))
+
+
+class VideojetWsi(StreamCoder):
+    Settings: ClassVar[type[VideojetSettings]] = VideojetSettings
+
+    def __init__(self, settings: VideojetSettings, *, name: str = "videojet") -> None:
+        super().__init__(settings, name=name, capacity=settings.fifo_depth)
+        self.settings = settings
+        self.capabilities = Capabilities(
+            fifo_capacity=settings.fifo_depth, indexed=False, print_complete_events=False, counters=True,
+            extra={"protocol": "videojet-wsi", "last_printed": "product counter delta"},
+        )
+        self._deframer = WsiDeframer(settings.checksum)
+        self._state: PrinterState | None = None
+
+    # -- exchanges ----------------------------------------------------------------------------
+    async def _request(self, packet: Packet) -> Reply:
+        """Send one packet and return its one answer; on garbage or silence, resync and raise."""
+        self._deframer.reset()
+        await self.link.write(encode_packet(packet, self.settings.checksum))
+        try:
+            while True:
+                data = await self.link.read(self.timeout_s, f"answer to WSI {packet.kind.name}")
+                replies = self._deframer.feed(data)
+                if len(replies) > 1:
+                    raise ProtocolError(f"{self.name}: {len(replies)} answers to one {packet.kind.name} packet")
+                if replies:
+                    return replies[0]
+        except (ProtocolError, DeviceTimeout):
+            await self._resync()
+            raise
+
+    async def _resync(self) -> None:
+        """Swallow what is still arriving so a late answer is not taken for the next one."""
+        try:
+            while True:
+                await self.link.read(min(0.05, self.timeout_s), "late bytes")
+        except DeviceTimeout:
+            pass
+        self._deframer.reset()
+
+    async def _command(self, packet: Packet) -> None:
+        reply = await self._request(packet)
+        if reply == Check(ok=False):
+            raise Nak(f"{self.name}: printer refused WSI {packet.kind.name} {packet.fields!r} (NAK !51)")
+        if not isinstance(reply, Check):
+            raise ProtocolError(f"{self.name}: expected $8D/!51 after {packet.kind.name}, got {reply!r}")
+
+    async def _query(self, kind: PacketType) -> Packet:
+        reply = await self._request(command(kind))
+        if isinstance(reply, Check):
+            if not reply.ok:
+                raise Nak(f"{self.name}: printer refused WSI query {kind.name} (NAK !51)")
+            raise ProtocolError(f"{self.name}: got $8D where the {kind.name} reply packet was due")
+        if reply.kind is not kind:
+            raise ProtocolError(f"{self.name}: asked {kind.name}, printer answered {reply.kind.name}")
+        return reply
+
+    async def _read_counter(self) -> int:
+        reply = await self._query(PacketType.COUNTERS)
+        return int_field(reply, self.settings.counter_field, "product counter")
+
+    async def _probe(self) -> None:
+        self._publish(self.fifo.observe(await self._read_counter()))
+
+    # -- the Printer interface ----------------------------------------------------------------
+    async def identity(self) -> dict[str, str]:
+        async def op() -> dict[str, str]:
+            part = field_at(await self._query(PacketType.PART_NUMBER), 0, "part number")
+            message = await self._query(PacketType.SELECTED_MESSAGE)
+            return {"model": part, "message": message.fields[0] if message.fields else "",
+                    "protocol": "videojet-wsi"}
+
+        return await self._exchange(op)
+
+    async def status(self) -> PrinterStatus:
+        s = self.settings
+
+        async def op() -> PrinterStatus:
+            counter = await self._read_counter()
+            self._publish(self.fifo.observe(counter))
+            e = await self._query(PacketType.ERROR_STATUS)
+            code = field_at(e, s.state_field, "printer state")
+            if code not in s.state_codes:
+                raise ProtocolError(f"{self.name}: unknown printer state {code!r} in E reply {e.fields!r}")
+            state = s.state_codes[code]
+            raw = field_at(e, s.faults_field, "error codes") if len(e.fields) > s.faults_field else ""
+            faults = frozenset(s.fault_codes.get(c, Fault.OTHER) for c in raw.split(",") if c)
+            stopped = self._state is PrinterState.PRINTING and state is not PrinterState.PRINTING
+            if state is PrinterState.FAULT or stopped:
+                self._publish(self.fifo.lose(f"printer went from printing to {state}"))
+            self._state = state
+            return PrinterStatus(
+                state=state, faults=faults, fifo_depth=self.fifo.depth, fifo_capacity=s.fifo_depth,
+                last_printed=self.fifo.last_printed, print_count=counter, fifo_lost=self.fifo.take_lost(),
+            )
+
+        return await self._exchange(op)
+
+    async def select_job(self, name: str) -> None:
+        async def op() -> None:
+            await self._command(command(PacketType.SELECT_MESSAGE, name))
+            self._publish(self.fifo.lose(f"message {name!r} selected"))
+
+        await self._exchange(op)
+
+    async def push(self, records: Sequence[Record]) -> None:
+        for r in records:  # refuse an unframeable record before any of the batch is sent
+            try:
+                encode_packet(user_field_update(self.settings.user_field, r.text))
+            except ValueError as exc:
+                raise Nak(f"{self.name}: record seq {r.seq}: {exc}") from exc
+
+        async def op() -> None:
+            if len(records) > self.fifo.room:
+                raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
+            for r in records:
+                try:
+                    await self._command(user_field_update(self.settings.user_field, r.text))
+                except Nak as exc:
+                    raise BufferFull(f"{self.name}: seq {r.seq} refused (buffer full or field unknown): {exc}") \
+                        from exc
+                self.fifo.queued([r.seq])
+
+        await self._exchange(op)
+
+    async def clear_fifo(self) -> None:
+        """WSI has no 'clear buffer' packet: print off then on discards the pending updates."""
+        was_printing = self._state is PrinterState.PRINTING
+        await self.stop()
+        if was_printing:
+            await self.start()
+
+    async def start(self) -> None:
+        async def op() -> None:
+            await self._command(command(PacketType.PRINT_ON_OFF, "1"))
+            self._state = PrinterState.PRINTING
+
+        await self._exchange(op)
+
+    async def stop(self) -> None:
+        async def op() -> None:
+            await self._command(command(PacketType.PRINT_ON_OFF, "0"))
+            self._publish(self.fifo.observe(await self._read_counter()))  # confirm what did print
+            self._publish(self.fifo.lose("print off"))
+            self._state = PrinterState.IDLE
+
+        await self._exchange(op)
+
+    async def clear_fault(self) -> None:
+        """No public WSI packet resets faults; check that the operator has cleared them at the printer."""
+        status = await self.status()
+        if status.state is PrinterState.FAULT:
+            raise Nak(f"{self.name}: WSI has no fault-reset packet; clear {sorted(status.faults)} at the printer")
