@@ -47,10 +47,11 @@ class TrackingError(ValueError):
 
 class Tracker:
     def __init__(self, *, camera_at: int, window: int, gate_at: int, start: int = 0) -> None:
-        if not 0 <= camera_at < camera_at + window < gate_at:
+        if camera_at < 0 or window < 0 or camera_at + window >= gate_at:
             raise ValueError(
-                f"positions must satisfy 0 <= camera_at ({camera_at}) < camera_at + window "
-                f"({camera_at + window}) < gate_at ({gate_at}): every item is judged before the gate"
+                f"positions must satisfy 0 <= camera_at ({camera_at}), 0 <= window ({window}) and "
+                f"camera_at + window ({camera_at + window}) < gate_at ({gate_at}): every item is judged "
+                "before the gate"
             )
         self.camera_at = camera_at
         self.window = window

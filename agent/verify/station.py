@@ -1,0 +1,284 @@
+"""The verify station: ties reads to positions, judges every item, records it, rejects at the gate.
+
+Why it looks like this: the station is the one place where a physical item, a ledger code and a
+verdict meet, so it is the one place that must never let them drift apart. It takes `Observation`s
+from any source (a fixed reader's strings, a camera frame through the decoder: see `observe_image`),
+positions from the PLC counter, prints from the feeder, and for each item in conveyor order:
+
+- judges it (agent.verify.verdict), at the read or, when no read came, when its read window closes;
+- writes the verdict to the ledger in one transaction with its EPCIS event on the outbox: good ->
+  verified with a commissioning ObjectEvent, anything else -> rejected with a decommissioning one and
+  its reason (a code still `sent` or `in_doubt` is first moved to `printed`: the read proves the print);
+- fires the reject through the PLC, and stops the line when a reject is not confirmed or too many
+  come in a row (agent.verify.rejects).
+
+Fail safe: when the ledger refuses a good verdict the item is rejected anyway; nothing leaves the line
+verified that is not verified in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from agent.config.base import Strict
+from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
+from agent.ledger.states import IllegalTransition
+from agent.verify.decode import Decoder
+from agent.verify.grade import Grade, Grader
+from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
+from agent.verify.tracker import Tracked, Tracker
+from agent.verify.verdict import JUDGED, Judgement, Observation, Verdict, judge
+from drivers.cameras.base import Image
+from drivers.plc import LinePlc, PlcError, unwrap
+
+UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
+
+
+class VerifySettings(Strict):
+    """Positions in pitches (items) downstream of the print head; see agent.verify.tracker."""
+
+    camera_at: int = Field(3, ge=0)
+    read_window: int = Field(1, ge=0)  # pitches after the camera a late read still counts
+    gate_at: int = Field(8, ge=1)
+    confirm_margin: int = Field(2, ge=0)  # pitches after the gate the confirm may take
+    max_consecutive_rejects: int = Field(5, ge=1)
+    min_grade: Grade = Grade.C
+    poll_ms: float = Field(5.0, gt=0)  # PLC counter polling
+
+    @model_validator(mode="after")
+    def _order(self) -> VerifySettings:
+        if not self.camera_at + self.read_window < self.gate_at:
+            raise ValueError(f"camera_at + read_window ({self.camera_at + self.read_window}) must be "
+                             f"below gate_at ({self.gate_at}): every item is judged before the gate")
+        return self
+
+
+class VerifyStation:
+    def __init__(
+        self,
+        ledger: Ledger,
+        plc: LinePlc,
+        settings: VerifySettings | None = None,
+        *,
+        read_point: str,
+        biz_location: str | None = None,
+        utc_offset: str = "+00:00",
+        code_of: Callable[[str], str | None] = lambda text: text,
+        name: str = "verify",
+    ) -> None:
+        self.ledger = ledger
+        self.plc = plc
+        self.settings = s = settings or VerifySettings()
+        self.read_point = read_point
+        self.biz_location = biz_location
+        self.utc_offset = utc_offset
+        self.code_of = code_of  # printed text -> ledger code (templates render codes into URLs)
+        self.name = name
+        self.tracker = Tracker(camera_at=s.camera_at, window=s.read_window, gate_at=s.gate_at)
+        self.book = RejectBook(gate_at=s.gate_at, confirm_margin=s.confirm_margin,
+                               max_consecutive=s.max_consecutive_rejects)
+        self.counts: Counter[Verdict] = Counter()
+        self.alarms: list[Alarm] = []
+        self.stopped = False
+        self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the PLC's counters as they are now: items already on the line are not ours to judge."""
+        counter = await self.plc.counter()
+        self.tracker = Tracker(camera_at=self.tracker.camera_at, window=self.tracker.window,
+                               gate_at=self.tracker.gate_at, start=counter)
+        self.book.baseline(await self.plc.confirmed())
+
+    def printed(self, seq: int, code: str, text: str | None = None) -> None:
+        """The feeder's print-complete (or counter-mapped) report: `code` is on item `seq`."""
+        self.tracker.printed(seq, code, text)
+
+    async def observe(self, obs: Observation) -> Judgement | None:
+        """A read for item obs.seq; judged at once. None when it came too late or twice."""
+        item = self.tracker.observe(obs)
+        if item is None:
+            return None
+        return await self._judge(item, obs)
+
+    async def tick(self) -> None:
+        """Poll the PLC once: positions move, unread items are judged, confirms are checked."""
+        raw = await self.plc.counter()
+        confirms = await self.plc.confirmed()
+        await self.step(unwrap(raw, self.tracker.head), confirms)
+
+    async def step(self, counter: int, raw_confirms: int) -> None:
+        for item in self.tracker.advance(counter).expired:
+            await self._judge(item, None)
+        alarm = self.book.confirms(raw_confirms, counter)
+        if alarm is not None:
+            await self._stop(alarm)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; a PLC that fails is an alarm, not the end of the station."""
+        await self.start()
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except PlcError as exc:
+                self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_ms / 1000):
+                    await stop.wait()
+
+    # ---- judging --------------------------------------------------------------------------------
+
+    def _state_of(self, text: str) -> CodeState | None:
+        code = self.code_of(text)
+        if code is None:
+            return None
+        try:
+            return self.ledger.state_of(code)
+        except UnknownCode:
+            return None
+
+    async def _judge(self, item: Tracked, obs: Observation | None) -> Judgement:
+        j = judge(item.text, obs, self._state_of, minimum=self.settings.min_grade)
+        if item.code is not None:
+            try:
+                self._record(item, j, obs)
+            except (LedgerError, IllegalTransition) as exc:
+                if not j.verdict.rejects:
+                    j = Judgement(Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
+                self._record_event(item, j, error=str(exc))
+        else:
+            self._record_event(item, j)
+        self.tracker.judged(item, j)
+        self.counts[j.verdict] += 1
+        for hook in self.on_verdict:
+            hook(item, j)
+        rejected = j.verdict.rejects
+        if rejected:
+            try:
+                await self.plc.fire_reject(item.seq)
+                self.book.fired(item.seq)
+            except PlcError as exc:
+                await self._stop(Alarm(StopReason.PLC_FAILED, item.seq,
+                                       f"reject of seq {item.seq} could not be fired: {exc}"))
+        alarm = self.book.verdict(item.seq, rejected)
+        if alarm is not None:
+            await self._stop(alarm)
+        return j
+
+    def _record(self, item: Tracked, j: Judgement, obs: Observation | None) -> None:
+        """The verdict, its item row and its EPCIS event: one transaction."""
+        assert item.code is not None
+        code, now = item.code, time.time()
+        good = not j.verdict.rejects
+        grade = obs.grade.value if obs is not None and obs.grade is not None else None
+        event = verification_event(code, commissioning=good, at=now, read_point=self.read_point,
+                                   biz_location=self.biz_location, utc_offset=self.utc_offset,
+                                   reason=None if good else j.verdict.value)
+        payload: dict[str, Any] = {"epcis": event, "seq": item.seq, "verdict": j.verdict.value,
+                                   "reason": j.reason, "read": j.read, "grade": grade, "station": self.name}
+        with self.ledger.atomic():
+            row = self.ledger.code_row(code)
+            state = CodeState(row["state"])
+            if state in UNPROVEN and j.read is not None and j.read == item.text:
+                self.ledger.transition(code, CodeState.PRINTED, kind="code.printed",
+                                       payload={"proven_by": "read", "seq": item.seq})
+                state = CodeState.PRINTED
+            target = CodeState.VERIFIED if good else CodeState.REJECTED
+            if state in JUDGED:
+                # Printed a second time: the first item keeps its verdict (it may have shipped and
+                # is genuine); this item leaves at the gate, and the journal says why.
+                self.ledger.append_event("verify.printed_again", payload, code=code, job=row["job"])
+            else:
+                self.ledger.transition(code, target, kind=f"code.{target.value}", payload=payload, uplink=True)
+            if row["job"] is not None:
+                self.ledger.conn.execute(
+                    "INSERT INTO items(job, code, seq, verdict, grade, judged_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(code) DO UPDATE SET seq = excluded.seq, verdict = excluded.verdict, "
+                    "grade = excluded.grade, judged_at = excluded.judged_at",
+                    (row["job"], row["id"], item.seq, j.verdict.value, grade, now),
+                )
+
+    def _record_event(self, item: Tracked, j: Judgement, error: str | None = None) -> None:
+        """A verdict with no code to move (nothing printed), or one the ledger refused: journal it."""
+        with self.ledger.atomic():
+            self.ledger.append_event(f"verify.{j.verdict.value}", {
+                "seq": item.seq, "reason": j.reason, "read": j.read, "station": self.name,
+                **({"error": error} if error else {}),
+            }, code=item.code)
+
+    # ---- alarms ---------------------------------------------------------------------------------
+
+    def _raise_alarm(self, alarm: Alarm) -> None:
+        self.alarms.append(alarm)
+        with self.ledger.atomic():
+            self.ledger.append_event(f"alarm.{alarm.reason.value}", {
+                "station": self.name, "seq": alarm.seq, "message": alarm.message})
+
+    async def _stop(self, alarm: Alarm) -> None:
+        self._raise_alarm(alarm)
+        self.stopped = True
+        with contextlib.suppress(PlcError):  # already an alarm; a dead PLC cannot be stopped by us
+            await stop_line(self.plc)
+
+
+def verification_event(
+    code: str, *, commissioning: bool, at: float, read_point: str, biz_location: str | None,
+    utc_offset: str, reason: str | None,
+) -> dict[str, Any]:
+    """The EPCIS 2.0 ObjectEvent for one verdict: the one place to switch to agent.epcis builders.
+
+    Verified: ADD / commissioning / active. Rejected: OBSERVE / decommissioning / inactive with the
+    verdict as `lineagent:reason` (EPCIS has no reason field on an ObjectEvent).
+    """
+    sign = -1 if utc_offset.startswith("-") else 1
+    tz = timezone(sign * timedelta(hours=int(utc_offset[1:3]), minutes=int(utc_offset[4:6])))
+    event: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": datetime.fromtimestamp(at, tz).isoformat(timespec="milliseconds"),
+        "eventTimeZoneOffset": utc_offset,
+        "epcList": [code],
+        "action": "ADD" if commissioning else "OBSERVE",
+        "bizStep": "commissioning" if commissioning else "decommissioning",
+        "disposition": "active" if commissioning else "inactive",
+        "readPoint": {"id": read_point},
+    }
+    if biz_location:
+        event["bizLocation"] = {"id": biz_location}
+    if not commissioning:
+        event["lineagent:reason"] = reason or "rejected"
+    return event
+
+
+def ink_seen(image: Image, *, min_dark_fraction: float = 0.002) -> bool:
+    """Whether anything darker than the label was printed in `image` (a crop of the print region).
+
+    Why: "nothing printed" and "printed but unreadable" are different faults (the first is the coder,
+    the second the print or the camera), and an operator fixes them differently.
+    """
+    grey = np.asarray(image, dtype=np.float32)
+    paper = float(np.percentile(grey, 90))
+    dark = grey < paper * 0.6
+    return float(dark.mean()) >= min_dark_fraction
+
+
+def observe_image(seq: int, image: Image, decoder: Decoder, grader: Grader | None = None,
+                  *, at: float | None = None) -> Observation:
+    """A camera frame of item `seq` as an Observation: decode (crop first), grade, look for ink."""
+    result = decoder.decode(image)
+    region = decoder.settings.region
+    crop = region.crop(image) if region is not None else image
+    if result.symbols:
+        grade = grader.grade(image, result.symbols[0]).overall if grader is not None else None
+        return Observation(seq, tuple(s.text for s in result.symbols), grade,
+                           at=time.monotonic() if at is None else at)
+    return Observation(seq, (), None, blank=not ink_seen(crop), at=time.monotonic() if at is None else at)
