@@ -68,7 +68,7 @@ def _settings(formats: list[CodeFormat] | None, region: str | None, backend: Bac
 
 
 def _table(title: str) -> Table:
-    table = Table(title=title, caption=f"Grades: {INDICATIVE}.")
+    table = Table(title=title)
     for col in ("image", "code", "format", "stage", "ms", "grade", "parameters"):
         table.add_column(col, overflow="fold")
     return table
@@ -127,10 +127,15 @@ def test(
             fail(f"{f}: {exc}", Exit.USAGE)
         misses += 0 if result.symbols else 1
         _add_rows(table, f.name, result, grader.grade_result(image, result), min_grade)
-    console.print(table)
+    _show(table)
     console.print(f"{len(files) - misses} of {len(files)} image(s) read")
     if misses:
         raise typer.Exit(int(Exit.REFUSED))
+
+
+def _show(table: Table) -> None:
+    console.print(table)
+    console.print(f"Grades are {INDICATIVE}.", soft_wrap=True, highlight=False)
 
 
 async def _grab_one(camera: Camera) -> Image:
@@ -172,6 +177,6 @@ def snap(
     result = decoder.decode(image)
     table = _table(f"camera {name} ({entry.type}), frame {image.shape[1]}x{image.shape[0]}")
     _add_rows(table, name, result, Grader(GradeSettings(minimum=min_grade)).grade_result(image, result), min_grade)
-    console.print(table)
+    _show(table)
     if not result.symbols:
         raise typer.Exit(int(Exit.REFUSED))
