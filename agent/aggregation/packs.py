@@ -122,7 +122,7 @@ class Aggregator:
                 if partial_reason is not None:
                     _history(conn, "force_close", known[parent].id, None, {"reason": partial_reason}, at)
         except PackRejected as exc:
-            self._journal_rejection(exc, job)
+            self.journal_rejection(exc, job)
             raise
         return self.info(parent)
 
@@ -159,7 +159,7 @@ class Aggregator:
                     conn.execute("UPDATE packs SET job = ? WHERE code = ?", (job, pack.code_id))
                 self._link(conn, parent, pack.code_id, [known[c].id for c in children], children, at, job)
         except PackRejected as exc:
-            self._journal_rejection(exc, pack.job)
+            self.journal_rejection(exc, pack.job)
             raise
         return self.info(parent)
 
@@ -251,7 +251,7 @@ class Aggregator:
             raise AggregationError(f"a child of {parent!r} was linked elsewhere meanwhile: {exc}") from exc
         events.journal_link(self.ledger, self.ctx, parent, children, at, job)
 
-    def _journal_rejection(self, exc: PackRejected, job: int | None) -> None:
+    def journal_rejection(self, exc: PackRejected, job: int | None) -> None:
         """Rejections are facts too (the reject gate fired for them); journaled, not uplinked."""
         with self.ledger.atomic():
             self.ledger.append_event(
