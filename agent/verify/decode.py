@@ -21,7 +21,6 @@ text only.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -246,7 +245,3 @@ class Decoder:
                               corners=corners))  # type: ignore[arg-type]
         return out
 
-
-def decode_many(decoder: Decoder, images: Sequence[Image]) -> list[DecodeResult]:
-    """Decode a batch in order (the CLI and the benchmark)."""
-    return [decoder.decode(img) for img in images]

@@ -83,7 +83,7 @@ def test_gs1_datamatrix_element_string_keeps_gs_separators_and_hri_is_bracketed(
     cam = SimCameraSettings(symbology=Symbology.GS1_DATAMATRIX)
     r = render("(01)09506000134352(17)261231(10)AB12(21)SN0001", Defects(), 0, cam)
     es = decoder_for(cam).decode(r.image).symbols[0]
-    assert es.gs1 and es.text == "0109506000134352172612311" "0AB12\x1d21SN0001"
+    assert es.gs1 and es.text == "01095060001343521726123110AB12\x1d21SN0001"
     hri = decoder_for(cam, gs1_text=Gs1Text.HRI).decode(r.image).symbols[0]
     assert hri.text == "(01)09506000134352(17)261231(10)AB12(21)SN0001"
 
