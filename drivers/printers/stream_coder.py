@@ -16,7 +16,7 @@ from typing import TypeVar
 from pydantic import Field
 
 from agent.config.base import Strict
-from drivers.printers.base import LinkDown, Printer, PrintEvent, PrintEventKind
+from drivers.printers.base import DeviceTimeout, LinkDown, Printer, PrintEvent, PrintEventKind, ProtocolError
 from drivers.printers.coder_link import CoderLink
 from drivers.printers.counted_fifo import CountedFifo
 
@@ -60,13 +60,28 @@ class StreamCoder(Printer):
             await self.link.close()
             raise
         if self._was_linked:
-            # Whatever the coder held may be gone (power loss, reboot): unconfirmed records are in doubt.
-            self._publish(self.fifo.lose("link re-established"))
+            self._relinked()
         self._was_linked = True
         self._emit(PrintEventKind.LINK_UP)
 
     async def _probe(self) -> None:
         """Check that the far end speaks our protocol and read the baseline counters."""
+
+    def _relinked(self) -> None:
+        """Whatever the coder held may be gone (power loss, reboot): unconfirmed records are in doubt."""
+        self._publish(self.fifo.lose("link re-established"))
+
+    def _reset_parser(self) -> None:
+        """Drop a half-parsed answer (subclasses with a de-framer reset it here)."""
+
+    async def _resync(self) -> None:
+        """Swallow what is still arriving so a late answer is not taken for the next one."""
+        try:
+            while True:
+                await self.link.read(min(0.05, self.timeout_s), "late bytes")
+        except DeviceTimeout:
+            pass
+        self._reset_parser()
 
     async def _exchange(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run one request/reply under the lock, reopening a dropped link first."""
@@ -79,6 +94,9 @@ class StreamCoder(Printer):
                 return await op()
             except LinkDown:
                 self._emit(PrintEventKind.LINK_DOWN, "link lost")
+                raise
+            except (ProtocolError, DeviceTimeout):
+                await self._resync()
                 raise
 
     def _publish(self, events: list[PrintEvent]) -> None:

@@ -24,7 +24,6 @@ from pydantic import Field
 from drivers.printers.base import (
     BufferFull,
     Capabilities,
-    DeviceTimeout,
     Fault,
     Nak,
     PrinterState,
@@ -81,28 +80,18 @@ class VideojetWsi(StreamCoder):
 
     # -- exchanges ----------------------------------------------------------------------------
     async def _request(self, packet: Packet) -> Reply:
-        """Send one packet and return its one answer; on garbage or silence, resync and raise."""
+        """Send one packet and return its one answer (the base resyncs after garbage or silence)."""
         self._deframer.reset()
         await self.link.write(encode_packet(packet, self.settings.checksum))
-        try:
-            while True:
-                data = await self.link.read(self.timeout_s, f"answer to WSI {packet.kind.name}")
-                replies = self._deframer.feed(data)
-                if len(replies) > 1:
-                    raise ProtocolError(f"{self.name}: {len(replies)} answers to one {packet.kind.name} packet")
-                if replies:
-                    return replies[0]
-        except (ProtocolError, DeviceTimeout):
-            await self._resync()
-            raise
+        while True:
+            data = await self.link.read(self.timeout_s, f"answer to WSI {packet.kind.name}")
+            replies = self._deframer.feed(data)
+            if len(replies) > 1:
+                raise ProtocolError(f"{self.name}: {len(replies)} answers to one {packet.kind.name} packet")
+            if replies:
+                return replies[0]
 
-    async def _resync(self) -> None:
-        """Swallow what is still arriving so a late answer is not taken for the next one."""
-        try:
-            while True:
-                await self.link.read(min(0.05, self.timeout_s), "late bytes")
-        except DeviceTimeout:
-            pass
+    def _reset_parser(self) -> None:
         self._deframer.reset()
 
     async def _command(self, packet: Packet) -> None:
