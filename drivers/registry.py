@@ -25,6 +25,8 @@ class DeviceKind(StrEnum):
 
 # Each part of the drivers package owns its own table; they are merged here.
 CODERS: dict[str, str] = {
+    "leibinger": "drivers.printers.leibinger:Leibinger",
+    "generic": "drivers.printers.generic:GenericPrinter",
     "videojet_wsi": "drivers.printers.videojet:VideojetWsi",
     "hitachi": "drivers.printers.hitachi:HitachiBuffer",
     "markem_ngpcl": "drivers.printers.markem:MarkemNgpcl",
