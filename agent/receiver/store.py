@@ -1,0 +1,119 @@
+"""Where the reference receiver keeps events: SQLite or PostgreSQL, one row per eventID.
+
+Why the eventID is the primary key: the agent re-sends batches whose ack it did not see, so the same
+event arrives again after every outage; `ON CONFLICT DO NOTHING` on the CBV hash makes the second copy
+a no-op, inside the same transaction as the rest of the batch, before the ack is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+_COLUMNS = "event_id, site, line, batch, pos, event_type, event_time, body, received_at"
+_DDL = """
+CREATE TABLE IF NOT EXISTS epcis_events (
+    event_id    TEXT PRIMARY KEY,
+    site        TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    batch       BIGINT NOT NULL,   -- the agent's batch number: (batch, pos) is the line's order
+    pos         INTEGER NOT NULL,
+    event_type  TEXT NOT NULL,
+    event_time  TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
+)
+"""
+
+
+class EventStore(Protocol):
+    def store(self, site: str, line: str, batch: int, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Store a batch atomically; returns (new events, duplicates ignored)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _rows(site: str, line: str, batch: int, events: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    now = time.time()
+    return [
+        (e["eventID"], site, line, batch, i, e["type"], e["eventTime"], json.dumps(e, separators=(",", ":")), now)
+        for i, e in enumerate(events)
+    ]
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(_DDL)
+
+    def store(self, site: str, line: str, batch: int, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.conn.executemany(
+                f"INSERT INTO epcis_events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
+                _rows(site, line, batch, events),
+            )
+            new = cur.rowcount
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return new, len(events) - new
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM epcis_events").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresStore:
+    def __init__(self, dsn: str) -> None:
+        import psycopg  # imported here: only the PostgreSQL path needs it
+
+        self.conn = psycopg.connect(dsn, autocommit=False)
+        with self.conn.cursor() as cur:
+            cur.execute(_DDL)
+        self.conn.commit()
+
+    def store(self, site: str, line: str, batch: int, events: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        with self.conn.cursor() as cur:
+            try:
+                new = 0
+                for row in _rows(site, line, batch, events):
+                    cur.execute(
+                        f"INSERT INTO epcis_events({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                        "ON CONFLICT (event_id) DO NOTHING",
+                        row,
+                    )
+                    new += cur.rowcount
+                self.conn.commit()
+            except BaseException:
+                self.conn.rollback()
+                raise
+        return new, len(events) - new
+
+    def count(self) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM epcis_events")
+            row = cur.fetchone()
+        self.conn.commit()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_store(db: str) -> EventStore:
+    """`postgresql://...` -> PostgreSQL; anything else is a SQLite file path."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db)
+    return SqliteStore(db)

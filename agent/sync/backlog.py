@@ -1,0 +1,64 @@
+"""Backlog policy: nothing is ever dropped; a growing backlog warns, a hard bound stops the line.
+
+Why stop the line instead of evicting: undelivered events are compliance records. Evicting the oldest
+(what generic store-and-forward caches do) silently loses them; a stopped line is visible and
+recoverable. The agent maps WARN to the amber light and STOP to a controlled line stop with
+`message` shown to the operator.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from agent.config.mqtt import MqttConfig
+
+
+class BacklogLevel(StrEnum):
+    OK = "ok"
+    WARN = "warn"  # amber light: the cloud is behind, the line keeps running
+    STOP = "stop"  # stop the line: one more event could not be kept safely
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAlarm:
+    """The typed alarm the agent raises; `message` is written for the operator at the line."""
+
+    level: BacklogLevel
+    message: str
+    backlog_events: int
+    free_disk_mb: float
+
+
+def assess(backlog_events: int, free_disk_mb: float, cfg: MqttConfig) -> SyncAlarm:
+    if free_disk_mb < cfg.min_free_disk_mb:
+        return SyncAlarm(
+            BacklogLevel.STOP,
+            f"Line stopped: only {free_disk_mb:.0f} MB free on the ledger disk (minimum {cfg.min_free_disk_mb} MB) "
+            f"with {backlog_events:,} events not yet delivered to the cloud. Restore the network or free disk "
+            "space, then restart the line. No data has been lost.",
+            backlog_events, free_disk_mb,
+        )
+    if backlog_events >= cfg.backlog_stop_events:
+        return SyncAlarm(
+            BacklogLevel.STOP,
+            f"Line stopped: {backlog_events:,} events wait for delivery to the cloud (limit "
+            f"{cfg.backlog_stop_events:,}). Restore the network to the cloud; the line can restart once the "
+            "backlog drains. No data has been lost.",
+            backlog_events, free_disk_mb,
+        )
+    if backlog_events >= cfg.backlog_warn_events:
+        return SyncAlarm(
+            BacklogLevel.WARN,
+            f"Cloud sync behind: {backlog_events:,} events wait for delivery (warning at "
+            f"{cfg.backlog_warn_events:,}, line stops at {cfg.backlog_stop_events:,}). Check the network.",
+            backlog_events, free_disk_mb,
+        )
+    return SyncAlarm(BacklogLevel.OK, "cloud sync up to date", backlog_events, free_disk_mb)
+
+
+def free_disk_mb(path: Path) -> float:
+    target = path if path.is_dir() else path.parent
+    return shutil.disk_usage(target).free / 1e6

@@ -1,0 +1,184 @@
+"""Delivery state of the transactional outbox: batches cut from the journal, sent, acked.
+
+Why batches are fixed seq ranges of the append-only journal: after a crash, a lost ack or a broker
+restart, a batch is rebuilt from the ledger to exactly the same events and eventIDs, so the receiver
+recognises every re-sent event. Nothing here deletes: an event leaves the backlog only when the
+receiver's ack for its batch is recorded.
+
+The outbox has its own SQLite connection to the ledger file (WAL), so the uplink never waits on the
+line's group commit and the line never waits on the network.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.epcis import with_event_id
+from agent.ledger.schema import migrate
+
+
+class OutboxError(RuntimeError):
+    """An outbox row that cannot become an EPCIS event; the message names the journal seq."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: int
+    first_seq: int
+    last_seq: int
+    events: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    undelivered_events: int  # in unacked batches plus not yet batched
+    unbatched_events: int
+    open_batches: int
+    oldest_undelivered_at: float | None
+    delivered_last_minute: int
+
+
+class Outbox:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- cutting batches ----------------------------------------------------------------------
+
+    def cursor(self) -> int:
+        row = self.conn.execute("SELECT value FROM sync_state WHERE key = 'cursor'").fetchone()
+        return int(row[0]) if row else 0
+
+    def pending(self, limit: int) -> tuple[int, float | None]:
+        """How many unbatched uplink events wait (up to limit), and when the oldest was written."""
+        rows = self.conn.execute(
+            "SELECT count(*), min(at) FROM (SELECT at FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?)",
+            (self.cursor(), limit),
+        ).fetchone()
+        return int(rows[0]), rows[1]
+
+    def cut(self, max_events: int) -> Batch | None:
+        """Put the next up to max_events unbatched events into a new batch, durably."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            start = self.cursor()
+            rows = self.conn.execute(
+                "SELECT seq FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?", (start, max_events)
+            ).fetchall()
+            if not rows:
+                self.conn.execute("ROLLBACK")
+                return None
+            first, last = int(rows[0][0]), int(rows[-1][0])
+            cur = self.conn.execute(
+                "INSERT INTO sync_batches(first_seq, last_seq, events, created_at) VALUES (?, ?, ?, ?)",
+                (first, last, len(rows), time.time()),
+            )
+            self.conn.execute(
+                "INSERT INTO sync_state(key, value) VALUES ('cursor', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(last),),
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return Batch(int(cur.lastrowid or 0), first, last, len(rows), 0)
+
+    # ---- sending and acks ---------------------------------------------------------------------
+
+    def unacked(self, limit: int) -> list[Batch]:
+        rows = self.conn.execute(
+            "SELECT id, first_seq, last_seq, events, attempts FROM sync_batches WHERE acked_at IS NULL "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [Batch(*r) for r in rows]
+
+    def events(self, batch: Batch) -> Iterator[dict[str, Any]]:
+        """The batch's EPCIS events, each with its eventID, in journal order."""
+        for seq, payload in self.conn.execute(
+            "SELECT seq, payload FROM events WHERE uplink = 1 AND seq BETWEEN ? AND ? ORDER BY seq",
+            (batch.first_seq, batch.last_seq),
+        ):
+            try:
+                event = json.loads(payload)["epcis"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise OutboxError(f"outbox event seq {seq} has no EPCIS event under payload key 'epcis'") from exc
+            yield with_event_id(event)
+
+    def mark_sent(self, batch_id: int) -> None:
+        self.conn.execute(
+            "UPDATE sync_batches SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", (time.time(), batch_id)
+        )
+
+    def mark_acked(self, batch_id: int, outcome: str) -> bool:
+        """Record the receiver's ack; False when the batch was already acked (a duplicate ack)."""
+        cur = self.conn.execute(
+            "UPDATE sync_batches SET acked_at = ?, outcome = ? WHERE id = ? AND acked_at IS NULL",
+            (time.time(), outcome, batch_id),
+        )
+        return cur.rowcount == 1
+
+    def resend_since(self, since: float, max_events: int) -> int:
+        """Queue already delivered events written at or after `since` again; the receiver skips them."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self.cursor()
+            seqs = [
+                int(r[0])
+                for r in self.conn.execute(
+                    "SELECT seq FROM events WHERE uplink = 1 AND at >= ? AND seq <= ? ORDER BY seq", (since, cursor)
+                )
+            ]
+            now = time.time()
+            for i in range(0, len(seqs), max_events):
+                chunk = seqs[i : i + max_events]
+                self.conn.execute(
+                    "INSERT INTO sync_batches(first_seq, last_seq, events, created_at, resend) VALUES (?, ?, ?, ?, 1)",
+                    (chunk[0], chunk[-1], len(chunk), now),
+                )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return len(seqs)
+
+    # ---- reporting ----------------------------------------------------------------------------
+
+    def backlog(self) -> Backlog:
+        cursor = self.cursor()
+        unbatched, oldest_unbatched = self.conn.execute(
+            "SELECT count(*), min(at) FROM events WHERE uplink = 1 AND seq > ?", (cursor,)
+        ).fetchone()
+        open_events, open_batches, first_open = self.conn.execute(
+            "SELECT coalesce(sum(events), 0), count(*), min(first_seq) FROM sync_batches "
+            "WHERE acked_at IS NULL AND resend = 0"
+        ).fetchone()
+        oldest = oldest_unbatched
+        if first_open is not None:
+            row = self.conn.execute("SELECT at FROM events WHERE seq = ?", (first_open,)).fetchone()
+            oldest = row[0] if row else oldest
+        recent = self.conn.execute(
+            "SELECT coalesce(sum(events), 0) FROM sync_batches WHERE acked_at >= ? AND resend = 0",
+            (time.time() - 60.0,),
+        ).fetchone()[0]
+        return Backlog(
+            undelivered_events=int(unbatched) + int(open_events),
+            unbatched_events=int(unbatched),
+            open_batches=int(open_batches),
+            oldest_undelivered_at=oldest,
+            delivered_last_minute=int(recent),
+        )

@@ -1,0 +1,181 @@
+"""The uplink: outbox -> EPCIS documents -> MQTT, delivered only when the receiver acks each batch.
+
+Why at-least-once plus eventIDs gives exactly-once: the agent re-sends any batch whose ack it has not
+recorded (after the ack timeout, after every reconnect, after a restart), and the receiver stores an
+eventID once. A batch is marked delivered only by the receiver's ack on `.../ack`, never by the
+broker's PUBACK, because a broker can lose a message it has acknowledged (restart without
+persistence).
+
+Order per line: batches are numbered from the journal order, at most `inflight` are open, and they are
+always (re)published in number order on one MQTT session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.config.mqtt import MqttConfig
+from agent.epcis import document
+from agent.sync.backlog import BacklogLevel, SyncAlarm, assess, free_disk_mb
+from agent.sync.mqtt import LinkState, MqttLink, Topics
+from agent.sync.outbox import Batch, Outbox
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/ld+json"
+ENCODING_PROPERTY = "content-encoding"  # user property: "deflate" (zlib) or "identity"
+STATUS_EVERY_S = 2.0
+
+CommandHandler = Callable[[bytes], dict[str, object]]
+AlarmHandler = Callable[[SyncAlarm], None]
+
+
+@dataclass
+class UplinkStats:
+    batches_sent: int = 0
+    batches_resent: int = 0
+    acks: int = 0
+    duplicate_acks: int = 0
+    invalid_batches: int = 0
+
+
+class Uplink:
+    def __init__(
+        self,
+        outbox: Outbox,
+        cfg: MqttConfig,
+        topics: Topics,
+        *,
+        client_id: str | None = None,
+        on_command: CommandHandler | None = None,
+        on_alarm: AlarmHandler | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.cfg = cfg
+        self.topics = topics
+        self.on_command = on_command
+        self.on_alarm = on_alarm
+        self.stats = UplinkStats()
+        self.alarm = SyncAlarm(BacklogLevel.OK, "starting", 0, 0.0)
+        self._sent: dict[int, float] = {}  # batch id -> monotonic time of the last publish, this session
+        self._seen_connect: float | None = None
+        self._next_status = 0.0
+        self.link = MqttLink(cfg, topics, client_id or f"lineagent-{topics.site}-{topics.line}", self._message)
+
+    # ---- incoming -----------------------------------------------------------------------------
+
+    def _message(self, topic: str, payload: bytes, _props: dict[str, str]) -> None:
+        if topic == self.topics.ack:
+            self._ack(payload)
+        elif topic == self.topics.cmd and self.on_command is not None:
+            result = self.on_command(payload)
+            self.link.publish(self.topics.cmd_result, json.dumps(result).encode(), user={},
+                              content_type="application/json")
+
+    def _ack(self, payload: bytes) -> None:
+        try:
+            ack = json.loads(payload)
+            batch_id, status = int(ack["batch"]), str(ack["status"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed ack on %s: %r", self.topics.ack, payload[:200])
+            return
+        outcome = status if status == "stored" else f"invalid: {ack.get('error', '')}"
+        if self.outbox.mark_acked(batch_id, outcome):
+            self.stats.acks += 1
+            if status != "stored":
+                self.stats.invalid_batches += 1
+                log.error("the receiver refused batch %d as invalid: %s", batch_id, ack.get("error"))
+        else:
+            self.stats.duplicate_acks += 1
+        self._sent.pop(batch_id, None)
+
+    # ---- outgoing -----------------------------------------------------------------------------
+
+    def encode(self, batch: Batch) -> bytes:
+        doc = document(self.outbox.events(batch), doc_id=f"urn:lineagent:{self.topics.site}:{self.topics.line}"
+                       f":batch:{batch.id}")
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return zlib.compress(raw, 1) if self.cfg.compress else raw
+
+    def _publish(self, batch: Batch) -> None:
+        body = self.encode(batch)
+        user = {
+            ENCODING_PROPERTY: "deflate" if self.cfg.compress else "identity",
+            "batch": str(batch.id),
+            "events": str(batch.events),
+        }
+        self.link.publish(self.topics.events, body, user=user, content_type=CONTENT_TYPE)
+        if batch.id in self._sent or batch.attempts:
+            self.stats.batches_resent += 1
+        self.stats.batches_sent += 1
+        self._sent[batch.id] = time.monotonic()
+        self.outbox.mark_sent(batch.id)
+
+    def _due(self, pending: int, oldest_at: float | None) -> bool:
+        if pending >= self.cfg.batch_max_events:
+            return True
+        return oldest_at is not None and (time.time() - oldest_at) * 1000 >= self.cfg.batch_max_ms
+
+    def step(self) -> bool:
+        """One round: network I/O, then (re)publish due batches and cut new ones; False when offline."""
+        self.link.poll(0.002)
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_S
+            self._check_backlog()
+        if self.link.state is not LinkState.CONNECTED:
+            return False
+        if self.link.connected_since != self._seen_connect:  # a new session: everything open is due again
+            self._seen_connect = self.link.connected_since
+            self._sent.clear()
+        self.link.take_pubacks()
+        open_batches = self.outbox.unacked(self.cfg.inflight)
+        for batch in open_batches:
+            sent = self._sent.get(batch.id)
+            if sent is None or now - sent >= self.cfg.ack_timeout_s:
+                self._publish(batch)
+        room = self.cfg.inflight - len(open_batches)
+        while room > 0:
+            pending, oldest = self.outbox.pending(self.cfg.batch_max_events)
+            if not pending or not self._due(pending, oldest):
+                break
+            cut = self.outbox.cut(self.cfg.batch_max_events)
+            if cut is None:
+                break
+            self._publish(cut)
+            room -= 1
+        return True
+
+    def _check_backlog(self) -> None:
+        backlog = self.outbox.backlog()
+        alarm = assess(backlog.undelivered_events, free_disk_mb(self.outbox.path), self.cfg)
+        if alarm.level != self.alarm.level and self.on_alarm is not None:
+            self.on_alarm(alarm)
+        self.alarm = alarm
+        self.outbox.conn.execute(
+            "INSERT INTO sync_state(key, value) VALUES ('link', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (json.dumps({"state": str(self.link.state), "since": self.link.connected_since, "at": time.time(),
+                         "last_error": self.link.last_error, "alarm": str(alarm.level)}),),
+        )
+        if self.link.state is LinkState.CONNECTED:
+            self.link.publish_status("online", backlog=backlog.undelivered_events, alarm=str(alarm.level))
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set; the daemon gives this its own thread."""
+        try:
+            while not stop.is_set():
+                if not self.step():
+                    stop.wait(0.02)  # offline: the backoff decides when to dial again
+        finally:
+            self.link.close()
+
+    def drained(self) -> bool:
+        b = self.outbox.backlog()
+        return b.undelivered_events == 0 and b.open_batches == 0
