@@ -37,8 +37,14 @@ CAMERAS: dict[str, str] = {
     "folder": "drivers.cameras.folder:FolderCamera",
     "sim": "drivers.sim.camera:SimCamera",
 }
-READERS: dict[str, str] = {}
-PLCS: dict[str, str] = {}
+READERS: dict[str, str] = {
+    "dataman": "drivers.readers.dataman:DataMan",
+    "keyence_sr": "drivers.readers.keyence:KeyenceSR",
+    "generic": "drivers.readers.generic:GenericReader",
+}
+PLCS: dict[str, str] = {
+    "modbus": "drivers.plc.plc:LinePlc",
+}
 LABEL_PRINTERS: dict[str, str] = {
     "zpl": "drivers.labels.zpl:ZplLabelPrinter",
 }

@@ -21,6 +21,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.codes_cmd", "codes"),
     ("agent.cli.job_cmd", "job"),
     ("agent.cli.camera_cmd", "camera"),
+    ("agent.cli.plc_cmd", "plc"),
 ]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [

@@ -1,0 +1,56 @@
+"""`lineagent plc probe NAME`: read every mapped PLC signal and show it, without the daemon.
+
+Why: commissioning a line means checking the register map against the PLC program; a table of
+signal, table, address, slave and live value shows a wrong address at a glance. Exit 3 when the PLC
+does not answer at all (a dead slave for one signal shows as an error in its row instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.cli.common import ConfigOpt, Exit, config, console, fail
+from drivers import registry
+from drivers.plc import LinePlc, PlcError, PlcLinkError, Signal
+
+app = typer.Typer(help="Check the line PLC's register map against the live PLC.", no_args_is_help=True)
+
+
+async def _probe(plc: LinePlc) -> dict[Signal, int | PlcError]:
+    async with plc:
+        return await plc.probe()
+
+
+@app.command()
+def probe(
+    name: Annotated[str, typer.Argument(help="A PLC under devices.plcs in the line config")],
+    config_path: ConfigOpt = None,
+) -> None:
+    """Read and show every signal in the PLC's register map."""
+    cfg = config(config_path)
+    entry = cfg.devices.plcs.get(name)
+    if entry is None:
+        known = ", ".join(sorted(cfg.devices.plcs)) or "none configured"
+        fail(f"no PLC named {name!r} under devices.plcs (known: {known})", Exit.NOT_FOUND)
+    cls = registry.load(registry.DeviceKind.PLC, entry.type)
+    plc: LinePlc = cls(cfg.device_settings("plcs", name), name=name)
+    try:
+        values = asyncio.run(_probe(plc))
+    except PlcLinkError as exc:
+        fail(str(exc), Exit.DEVICE)
+    if values and all(isinstance(v, PlcError) for v in values.values()):
+        fail(f"PLC {name} at {plc.settings.url} answered none of its {len(values)} signals: "
+             f"{next(iter(values.values()))}", Exit.DEVICE)
+    table = Table(title=f"PLC {name} at {plc.settings.url}")
+    for col in ("signal", "table", "address", "slave", "value"):
+        table.add_column(col)
+    for signal, value in values.items():
+        point = plc.point(signal)
+        slave = point.device_id if point.device_id is not None else plc.settings.device_id
+        shown = f"[red]{value}[/]" if isinstance(value, PlcError) else str(value)
+        table.add_row(signal.value, point.table.value, str(point.address), str(slave), shown)
+    console.print(table)
