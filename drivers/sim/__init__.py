@@ -14,6 +14,9 @@ from typing import Any
 
 SIMULATORS: dict[str, str] = {
     "leibinger": "drivers.sim.leibinger:LeibingerSim",
+    "videojet_wsi": "drivers.sim.videojet:VideojetSim",
+    "hitachi": "drivers.sim.hitachi:HitachiSim",
+    "markem_ngpcl": "drivers.sim.markem:MarkemSim",
 }
 
 

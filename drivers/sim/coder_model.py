@@ -28,6 +28,7 @@ class CoderModel:
     printed: list[str] = field(default_factory=list)  # the simulator's own record of every print
     missed: int = 0  # products that passed unmarked
     cleared: int = 0  # records discarded by stops, faults and power losses
+    force_full: int = 0  # refuse this many more stores as if full (the buffer_full fault)
 
     @property
     def room(self) -> int:
@@ -39,6 +40,9 @@ class CoderModel:
 
     def enqueue(self, text: str) -> bool:
         """False when full: the protocol answers with its buffer-full refusal."""
+        if self.force_full:
+            self.force_full -= 1
+            return False
         if len(self.queue) >= self.capacity:
             return False
         self.queue.append(text)

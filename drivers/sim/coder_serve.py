@@ -1,12 +1,15 @@
-"""Serve a simulated coder's protocol on a pty and/or TCP, at a paced baud rate, with a conveyor.
+"""Serve a byte-stream coder simulator (Videojet WSI, Hitachi, Markem NGPCL) on a pty and/or TCP.
 
-Why pacing: a 115,200-baud line carries about 11,520 bytes/s; a pty or loopback socket carries
-millions. Bytes in both directions are held back for their line time (10 bits per byte) so link
-limits in benchmarks are real. Why a conveyor here: products reach the head at the line's rate
-whatever the host does, which is what makes a FIFO run dry or overflow.
+Why not drivers/sim/base.py's SimCoder: that base de-frames requests with one FrameSpec, but a
+Hitachi host sends bare ENQ/DC2 bytes between STX/ETX texts and a WSI host's packets are answered by
+unframed check sequences. These protocols therefore parse their own byte stream (`receive`), and this
+module gives them the same outside as SimCoder, so `lineagent sim printer` and the contract suite use
+them alike: keyword-only `rate_per_min`, `baud`, `faults` (a FaultPlan or SPEC, drivers/sim/faults.py),
+`serve_pty()`, `serve_tcp(port)`, `close()`, `trigger()`, `printed`, and power loss/on.
 
-Power loss: TCP connections are dropped and the port refuses connections until `power_on()`; on a
-pty the printer simply stops answering. Either way the model loses its queue and keeps its counter.
+Pacing: on a pty, bytes in both directions take their wire time at `baud` (10 bits a byte), so link
+limits in benchmarks are real; TCP is not paced. Power loss drops TCP connections and refuses new ones;
+on a pty the printer just goes silent. Either way the queue is lost and the counter kept.
 """
 
 from __future__ import annotations
@@ -15,177 +18,241 @@ import asyncio
 import contextlib
 import os
 import tty
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from drivers.printers.base import Fault
 from drivers.sim.coder_model import CoderModel
+from drivers.sim.faults import FaultPlan, SimFault
 
-BITS_PER_BYTE = 10  # start + 8 data + stop
+BITS_PER_BYTE = 10  # 8N1
+
+
+@dataclass
+class Injection:
+    """Wire faults for the next requests: armed by tests, or drawn from the seeded FaultPlan.
+
+    A NAK'd, garbled or unanswered request is not executed (as in drivers/sim/base.py), so what the
+    simulator printed is always what the driver was told it accepted, or in doubt.
+    """
+
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    armed: deque[SimFault] = field(default_factory=deque)
+    banned: bytes = b""  # bytes garbage must not contain (the protocol's delimiters)
+
+    def request(self, model: CoderModel, handle: Callable[[], bytes], nak: bytes) -> bytes:
+        fault = self.armed.popleft() if self.armed else self.plan.draw_request()
+        if fault is SimFault.SILENCE:
+            return b""
+        if fault is SimFault.GARBAGE:
+            pool = [b for b in range(0x20, 0x7F) if b not in self.banned]
+            return bytes(self.plan.rng.choice(pool) for _ in range(8))
+        if fault is SimFault.NAK:
+            return nak
+        if fault is SimFault.BUFFER_FULL:
+            model.force_full += 1
+        return handle()
 
 
 class SimProtocol(Protocol):
     model: CoderModel
+    inject: Injection
 
     def receive(self, data: bytes) -> bytes: ...
 
     def reset_link(self) -> None: ...
 
 
-class Pacer:
-    """One direction of a serial line: when the last byte queued on it will have been sent."""
+class StreamSim:
+    """A coder model behind one protocol, on a pty and/or 127.0.0.1, with an optional conveyor."""
 
-    def __init__(self, baud: int | None) -> None:
-        self.byte_s = BITS_PER_BYTE / baud if baud else 0.0
-        self._free_at = 0.0
-
-    async def hold(self, nbytes: int) -> None:
-        if not self.byte_s:
-            return
-        loop = asyncio.get_running_loop()
-        self._free_at = max(loop.time(), self._free_at) + nbytes * self.byte_s
-        await asyncio.sleep(max(0.0, self._free_at - loop.time()))
-
-
-class CoderSimServer:
     def __init__(
         self,
         protocol: SimProtocol,
         *,
-        baud: int | None = None,
-        rate_per_s: float | None = None,
-        host: str = "127.0.0.1",
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
     ) -> None:
         self.protocol = protocol
+        self.rate_per_min = rate_per_min
         self.baud = baud
-        self.rate_per_s = rate_per_s
-        self.host = host
+        self.plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
+        protocol.inject.plan = self.plan
         self.port: int | None = None
         self.pty_path: str | None = None
         self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.StreamWriter] = set()
-        self._pty_fds: tuple[int, int] | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pty: tuple[int, int] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._conveyor: asyncio.Task[None] | None = None
 
     @property
     def model(self) -> CoderModel:
         return self.protocol.model
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    async def start_tcp(self, port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._serve_tcp, self.host, port or self.port or 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        self._start_conveyor()
-        return self.port
+    @property
+    def printed(self) -> list[str]:
+        return self.model.printed
 
-    async def start_pty(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._pty_fds = (master, slave)
-        self.pty_path = os.ttyname(slave)
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        asyncio.get_running_loop().add_reader(master, self._pty_readable, master, queue)
-        self._spawn(self._serve_pty(master, queue))
-        self._start_conveyor()
-        return self.pty_path
+    @property
+    def counter(self) -> int:
+        return self.model.counter
 
-    async def close(self) -> None:
-        await self._drop_tcp()
-        if self._pty_fds is not None:
-            master, slave = self._pty_fds
-            asyncio.get_running_loop().remove_reader(master)
-            os.close(master)
-            os.close(slave)
-            self._pty_fds = None
-        for task in [*self._tasks, *([self._conveyor] if self._conveyor else [])]:
-            task.cancel()
-        for task in [*self._tasks, *([self._conveyor] if self._conveyor else [])]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._conveyor = None
+    def inject(self, fault: SimFault, count: int = 1) -> None:
+        """Request faults hit the next `count` requests; stop, ink low and power loss happen now."""
+        if fault in (SimFault.NAK, SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL):
+            self.protocol.inject.armed.extend([fault] * count)
+        elif fault is SimFault.STOP:
+            self.model.stop()
+        elif fault is SimFault.INK_LOW:
+            self.model.faults.add(Fault.INK_LOW)
+        elif fault is SimFault.POWER_LOSS:
+            self._spawn(self._power_cycle(self.plan.down_s), "power-cycle")
 
-    async def power_loss(self) -> None:
+    def trigger(self, products: int = 1) -> int:
+        """`products` pass the head; returns how many were printed. Print faults follow the plan."""
+        done = 0
+        for _ in range(products):
+            if self.model.fire() is None:
+                continue
+            done += 1
+            for fault in self.plan.after_print(len(self.model.printed)):
+                self.inject(fault)
+        return done
+
+    # -- power --------------------------------------------------------------------------------
+    async def _power_cycle(self, down_s: float) -> None:
+        await self.power_off()
+        await asyncio.sleep(down_s)
+        await self.power_on()
+
+    async def power_off(self) -> None:
         self.model.power_loss()
+        self.protocol.inject.armed.clear()
         await self._drop_tcp()
 
     async def power_on(self) -> None:
         self.model.power_on()
         self.protocol.reset_link()
         if self.port is not None and self._server is None:
-            self._server = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+            await self.serve_tcp(self.port)
+
+    # -- links --------------------------------------------------------------------------------
+    async def serve_tcp(self, port: int = 0, host: str = "127.0.0.1") -> int:
+        self._server = await asyncio.start_server(self._tcp_client, host, port, reuse_address=True)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._start_conveyor()
+        return self.port
+
+    async def serve_pty(self) -> str:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._pty = (master, slave)  # the slave stays open here so the master never sees EIO
+        rx: asyncio.Queue[bytes] = asyncio.Queue()
+        asyncio.get_running_loop().add_reader(master, self._pty_readable, master, rx)
+        self._spawn(self._pty_serve(master, rx), "pty")
+        self._start_conveyor()
+        self.pty_path = os.ttyname(slave)
+        return self.pty_path
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drop_tcp()
+        self.port = None
+        if self._pty is not None:
+            master, slave = self._pty
+            asyncio.get_running_loop().remove_reader(master)
+            os.close(master)
+            os.close(slave)
+            self._pty = None
 
     async def _drop_tcp(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for writer in list(self._conns):
+        for writer in list(self._writers):
             writer.close()
-        self._conns.clear()
+        self._writers.clear()
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _start_conveyor(self) -> None:
-        if self.rate_per_s and self._conveyor is None:
-            self._conveyor = asyncio.create_task(self._run_conveyor(self.rate_per_s), name="sim-conveyor")
-
-    async def _run_conveyor(self, rate: float) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            next_at += 1.0 / rate
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.model.fire()
-
-    # -- byte paths ---------------------------------------------------------------------------
-    async def _answer(self, data: bytes, rx: Pacer, tx: Pacer) -> bytes:
-        await rx.hold(len(data))
-        if not self.model.powered:
-            return b""
-        reply = self.protocol.receive(data)
-        await tx.hold(len(reply))
-        return reply
-
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.model.powered:
             writer.close()
             return
-        self._conns.add(writer)
+        self._writers.add(writer)
         self.protocol.reset_link()
-        rx, tx = Pacer(self.baud), Pacer(self.baud)
         try:
             while data := await reader.read(4096):
-                reply = await self._answer(data, rx, tx)
+                if not self.model.powered:
+                    break
+                reply = self.protocol.receive(data)
                 if reply:
                     writer.write(reply)
                     await writer.drain()
-        except (ConnectionError, OSError):
-            pass  # the host went away; a printer just waits for the next connection
+        except OSError:
+            pass  # the host went away; a printer waits for the next connection
         finally:
-            self._conns.discard(writer)
+            self._writers.discard(writer)
             writer.close()
 
     @staticmethod
-    def _pty_readable(master: int, queue: asyncio.Queue[bytes]) -> None:
-        try:
+    def _pty_readable(master: int, rx: asyncio.Queue[bytes]) -> None:
+        with contextlib.suppress(BlockingIOError):
             data = os.read(master, 4096)
-        except (BlockingIOError, OSError):
-            return  # EIO while no host has the slave open: nothing to read
-        if data:
-            queue.put_nowait(data)
+            if data:
+                rx.put_nowait(data)
 
-    async def _serve_pty(self, master: int, queue: asyncio.Queue[bytes]) -> None:
-        rx, tx = Pacer(self.baud), Pacer(self.baud)
+    async def _pty_serve(self, master: int, rx: asyncio.Queue[bytes]) -> None:
+        """Requests in, answers out, each paced at the baud rate; full duplex like a serial line."""
+        tx: asyncio.Queue[bytes] = asyncio.Queue()
+        self._spawn(self._pty_tx(master, tx), "pty-tx")
+        loop = asyncio.get_running_loop()
+        byte_s = BITS_PER_BYTE / self.baud
+        free = 0.0
         while True:
-            data = await queue.get()
-            reply = await self._answer(data, rx, tx)
+            data = await rx.get()
+            free = max(loop.time(), free) + len(data) * byte_s  # the bytes are still arriving
+            await asyncio.sleep(max(0.0, free - loop.time()))
+            if self.model.powered:
+                reply = self.protocol.receive(data)
+                if reply:
+                    tx.put_nowait(reply)
+
+    async def _pty_tx(self, master: int, tx: asyncio.Queue[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        byte_s = BITS_PER_BYTE / self.baud
+        free = 0.0
+        while True:
+            reply = await tx.get()
+            free = max(loop.time(), free) + len(reply) * byte_s
+            await asyncio.sleep(max(0.0, free - loop.time()))
             view = memoryview(reply)
             while view:
                 try:
-                    view = view[os.write(master, view):]
+                    view = view[os.write(master, view) :]
                 except BlockingIOError:
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.005)  # the host is not reading; its tty buffer is full
+
+    # -- conveyor -----------------------------------------------------------------------------
+    def _start_conveyor(self) -> None:
+        if self.rate_per_min and not any(t.get_name() == "conveyor" for t in self._tasks):
+            self._spawn(self._conveyor(60.0 / self.rate_per_min), "conveyor")
+
+    async def _conveyor(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            self.trigger()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -7,15 +7,16 @@ printing" is refused (NAK) until at least N data sets are in the buffer. Printin
 is a miss (the manual's "communication buffer fault"; ink keeps running).
 The printer answers nothing when powered off.
 
-Injectable faults: NAK (next n answers), silence, garbage before the next answer, buffer full
-(natural), FIFO cleared (clear-buffer text or a stop), power loss, off-line (ENQ/DC2 answered NAK),
-ink low/empty and head faults (these make the printer off-line: the public protocol has no fault
-report, so off-line is all a host can see).
+Faults (drivers/sim/faults.py): NAK, silence, garbage instead of the answer, buffer full (also
+natural), FIFO cleared (clear-buffer text or the stop fault), power loss, off-line (ENQ/DC2 answered
+NAK); ink empty and head faults make the printer off-line, since the public protocol has no fault
+report; ink low is invisible to the host for the same reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from drivers.printers.base import ProtocolError
 from drivers.printers.hitachi_codec import (
@@ -31,7 +32,8 @@ from drivers.printers.hitachi_codec import (
     join_items,
 )
 from drivers.sim.coder_model import CoderModel
-from drivers.sim.videojet import Injection
+from drivers.sim.coder_serve import Injection, StreamSim
+from drivers.sim.faults import FaultPlan
 
 
 @dataclass
@@ -62,19 +64,17 @@ class HitachiSimProtocol:
         try:
             parts = self._deframer.feed(data)
         except ProtocolError:
-            return self.inject.wrap(bytes([NAK]))
+            return bytes([NAK])
         for kind, payload in parts:
-            if kind == "ctl":
-                if payload[0] not in (ENQ, DC2):
-                    continue  # stray bytes between texts are ignored by the printer
-                answer = ACK if self.ready else NAK
-            else:
-                answer = self._text(payload)
-            if self.inject.nak_next > 0:
-                self.inject.nak_next -= 1
-                answer = NAK
-            out += self.inject.wrap(bytes([answer]))
+            if kind == "ctl" and payload[0] not in (ENQ, DC2):
+                continue  # stray bytes between texts are ignored by the printer
+            out += self.inject.request(self.model, partial(self._request, kind, payload), bytes([NAK]))
         return bytes(out)
+
+    def _request(self, kind: str, payload: bytes) -> bytes:
+        if kind == "ctl":
+            return bytes([ACK if self.ready else NAK])
+        return bytes([self._text(payload)])
 
     def _text(self, text: bytes) -> int:
         m = self.model
@@ -93,3 +93,20 @@ class HitachiSimProtocol:
         except ProtocolError:
             return NAK
         return ACK if m.enqueue(join_items(items)) else NAK
+
+
+class HitachiSim(StreamSim):
+    """The Hitachi printer on a pty or TCP (registered as `hitachi` in drivers/sim/__init__.py)."""
+
+    def __init__(
+        self,
+        *,
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
+        capacity: int = 20,
+        refill_n: int = 2,
+        bcc: Bcc = Bcc.NONE,
+    ) -> None:
+        protocol = HitachiSimProtocol(CoderModel(capacity=capacity), refill_n=refill_n, bcc=bcc)
+        super().__init__(protocol, rate_per_min=rate_per_min, baud=baud, faults=faults)

@@ -6,18 +6,21 @@ read (a real coder's DS0 layout is not public). Beyond the public set, the simul
 same-shaped `{~PS0|1|}` / `{~PS0|0|}` (print start / stop) and `{~EC0|}` (clear faults) so that the
 contract suite can drive it; the driver sends those only when its settings name them.
 
-Injectable faults: NAK (next n commands refused), silence, garbage before the next answer, buffer full
-(natural), FIFO cleared by a stop, power loss, ink low/empty, head fault.
+Faults (drivers/sim/faults.py): NAK, silence, garbage instead of the answer, buffer full (also
+natural), FIFO cleared by a stop, power loss, ink low, and ink empty / head faults (reported in DS0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from drivers.printers.base import ProtocolError
 from drivers.printers.markem_codec import Deframer, Message, encode
 from drivers.sim.coder_model import CoderModel
-from drivers.sim.videojet import FAULT_CODES, STATE_FAULT, STATE_IDLE, STATE_PRINTING, Injection
+from drivers.sim.coder_serve import Injection, StreamSim
+from drivers.sim.faults import FaultPlan
+from drivers.sim.videojet import FAULT_CODES, STATE_FAULT, STATE_IDLE, STATE_PRINTING
 
 NAK_MESSAGE = encode(Message("NK1", ()))
 
@@ -28,7 +31,7 @@ class MarkemSimProtocol:
     field_name: str = "SERIAL"
     jobs: tuple[str, ...] = ("SERIAL", "TEST")
     job: str = ""
-    inject: Injection = field(default_factory=Injection)
+    inject: Injection = field(default_factory=lambda: Injection(banned=b"{}~|"))
 
     def __post_init__(self) -> None:
         self._deframer = Deframer()
@@ -41,15 +44,9 @@ class MarkemSimProtocol:
         try:
             messages = self._deframer.feed(data)
         except ProtocolError:
-            return self.inject.wrap(NAK_MESSAGE)
+            return NAK_MESSAGE
         for msg in messages:
-            if self.inject.nak_next > 0 and msg.code != "DR":
-                self.inject.nak_next -= 1
-                out += self.inject.wrap(NAK_MESSAGE)
-                continue
-            answer = self._answer(msg)
-            if answer:
-                out += self.inject.wrap(answer)
+            out += self.inject.request(self.model, partial(self._answer, msg), NAK_MESSAGE)
         return bytes(out)
 
     def _answer(self, msg: Message) -> bytes:
@@ -82,3 +79,19 @@ class MarkemSimProtocol:
                 m.clear_faults()
                 return b""
         return NAK_MESSAGE
+
+
+class MarkemSim(StreamSim):
+    """The NGPCL coder on a pty or TCP (registered as `markem_ngpcl` in drivers/sim/__init__.py)."""
+
+    def __init__(
+        self,
+        *,
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
+        capacity: int = 4,
+        field_name: str = "SERIAL",
+    ) -> None:
+        protocol = MarkemSimProtocol(CoderModel(capacity=capacity), field_name=field_name)
+        super().__init__(protocol, rate_per_min=rate_per_min, baud=baud, faults=faults)

@@ -5,14 +5,15 @@ and the simulator keeps those updates in order with a small capacity (`fifo_dept
 with a remote-field buffer does. The query replies (`E`, `G`, `Q`, `H`) use the field layout the
 driver's defaults expect (drivers/printers/videojet.py); a real printer's layout may differ.
 
-Injectable faults: NAK (next n packets answered `!51`), silence (nothing answered), garbage bytes
-before the next answer, buffer full (natural), FIFO cleared by a stop (`O 0` / `K`), power loss (via
-the serving layer: link gone, queue lost, counter kept), ink low/empty and head faults (in `E`).
+Faults (drivers/sim/faults.py, armed or from a seeded plan): NAK (`!51`), silence, garbage instead of
+the answer, buffer full (also natural), FIFO cleared by a stop (`O 0` / `K`, or the stop fault), power
+loss (link gone, queue lost, counter kept), ink low, and ink empty / head faults (reported in `E`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from drivers.printers.base import Fault, ProtocolError
 from drivers.printers.videojet_codec import (
@@ -25,6 +26,8 @@ from drivers.printers.videojet_codec import (
     encode_packet,
 )
 from drivers.sim.coder_model import CoderModel
+from drivers.sim.coder_serve import Injection, StreamSim
+from drivers.sim.faults import FaultPlan
 
 # The simulator's reply conventions, mirrored by the driver's default settings.
 STATE_IDLE, STATE_PRINTING, STATE_FAULT = "0", "1", "2"
@@ -39,22 +42,6 @@ FAULT_CODES: dict[Fault, str] = {
 
 
 @dataclass
-class Injection:
-    """Faults on the wire, set by tests or a seeded schedule; consumed as packets arrive."""
-
-    nak_next: int = 0
-    silent: bool = False
-    garbage: bytes = b""
-
-    def wrap(self, answer: bytes) -> bytes:
-        if self.silent:
-            return b""
-        if self.garbage:
-            answer, self.garbage = self.garbage + answer, b""
-        return answer
-
-
-@dataclass
 class VideojetSimProtocol:
     model: CoderModel
     user_field: str = "SERIAL"
@@ -62,7 +49,7 @@ class VideojetSimProtocol:
     part_number: str = "VJ1620-SIM"
     message: str = ""
     messages: tuple[str, ...] = ("SERIAL", "TEST")
-    inject: Injection = field(default_factory=Injection)
+    inject: Injection = field(default_factory=lambda: Injection(banned=b"$!"))
 
     def __post_init__(self) -> None:
         self._deframer = WsiDeframer(self.checksum)
@@ -76,15 +63,10 @@ class VideojetSimProtocol:
         try:
             packets = self._deframer.feed(data)
         except ProtocolError:
-            return self.inject.wrap(NAK_SEQ)
+            return NAK_SEQ
         for item in packets:
-            if not isinstance(item, Packet):
-                continue  # a host never sends check sequences; ignore them
-            if self.inject.nak_next > 0:
-                self.inject.nak_next -= 1
-                out += self.inject.wrap(NAK_SEQ)
-                continue
-            out += self.inject.wrap(self._answer(item))
+            if isinstance(item, Packet):  # a host never sends check sequences; ignore them
+                out += self.inject.request(self.model, partial(self._answer, item), NAK_SEQ)
         return bytes(out)
 
     def _reply(self, kind: PacketType, *fields: str) -> bytes:
@@ -129,3 +111,20 @@ class VideojetSimProtocol:
             case PacketType.PART_NUMBER:
                 return self._reply(PacketType.PART_NUMBER, self.part_number)
         return NAK_SEQ
+
+
+class VideojetSim(StreamSim):
+    """The WSI printer on a pty or TCP (registered as `videojet_wsi` in drivers/sim/__init__.py)."""
+
+    def __init__(
+        self,
+        *,
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
+        capacity: int = 4,
+        user_field: str = "SERIAL",
+        checksum: WsiChecksum = WsiChecksum.NONE,
+    ) -> None:
+        protocol = VideojetSimProtocol(CoderModel(capacity=capacity), user_field=user_field, checksum=checksum)
+        super().__init__(protocol, rate_per_min=rate_per_min, baud=baud, faults=faults)

@@ -18,6 +18,7 @@ from drivers.printers.hitachi_codec import (
     split_items,
 )
 from drivers.sim.coder_model import CoderModel
+from drivers.sim.faults import SimFault
 from drivers.sim.hitachi import HitachiSimProtocol
 
 ENQ, ACK, NAK, DC2 = b"\x05", b"\x06", b"\x15", b"\x12"
@@ -115,7 +116,7 @@ def test_sim_offline_bcc_and_injections() -> None:
     s.online = False
     assert s.receive(ENQ + DC2) == NAK + NAK
     s.online = True
-    s.inject.garbage = b"?"
-    assert s.receive(DC2) == b"?" + ACK
+    s.inject.armed.append(SimFault.NAK)
+    assert s.receive(DC2 + DC2) == NAK + ACK
     s.model.power_loss()
     assert s.receive(ENQ) == b""  # powered off: no answer at all

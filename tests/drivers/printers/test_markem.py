@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from drivers.printers.base import Fault, ProtocolError
 from drivers.printers.markem_codec import STATUS_REQUEST, Deframer, Message, encode, select_job, update_field
 from drivers.sim.coder_model import CoderModel
+from drivers.sim.faults import SimFault
 from drivers.sim.markem import MarkemSimProtocol
 
 
@@ -84,7 +85,6 @@ def test_sim_job_change_empties_the_queue_and_unknown_jobs_are_refused() -> None
 def test_sim_garbage_from_host_is_answered_with_nak_and_injections_apply() -> None:
     s = MarkemSimProtocol(CoderModel(capacity=4))
     assert s.receive(b"hello") == b"{~NK1|}"
-    s.inject.nak_next = 1
-    assert s.receive(encode(update_field("SERIAL", "A")) + b"{~DR}") == b"{~NK1|}{~DS0|0||0|0|}"
-    s.inject.silent = True
-    assert s.receive(b"{~DR}") == b""
+    s.inject.armed.extend([SimFault.NAK, SimFault.SILENCE])
+    assert s.receive(encode(update_field("SERIAL", "A")) + b"{~DR}") == b"{~NK1|}"  # DR went unanswered
+    assert s.receive(b"{~DR}") == b"{~DS0|0||0|0|}"

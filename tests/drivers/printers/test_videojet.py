@@ -19,6 +19,7 @@ from drivers.printers.videojet_codec import (
     int_field,
 )
 from drivers.sim.coder_model import CoderModel
+from drivers.sim.faults import SimFault
 from drivers.sim.videojet import VideojetSimProtocol
 
 U = PacketType.UPDATE_USER_FIELD
@@ -112,11 +113,14 @@ def test_sim_stop_clears_queue_but_keeps_counter_and_reports_faults() -> None:
     assert s.receive(b"\x02O1\x03") == b"!51"  # cannot start while the jet is faulted
 
 
-def test_sim_injected_nak_garbage_and_silence() -> None:
+def test_sim_injected_faults_replace_the_answer_and_skip_the_request() -> None:
     s = sim()
-    s.inject.nak_next = 1
+    s.inject.armed.append(SimFault.NAK)
     assert s.receive(b"\x02H\x03\x02H\x03") == b"!51\x02HVJ1620-SIM\x03"
-    s.inject.garbage = b"\xff\xfe"
-    assert s.receive(b"\x02O0\x03") == b"\xff\xfe$8D"
-    s.inject.silent = True
-    assert s.receive(b"\x02O0\x03") == b""
+    s.inject.armed.extend([SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL])
+    garbage = s.receive(encode_packet(Packet(U, ("SERIAL", "A"))))
+    with pytest.raises(ProtocolError):
+        WsiDeframer().feed(garbage)
+    assert s.receive(encode_packet(Packet(U, ("SERIAL", "B")))) == b""
+    assert s.receive(encode_packet(Packet(U, ("SERIAL", "C")))) == b"!51"  # refused as if full
+    assert list(s.model.queue) == []  # none of the faulted requests was executed
