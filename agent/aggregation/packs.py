@@ -63,19 +63,11 @@ class Aggregator:
 
     def info(self, code: str) -> PackInfo:
         with self.ledger.lock:
-            r = self.ledger.conn.execute(_INFO_SQL, (code,)).fetchone()
-        if r is None:
-            raise AggregationError(f"{code!r} is not a pack")
-        return PackInfo(r[0], r[1], r[2], r[3], PackState(r[4]), r[5], r[6], r[7], r[8], r[9])
+            return pack_info(self.ledger.conn, code)
 
     def children_of(self, code: str) -> list[str]:
         with self.ledger.lock:
-            rows = self.ledger.conn.execute(
-                "SELECT k.code FROM codes p JOIN pack_links l ON l.parent = p.id JOIN codes k ON k.id = l.child"
-                " WHERE p.code = ? ORDER BY l.linked_at, k.id",
-                (code,),
-            ).fetchall()
-        return [r[0] for r in rows]
+            return children_of(self.ledger.conn, code)
 
     def unfinished(self, level: str | None = None) -> list[PackInfo]:
         """Open and parked packs: what a station resumes after a restart."""
@@ -260,6 +252,22 @@ class Aggregator:
                  "violations": [str(v) for v in exc.violations[:50]]},
                 code=exc.parent, job=job,
             )
+
+
+def pack_info(conn: sqlite3.Connection, code: str) -> PackInfo:
+    r = conn.execute(_INFO_SQL, (code,)).fetchone()
+    if r is None:
+        raise AggregationError(f"{code!r} is not a pack")
+    return PackInfo(r[0], r[1], r[2], r[3], PackState(r[4]), r[5], r[6], r[7], r[8], r[9])
+
+
+def children_of(conn: sqlite3.Connection, code: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT k.code FROM codes p JOIN pack_links l ON l.parent = p.id JOIN codes k ON k.id = l.child"
+        " WHERE p.code = ? ORDER BY l.linked_at, k.id",
+        (code,),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def _lot_of(conn: sqlite3.Connection, job: int | None) -> str | None:

@@ -1,0 +1,41 @@
+"""Building an Aggregator for a ledger and a line config: which packing spec applies to which code.
+
+Why per code: a line runs jobs with different packing specs (6x4x40 today, 12x60 tomorrow), and an
+operator correcting yesterday's pallet must be held to yesterday's counts. The spec is the one named
+by the job the code belongs to; with a single spec in the config, that one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from agent.aggregation.events import EventContext
+from agent.aggregation.model import AggregationError, plan_levels
+from agent.aggregation.packs import Aggregator
+from agent.config.model import LineConfig
+from agent.ledger import Ledger
+
+
+def spec_name_for(conn: sqlite3.Connection, cfg: LineConfig, *, code: str | None = None,
+                  job: int | None = None) -> str:
+    if job is None and code is not None:
+        row = conn.execute(
+            "SELECT COALESCE(p.job, c.job) FROM codes c LEFT JOIN packs p ON p.code = c.id WHERE c.code = ?", (code,)
+        ).fetchone()
+        job = row[0] if row else None
+    if job is not None:
+        row = conn.execute("SELECT packing_spec, name FROM jobs WHERE id = ?", (job,)).fetchone()
+        if row and row[0]:
+            if row[0] not in cfg.packing_specs:
+                raise AggregationError(f"job {row[1]!r} names packing spec {row[0]!r}, which the config lacks")
+            return str(row[0])
+    if len(cfg.packing_specs) == 1:
+        return next(iter(cfg.packing_specs))
+    known = ", ".join(cfg.packing_specs) or "none"
+    raise AggregationError(f"cannot tell which packing spec applies (job has none; config has: {known})")
+
+
+def aggregator_for(ledger: Ledger, cfg: LineConfig, *, code: str | None = None, job: int | None = None) -> Aggregator:
+    with ledger.lock:
+        name = spec_name_for(ledger.conn, cfg, code=code, job=job)
+    return Aggregator(ledger, plan_levels(cfg.packing_specs[name]), EventContext.from_config(cfg))

@@ -1,0 +1,182 @@
+"""`lineagent pack`: show, force-close, park/resume, replace, unlink and decommission packs.
+
+Every action is audited with the OS user. The destructive ones (force-close, replace, unlink,
+decommission) need the operator PIN configured as security.operator_pin_sha256: an aggregation
+undone by a slip costs a quarantined batch, so a second, deliberate step is worth it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from agent.aggregation import operations
+from agent.aggregation.model import AggregationError, PackInfo, PackRejected
+from agent.aggregation.packs import Aggregator, children_of, pack_info
+from agent.aggregation.setup import aggregator_for
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger
+from agent.config.model import LineConfig
+from agent.ledger import Ledger
+
+app = typer.Typer(help="Packs: show, close (force), park/resume, replace, unlink, decommission.", no_args_is_help=True)
+CodeArg = Annotated[str, typer.Argument(help="The pack's (or child's) code as printed")]
+T = TypeVar("T")
+PinOpt = Annotated[str | None, typer.Option("--pin", help="Operator PIN (prompted when omitted)")]
+
+
+def when(at: float | None) -> str:
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+
+def check_pin(cfg: LineConfig, ledger: Ledger, pin: str | None, action: str, args: dict[str, object]) -> None:
+    """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off."""
+    want = cfg.security.operator_pin_sha256
+    if not want:
+        ledger.audit(action, args, "refused: no operator PIN configured")
+        ledger.close()
+        fail(f"{action} needs the operator PIN, and security.operator_pin_sha256 is not set in the config")
+    given = pin if pin is not None else typer.prompt("Operator PIN", hide_input=True)
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), want.lower()):
+        ledger.audit(action, args, "refused: wrong operator PIN")
+        ledger.close()
+        fail(f"{action}: wrong operator PIN")
+
+
+def open_for(cfg_path: Path | None, db: Path | None, code: str) -> tuple[LineConfig, Ledger, Aggregator]:
+    """Config, ledger and the Aggregator under the packing spec that governs `code`."""
+    cfg = config(cfg_path)
+    ledger = open_ledger(cfg, db)
+    try:
+        return cfg, ledger, aggregator_for(ledger, cfg, code=code)
+    except AggregationError as exc:
+        ledger.close()
+        fail(str(exc))
+
+
+def _run(ledger: Ledger, action: str, args: dict[str, object], work: Callable[[], T]) -> T:
+    """Run an operation, audit it either way, and turn refusals into exit code 1 with the reason."""
+    try:
+        result = work()
+    except PackRejected as exc:
+        ledger.audit(action, args, f"refused: {exc}")
+        ledger.close()
+        fail(str(exc))
+    except AggregationError as exc:
+        ledger.audit(action, args, f"refused: {exc}")
+        ledger.close()
+        fail(str(exc), Exit.NOT_FOUND if "is not a pack" in str(exc) or "not a code" in str(exc) else Exit.REFUSED)
+    ledger.audit(action, args, f"ok: {result}")
+    ledger.close()
+    return result
+
+
+def show_info(info: PackInfo, children: list[str]) -> None:
+    t = Table(title=f"{info.level} {info.code}", show_header=False)
+    t.add_row("state", str(info.state))
+    t.add_row("children", f"{info.children} of {info.expected_count}")
+    if info.partial_reason:
+        t.add_row("force-closed", info.partial_reason)
+    t.add_row("job", str(info.job or "-"))
+    t.add_row("created", when(info.created_at))
+    t.add_row("closed", when(info.closed_at))
+    t.add_row("contents", ", ".join(children) or "-")
+    console.print(t)
+
+
+@app.command("show")
+def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """A pack: state, count against expected, force-close reason, times and its children."""
+    ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
+    try:
+        info = pack_info(ledger.conn, code)
+        kids = children_of(ledger.conn, code)
+    except AggregationError as exc:
+        fail(str(exc), Exit.NOT_FOUND)
+    finally:
+        ledger.close()
+    show_info(info, kids)
+
+
+@app.command("close")
+def close(
+    parent: CodeArg,
+    partial: Annotated[bool, typer.Option("--partial", help="Force-close with fewer children than the count")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why it is closed partial (recorded)")] = None,
+    pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
+) -> None:
+    """Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."""
+    cfg, ledger, agg = open_for(config, db, parent)
+    if partial and not reason:
+        ledger.close()
+        fail("--partial needs --reason TEXT: the auditor must read why", Exit.USAGE)
+    args: dict[str, object] = {"parent": parent, "partial": partial, "reason": reason}
+    if partial:
+        check_pin(cfg, ledger, pin, "pack.close", args)
+    _run(ledger, "pack.close", args,
+         lambda: agg.close(parent, partial_reason=reason if partial else None).state)
+    console.print(f"[green]closed[/] {parent}" + (f" (partial: {reason})" if partial else ""))
+
+
+@app.command("park")
+def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."""
+    _, ledger, agg = open_for(config, db, parent)
+    _run(ledger, "pack.park", {"parent": parent}, lambda: agg.park(parent).state)
+    console.print(f"[yellow]parked[/] {parent}")
+
+
+@app.command("resume")
+def resume(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Continue a parked pack (提取)."""
+    _, ledger, agg = open_for(config, db, parent)
+    _run(ledger, "pack.resume", {"parent": parent}, lambda: agg.resume(parent).state)
+    console.print(f"[green]resumed[/] {parent}")
+
+
+@app.command("replace")
+def replace(
+    old: CodeArg,
+    new: Annotated[str, typer.Argument(help="An unused code of the same level, from a package of this line")],
+    pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
+) -> None:
+    """Put NEW in OLD's place (码替换): same level, NEW unused; OLD is decommissioned, history kept."""
+    cfg, ledger, agg = open_for(config, db, old)
+    check_pin(cfg, ledger, pin, "pack.replace", {"old": old, "new": new})
+    _run(ledger, "pack.replace", {"old": old, "new": new}, lambda: operations.replace(agg, old, new))
+    console.print(f"[green]replaced[/] {old} -> {new}")
+
+
+@app.command("unlink")
+def unlink(
+    code: CodeArg,
+    recursive: Annotated[bool, typer.Option("--recursive", help="Also empty every pack inside it")] = False,
+    pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
+) -> None:
+    """Empty a pack (取消关联), top-down: a pack inside another cannot be unlinked before its parent."""
+    cfg, ledger, agg = open_for(config, db, code)
+    check_pin(cfg, ledger, pin, "pack.unlink", {"code": code, "recursive": recursive})
+    done = _run(ledger, "pack.unlink", {"code": code, "recursive": recursive},
+                lambda: operations.unlink(agg, code, recursive=recursive))
+    for u in done:
+        console.print(f"[yellow]unlinked[/] {u.parent}: {u.children} children")
+
+
+@app.command("decommission")
+def decommission(
+    code: CodeArg,
+    recursive: Annotated[bool, typer.Option("--recursive", help="Everything inside it too (a pack needs it)")] = False,
+    pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
+) -> None:
+    """Take a code and all its contents out of commerce (ObjectEvent, bizStep decommissioning)."""
+    cfg, ledger, agg = open_for(config, db, code)
+    check_pin(cfg, ledger, pin, "pack.decommission", {"code": code, "recursive": recursive})
+    count = _run(ledger, "pack.decommission", {"code": code, "recursive": recursive},
+                 lambda: operations.decommission(agg, code, recursive=recursive))
+    console.print(f"[red]decommissioned[/] {code}: {count} codes")

@@ -1,0 +1,152 @@
+"""Top-level `lineagent trace`, `lineagent scan` and `lineagent export pallet`.
+
+`scan` is the manual mode for when a station camera fails: an operator (or a keyboard-wedge scanner,
+which types each code and Enter) scans the children of one pack, then its pre-printed parent label;
+the parent closes the pack under the same rules as the station, and a refused pack is shown with its
+reasons before the next one starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.tree import Tree
+
+from agent.aggregation import trace as tracing
+from agent.aggregation.model import AggregationError, PackRejected
+from agent.aggregation.setup import aggregator_for
+from agent.cli import common
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.pack_cmd import when
+from agent.jobs import JobError, get_job
+
+export_app = typer.Typer(help="Export a hierarchy for auditors and customers.", no_args_is_help=True)
+
+
+def _label(n: tracing.Node, *, focus: bool = False) -> str:
+    state = n.state + (f"/{n.pack_state}" if n.pack_state else "")
+    extra = f" partial: {n.partial_reason}" if n.partial_reason else ""
+    code = f"[bold]{n.code}[/]" if focus else n.code
+    job = f"job {n.job_name} lot {n.lot}" if n.job_name else "no job"
+    return f"{n.level} {code} [dim]{state}, {job}, linked {when(n.linked_at)}{extra}[/]"
+
+
+def _tree(t: tracing.Trace, depth: int | None) -> Tree:
+    chain = [*t.ancestors, t.root]
+    top = Tree(_label(chain[0], focus=len(chain) == 1))
+    branch = top
+    for n in chain[1:]:
+        branch = branch.add(_label(n, focus=n is t.root))
+
+    def grow(node: tracing.Node, tree: Tree, level: int) -> None:
+        if depth is not None and level >= depth:
+            if node.children:
+                tree.add(f"[dim]... {len(node.children)} more[/]")
+            return
+        for child in node.children:
+            grow(child, tree.add(_label(child)), level + 1)
+
+    grow(t.root, branch, 0)
+    return top
+
+
+def trace(
+    code: Annotated[str, typer.Argument(help="Any code: bottle, box, case or pallet")],
+    depth: Annotated[int | None, typer.Option(help="Show this many levels below the code")] = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """The code's ancestors and descendants as a tree with states, times, job and lot."""
+    ledger = open_ledger(config_optional(config), db)
+    try:
+        t = tracing.trace(ledger.conn, code)
+    except AggregationError as exc:
+        fail(str(exc), Exit.NOT_FOUND)
+    finally:
+        ledger.close()
+    console.print(_tree(t, depth))
+    console.print(f"[dim]{t.count()} codes under {code}, {len(t.ancestors)} above[/]")
+
+
+@export_app.command("pallet")
+def export_pallet(
+    code: Annotated[str, typer.Argument(help="The pallet (or any pack) to export")],
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """The whole hierarchy under a pallet, one code per row (csv) or nested (json)."""
+    if fmt not in ("json", "csv"):
+        fail(f"--format must be json or csv, not {fmt!r}", Exit.USAGE)
+    ledger = open_ledger(config_optional(config), db)
+    try:
+        t = tracing.trace(ledger.conn, code)
+    except AggregationError as exc:
+        fail(str(exc), Exit.NOT_FOUND)
+    finally:
+        ledger.close()
+    text = tracing.export_json(t) if fmt == "json" else tracing.export_csv(t)
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        out.write_text(text)
+        console.print(f"wrote {t.count()} codes to {out}")
+
+
+def scan(
+    level: Annotated[str, typer.Argument(help="The parent level being packed: box, case, pallet")],
+    job: Annotated[str, typer.Option(help="Job name or id the packs belong to")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Manual scan mode: scan children, then the parent label; an empty line or CANCEL drops the pack."""
+    cfg = common.config(config)
+    ledger = open_ledger(cfg, db)
+    try:
+        j = get_job(ledger, job)
+        agg = aggregator_for(ledger, cfg, job=j.id)
+        plan = agg.plan(level)
+    except (AggregationError, JobError) as exc:
+        ledger.close()
+        fail(str(exc))
+    console.print(f"scan {plan.count} {plan.child_level} codes, then the {level} label (Ctrl-D ends)")
+    children: list[str] = []
+    packed = refused = 0
+    for raw in sys.stdin:
+        code = raw.strip()
+        if code.upper() == "CANCEL" or (not code and children):
+            console.print(f"[yellow]dropped[/] {len(children)} scans")
+            children = []
+            continue
+        if not code:
+            continue
+        row = ledger.conn.execute("SELECT level FROM codes WHERE code = ?", (code,)).fetchone()
+        if row is None or row[0] != level:
+            children.append(code)
+            console.print(f"  {len(children)}/{plan.count} {code}")
+            continue
+        try:
+            agg.pack(level, code, children, job=j.id, durable=True)
+        except PackRejected as exc:
+            refused += 1
+            ledger.audit("scan.pack", {"parent": code, "children": children}, f"refused: {exc}")
+            console.print(f"[bold red]REJECTED[/] {exc}")
+        else:
+            packed += 1
+            ledger.audit("scan.pack", {"parent": code, "children": children}, "ok")
+            console.print(f"[green]packed[/] {level} {code} with {len(children)} {plan.child_level}")
+        children = []
+    ledger.close()
+    console.print(f"{packed} packed, {refused} rejected" + (f", {len(children)} scans left over" if children else ""))
+    if refused:
+        raise typer.Exit(int(Exit.REFUSED))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trace")(trace)
+    app.command("scan")(scan)
+    app.add_typer(export_app, name="export")

@@ -1,0 +1,120 @@
+"""The operator's pack commands end to end through the CLI: PIN, audit, exit codes, trace, export, scan."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from agent.aggregation.events import EventContext
+from agent.aggregation.model import plan_levels
+from agent.aggregation.packs import Aggregator
+from agent.cli.main import app
+from agent.ledger import Ledger
+from tests.aggregation.conftest import SPEC, make_floor
+from tests.helpers import make_line
+
+runner = CliRunner()
+PIN = "4711"
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), input=stdin)
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+def line(tmp_path: Path) -> tuple[list[str], Path]:
+    """A config with a 2/3/2 packing spec and an operator PIN, and a floor of packed boxes in its ledger."""
+    path = make_line(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["security"]["operator_pin_sha256"] = hashlib.sha256(PIN.encode()).hexdigest()
+    doc["packing_specs"] = {"2x3x2": {"levels": [
+        {"level": "item"}, {"level": "box", "count": 2, "parent_code": "preprinted"},
+        {"level": "case", "count": 3, "parent_code": "print"}, {"level": "pallet", "count": 2, "parent_code": "mint"},
+    ]}}
+    path.write_text(yaml.safe_dump(doc))
+    floor = make_floor(tmp_path / "ledger.db")
+    for i in range(6):
+        floor.agg.pack("box", floor.boxes[i], floor.items[2 * i: 2 * i + 2])
+    floor.agg.pack("case", "C00000", floor.boxes[:3])
+    floor.ledger.close()
+    return ["--config", str(path)], tmp_path / "ledger.db"
+
+
+def audit(db: Path) -> list[tuple[str, str]]:
+    with Ledger(db) as ledger:
+        return [(r[0], r[1]) for r in ledger.conn.execute("SELECT action, result FROM audit ORDER BY id")]
+
+
+def test_trace_shows_ancestors_and_descendants(tmp_path: Path) -> None:
+    cfg, _ = line(tmp_path)
+    code, out = run("trace", "I00001", *cfg)
+    assert code == 0
+    assert out.index("case C00000") < out.index("box B00000") < out.index("item I00001")
+    assert "job J1 lot LOT1" in out and "verified/closed" in out
+    code, out = run("trace", "C00000", *cfg)
+    assert code == 0 and "10 codes under C00000, 0 above" in out
+    code, out = run("trace", "NOPE", *cfg)
+    assert code == 4 and "'NOPE' is not in this ledger" in out
+
+
+def test_export_pallet_json_and_csv(tmp_path: Path) -> None:
+    cfg, _ = line(tmp_path)
+    code, out = run("export", "pallet", "C00000", "--format", "json", *cfg)
+    assert code == 0
+    tree = json.loads(out)["hierarchy"]
+    assert tree["code"] == "C00000" and [b["code"] for b in tree["children"]] == ["B00000", "B00001", "B00002"]
+    code, out = run("export", "pallet", "C00000", "--format", "csv", *cfg)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 10 and rows[1]["parent"] == "C00000" and rows[2]["parent"] == "B00000"
+    assert run("export", "pallet", "C00000", "--format", "xml", *cfg)[0] == 2
+
+
+def test_destructive_operations_need_the_pin_and_are_audited(tmp_path: Path) -> None:
+    cfg, db = line(tmp_path)
+    code, out = run("pack", "unlink", "C00000", "--pin", "0000", *cfg)
+    assert code == 1 and "wrong operator PIN" in out
+    code, out = run("pack", "unlink", "B00000", "--pin", PIN, *cfg)
+    assert code == 1 and "is inside 'C00000'; unlink that first (top-down)" in out
+    code, out = run("pack", "unlink", "C00000", "--recursive", *cfg, stdin=PIN + "\n")
+    assert code == 0 and "unlinked C00000: 3 children" in out and "unlinked B00000: 2 children" in out
+    assert [a[0] for a in audit(db)] == ["pack.unlink"] * 3
+    assert audit(db)[0][1] == "refused: wrong operator PIN"
+
+
+def test_show_force_close_park_resume_replace(tmp_path: Path) -> None:
+    cfg, db = line(tmp_path)
+    with Ledger(db) as ledger:
+        agg = Aggregator(ledger, plan_levels(SPEC), EventContext("urn:x:rp", None))
+        agg.open("case", "C00001")
+        agg.add("C00001", ["B00003"])
+    assert run("pack", "park", "C00001", *cfg)[0] == 0
+    code, out = run("pack", "show", "C00001", "--db", str(db))
+    assert code == 0 and "parked" in out and "1 of 3" in out and "B00003" in out
+    code, out = run("pack", "close", "C00001", *cfg)
+    assert code == 1 and "too_few" in out and "1 box codes, a case holds 3" in out
+    code, out = run("pack", "close", "C00001", "--partial", *cfg)
+    assert code == 2 and "--partial needs --reason" in out
+    code, out = run("pack", "close", "C00001", "--partial", "--reason", "end of shift", "--pin", PIN, *cfg)
+    assert code == 0 and "closed C00001 (partial: end of shift)" in out
+    code, out = run("pack", "replace", "C00001", "C00005", "--pin", PIN, *cfg)
+    assert code == 0
+    code, out = run("pack", "show", "C00005", *cfg)
+    assert "end of shift" in out and "B00003" in out
+    code, out = run("pack", "show", "I00000", *cfg)
+    assert code == 4 and "is not a pack" in out
+
+
+def test_manual_scan_mode_packs_and_shows_rejections(tmp_path: Path) -> None:
+    cfg, _ = line(tmp_path)
+    scans = "I00012\nI00013\nB00010\nI00014\nI00000\nB00011\nI00015\nCANCEL\n"
+    code, out = run("scan", "box", "--job", "J1", *cfg, stdin=scans)
+    assert code == 1
+    assert "packed box B00010 with 2 item" in out
+    assert "REJECTED box 'B00011' rejected: already_packed 'I00000'" in out
+    assert "1 packed, 1 rejected" in out
