@@ -20,12 +20,14 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.keys_cmd", "keys"),
     ("agent.cli.codes_cmd", "codes"),
     ("agent.cli.job_cmd", "job"),
+    ("agent.cli.pack_cmd", "pack"),
     ("agent.cli.camera_cmd", "camera"),
     ("agent.cli.plc_cmd", "plc"),
 ]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
     "agent.cli.demo_cmd",
+    "agent.cli.trace_cmd",
 ]
 
 
