@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import zxingcpp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agent.config.base import Strict
 from drivers.cameras.base import Camera, Image
@@ -257,6 +257,13 @@ class SimCameraSettings(Strict):
     label_margin_px: int = Field(40, ge=0)  # label paper beyond the print region
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _region_inside(self) -> SimCameraSettings:
+        x, y, w, h = self.region
+        if min(x, y) < 0 or w <= 0 or h <= 0 or x + w > self.width or y + h > self.height:
+            raise ValueError(f"region {self.region} is not inside the {self.width}x{self.height} frame")
+        return self
+
 
 class SimCamera(Camera):
     """A camera whose next frames show what was queued with show(); an empty label when nothing was.
@@ -286,7 +293,7 @@ class SimCamera(Camera):
         return render(text, defects or Defects(), seed, self.settings)
 
     async def _open(self) -> None:
-        self._queue.clear()
+        pass  # items shown before open() stay queued: the line may reach the camera first
 
     async def _grab(self) -> tuple[Image, float, str]:
         text, defects, seed = self._queue.popleft() if self._queue else (None, Defects(missing=True), 0)

@@ -135,3 +135,8 @@ def test_cameras_are_registered_with_strict_settings(name: str) -> None:
     assert cls.Settings is model
     with pytest.raises(ValidationError):
         model.model_validate({"not_a_key": 1})
+
+
+def test_sim_print_region_must_lie_inside_the_frame() -> None:
+    with pytest.raises(ValidationError, match=r"not inside the 640x480 frame"):
+        SimCameraSettings(region=(600, 100, 100, 100))
