@@ -139,6 +139,9 @@ def spec_problems(spec: FrameSpec) -> list[str]:
     return out
 
 
+GARBAGE = "garbage before frame start"  # FrameError.reason for bytes outside any frame
+
+
 class FrameError(ProtocolError):
     """Bytes on the wire that are not a well-formed frame; `raw` holds them for the trace."""
 
@@ -357,8 +360,8 @@ class Deframer:
             if any(rest.startswith(s) or s.startswith(rest) for s in starts):
                 if i == 0:
                     return 0, None
-                return i, FrameError("garbage before frame start", buf[:i])
-        return len(buf), FrameError("garbage before frame start", buf)
+                return i, FrameError(GARBAGE, buf[:i])
+        return len(buf), FrameError(GARBAGE, buf)
 
     def _length_frame(self, buf: bytes) -> tuple[int, Frame | FrameError | None]:
         spec = self.spec

@@ -37,7 +37,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from agent.config.base import Strict
-from drivers.framing import Deframer, Frame, FrameError, FrameSpec, encode
+from drivers.framing import GARBAGE, Deframer, Frame, FrameError, FrameSpec, encode
 from drivers.printers.base import (
     DeviceTimeout,
     Fault,
@@ -80,6 +80,7 @@ class LinkState(StrEnum):
 class _Waiter:
     request: bytes
     future: asyncio.Future[Frame] = field(repr=False)
+    noise: str = ""  # garbage or a foreign frame seen while waiting: a timeout is then a ProtocolError
 
 
 class FramedPrinter(Printer):
@@ -210,7 +211,7 @@ class FramedPrinter(Printer):
                 self._answered()
             except TimeoutError:
                 self._forget([w])
-                err = self._timed_out(w.request)
+                err = self._timed_out(w)
                 if not partial or isinstance(err, LinkDown):
                     self._forget(waiters)
                     raise err from None
@@ -244,7 +245,9 @@ class FramedPrinter(Printer):
             log.warning("%s: device answers again", self.name)
             self.emit(PrintEventKind.LINK_UP, detail="device answers again")
 
-    def _timed_out(self, request: bytes) -> PrinterError:
+    def _timed_out(self, waiter: _Waiter) -> PrinterError:
+        if waiter.noise:  # the device talks, but not sense: not a silent link
+            return ProtocolError(f"{self.name}: no valid reply to {waiter.request[:24]!r}; got {waiter.noise}")
         self._silent_count += 1
         if self.link is LinkState.UP and self._silent_count >= self.settings.link_down_after:
             self.link = LinkState.SILENT
@@ -252,7 +255,7 @@ class FramedPrinter(Printer):
             self.emit(PrintEventKind.LINK_DOWN, detail=f"{self._silent_count} requests unanswered")
         if self.link is LinkState.SILENT:
             return LinkDown(f"{self.name}: device not answering on {self.settings.url}")
-        return DeviceTimeout(f"{self.name}: no reply to {request[:24]!r} within {self.settings.timeout_s} s")
+        return DeviceTimeout(f"{self.name}: no reply to {waiter.request[:24]!r} within {self.settings.timeout_s} s")
 
     async def _resync_if_due(self) -> None:
         if self._resync_due and not self._in_resync and self.link is LinkState.UP:
@@ -294,12 +297,16 @@ class FramedPrinter(Printer):
 
     def _route(self, item: Frame | FrameError) -> None:
         if isinstance(item, FrameError):
-            if self._waiters:
+            # Noise before a frame may still be followed by the good reply: remember it and let the
+            # waiter's timeout decide. A broken frame (checksum, escape) was the reply: fail now.
+            if not self._waiters:
+                log.warning("%s: unexpected bytes: %s", self.name, item)
+            elif item.reason == GARBAGE:
+                self._waiters[0].noise = str(item)
+            else:
                 w = self._waiters.popleft()
                 if not w.future.done():
                     w.future.set_exception(item)
-            else:
-                log.warning("%s: unexpected bytes: %s", self.name, item)
             return
         if self.is_unsolicited(item):
             self.on_unsolicited(item)
@@ -312,6 +319,7 @@ class FramedPrinter(Printer):
                 w.future.set_result(item)
                 return
             self._waiters.appendleft(w)
+            w.noise = f"an unexpected frame {item.payload[:40]!r}"
             break
         log.info("%s: dropped a reply nobody waits for: %r", self.name, item.payload[:40])
 

@@ -81,6 +81,7 @@ class SimCoder(ABC):
         self.faults: set[Fault] = set()
         self.last_tag = 0  # tag of the last printed record since power-on (0: none)
         self.requests = 0
+        self.job = ""  # the job/message the host selected last
         self._armed: deque[SimFault] = deque()  # faults for the next requests, in order
         self._force_full = 0
         self._sessions: set[_Session] = set()

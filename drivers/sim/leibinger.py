@@ -49,7 +49,6 @@ class LeibingerSim(SimCoder):
     ) -> None:
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
         self.capacity = capacity
-        self.job = ""
         self.last_stored: int | None = None  # None: the next record may carry any valid index
 
     def _answer(self, text: str) -> bytes:

@@ -1,0 +1,239 @@
+"""The printer contract (drivers/printers/base.py docstring), as checks any driver+simulator pair must pass.
+
+Each check is an async function taking a `Bench` (a connected driver, its simulator, the pair);
+test_contract.py runs every check for every pair in pairs.py over a pty and over TCP. The simulator is
+stepped by hand (`sim.trigger(n)`: n products pass the head), so nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import pytest
+
+from drivers.printers.base import (
+    BufferFull,
+    DeviceTimeout,
+    LinkDown,
+    Nak,
+    Printer,
+    PrinterError,
+    PrinterState,
+    PrinterStatus,
+    PrintEvent,
+    PrintEventKind,
+    ProtocolError,
+    Record,
+)
+from drivers.sim.faults import SimFault
+from tests.drivers.printers.pairs import RETRIES, ContractSim, Pair
+
+LINKS = ("pty", "tcp")
+
+
+@dataclass
+class Bench:
+    driver: Printer
+    sim: ContractSim
+    pair: Pair
+    events: AsyncIterator[PrintEvent]
+
+    async def drain(self) -> list[PrintEvent]:
+        """Events already emitted (the driver emits while it handles a call, so after the call)."""
+        out: list[PrintEvent] = []
+        with suppress(TimeoutError):
+            while True:
+                out.append(await asyncio.wait_for(anext(self.events), 0.05))
+        return out
+
+    async def recovered(self) -> PrinterStatus:
+        """status() once the device answers again (the driver reconnects on its own)."""
+        last: Exception | None = None
+        for _ in range(200):
+            try:
+                return await self.driver.status()
+            except (LinkDown, DeviceTimeout) as exc:
+                last = exc
+                await asyncio.sleep(0.02)
+        raise AssertionError(f"driver never recovered: {last}")
+
+
+@asynccontextmanager
+async def linked(pair: Pair, link: str) -> AsyncIterator[Bench]:
+    sim = pair.make_sim(pair.capacity)
+    url = await sim.serve_pty() if link == "pty" else f"tcp://127.0.0.1:{await sim.serve_tcp(0)}"
+    driver = pair.make_driver(url, pair.capacity)
+    try:
+        await driver.connect()
+        yield Bench(driver, sim, pair, aiter(driver.events()))
+    finally:
+        await driver.close()
+        await sim.close()
+
+
+def records(first: int, n: int) -> list[Record]:
+    return [Record(seq, f"CODE{seq:06d}^\\") for seq in range(first, first + n)]
+
+
+async def check_identity_and_idle_status(b: Bench) -> None:
+    ident = await b.driver.identity()
+    assert ident["protocol"]
+    st = await b.driver.status()
+    assert st.state is PrinterState.IDLE
+    assert (st.fifo_depth, st.last_printed, st.fifo_lost) == (0, None, False)
+    assert st.fifo_capacity == b.pair.capacity
+
+
+async def check_select_job(b: Bench) -> None:
+    await b.driver.select_job("JOB-42")
+    assert b.sim.job == "JOB-42"
+
+
+async def check_prints_confirmed_in_order(b: Bench) -> None:
+    batch = records(1001, 10)
+    await b.driver.push(batch)
+    await b.driver.start()
+    assert b.sim.trigger(6) == 6
+    st = await b.driver.status()
+    assert st.state is PrinterState.PRINTING
+    assert (st.last_printed, st.fifo_depth, st.print_count) == (1006, 4, 6)
+    assert b.sim.printed == [r.text for r in batch[:6]]
+    printed = [e.seq for e in await b.drain() if e.kind is PrintEventKind.PRINTED]
+    assert printed == list(range(1001, 1007))
+
+
+async def check_index_wraps_over_many_refills(b: Bench) -> None:
+    await b.driver.start()
+    pushed: list[Record] = []
+    for round_no in range(5):  # 50 records through a FIFO of 16: every mailing index is reused
+        batch = records(1 + round_no * 10, 10)
+        await b.driver.push(batch)
+        pushed += batch
+        b.sim.trigger(10)
+        assert (await b.driver.status()).last_printed == batch[-1].seq
+    assert b.sim.printed == [r.text for r in pushed]
+
+
+async def check_buffer_full_raises(b: Bench) -> None:
+    await b.driver.push(records(1, b.pair.capacity))
+    with pytest.raises(BufferFull):
+        await b.driver.push(records(1 + b.pair.capacity, 1))
+    await b.driver.start()
+    b.sim.trigger(2)
+    await b.driver.push(records(1 + b.pair.capacity, 2))  # room again after two prints
+    assert (await b.driver.status()).fifo_depth == b.pair.capacity
+
+
+async def check_device_refusing_full_raises(b: Bench) -> None:
+    b.sim.inject(SimFault.BUFFER_FULL)
+    with pytest.raises(BufferFull):
+        await b.driver.push(records(1, 1))
+    await b.driver.push(records(2, 3))
+    await b.driver.start()
+    b.sim.trigger(3)
+    assert (await b.driver.status()).last_printed == 4
+    assert len(b.sim.printed) == 3
+
+
+async def check_nak_raises_nak(b: Bench) -> None:
+    b.sim.inject(SimFault.NAK)
+    with pytest.raises(Nak):
+        await b.driver.start()
+    await b.driver.start()
+    assert (await b.driver.status()).state is PrinterState.PRINTING
+
+
+async def check_garbage_raises_protocol_error_and_recovers(b: Bench) -> None:
+    b.sim.inject(SimFault.GARBAGE, count=RETRIES + 1)
+    with pytest.raises(ProtocolError):
+        await b.driver.status()
+    await b.driver.push(records(1, 2))
+    assert (await b.driver.status()).fifo_depth == 2
+
+
+async def check_silence_raises_timeout(b: Bench) -> None:
+    b.sim.inject(SimFault.SILENCE, count=RETRIES + 1)
+    with pytest.raises(DeviceTimeout):
+        await b.driver.status()
+    assert (await b.driver.status()).state is PrinterState.IDLE
+
+
+async def check_stop_clears_fifo(b: Bench) -> None:
+    await b.driver.push(records(1, 8))
+    await b.driver.start()
+    b.sim.trigger(3)
+    await b.driver.stop()
+    st = await b.driver.status()
+    assert (st.fifo_lost, st.last_printed, st.fifo_depth) == (True, 3, 0)
+    assert PrintEventKind.FIFO_LOST in [e.kind for e in await b.drain()]
+    await b.driver.push(records(9, 2))  # a fresh push clears the flag and prints on
+    await b.driver.start()
+    b.sim.trigger(2)
+    st = await b.driver.status()
+    assert (st.fifo_lost, st.last_printed) == (False, 10)
+    assert len(b.sim.printed) == 5
+
+
+async def check_stop_at_the_panel_is_noticed(b: Bench) -> None:
+    await b.driver.push(records(1, 5))
+    await b.driver.start()
+    b.sim.trigger(1)
+    b.sim.stop_printing()  # nobody told the driver
+    st = await b.driver.status()
+    assert (st.fifo_lost, st.last_printed, st.state) == (True, 1, PrinterState.IDLE)
+
+
+async def check_power_loss(b: Bench) -> None:
+    await b.driver.push(records(1, 8))
+    await b.driver.start()
+    b.sim.trigger(2)
+    assert (await b.driver.status()).last_printed == 2
+    await b.sim.power_off()
+    with pytest.raises(LinkDown):
+        for _ in range(10):
+            with suppress(DeviceTimeout):
+                await b.driver.status()
+    await b.sim.power_on()
+    st = await b.recovered()
+    assert (st.fifo_lost, st.last_printed, st.fifo_depth, st.print_count) == (True, 2, 0, 2)
+    kinds = [e.kind for e in await b.drain()]
+    assert {PrintEventKind.LINK_DOWN, PrintEventKind.LINK_UP, PrintEventKind.FIFO_LOST} <= set(kinds)
+    await b.driver.push(records(9, 3))
+    await b.driver.start()
+    b.sim.trigger(3)
+    assert (await b.driver.status()).last_printed == 11
+    assert b.sim.printed == [r.text for r in records(1, 2) + records(9, 3)]
+
+
+CHECKS: list[Callable[[Bench], Awaitable[None]]] = [
+    check_identity_and_idle_status,
+    check_select_job,
+    check_prints_confirmed_in_order,
+    check_index_wraps_over_many_refills,
+    check_buffer_full_raises,
+    check_device_refusing_full_raises,
+    check_nak_raises_nak,
+    check_garbage_raises_protocol_error_and_recovers,
+    check_silence_raises_timeout,
+    check_stop_clears_fifo,
+    check_stop_at_the_panel_is_noticed,
+    check_power_loss,
+]
+
+
+def run_check(pair: Pair, link: str, check: Callable[[Bench], Awaitable[None]]) -> None:
+    name = check.__name__.removeprefix("check_")
+    if name in pair.skip:
+        pytest.skip(f"{pair.name} cannot show {name}")
+
+    async def main() -> None:
+        async with linked(pair, link) as bench:
+            await check(bench)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    except PrinterError as exc:  # an unexpected driver error: show which pair and link
+        raise AssertionError(f"{pair.name} over {link}: {type(exc).__name__}: {exc}") from exc
