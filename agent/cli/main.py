@@ -20,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.keys_cmd", "keys"),
     ("agent.cli.codes_cmd", "codes"),
     ("agent.cli.job_cmd", "job"),
+    ("agent.cli.sync_cmd", "sync"),
     ("agent.cli.pack_cmd", "pack"),
     ("agent.cli.camera_cmd", "camera"),
     ("agent.cli.plc_cmd", "plc"),
@@ -27,6 +28,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
     "agent.cli.demo_cmd",
+    "agent.cli.receiver_cmd",
     "agent.cli.trace_cmd",
 ]
 

@@ -1,0 +1,138 @@
+"""`lineagent sync`: is the cloud up to date, re-send what it must see again, run the uplink."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
+from agent.sync.outbox import Outbox
+
+app = typer.Typer(help="Cloud sync over MQTT: status, resend, run.", no_args_is_help=True)
+
+STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def status_report(outbox: Outbox) -> dict[str, Any]:
+    backlog = outbox.backlog()
+    row = outbox.conn.execute("SELECT value FROM sync_state WHERE key = 'link'").fetchone()
+    link: dict[str, Any] = json.loads(row[0]) if row else {}
+    now = time.time()
+    state = link.get("state", "never ran")
+    if link and now - float(link.get("at", 0)) > STALE_S:
+        state = f"unknown (uplink not running; last seen {link.get('state')} {_age(now - float(link['at']))} ago)"
+    return {
+        "backlog_events": backlog.undelivered_events,
+        "unbatched_events": backlog.unbatched_events,
+        "open_batches": backlog.open_batches,
+        "oldest_undelivered_age_s": None if backlog.oldest_undelivered_at is None
+        else round(now - backlog.oldest_undelivered_at, 1),
+        "rate_events_per_s": round(backlog.delivered_last_minute / 60.0, 1),
+        "connection": state,
+        "last_error": link.get("last_error", ""),
+        "alarm": link.get("alarm", "ok"),
+    }
+
+
+@app.command("status")
+def status(
+    config_path: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Backlog, age of the oldest undelivered event, delivery rate and connection state."""
+    cfg = config_optional(config_path)
+    outbox = Outbox(ledger_path(cfg, db))
+    report = status_report(outbox)
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    table = Table(title="cloud sync", show_header=False)
+    table.add_row("backlog (undelivered events)", f"{report['backlog_events']:,}")
+    table.add_row("  not yet batched", f"{report['unbatched_events']:,}")
+    table.add_row("  batches awaiting ack", f"{report['open_batches']:,}")
+    table.add_row("oldest undelivered", _age(report["oldest_undelivered_age_s"]))
+    table.add_row("delivery rate (last minute)", f"{report['rate_events_per_s']:,} events/s")
+    table.add_row("connection", str(report["connection"]))
+    table.add_row("alarm", str(report["alarm"]))
+    if report["last_error"]:
+        table.add_row("last error", str(report["last_error"]))
+    console.print(table)
+
+
+def _parse_time(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--since {text!r} is not an ISO 8601 time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00",
+             Exit.USAGE)
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time of this PC, as an operator means it
+    return moment.timestamp()
+
+
+@app.command("resend")
+def resend(
+    since: Annotated[str, typer.Option(help="Re-send events written at or after this time (ISO 8601)")],
+    config_path: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Queue already delivered events again; the receiver ignores the ones it holds (same eventID)."""
+    cfg = config_optional(config_path)
+    at = _parse_time(since)
+    batch = cfg.mqtt.batch_max_events if cfg and cfg.mqtt else 500
+    count = Outbox(ledger_path(cfg, db)).resend_since(at, batch)
+    with open_ledger(cfg, db) as ledger:
+        ledger.audit("sync.resend", {"since": since}, f"{count} events queued")
+    console.print(f"{count:,} delivered events since {since} queued for re-sending")
+
+
+@app.command("run")
+def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Run the uplink and downlink in the foreground until Ctrl-C (the daemon runs the same loop)."""
+    from agent.codes.package import KeyFileError, load_verify_key
+    from agent.sync.apply import code_package_applier, journal_handlers
+    from agent.sync.downlink import Downlink
+    from agent.sync.mqtt import Topics
+    from agent.sync.uplink import Uplink
+
+    cfg = config(config_path)
+    if cfg.mqtt is None:
+        fail("the line config has no mqtt section: nothing to sync to")
+    try:
+        key = load_verify_key(cfg.resolve(cfg.security.cloud_public_key))
+    except KeyFileError as exc:
+        fail(str(exc))
+    ledger = open_ledger(cfg, db)
+    outbox = Outbox(ledger_path(cfg, db))
+    downlink = Downlink(outbox.conn, key, cfg.site.id, cfg.line.id,
+                        apply_package=code_package_applier(ledger, cfg), handlers=journal_handlers(ledger))
+    topics = Topics(cfg.mqtt.topic_prefix, cfg.site.id, cfg.line.id)
+    uplink = Uplink(outbox, cfg.mqtt, topics, client_id=cfg.mqtt.client_id, on_command=downlink.handle,
+                    on_alarm=lambda a: console.print(f"[yellow]{a.level}[/]: {a.message}"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"syncing {ledger.path} to {cfg.mqtt.broker} as {topics.base}; Ctrl-C stops")
+    try:
+        uplink.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ledger.close()
