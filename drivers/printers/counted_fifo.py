@@ -3,9 +3,13 @@
 Why: Videojet WSI and Markem NGPCL (and the Modbus marker) take one field update per print and report
 only a product counter. The seq of the record printed last is then derived from the counter delta:
 the k-th print after a push consumed the k-th record pushed, oldest first. That holds only while
-nothing else drives the counter and nothing clears the coder's queue, so every event that may clear
-it (stop, fault, power loss, reconnect) must go through `lose()`, which puts everything unconfirmed in
-doubt exactly once.
+the driver's list matches the coder's queue. Two steps keep it so:
+- `lose(why)`: something happened that may have cleared the queue (silence, a reconnect, a stop at
+  the panel). It is reported once (FIFO_LOST, fifo_lost), the list is kept so that prints counted
+  later are still attributed in order (if the queue survived, those records do print), and pushes are
+  refused (`suspect`) because a new record behind an unknown queue could not be attributed;
+- `flushed(why)`: the driver has emptied the coder's queue itself (print off, job change); what is
+  still listed is in doubt and dropped, and pushes are allowed again.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class CountedFifo:
         self._counter: int | None = None
         self.last_printed: int | None = None
         self._lost = False
+        self.suspect: str | None = None  # why the coder's queue may differ from ours; pushes wait for a flush
 
     @property
     def depth(self) -> int:
@@ -76,13 +81,24 @@ class CountedFifo:
         return events
 
     def lose(self, why: str) -> list[PrintEvent]:
-        """The coder's queue may be gone: drop the pending seqs (they are in doubt) and say so once."""
-        if not self._pending:
+        """The coder's queue may be gone: report it once and refuse pushes until `flushed()`."""
+        if not self._pending or self.suspect is not None:
             return []
-        log.warning("%s: FIFO lost (%s); %d records in doubt", self.name, why, len(self._pending))
-        self._pending.clear()
+        log.warning("%s: FIFO may be lost (%s); %d records in doubt", self.name, why, len(self._pending))
+        self.suspect = why
         self._lost = True
         return [PrintEvent(PrintEventKind.FIFO_LOST, time.monotonic(), detail=why)]
+
+    def flushed(self, why: str) -> list[PrintEvent]:
+        """The driver emptied the coder's queue: what is still listed never prints; it is in doubt."""
+        reported = self.suspect is not None
+        self.suspect = None
+        if not self._pending:
+            return []
+        log.warning("%s: FIFO cleared (%s); %d records in doubt", self.name, why, len(self._pending))
+        self._pending.clear()
+        self._lost = True
+        return [] if reported else [PrintEvent(PrintEventKind.FIFO_LOST, time.monotonic(), detail=why)]
 
     def take_lost(self) -> bool:
         """True once after a loss, for PrinterStatus.fifo_lost."""

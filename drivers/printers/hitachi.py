@@ -108,8 +108,8 @@ class HitachiBuffer(StreamCoder):
     async def _probe(self) -> None:
         await self._control(DC2, "answer to DC2 (link probe)")
 
-    def _relinked(self) -> None:
-        self._lose("link re-established")
+    def _doubt(self, why: str) -> None:
+        self._lose(why)
 
     def _lose(self, why: str) -> None:
         if self._unconfirmed:
@@ -163,7 +163,7 @@ class HitachiBuffer(StreamCoder):
                     raise BufferFull(f"{self.name}: seq {seq} refused: buffer full or off-line ({exc})") from exc
                 self._unconfirmed += 1
 
-        await self._exchange(op)
+        await self._exchange(op, stores=True)
 
     async def clear_fifo(self) -> None:
         await self.stop()

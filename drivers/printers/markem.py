@@ -151,7 +151,7 @@ class MarkemNgpcl(StreamCoder):
         async def op() -> None:
             await self._command(select_job(name), f"job {name!r}")
             self._job = name
-            self._publish(self.fifo.lose(f"job {name!r} selected"))
+            self._publish(self.fifo.flushed(f"job {name!r} selected"))
 
         await self._exchange(op)
 
@@ -166,6 +166,9 @@ class MarkemNgpcl(StreamCoder):
             messages.append(msg)
 
         async def op() -> None:
+            if self.fifo.suspect is not None:
+                raise Nak(f"{self.name}: the coder's queue may have been cleared ({self.fifo.suspect}); "
+                          "clear_fifo() before pushing more")
             if len(records) > self.fifo.room:
                 raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
             results = await self._windows(messages, f"{len(messages)} field updates")
@@ -178,9 +181,13 @@ class MarkemNgpcl(StreamCoder):
             if refused:
                 raise BufferFull(f"{self.name}: coder refused seqs {refused} (buffer full or field unknown)")
 
-        await self._exchange(op)
+        await self._exchange(op, stores=True)
 
     async def clear_fifo(self) -> None:
+        """A print stop clears the queue; without a configured stop message, re-select the job."""
+        if self.settings.start_code is None and self._job:
+            await self.select_job(self._job)
+            return
         was_printing = self._state is PrinterState.PRINTING
         await self.stop()
         if was_printing:
@@ -201,7 +208,7 @@ class MarkemNgpcl(StreamCoder):
         async def op() -> None:
             ds = await self._command(Message(code, ("0",)), "print stop")
             self._publish(self.fifo.observe(self._counter(ds)))  # confirm what printed before the stop
-            self._publish(self.fifo.lose("print stop"))
+            self._publish(self.fifo.flushed("print stop"))
             self._state = PrinterState.IDLE
 
         await self._exchange(op)

@@ -69,7 +69,7 @@ class StreamCoder(Printer):
 
     def _relinked(self) -> None:
         """Whatever the coder held may be gone (power loss, reboot): unconfirmed records are in doubt."""
-        self._publish(self.fifo.lose("link re-established"))
+        self._doubt("link re-established")
 
     def _reset_parser(self) -> None:
         """Drop a half-parsed answer (subclasses with a de-framer reset it here)."""
@@ -83,8 +83,13 @@ class StreamCoder(Printer):
             pass
         self._reset_parser()
 
-    async def _exchange(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one request/reply under the lock, reopening a dropped link first."""
+    async def _exchange(self, op: Callable[[], Awaitable[T]], *, stores: bool = False) -> T:
+        """Run one request/reply under the lock, reopening a dropped link first.
+
+        Silence may be a power loss (a serial device goes quiet, it does not hang up), and garbage in
+        answer to a store (`stores=True`) leaves open whether the record was stored; either way the
+        driver's record of the coder's queue can no longer be trusted, so it is declared lost.
+        """
         async with self._lock:
             if not self.link.is_open:
                 if self._was_linked:
@@ -95,9 +100,18 @@ class StreamCoder(Printer):
             except LinkDown:
                 self._emit(PrintEventKind.LINK_DOWN, "link lost")
                 raise
-            except (ProtocolError, DeviceTimeout):
+            except DeviceTimeout:
                 await self._resync()
+                self._doubt("no answer (power loss?)")
                 raise
+            except ProtocolError:
+                await self._resync()
+                if stores:
+                    self._doubt("garbled answer to a store")
+                raise
+
+    def _doubt(self, why: str) -> None:
+        self._publish(self.fifo.lose(why))
 
     def _publish(self, events: list[PrintEvent]) -> None:
         for e in events:

@@ -155,7 +155,7 @@ class VideojetWsi(StreamCoder):
     async def select_job(self, name: str) -> None:
         async def op() -> None:
             await self._command(command(PacketType.SELECT_MESSAGE, name))
-            self._publish(self.fifo.lose(f"message {name!r} selected"))
+            self._publish(self.fifo.flushed(f"message {name!r} selected"))
 
         await self._exchange(op)
 
@@ -167,6 +167,9 @@ class VideojetWsi(StreamCoder):
                 raise Nak(f"{self.name}: record seq {r.seq}: {exc}") from exc
 
         async def op() -> None:
+            if self.fifo.suspect is not None:
+                raise Nak(f"{self.name}: the coder's queue may have been cleared ({self.fifo.suspect}); "
+                          "clear_fifo() before pushing more")
             if len(records) > self.fifo.room:
                 raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
             for r in records:
@@ -177,7 +180,7 @@ class VideojetWsi(StreamCoder):
                         from exc
                 self.fifo.queued([r.seq])
 
-        await self._exchange(op)
+        await self._exchange(op, stores=True)
 
     async def clear_fifo(self) -> None:
         """WSI has no 'clear buffer' packet: print off then on discards the pending updates."""
@@ -197,7 +200,7 @@ class VideojetWsi(StreamCoder):
         async def op() -> None:
             await self._command(command(PacketType.PRINT_ON_OFF, "0"))
             self._publish(self.fifo.observe(await self._read_counter()))  # confirm what did print
-            self._publish(self.fifo.lose("print off"))
+            self._publish(self.fifo.flushed("print off"))
             self._state = PrinterState.IDLE
 
         await self._exchange(op)

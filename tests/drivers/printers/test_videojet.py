@@ -1,14 +1,31 @@
-"""Videojet WSI: packet byte tables, the de-framer on random bytes, and the simulator's protocol logic."""
+"""Videojet WSI: packet byte tables, random bytes, the simulator's logic, and the driver over pty and TCP."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.printers.base import Fault, ProtocolError
+from drivers.printers.base import (
+    BufferFull,
+    DeviceTimeout,
+    Fault,
+    LinkDown,
+    Nak,
+    PrinterState,
+    PrintEvent,
+    PrintEventKind,
+    ProtocolError,
+    Record,
+)
+from drivers.printers.videojet import VideojetSettings, VideojetWsi
 from drivers.printers.videojet_codec import (
     Check,
     Packet,
@@ -20,7 +37,7 @@ from drivers.printers.videojet_codec import (
 )
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
-from drivers.sim.videojet import VideojetSimProtocol
+from drivers.sim.videojet import VideojetSim, VideojetSimProtocol
 
 U = PacketType.UPDATE_USER_FIELD
 
@@ -124,3 +141,157 @@ def test_sim_injected_faults_replace_the_answer_and_skip_the_request() -> None:
     assert s.receive(encode_packet(Packet(U, ("SERIAL", "B")))) == b""
     assert s.receive(encode_packet(Packet(U, ("SERIAL", "C")))) == b"!51"  # refused as if full
     assert list(s.model.queue) == []  # none of the faulted requests was executed
+
+
+# --- the driver against the simulator, over a pty and over TCP ------------------------------------
+
+LINKS = ["pty", "tcp"]
+
+
+@asynccontextmanager
+async def pair(link: str, **sim_args: Any) -> AsyncIterator[tuple[VideojetWsi, VideojetSim]]:
+    sim_ = VideojetSim(**sim_args)
+    url = await sim_.serve_pty() if link == "pty" else f"tcp://127.0.0.1:{await sim_.serve_tcp(0)}"
+    driver = VideojetWsi(VideojetSettings(url=url, timeout_s=0.3, fifo_depth=sim_.model.capacity))
+    try:
+        await driver.connect()
+        yield driver, sim_
+    finally:
+        await driver.close()
+        await sim_.close()
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def drain(driver: VideojetWsi) -> list[PrintEvent]:
+    out: list[PrintEvent] = []
+    events = driver.events()
+    while True:
+        try:
+            out.append(await asyncio.wait_for(anext(events), 0.05))
+        except TimeoutError:
+            return out
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_driver_prints_in_order_and_derives_last_printed_from_the_counter(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            assert (await driver.identity())["model"] == "VJ1620-SIM"
+            await driver.push([Record(5, "CODE5"), Record(6, "CODE6"), Record(7, "CODE7")])
+            await driver.start()
+            assert s.trigger(2) == 2
+            st_ = await driver.status()
+            assert (st_.state, st_.last_printed, st_.print_count, st_.fifo_depth) == (PrinterState.PRINTING, 6, 2, 1)
+            assert s.printed == ["CODE5", "CODE6"]
+            printed = [e.seq for e in await drain(driver) if e.kind is PrintEventKind.PRINTED]
+            assert printed == [5, 6]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_driver_refuses_past_capacity_and_maps_printer_refusal_to_buffer_full(link: str) -> None:
+    async def go() -> None:
+        async with pair(link, capacity=2) as (driver, s):
+            with pytest.raises(BufferFull, match="room for 2"):
+                await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            s.inject(SimFault.BUFFER_FULL)
+            with pytest.raises(BufferFull, match="seq 1"):
+                await driver.push([Record(1, "A")])
+            await driver.push([Record(2, "B")])
+            assert list(s.model.queue) == ["B"]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_stop_confirms_what_printed_and_loses_the_rest_once(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            s.trigger()
+            await driver.stop()
+            first, second = await driver.status(), await driver.status()
+            assert (first.fifo_lost, first.last_printed, first.fifo_depth, second.fifo_lost) == (True, 1, 0, False)
+            assert s.model.queue == deque()
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_garbage_is_a_protocol_error_and_the_next_exchange_works(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            s.inject(SimFault.GARBAGE)
+            with pytest.raises(ProtocolError):
+                await driver.status()
+            assert (await driver.status()).state is PrinterState.IDLE
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_silence_times_out_and_puts_the_queue_in_doubt(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.push([Record(1, "A")])
+            s.inject(SimFault.SILENCE)
+            with pytest.raises(DeviceTimeout, match="answer to WSI"):
+                await driver.status()
+            assert (await driver.status()).fifo_lost is True
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_power_loss_keeps_the_counter_and_loses_the_queue(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B")])
+            s.trigger()
+            await s.power_off()
+            with pytest.raises((LinkDown, DeviceTimeout)):
+                await driver.status()
+            await s.power_on()
+            after = await driver.status()
+            assert (after.fifo_lost, after.last_printed, after.print_count) == (True, 1, 1)
+            assert after.state is PrinterState.IDLE
+            with pytest.raises(Nak, match=r"clear_fifo\(\) before pushing"):
+                await driver.push([Record(3, "C")])  # seq 2 may still be queued: nothing may go behind it
+            await driver.clear_fifo()
+            assert (await driver.status()).fifo_depth == 0
+            await driver.push([Record(3, "C")])
+            assert list(s.model.queue) == ["C"]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_faults_are_reported_and_clear_fault_says_what_to_do(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            s.model.fault(Fault.HEAD_FAULT)
+            st_ = await driver.status()
+            assert (st_.state, st_.faults) == (PrinterState.FAULT, {Fault.HEAD_FAULT})
+            with pytest.raises(Nak, match="at the printer"):
+                await driver.clear_fault()
+            with pytest.raises(Nak, match="!51"):
+                await driver.start()
+            s.model.clear_faults()
+            await driver.clear_fault()
+
+    run(go())
+
+
+def test_missing_device_is_link_down() -> None:
+    async def go() -> None:
+        driver = VideojetWsi(VideojetSettings(url="tcp://127.0.0.1:1", timeout_s=0.3))
+        with pytest.raises(LinkDown, match="127"):
+            await driver.connect()
+
+    run(go())
