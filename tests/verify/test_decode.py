@@ -152,11 +152,10 @@ def grade_c_or_better(rng: np.random.Generator) -> Defects:
     return d
 
 
-@pytest.mark.parametrize("cam", [QR, DM], ids=["qr", "datamatrix"])
-def test_read_rate_on_grade_c_or_better_prints_is_at_least_99_percent(cam: SimCameraSettings) -> None:
-    rng = np.random.default_rng(2026)
+def read_rate_check(cam: SimCameraSettings, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     decoder = Decoder(DecoderSettings(region=Region.of(cam.region)))  # with the default 25 ms deadline
-    n, good, wrong = 150, 0, 0
+    good = wrong = 0
     for i in range(n):
         text = f"HTTPS://QR.EXAMPLE.CN/Q/{i:08d}"
         r = render(text, grade_c_or_better(rng), 10_000 + i, cam)
@@ -165,3 +164,14 @@ def test_read_rate_on_grade_c_or_better_prints_is_at_least_99_percent(cam: SimCa
         wrong += got is not None and got != text
     assert wrong == 0
     assert good / n >= 0.99, f"{good}/{n}"
+
+
+@pytest.mark.parametrize("cam", [QR, DM], ids=["qr", "datamatrix"])
+def test_read_rate_on_grade_c_or_better_prints_is_at_least_99_percent(cam: SimCameraSettings) -> None:
+    read_rate_check(cam, 150, 2026)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("cam", [QR, DM], ids=["qr", "datamatrix"])
+def test_read_rate_soak_over_5000_prints(cam: SimCameraSettings) -> None:
+    read_rate_check(cam, 5000, 7)
