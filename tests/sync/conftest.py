@@ -143,7 +143,8 @@ def fill(ledger_path: Path, count: int, start: int = 0, at: float = 1_767_225_60
         for i in range(start, start + count):
             epc = epc_for(f"CODE{i:08d}")
             epcs.append(epc)
-            ledger.append_event("item.commissioned", {"epcis": commissioning_event(CTX, [epc], at=at + i / 1000,
-                                                                                      lot="L1")}, uplink=True)
+            t = at + i / 1000
+            event = commissioning_event(CTX, [epc], at=t, lot="L1")
+            ledger.append_event("item.commissioned", {"epcis": event}, uplink=True, at=t)
         ledger.commit()
     return epcs

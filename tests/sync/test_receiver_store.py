@@ -1,0 +1,72 @@
+"""The receiver's stores keep an eventID once, in one transaction per batch: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.epcis import commissioning_event, document
+from agent.receiver.service import Receiver
+from agent.receiver.store import EventStore, PostgresStore, SqliteStore, open_store
+from tests.sync.conftest import CTX
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _events(n: int, start: int = 0) -> list[dict[str, Any]]:
+    events = [commissioning_event(CTX, [f"urn:lineagent:code:{i}"], at=1.8e9 + i) for i in range(start, start + n)]
+    doc = document(events)
+    return list(doc["epcisBody"]["eventList"])
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server reachable at {PG}: {exc}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def _check(store: EventStore) -> None:
+    first = _events(50)
+    assert store.store("s1", "L1", 1, first) == (50, 0)
+    assert store.store("s1", "L1", 1, first) == (0, 50)  # a re-sent batch
+    assert store.store("s1", "L1", 2, first[40:] + _events(10, start=50)) == (10, 10)
+    assert store.count() == 60
+
+
+def test_sqlite_store_keeps_each_event_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "r.db"))
+    assert isinstance(store, SqliteStore)
+    _check(store)
+
+
+def test_postgres_store_keeps_each_event_once(pg_dsn: str) -> None:
+    store = open_store(pg_dsn)
+    assert isinstance(store, PostgresStore)
+    _check(store)
+    store.close()
+
+
+def test_receiver_acks_invalid_documents_as_invalid(tmp_path: Path) -> None:
+    r = Receiver("mqtt://127.0.0.1:1", SqliteStore(tmp_path / "r.db"))
+    doc = document(_events(2))
+    doc["epcisBody"]["eventList"][1]["action"] = "ADDED"
+    ack = r.handle("s1", "L1", json.dumps(doc).encode(), {"batch": "7"})
+    assert (ack["batch"], ack["status"]) == (7, "invalid") and "action" in ack["error"]
+    ack = r.handle("s1", "L1", b"\x78\x9c garbage", {"batch": "8", "content-encoding": "deflate"})
+    assert ack["status"] == "invalid"
+    assert r.store.count() == 0
