@@ -22,6 +22,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.job_cmd", "job"),
     ("agent.cli.sync_cmd", "sync"),
     ("agent.cli.pack_cmd", "pack"),
+    ("agent.cli.printer_cmd", "printer"),
     ("agent.cli.camera_cmd", "camera"),
     ("agent.cli.plc_cmd", "plc"),
 ]
