@@ -93,6 +93,7 @@ class FramedPrinter(Printer):
         self.settings = settings
         self.name = name
         self.link = LinkState.CLOSED
+        self.window = settings.window  # a protocol may force 1 (lock-step only)
         self._transport: Transport | None = None
         self._deframer: Deframer | None = None
         self._waiters: deque[_Waiter] = deque()
@@ -159,15 +160,16 @@ class FramedPrinter(Printer):
 
     # --- requests --------------------------------------------------------------------------------
 
-    async def exchange(self, payload: bytes, *, retry: bool = False) -> Frame:
-        """Send one frame and return its reply; DeviceTimeout/ProtocolError/LinkDown otherwise."""
+    async def exchange(self, payload: bytes, *, retry: bool = False, raw: bool = False) -> Frame:
+        """Send one frame and return its reply; DeviceTimeout/ProtocolError/LinkDown otherwise.
+        `raw`: send the bytes unframed (an ENQ before a frame, for handshaking protocols)."""
         await self._resync_if_due()
         attempts = 1 + (self.settings.retries if retry else 0)
         last: PrinterError = DeviceTimeout(f"{self.name}: no reply")
         for attempt in range(attempts):
             try:
                 async with self._lock:
-                    reply = (await self._send_and_wait([payload]))[0]
+                    reply = (await self._send_and_wait([payload], raw=raw))[0]
                 if isinstance(reply, Frame):
                     return reply
                 raise reply
@@ -182,7 +184,7 @@ class FramedPrinter(Printer):
         (pushes are not idempotent); the caller decides what a failed item means."""
         await self._resync_if_due()
         results: list[Frame | PrinterError] = []
-        window = self.settings.window
+        window = self.window
         async with self._lock:
             for i in range(0, len(payloads), window):
                 batch = payloads[i : i + window]
@@ -193,13 +195,15 @@ class FramedPrinter(Printer):
                     break
         return results
 
-    async def _send_and_wait(self, payloads: Sequence[bytes], *, partial: bool = False) -> list[Frame | PrinterError]:
+    async def _send_and_wait(
+        self, payloads: Sequence[bytes], *, partial: bool = False, raw: bool = False
+    ) -> list[Frame | PrinterError]:
         transport = self._linked()
         loop = asyncio.get_running_loop()
         waiters = [_Waiter(p, loop.create_future()) for p in payloads]
         self._waiters.extend(waiters)
         try:
-            await transport.write(b"".join(encode(self.frame_spec, p) for p in payloads))
+            await transport.write(b"".join(p if raw else encode(self.frame_spec, p) for p in payloads))
         except LinkClosed as exc:
             self._forget(waiters)
             self._link_lost(str(exc))

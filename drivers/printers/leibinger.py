@@ -36,11 +36,9 @@ from pydantic import Field
 
 from drivers.framing import EscapeMode, Frame, FrameSpec
 from drivers.printers.base import (
-    BadRecord,
     BufferFull,
     Capabilities,
     Fault,
-    FifoTracker,
     Nak,
     PrinterError,
     PrinterState,
@@ -49,7 +47,8 @@ from drivers.printers.base import (
     ProtocolError,
     Record,
 )
-from drivers.printers.framed import FramedPrinter, FramedSettings
+from drivers.printers.framed import FramedSettings
+from drivers.printers.serializing import FifoReport, SerializingPrinter
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +95,16 @@ class LeibingerSettings(FramedSettings):
     )
 
 
-class Leibinger(FramedPrinter):
+class Leibinger(SerializingPrinter):
     Settings = LeibingerSettings
     frame_spec = FRAME_SPEC
 
     def __init__(self, settings: LeibingerSettings, *, name: str = "leibinger") -> None:
-        super().__init__(settings, name=name)
+        super().__init__(settings, capacity=settings.capacity, name=name)
         self.cfg = settings
         self.capabilities = Capabilities(
             fifo_capacity=settings.capacity, indexed=True, print_complete_events=False, counters=True
         )
-        self.tracker = FifoTracker()
-        self.next_index = 1
-        self.last_push_accepted = 0  # records of the last push() the coder holds (also after an error)
 
     # --- wire helpers ----------------------------------------------------------------------------
 
@@ -133,16 +129,30 @@ class Leibinger(FramedPrinter):
         text = f"{self.name}: {command} refused with error {code}" + (f" ({fault})" if fault else "")
         return BufferFull(text) if code == ERR_BUFFER_FULL else Nak(text)
 
+    # --- SerializingPrinter hooks ----------------------------------------------------------------
+
+    def record_payload(self, record: Record, index: int) -> bytes:
+        self.check_text(record.text, f"record seq {record.seq}", "\t\r", self.cfg.encoding)
+        return f"=MR{index}\t{record.text}".encode(self.cfg.encoding)
+
+    def check_push_reply(self, reply: Frame) -> None:
+        self._check("MR", reply)
+
+    async def read_fifo(self) -> FifoReport:
+        capacity, waiting, last = ints(await self._ask("?", "SM", retry=True), 3, "?SM")
+        return FifoReport(capacity, waiting, last)
+
     # --- Printer API -----------------------------------------------------------------------------
 
     async def on_connected(self) -> None:
         if self.cfg.job:
             await self.select_job(self.cfg.job)
-        capacity, waiting, last = await self._mailing()
-        if capacity < self.cfg.capacity:
-            log.warning("%s: coder buffer holds %d, configured %d", self.name, capacity, self.cfg.capacity)
-        self.tracker.last_tag = last
-        self.next_index = last % self.cfg.capacity + 1
+        fifo = await self.read_fifo()
+        if fifo.capacity < self.capacity:
+            log.warning("%s: coder buffer holds %d, configured %d", self.name, fifo.capacity, self.capacity)
+        self.tracker.last_tag = fifo.last_index
+        self.next_index = self.index_after(fifo.last_index or 0)
+        waiting = fifo.waiting
         if waiting:
             log.warning("%s: flushing %d records left from an earlier session", self.name, waiting)
             await self._ask("!", "FF")
@@ -152,15 +162,15 @@ class Leibinger(FramedPrinter):
             self._spawn(self._poll(self.cfg.poll_s), "poll")
 
     async def on_link_up(self) -> None:
-        await self._sync()
+        await self.sync()
 
     async def identity(self) -> dict[str, str]:
-        capacity, _, _ = await self._mailing()
-        return {"protocol": "leibinger", "url": self.cfg.url, "mailing_capacity": str(capacity)}
+        report = await self.read_fifo()
+        return {"protocol": "leibinger", "url": self.cfg.url, "mailing_capacity": str(report.capacity)}
 
     async def status(self) -> PrinterStatus:
         nozzle, state, error, cover, _speed = ints(await self._ask("?", "RS", retry=True), 5, "?RS")
-        capacity, waiting = await self._sync()
+        capacity, waiting = await self.sync()
         count = ints(await self._ask("?", "CC", retry=True), 1, "?CC")[0]
         faults = set()
         if error:
@@ -183,98 +193,25 @@ class Leibinger(FramedPrinter):
         )
 
     async def select_job(self, name: str) -> None:
-        self._check_text(name, "job name")
+        self.check_text(name, "job name", "\t\r", self.cfg.encoding)
         await self._ask("=", "JL", name)
-
-    async def push(self, records: Sequence[Record]) -> None:
-        self.last_push_accepted = 0
-        for r in records:
-            self._check_text(r.text, f"record seq {r.seq}")
-        if len(self.tracker) + len(records) > self.cfg.capacity:
-            await self._sync()  # prints since the last look may have made room
-            if len(self.tracker) + len(records) > self.cfg.capacity:
-                raise BufferFull(
-                    f"{self.name}: {len(records)} records do not fit: {len(self.tracker)} of "
-                    f"{self.cfg.capacity} in the mailing buffer"
-                )
-        indexes = [(self.next_index + i - 1) % self.cfg.capacity + 1 for i in range(len(records))]
-        payloads = [
-            f"=MR{index}\t{r.text}".encode(self.cfg.encoding) for index, r in zip(indexes, records, strict=True)
-        ]
-        results = await self.exchange_many(payloads)
-        # The coder refuses an index out of sequence, so what it stored is always a prefix of the batch.
-        stored = 0
-        first_error: PrinterError | None = None
-        for i, result in enumerate(results):
-            try:
-                if isinstance(result, PrinterError):
-                    raise result
-                self._check("MR", result)
-                stored = i + 1
-            except PrinterError as exc:
-                first_error = first_error or exc
-        for r, index in zip(records[:stored], indexes[:stored], strict=True):
-            self.tracker.pushed(r.seq, index)
-        if first_error is not None:
-            stored += await self._count_unconfirmed(records[stored:], indexes[stored:])
-        self.last_push_accepted = stored
-        if stored:
-            self.next_index = indexes[stored - 1] % self.cfg.capacity + 1
-        if first_error is not None:
-            raise first_error
-
-    async def _count_unconfirmed(self, records: Sequence[Record], indexes: Sequence[int]) -> int:
-        """After a failed answer the record may still have been stored: ask the coder how many wait."""
-        try:
-            _, waiting = await self._sync()
-        except PrinterError as exc:
-            log.warning("%s: cannot check the mailing buffer after a failed push: %s", self.name, exc)
-            return 0
-        extra = max(0, min(waiting - len(self.tracker), len(records)))
-        for r, index in zip(records[:extra], indexes[:extra], strict=True):
-            self.tracker.pushed(r.seq, index)
-        return extra
 
     async def clear_fifo(self) -> None:
         await self._ask("!", "FF")
-        await self._sync()
+        await self.sync()
 
     async def start(self) -> None:
         await self._ask("!", "GO")
 
     async def stop(self) -> None:
         await self._ask("!", "ST")
-        await self._sync()  # a stop clears the mailing data: what was not printed is now in doubt
+        await self.sync()  # a stop clears the mailing data: what was not printed is now in doubt
 
     async def clear_fault(self) -> None:
         await self._ask("!", "EQ")
-
-    # --- FIFO bookkeeping ------------------------------------------------------------------------
-
-    async def _mailing(self) -> tuple[int, int, int]:
-        capacity, waiting, last = ints(await self._ask("?", "SM", retry=True), 3, "?SM")
-        return capacity, waiting, last
-
-    async def _sync(self) -> tuple[int, int]:
-        """Read ?SM and bring the tracker up to date; emits PRINTED and FIFO_LOST events."""
-        capacity, waiting, last = await self._mailing()
-        result = self.tracker.reconcile(last or None, waiting)
-        for seq in result.printed:
-            self.emit(PrintEventKind.PRINTED, seq=seq)
-        if result.lost:
-            self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(result.lost)} records cleared before printing")
-        return capacity, waiting
 
     async def _poll(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             with contextlib.suppress(PrinterError):
-                await self._sync()
-
-    def _check_text(self, text: str, what: str) -> None:
-        if "\t" in text or "\r" in text:
-            raise BadRecord(f"{self.name}: {what} {text!r} contains TAB or CR, which Leibinger frames cannot carry")
-        try:
-            text.encode(self.cfg.encoding)
-        except UnicodeEncodeError as exc:
-            raise BadRecord(f"{self.name}: {what} {text!r} is not {self.cfg.encoding}: {exc.reason}") from None
+                await self.sync()

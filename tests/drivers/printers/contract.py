@@ -198,7 +198,7 @@ async def check_power_loss(b: Bench) -> None:
                 await b.driver.status()
     await b.sim.power_on()
     st = await b.recovered()
-    assert (st.fifo_lost, st.last_printed, st.fifo_depth, st.print_count) == (True, 2, 0, 2)
+    assert (st.fifo_lost, st.last_printed, st.fifo_depth, st.print_count) == (True, 2, 0, 2), st
     kinds = [e.kind for e in await b.drain()]
     assert {PrintEventKind.LINK_DOWN, PrintEventKind.LINK_UP, PrintEventKind.FIFO_LOST} <= set(kinds)
     await b.driver.push(records(9, 3))
