@@ -111,6 +111,12 @@ class HitachiBuffer(StreamCoder):
     def _doubt(self, why: str) -> None:
         self._lose(why)
 
+    async def _after_outage(self) -> None:
+        """Clear the buffer: after a power loss it is empty anyway, after a blip it must not be guessed."""
+        await self._send_text(self._clear, "clear buffer")
+        self._started = False
+        self._lose("link was down; buffer cleared")
+
     def _lose(self, why: str) -> None:
         if self._unconfirmed:
             self._unconfirmed = 0
@@ -124,7 +130,7 @@ class HitachiBuffer(StreamCoder):
             return {"model": "Hitachi IJ (no identity query in the public protocol)",
                     "protocol": "hitachi-buffer", "online": "yes" if online else "no"}
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def status(self) -> PrinterStatus:
         async def op() -> PrinterStatus:
@@ -141,7 +147,7 @@ class HitachiBuffer(StreamCoder):
                 detail="" if online else "printer off-line (the protocol does not say why)",
             )
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def select_job(self, name: str) -> None:
         raise Nak(f"{self.name}: job selection (print data call-up) is not in the public protocol; "

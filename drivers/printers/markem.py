@@ -114,6 +114,19 @@ class MarkemNgpcl(StreamCoder):
     async def _probe(self) -> None:
         self._publish(self.fifo.observe(self._counter(await self._status_message())))
 
+    async def _after_outage(self) -> None:
+        """Empty whatever the coder kept (print stop, else re-select the job), so nothing is guessed."""
+        if self.settings.start_code is not None:
+            ds = await self._command(Message(self.settings.start_code, ("0",)), "print stop")
+        elif self._job:
+            ds = await self._command(select_job(self._job), f"job {self._job!r}")
+        else:
+            self._doubt("link was down and no way to empty the coder's queue is configured")
+            return
+        self._publish(self.fifo.observe(self._counter(ds)))
+        self._publish(self.fifo.flushed("link was down; queue emptied"))
+        self._state = PrinterState.IDLE
+
     # -- the Printer interface ----------------------------------------------------------------
     async def identity(self) -> dict[str, str]:
         async def op() -> dict[str, str]:
@@ -121,7 +134,7 @@ class MarkemNgpcl(StreamCoder):
             return {"model": "Markem-Imaje NGPCL (no identity query in the public protocol)",
                     "protocol": "markem-ngpcl", "job": self._job, "status": "|".join(ds.fields or ())}
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def status(self) -> PrinterStatus:
         s = self.settings
@@ -145,7 +158,7 @@ class MarkemNgpcl(StreamCoder):
                 last_printed=self.fifo.last_printed, print_count=counter, fifo_lost=self.fifo.take_lost(),
             )
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def select_job(self, name: str) -> None:
         async def op() -> None:
@@ -169,6 +182,8 @@ class MarkemNgpcl(StreamCoder):
             if self.fifo.suspect is not None:
                 raise Nak(f"{self.name}: the coder's queue may have been cleared ({self.fifo.suspect}); "
                           "clear_fifo() before pushing more")
+            if len(records) > self.fifo.room:  # prints since the last poll may have made room
+                self._publish(self.fifo.observe(self._counter(await self._status_message())))
             if len(records) > self.fifo.room:
                 raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
             results = await self._windows(messages, f"{len(messages)} field updates")

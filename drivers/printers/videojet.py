@@ -118,6 +118,13 @@ class VideojetWsi(StreamCoder):
     async def _probe(self) -> None:
         self._publish(self.fifo.observe(await self._read_counter()))
 
+    async def _after_outage(self) -> None:
+        """Print off empties whatever the printer kept, so the queue is known empty, not guessed."""
+        await self._command(command(PacketType.PRINT_ON_OFF, "0"))
+        self._publish(self.fifo.observe(await self._read_counter()))
+        self._publish(self.fifo.flushed("link was down; print switched off"))
+        self._state = PrinterState.IDLE
+
     # -- the Printer interface ----------------------------------------------------------------
     async def identity(self) -> dict[str, str]:
         async def op() -> dict[str, str]:
@@ -126,7 +133,7 @@ class VideojetWsi(StreamCoder):
             return {"model": part, "message": message.fields[0] if message.fields else "",
                     "protocol": "videojet-wsi"}
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def status(self) -> PrinterStatus:
         s = self.settings
@@ -150,7 +157,7 @@ class VideojetWsi(StreamCoder):
                 last_printed=self.fifo.last_printed, print_count=counter, fifo_lost=self.fifo.take_lost(),
             )
 
-        return await self._exchange(op)
+        return await self._exchange(op, retry=True)
 
     async def select_job(self, name: str) -> None:
         async def op() -> None:
@@ -170,6 +177,8 @@ class VideojetWsi(StreamCoder):
             if self.fifo.suspect is not None:
                 raise Nak(f"{self.name}: the coder's queue may have been cleared ({self.fifo.suspect}); "
                           "clear_fifo() before pushing more")
+            if len(records) > self.fifo.room:  # prints since the last poll may have made room
+                self._publish(self.fifo.observe(await self._read_counter()))
             if len(records) > self.fifo.room:
                 raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
             for r in records:

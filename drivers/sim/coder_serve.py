@@ -59,6 +59,7 @@ class Injection:
 class SimProtocol(Protocol):
     model: CoderModel
     inject: Injection
+    job: str
 
     def receive(self, data: bytes) -> bytes: ...
 
@@ -99,6 +100,14 @@ class StreamSim:
     @property
     def counter(self) -> int:
         return self.model.counter
+
+    @property
+    def job(self) -> str:
+        return self.protocol.job
+
+    def stop_printing(self) -> None:
+        """A stop at the coder's panel: printing stops and the queue is cleared; nobody tells the host."""
+        self.model.stop()
 
     def inject(self, fault: SimFault, count: int = 1) -> None:
         """Request faults hit the next `count` requests; stop, ink low and power loss happen now."""

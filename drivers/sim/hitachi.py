@@ -44,6 +44,7 @@ class HitachiSimProtocol:
     clear_text: bytes = CLEAR_BUFFER_DEFAULT
     restart_text: bytes = RESTART_DEFAULT
     online: bool = True
+    job: str = ""  # job selection is not in the public protocol; always empty
     inject: Injection = field(default_factory=Injection)
 
     def __post_init__(self) -> None:

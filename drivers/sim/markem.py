@@ -29,7 +29,7 @@ NAK_MESSAGE = encode(Message("NK1", ()))
 class MarkemSimProtocol:
     model: CoderModel
     field_name: str = "SERIAL"
-    jobs: tuple[str, ...] = ("SERIAL", "TEST")
+    jobs: tuple[str, ...] | None = None  # the coder's jobs; None: any name exists
     job: str = ""
     inject: Injection = field(default_factory=lambda: Injection(banned=b"{}~|"))
 
@@ -62,7 +62,7 @@ class MarkemSimProtocol:
                     return NAK_MESSAGE
                 return b"" if m.enqueue(f[3]) else NAK_MESSAGE
             case "JS0":
-                if len(f) != 2 or f[0] not in self.jobs:
+                if len(f) != 2 or (self.jobs is not None and f[0] not in self.jobs):
                     return NAK_MESSAGE
                 self.job = f[0]
                 m.clear()  # a job change starts from an empty queue

@@ -47,8 +47,8 @@ class VideojetSimProtocol:
     user_field: str = "SERIAL"
     checksum: WsiChecksum = WsiChecksum.NONE
     part_number: str = "VJ1620-SIM"
-    message: str = ""
-    messages: tuple[str, ...] = ("SERIAL", "TEST")
+    job: str = ""  # the selected message
+    messages: tuple[str, ...] | None = None  # the printer's messages; None: any name exists
     inject: Injection = field(default_factory=lambda: Injection(banned=b"$!"))
 
     def __post_init__(self) -> None:
@@ -81,9 +81,9 @@ class VideojetSimProtocol:
                     return NAK_SEQ
                 return ok if m.enqueue(p.fields[1]) else NAK_SEQ
             case PacketType.SELECT_MESSAGE:
-                if len(p.fields) != 1 or p.fields[0] not in self.messages:
+                if len(p.fields) != 1 or (self.messages is not None and p.fields[0] not in self.messages):
                     return NAK_SEQ
-                self.message = p.fields[0]
+                self.job = p.fields[0]
                 return ok
             case PacketType.UPDATE_TEXT | PacketType.CLEAR_FIELD:
                 return ok if p.fields else NAK_SEQ
@@ -107,7 +107,7 @@ class VideojetSimProtocol:
             case PacketType.COUNTERS:
                 return self._reply(PacketType.COUNTERS, str(m.counter), str(len(m.queue)))
             case PacketType.SELECTED_MESSAGE:
-                return self._reply(PacketType.SELECTED_MESSAGE, self.message)
+                return self._reply(PacketType.SELECTED_MESSAGE, self.job)
             case PacketType.PART_NUMBER:
                 return self._reply(PacketType.PART_NUMBER, self.part_number)
         return NAK_SEQ

@@ -75,7 +75,7 @@ def test_sim_queues_updates_silently_naks_refusals_and_reports_status() -> None:
 
 
 def test_sim_job_change_empties_the_queue_and_unknown_jobs_are_refused() -> None:
-    s = MarkemSimProtocol(CoderModel(capacity=4))
+    s = MarkemSimProtocol(CoderModel(capacity=4), jobs=("SERIAL",))
     s.receive(encode(update_field("SERIAL", "A")))
     assert s.receive(encode(select_job("NOPE"))) == b"{~NK1|}"
     assert s.receive(encode(select_job("SERIAL"))) == b""
