@@ -38,7 +38,7 @@ from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
 from agent.verify.tracker import Tracked, Tracker
 from agent.verify.verdict import JUDGED, Judgement, Observation, Verdict, judge
 from drivers.cameras.base import Image
-from drivers.plc import LinePlc, PlcError, unwrap
+from drivers.plc import LinePlc, PlcError, Signal, unwrap
 
 UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
 
@@ -113,9 +113,8 @@ class VerifyStation:
 
     async def tick(self) -> None:
         """Poll the PLC once: positions move, unread items are judged, confirms are checked."""
-        raw = await self.plc.counter()
-        confirms = await self.plc.confirmed()
-        await self.step(unwrap(raw, self.tracker.head), confirms)
+        values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
+        await self.step(unwrap(values[Signal.COUNTER], self.tracker.head), values[Signal.REJECT_CONFIRM])
 
     async def step(self, counter: int, raw_confirms: int) -> None:
         for item in self.tracker.advance(counter).expired:

@@ -55,7 +55,8 @@ class ConveyorModel:
     jam_gate: bool = False
 
     def __post_init__(self) -> None:
-        self._by_address = {(p.table, p.address): s for s, p in self.registers.points().items()}
+        self.points = self.registers.points()
+        self._by_address = {(p.table, p.address): s for s, p in self.points.items()}
 
     def signal_at(self, table: Table, address: int) -> Signal | None:
         return self._by_address.get((table, address))
@@ -202,7 +203,7 @@ class PlcSim:
                     if signal is not None:
                         m.write(signal, int(v))
             return None
-        for signal, point in m.registers.points().items():
+        for signal, point in m.points.items():
             if point.table is not table:
                 continue
             value = m.read(signal)

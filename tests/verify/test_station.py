@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ READ_POINT = "urn:epc:id:sgln:0614141.00777.L1"
 def ledger_with_printed(path: Path, n: int, *, spare: int = 0, state: CodeState = CodeState.PRINTED
                         ) -> tuple[Ledger, list[str]]:
     """A ledger whose job holds n codes in `state` (plus `spare` printed codes on no item)."""
-    ledger = Ledger(path)
+    ledger = Ledger(path, group_window_s=0.25)  # fewer fsyncs: the suite tests logic, bench/ times it
     seed_codes(ledger, [f"C{i:06d}" for i in range(1, n + spare + 1)])
     job = create_job(ledger, JobSpec(name="j1", gtin="09506000134352", product_name="Water", lot="L1",
                                      target_qty=n + spare))
@@ -61,8 +62,17 @@ class Line:
     station: VerifyStation
     verdicts: dict[int, Judgement] = field(default_factory=dict)
 
-    async def run(self, plan: dict[int, Item], pitches: int, *, default: Item | None = None) -> None:
-        """Move the conveyor `pitches` times; item seq N carries codes[N-1] unless the plan says not."""
+    def reader_string(self, seq: int, item: Item) -> Observation:
+        texts = item.texts if item.texts is not None else ((self.codes[seq - 1],) if item.printed else ())
+        return Observation(seq, texts, item.grade, blank=item.blank)
+
+    async def run(self, plan: dict[int, Item], pitches: int, *, default: Item | None = None,
+                  source: Callable[[int, Item], Observation] | None = None) -> None:
+        """Move the conveyor `pitches` times; item seq N carries codes[N-1] unless the plan says not.
+
+        `source` turns a planned item into what the camera or reader reports (default: reader strings).
+        """
+        make = source or self.reader_string
         s = self.station.settings
         reads: dict[int, list[Observation]] = {}
         for _ in range(pitches):
@@ -73,9 +83,7 @@ class Line:
                 if item.printed:
                     self.station.printed(seq, self.codes[seq - 1])
                 if item.delay is not None:
-                    texts = item.texts if item.texts is not None else (
-                        (self.codes[seq - 1],) if item.printed else ())
-                    obs = Observation(seq, texts, item.grade, blank=item.blank)
+                    obs = make(seq, item)
                     reads.setdefault(seq + s.camera_at + item.delay, []).append(obs)
             await self.station.tick()
             for obs in reads.pop(self.sim.model.counter, []):

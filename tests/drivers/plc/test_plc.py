@@ -58,6 +58,8 @@ def test_run_counter_lights_heartbeat_and_reject_over_modbus_tcp() -> None:
             assert await plc.confirmed() == 1
             probe = await plc.probe()
             assert probe[Signal.COUNTER] == 7
+            assert await plc.read_many([Signal.REJECT_CONFIRM, Signal.COUNTER, Signal.LINE_RUN]) == {
+                Signal.COUNTER: 7, Signal.REJECT_CONFIRM: 1, Signal.LINE_RUN: 1}
             assert probe[Signal.BUZZER] == 1
             await plc.run_line(False)
             sim.model.step()
