@@ -31,8 +31,7 @@ def journal_link(
 ) -> int:
     """ADD, inside the caller's atomic block: the link and its event commit together."""
     event = aggregation_event(ctx, epc_for(parent, ctx.company_prefix_length), _uris(ctx, children), at=at)
-    payload = {"epcis": event, "parent": parent, "children": list(children)}
-    return ledger.append_event(KIND_ADD, payload, code=parent, job=job, uplink=True, at=at)
+    return ledger.append_event(KIND_ADD, {"epcis": event}, code=parent, job=job, uplink=True, at=at)
 
 
 def journal_unlink(
@@ -40,8 +39,7 @@ def journal_unlink(
 ) -> int:
     event = aggregation_event(ctx, epc_for(parent, ctx.company_prefix_length), _uris(ctx, children), at=at,
                               action=Action.DELETE)
-    payload = {"epcis": event, "parent": parent, "children": list(children)}
-    return ledger.append_event(KIND_DELETE, payload, code=parent, job=job, uplink=True, at=at)
+    return ledger.append_event(KIND_DELETE, {"epcis": event}, code=parent, job=job, uplink=True, at=at)
 
 
 def journal_decommission(
@@ -52,15 +50,18 @@ def journal_decommission(
     return ledger.append_event(KIND_DECOMMISSION, payload, code=codes[0], job=job, uplink=True, at=at)
 
 
-def replay(conn: sqlite3.Connection) -> dict[str, str]:
-    """Child -> parent, rebuilt from the journal alone; must equal pack_links (the property tests say so)."""
+def replay(conn: sqlite3.Connection, company_prefix_length: int = 7) -> dict[str, str]:
+    """Child -> parent, rebuilt from the uplinked events alone (as the cloud sees them), mapped back to
+    printed codes; must equal pack_links (the property tests say so)."""
+    codes = {epc_for(c, company_prefix_length): c for (c,) in conn.execute("SELECT code FROM codes")}
     links: dict[str, str] = {}
     rows = conn.execute(
         "SELECT kind, payload FROM events WHERE kind IN (?, ?) ORDER BY seq", (KIND_ADD, KIND_DELETE)
     )
     for kind, raw in rows:
-        body = json.loads(raw)
-        parent, children = body["parent"], body["children"]
+        event = json.loads(raw)["epcis"]
+        parent = codes[event["parentID"]]
+        children = [codes[u] for u in event.get("childEPCs", [])]
         if kind == KIND_ADD:
             for child in children:
                 links[child] = parent

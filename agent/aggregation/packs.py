@@ -51,6 +51,7 @@ class Aggregator:
         self.ledger = ledger
         self.plans = plans
         self.ctx = ctx
+        self._lots: dict[int, str] = {}
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class Aggregator:
         try:
             with self.ledger.atomic(durable=durable) as conn:
                 known = rules.facts(conn, [parent, *children])
-                lot = _lot_of(conn, job)
+                lot = self._lot_of(conn, job)
                 bad = rules.check_parent(plan, parent, known.get(parent))
                 bad += rules.check_children(
                     plan, children, known, job=job, lot=lot, child_packs=plan.child_level in self.plans
@@ -116,7 +117,9 @@ class Aggregator:
         except PackRejected as exc:
             self.journal_rejection(exc, job)
             raise
-        return self.info(parent)
+        # Built from what was just written rather than read back: this is the hot path of a line.
+        return PackInfo(parent, known[parent].id, level, pack_job, PackState.CLOSED, plan.count, len(children),
+                        partial_reason, at, at)
 
     def open(self, level: str, parent: str, *, job: int | None = None) -> PackInfo:
         """Start a pack that fills over time (a pallet, case by case); no children yet, no event yet."""
@@ -139,7 +142,7 @@ class Aggregator:
             with self.ledger.atomic(durable=durable) as conn:
                 known = rules.facts(conn, children)
                 bad = rules.check_children(
-                    plan, children, known, job=pack.job, lot=_lot_of(conn, pack.job),
+                    plan, children, known, job=pack.job, lot=self._lot_of(conn, pack.job),
                     child_packs=plan.child_level in self.plans,
                 )
                 bad += rules.check_count(plan, pack.children + len(children), closing=False, partial=False)
@@ -188,6 +191,17 @@ class Aggregator:
         return self._move(parent, PackState.PARKED, PackState.OPEN, "resume")
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _lot_of(self, conn: sqlite3.Connection, job: int | None) -> str | None:
+        """A job's lot never changes once created, so it is read once per job."""
+        if job is None:
+            return None
+        if job not in self._lots:
+            row = conn.execute("SELECT lot FROM jobs WHERE id = ?", (job,)).fetchone()
+            if row is None:
+                return None
+            self._lots[job] = str(row[0])
+        return self._lots[job]
 
     def _move(self, parent: str, source: PackState, target: PackState, action: str) -> PackInfo:
         pack = self.info(parent)
@@ -268,13 +282,6 @@ def children_of(conn: sqlite3.Connection, code: str) -> list[str]:
         (code,),
     ).fetchall()
     return [r[0] for r in rows]
-
-
-def _lot_of(conn: sqlite3.Connection, job: int | None) -> str | None:
-    if job is None:
-        return None
-    row = conn.execute("SELECT lot FROM jobs WHERE id = ?", (job,)).fetchone()
-    return None if row is None else str(row[0])
 
 
 def _history(
