@@ -1,12 +1,28 @@
-"""Hitachi communication buffer: text byte tables, the de-framer on random bytes, the simulator's logic."""
+"""Hitachi communication buffer: byte tables, random bytes, the simulator's logic, the driver over pty and TCP."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.printers.base import ProtocolError
+from drivers.printers.base import (
+    BufferFull,
+    DeviceTimeout,
+    Fault,
+    LinkDown,
+    Nak,
+    PrinterState,
+    ProtocolError,
+    Record,
+)
+from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
 from drivers.printers.hitachi_codec import (
     Bcc,
     TextDeframer,
@@ -19,7 +35,7 @@ from drivers.printers.hitachi_codec import (
 )
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
-from drivers.sim.hitachi import HitachiSimProtocol
+from drivers.sim.hitachi import HitachiSim, HitachiSimProtocol
 
 ENQ, ACK, NAK, DC2 = b"\x05", b"\x06", b"\x15", b"\x12"
 CLEAR = b"\x02\x1b2v\x03"
@@ -120,3 +136,117 @@ def test_sim_offline_bcc_and_injections() -> None:
     assert s.receive(DC2 + DC2) == NAK + ACK
     s.model.power_loss()
     assert s.receive(ENQ) == b""  # powered off: no answer at all
+
+
+# --- the driver against the simulator, over a pty and over TCP ------------------------------------
+
+LINKS = ["pty", "tcp"]
+
+
+@asynccontextmanager
+async def pair(link: str, *, capacity: int = 4, n: int = 2, bcc: Bcc = Bcc.NONE) -> AsyncIterator[
+        tuple[HitachiBuffer, HitachiSim]]:
+    s = HitachiSim(capacity=capacity, refill_n=n, bcc=bcc)
+    url = await s.serve_pty() if link == "pty" else f"tcp://127.0.0.1:{await s.serve_tcp(0)}"
+    driver = HitachiBuffer(HitachiSettings(url=url, timeout_s=0.3, retries=1, buffer_size=capacity,
+                                           refill_n=n, bcc=bcc))
+    try:
+        await driver.connect()
+        yield driver, s
+    finally:
+        await driver.close()
+        await s.close()
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+@pytest.mark.parametrize("link", LINKS)
+@pytest.mark.parametrize("bcc", list(Bcc))
+def test_data_sets_print_in_order_after_restart_with_n_sets(link: str, bcc: Bcc) -> None:
+    async def go() -> None:
+        async with pair(link, bcc=bcc) as (driver, s):
+            await driver.push([Record(1, "CODE-0000000000001")])
+            with pytest.raises(Nak, match="fewer than 2 data sets"):
+                await driver.start()
+            await driver.push([Record(2, "CODE-0000000000002")])
+            await driver.start()
+            assert s.trigger(3) == 2
+            assert s.printed == ["CODE-0000000000001", "CODE-0000000000002"]
+            st_ = await driver.status()
+            assert (st_.state, st_.last_printed, st_.fifo_depth) == (PrinterState.PRINTING, None, None)
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_a_full_buffer_refuses_with_buffer_full_and_keeps_what_it_took(link: str) -> None:
+    async def go() -> None:
+        async with pair(link, capacity=2) as (driver, s):
+            with pytest.raises(BufferFull, match="seq 3"):
+                await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            assert list(s.model.queue) == ["A", "B"]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_stop_clears_the_buffer_and_reports_the_loss_once(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.push([Record(1, "A"), Record(2, "B")])
+            await driver.stop()
+            assert list(s.model.queue) == []
+            assert [(await driver.status()).fifo_lost, (await driver.status()).fifo_lost] == [True, False]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_offline_printer_is_a_fault_and_refuses_data(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            s.protocol.online = False  # type: ignore[attr-defined]
+            st_ = await driver.status()
+            assert (st_.state, st_.faults) == (PrinterState.FAULT, {Fault.OTHER})
+            with pytest.raises(BufferFull, match="off-line"):
+                await driver.push([Record(1, "A")])
+            with pytest.raises(Nak, match="at the printer"):
+                await driver.clear_fault()
+            s.protocol.online = True  # type: ignore[attr-defined]
+            await driver.clear_fault()
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_power_loss_empties_the_buffer_and_the_driver_says_so(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.push([Record(1, "A"), Record(2, "B")])
+            await s.power_off()
+            with pytest.raises(LinkDown):
+                for _ in range(3):
+                    with contextlib.suppress(DeviceTimeout):
+                        await driver.status()
+            await s.power_on()
+            st_ = await driver.status()
+            assert (st_.fifo_lost, st_.state) == (True, PrinterState.IDLE)
+            await driver.push([Record(3, "C")])
+            assert list(s.model.queue) == ["C"]
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_garbage_answer_to_a_data_set_is_a_protocol_error_and_puts_it_in_doubt(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            await driver.push([Record(1, "A")])
+            s.inject(SimFault.GARBAGE, count=2)  # the ENQ is answered with garbage
+            with pytest.raises(ProtocolError):
+                await driver.push([Record(2, "B")])
+            assert (await driver.status()).fifo_lost is True
+
+    run(go())
