@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.printers.base import Fault, ProtocolError
+from drivers.printers.base import BufferFull, Fault, Nak, PrinterState, ProtocolError, Record
+from drivers.printers.markem import MarkemNgpcl, MarkemSettings
 from drivers.printers.markem_codec import STATUS_REQUEST, Deframer, Message, encode, select_job, update_field
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
-from drivers.sim.markem import MarkemSimProtocol
+from drivers.sim.markem import MarkemSim, MarkemSimProtocol
 
 
 @pytest.mark.parametrize(
@@ -88,3 +93,66 @@ def test_sim_garbage_from_host_is_answered_with_nak_and_injections_apply() -> No
     s.inject.armed.extend([SimFault.NAK, SimFault.SILENCE])
     assert s.receive(encode(update_field("SERIAL", "A")) + b"{~DR}") == b"{~NK1|}"  # DR went unanswered
     assert s.receive(b"{~DR}") == b"{~DS0|0||0|0|}"
+
+
+# --- driver behaviour the contract suite does not reach (the contract pair covers the rest) -------
+
+
+@asynccontextmanager
+async def pair(link: str, **settings: Any) -> AsyncIterator[tuple[MarkemNgpcl, MarkemSim]]:
+    s = MarkemSim(capacity=8)
+    url = await s.serve_pty() if link == "pty" else f"tcp://127.0.0.1:{await s.serve_tcp(0)}"
+    driver = MarkemNgpcl(MarkemSettings(url=url, timeout_s=0.3, retries=1, fifo_depth=8, **settings))
+    try:
+        await driver.connect()
+        yield driver, s
+    finally:
+        await driver.close()
+        await s.close()
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+@pytest.mark.parametrize("link", ["pty", "tcp"])
+def test_a_refusal_inside_a_pipelined_push_names_exactly_the_refused_record(link: str) -> None:
+    async def go() -> None:
+        async with pair(link, start_code="PS0") as (driver, s):
+            s.inject(SimFault.NAK)  # the first field update is refused, the rest are stored
+            with pytest.raises(BufferFull, match=r"seqs \[1\]"):
+                await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            assert list(s.model.queue) == ["B", "C"]
+            await driver.start()
+            s.trigger(2)
+            assert (await driver.status()).last_printed == 3
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", ["pty", "tcp"])
+def test_without_a_configured_start_message_start_says_why_and_clear_reselects_the_job(link: str) -> None:
+    async def go() -> None:
+        async with pair(link) as (driver, s):
+            with pytest.raises(Nak, match="no public print start"):
+                await driver.start()
+            await driver.select_job("LOT-7")
+            await driver.push([Record(1, "A")])
+            await driver.clear_fifo()
+            assert (s.job, list(s.model.queue)) == ("LOT-7", [])
+            assert (await driver.status()).fifo_lost is True
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", ["pty", "tcp"])
+def test_faults_from_ds0_and_clear_fault_with_a_configured_message(link: str) -> None:
+    async def go() -> None:
+        async with pair(link, start_code="PS0", clear_faults_code="EC0") as (driver, s):
+            s.model.fault(Fault.INK_EMPTY)
+            st_ = await driver.status()
+            assert (st_.state, st_.faults) == (PrinterState.FAULT, {Fault.INK_EMPTY})
+            await driver.clear_fault()
+            assert (await driver.status()).state is PrinterState.IDLE
+
+    run(go())
