@@ -15,9 +15,15 @@ from typing import Protocol
 
 from drivers.printers.base import Printer
 from drivers.printers.generic import GenericPrinter, GenericSettings
+from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
 from drivers.printers.leibinger import Leibinger, LeibingerSettings
+from drivers.printers.markem import MarkemNgpcl, MarkemSettings
+from drivers.printers.videojet import VideojetSettings, VideojetWsi
 from drivers.sim.faults import SimFault
+from drivers.sim.hitachi import HitachiSim
 from drivers.sim.leibinger import LeibingerSim
+from drivers.sim.markem import MarkemSim
+from drivers.sim.videojet import VideojetSim
 
 ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT_S = 0.2
@@ -67,7 +73,34 @@ def _generic_leibinger(url: str, capacity: int) -> Printer:
     return GenericPrinter(settings)
 
 
+def _videojet(url: str, capacity: int) -> Printer:
+    return VideojetWsi(VideojetSettings(url=url, fifo_depth=capacity, timeout_s=TIMEOUT_S, retries=RETRIES))
+
+
+def _markem(url: str, capacity: int) -> Printer:
+    # PS0/EC0 (print start-stop, fault reset) are the simulator's; NGPCL publishes none.
+    settings = MarkemSettings(url=url, fifo_depth=capacity, timeout_s=TIMEOUT_S, retries=RETRIES,
+                              start_code="PS0", clear_faults_code="EC0")
+    return MarkemNgpcl(settings)
+
+
+def _hitachi(url: str, capacity: int) -> Printer:
+    return HitachiBuffer(HitachiSettings(url=url, buffer_size=capacity, timeout_s=TIMEOUT_S, retries=RETRIES))
+
+
+# The public Hitachi protocol reports no depth, counter or print-complete, and has no job call-up in
+# the pages we follow: every check that reads last_printed / fifo_depth or selects a job cannot apply.
+# What it can show (refusals, restart after N sets, clear, off-line, power loss) is in test_hitachi.py.
+HITACHI_CANNOT = frozenset({
+    "identity_and_idle_status", "select_job", "prints_confirmed_in_order", "index_wraps_over_many_refills",
+    "buffer_full_raises", "device_refusing_full_raises", "garbage_raises_protocol_error_and_recovers",
+    "stop_clears_fifo", "stop_at_the_panel_is_noticed", "power_loss",
+})
+
 PAIRS: list[Pair] = [
     Pair("leibinger", lambda cap: LeibingerSim(capacity=cap), _leibinger),
     Pair("generic+leibinger.yaml", lambda cap: LeibingerSim(capacity=cap), _generic_leibinger),
+    Pair("videojet_wsi", lambda cap: VideojetSim(capacity=cap), _videojet),
+    Pair("markem_ngpcl", lambda cap: MarkemSim(capacity=cap), _markem),
+    Pair("hitachi", lambda cap: HitachiSim(capacity=cap, refill_n=0), _hitachi, skip=HITACHI_CANNOT),
 ]
