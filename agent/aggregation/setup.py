@@ -12,8 +12,11 @@ import sqlite3
 from agent.aggregation.events import EventContext
 from agent.aggregation.model import AggregationError, plan_levels
 from agent.aggregation.packs import Aggregator
+from agent.aggregation.parents import PrintLabel
 from agent.config.model import LineConfig
+from agent.jobs import Job
 from agent.ledger import Ledger
+from drivers.labels.zpl import ZplLabelPrinter
 
 
 def spec_name_for(conn: sqlite3.Connection, cfg: LineConfig, *, code: str | None = None,
@@ -39,3 +42,18 @@ def aggregator_for(ledger: Ledger, cfg: LineConfig, *, code: str | None = None, 
     with ledger.lock:
         name = spec_name_for(ledger.conn, cfg, code=code, job=job)
     return Aggregator(ledger, plan_levels(cfg.packing_specs[name]), EventContext.from_config(cfg))
+
+
+def label_fields(job: Job, code: str, level: str) -> dict[str, str]:
+    """What a label template may use: the code, its human-readable form, level, product and lot."""
+    return {"code": code, "hri": code, "level": level, "product": job.product_name, "lot": job.lot,
+            "gtin": job.gtin, "job": job.name}
+
+
+def print_with(printer: ZplLabelPrinter, job: Job) -> PrintLabel:
+    """The station's `print_label` for a ZPL printer: fill the template for this job and send it."""
+
+    async def print_label(code: str, level: str) -> None:
+        await printer.print_label(label_fields(job, code, level))
+
+    return print_label

@@ -12,9 +12,11 @@ import zxingcpp
 
 from agent.aggregation.model import Reason
 from agent.aggregation.parents import ParentCodes, mint_sscc
+from agent.aggregation.setup import print_with
 from agent.aggregation.station import AggregationStation, PackOutcome, StreamBatcher, codes_in_image
 from agent.codes.gs1 import make_sscc
 from agent.config.model import SsccConfig
+from agent.jobs import get_job
 from agent.ledger import Ledger
 from agent.verify.decode import Decoder, DecoderSettings
 from drivers.labels.zpl import ZplLabelPrinter
@@ -86,10 +88,11 @@ def test_case_label_printed_read_back_and_a_smudged_one_voided_for_a_fresh_code(
         printer = ZplLabelPrinter(ZplLabelPrinter.Settings(url=f"tcp://127.0.0.1:{port}",
                                                            template=LABELS / "case.zpl"))
 
+        send = print_with(printer, get_job(floor.ledger, floor.job))
+
         async def print_label(code: str, level: str) -> None:
             sim.printed.clear()
-            await printer.print_label({"code": code, "hri": code, "level": level, "product": "Water",
-                                       "lot": "LOT1"})
+            await send(code, level)
             await asyncio.wait_for(sim.printed.wait(), 5)
 
         async def read_label() -> str | None:
@@ -111,6 +114,7 @@ def test_case_label_printed_read_back_and_a_smudged_one_voided_for_a_fresh_code(
 
     asyncio.run(asyncio.wait_for(main(), 30))
     assert len(sim.formats) == 2  # the smudged label and its fresh replacement; none for the short case
+    assert "Lot LOT1  case" in [f.data for f in sim.formats[1].fields]
     assert floor.ledger.state_of("C00000") == "voided"  # never reprinted: C00001 went on the case
     assert floor.agg.children_of("C00001") == boxes[:3]
     assert gate.fired == [("case#2", [Reason.TOO_FEW])]
