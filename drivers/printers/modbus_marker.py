@@ -133,6 +133,7 @@ class ModbusMarker(Printer):
         self._last_printed: int | None = None
         self._fifo_lost = False
         self._was_linked = False
+        self._suspect: str | None = None  # why the marker's queue is unknown; pushes wait for clear_fifo()
 
     # -- link ---------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -149,9 +150,11 @@ class ModbusMarker(Printer):
         if self._was_linked:
             self._account(printed)  # what printed before the link went down is confirmed, not in doubt
             if queued != self._queued:
-                self._lose_fifo("queue reset while the link was down")
+                self._mismatch(queued, printed, "queue changed while the link was down")
         else:
             self._printed = printed
+            if queued != printed:
+                self._suspect = "the marker holds records queued before this driver connected"
         self._queued = queued
         self._was_linked = True
         self._emit(PrintEventKind.LINK_UP)
@@ -183,7 +186,7 @@ class ModbusMarker(Printer):
                 raise self._map(exc) from exc
             self._account(printed)
             if queued != self._queued:
-                self._lose_fifo(f"marker reports {queued} queued, driver queued {self._queued}")
+                self._mismatch(queued, printed, f"marker reports {queued} queued, driver queued {self._queued}")
                 self._queued = queued
             faults = faults_from_bits(fault_word)
             if status_word & STATUS_FAULT:
@@ -212,6 +215,9 @@ class ModbusMarker(Printer):
             except ValueError as exc:
                 raise Nak(f"{self.name}: record seq {r.seq}: {exc}") from exc
         async with self._lock:
+            if self._suspect is not None:
+                raise Nak(f"{self.name}: the marker's queue is not known ({self._suspect}); "
+                          "clear_fifo() before pushing more")
             try:
                 await self._ensure_linked()
                 printed = join_u32(await self._link.read_input(s.printed_address, 2))
@@ -221,14 +227,20 @@ class ModbusMarker(Printer):
                     raise BufferFull(
                         f"{self.name}: {len(texts)} records pushed, room for {room} of {s.slots}"
                     )
-                for seq, words in texts:
-                    slot = self._queued % s.slots
-                    await self._link.write_registers(s.text_address + slot * s.text_registers, words)
-                    self._queued = (self._queued + 1) % U32
-                    await self._link.write_registers(s.queued_address, split_u32(self._queued))
-                    self._pending.append(seq)
             except ModbusError as exc:
                 raise self._map(exc) from exc
+            for seq, words in texts:
+                slot = self._queued % s.slots
+                try:
+                    await self._link.write_registers(s.text_address + slot * s.text_registers, words)
+                    await self._link.write_registers(s.queued_address, split_u32((self._queued + 1) % U32))
+                except ModbusError as exc:
+                    # Whether the count reached the marker is unknown: nothing may be queued behind it.
+                    self._suspect = f"push of seq {seq} interrupted"
+                    self._lose_fifo(self._suspect)
+                    raise self._map(exc) from exc
+                self._queued = (self._queued + 1) % U32
+                self._pending.append(seq)
 
     async def clear_fifo(self) -> None:
         """Discard what is queued: a stop clears the ring by the map's rule."""
@@ -264,6 +276,7 @@ class ModbusMarker(Printer):
             self._account(join_u32(await self._link.read_input(s.printed_address, 2)))
             self._queued = join_u32(await self._link.read_holding(s.queued_address, 2))
             self._lose_fifo(why)
+            self._suspect = None
 
         await self._do(op)
 
@@ -291,6 +304,12 @@ class ModbusMarker(Printer):
             seq = self._pending.popleft()
             self._last_printed = seq
             self._emit(PrintEventKind.PRINTED, seq=seq)
+
+    def _mismatch(self, queued: int, printed: int, why: str) -> None:
+        """The marker's queue count is not ours: a reset (stop, power loss) if it is empty, else unknown."""
+        self._lose_fifo(why)
+        if queued != printed:
+            self._suspect = why
 
     def _lose_fifo(self, why: str) -> None:
         if not self._pending:

@@ -232,3 +232,24 @@ def test_no_server_is_link_down() -> None:
             await driver.select_job("any")
 
     run(go())
+
+
+def test_records_left_by_an_earlier_host_block_pushes_until_the_queue_is_cleared() -> None:
+    async def go() -> None:
+        async with pair() as (first, sim):
+            await first.push([Record(1, "OLD-1"), Record(2, "OLD-2")])
+            second = ModbusMarker(first.settings)  # e.g. the agent restarted after a crash
+            await second.connect()
+            try:
+                with pytest.raises(Nak, match=r"clear_fifo\(\) before pushing"):
+                    await second.push([Record(3, "NEW-3")])  # a print of OLD-1 would be counted as seq 3
+                await second.clear_fifo()
+                await second.start()
+                await second.push([Record(3, "NEW-3")])
+                sim.model.fire()
+                assert (await second.status()).last_printed == 3
+                assert sim.printed == ["NEW-3"]
+            finally:
+                await second.close()
+
+    run(go())
