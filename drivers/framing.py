@@ -262,8 +262,28 @@ def encode(spec: FrameSpec, payload: bytes) -> bytes:
     covered = (spec.start + header if cs.covers_start else b"") + payload
     if cs.place is ChecksumPlace.AFTER_END:
         covered += spec.end if cs.covers_end else b""
-        return spec.start + header + escape(spec, payload) + spec.end + checksum_bytes(cs, covered)
-    return spec.start + header + escape(spec, payload + checksum_bytes(cs, covered)) + spec.end
+        body, tail = escape(spec, payload), spec.end + checksum_bytes(cs, covered)
+    else:
+        body, tail = escape(spec, payload + checksum_bytes(cs, covered)), spec.end
+    if _breaks_framing(spec, body):
+        raise ValueError(f"payload {payload[:40]!r} holds a delimiter this framing neither escapes nor allows")
+    return spec.start + header + body + tail
+
+
+def _breaks_framing(spec: FrameSpec, body: bytes) -> bool:
+    """Would the de-framer see a delimiter inside this (escaped) body? Escape pairs are skipped."""
+    if spec.length is not None:
+        return False
+    esc = spec.escape[0] if spec.escape_mode is not EscapeMode.NONE else -1
+    i = 0
+    while i < len(body):
+        if body[i] == esc:
+            i += 2
+            continue
+        if body.startswith(spec.end, i) or (spec.start and body.startswith(spec.start, i)):
+            return True
+        i += 1
+    return False
 
 
 def decode(spec: FrameSpec, wire: bytes) -> bytes:

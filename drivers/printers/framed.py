@@ -39,6 +39,7 @@ from pydantic import Field
 from agent.config.base import Strict
 from drivers.framing import GARBAGE, Deframer, Frame, FrameError, FrameSpec, encode
 from drivers.printers.base import (
+    BadRecord,
     DeviceTimeout,
     Fault,
     LinkDown,
@@ -199,11 +200,15 @@ class FramedPrinter(Printer):
         self, payloads: Sequence[bytes], *, partial: bool = False, raw: bool = False
     ) -> list[Frame | PrinterError]:
         transport = self._linked()
+        try:
+            wire = b"".join(p if raw else encode(self.frame_spec, p) for p in payloads)
+        except ValueError as exc:
+            raise BadRecord(f"{self.name}: cannot frame the request: {exc}") from None
         loop = asyncio.get_running_loop()
         waiters = [_Waiter(p, loop.create_future()) for p in payloads]
         self._waiters.extend(waiters)
         try:
-            await transport.write(b"".join(p if raw else encode(self.frame_spec, p) for p in payloads))
+            await transport.write(wire)
         except LinkClosed as exc:
             self._forget(waiters)
             self._link_lost(str(exc))
