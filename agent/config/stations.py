@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import Field, model_validator
+
 from agent.config.base import Strict
+from agent.verify.decode import DecoderSettings
+from agent.verify.grade import GradeSettings
+from agent.verify.station import VerifySettings
 
 
 class StationKind(StrEnum):
     PRINT = "print"  # a coder fed from the job's codes
     VERIFY = "verify"  # a camera or reader judges every printed code; rejects through the PLC
     AGGREGATE = "aggregate"  # children collected, a parent code obtained, the link committed
+
+
+class FeedSettings(Strict):
+    """How a print station keeps its coder's FIFO; None fields take the coder's capacity-based defaults."""
+
+    target_depth: int | None = Field(None, ge=1)
+    low_water: int | None = Field(None, ge=0)
+    allocate_ahead: int | None = Field(None, ge=1)
+    push_chunk: int = Field(64, ge=1)
+    poll_ms: float = Field(20.0, gt=0)
 
 
 class StationConfig(Strict):
@@ -21,6 +36,25 @@ class StationConfig(Strict):
     plc: str | None = None
     label_printer: str | None = None
     level: str | None = None  # aggregate: the parent level this station closes
+    # print stations
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    # verify stations: positions, reject limits, decoding and grading. `print_station` names the print
+    # station whose prints this station judges (default: the only one).
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    decode: DecoderSettings = Field(default_factory=DecoderSettings)
+    grade: GradeSettings = Field(default_factory=GradeSettings)
+    print_station: str | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> StationConfig:
+        if self.type is StationKind.PRINT and not self.coder:
+            raise ValueError("a print station needs 'coder'")
+        if self.type is StationKind.VERIFY:
+            if not (self.camera or self.reader):
+                raise ValueError("a verify station needs 'camera' or 'reader'")
+        if self.type is StationKind.AGGREGATE and not self.level:
+            raise ValueError("an aggregate station needs 'level' (the parent level it closes)")
+        return self
 
     def device_refs(self) -> dict[str, str]:
         """(device group, name) pairs this station refers to, for cross-checks."""
