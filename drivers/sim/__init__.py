@@ -17,6 +17,7 @@ SIMULATORS: dict[str, str] = {
     "videojet_wsi": "drivers.sim.videojet:VideojetSim",
     "hitachi": "drivers.sim.hitachi:HitachiSim",
     "markem_ngpcl": "drivers.sim.markem:MarkemSim",
+    "modbus_marker": "drivers.sim.modbus_marker:ModbusMarkerSim",
 }
 
 

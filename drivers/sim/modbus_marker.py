@@ -6,10 +6,11 @@ The pymodbus datastore (SimDevice, pymodbus >= 3.13) only stores registers; the 
 lives in `MarkerModel` (pure, no I/O) and is wired in through the datastore's `action` hook, which sees
 every read and write before pymodbus answers it.
 
-Faults it can inject: NAK (Modbus exception "device busy"), silence (requests are never answered),
-buffer full (natural: the ring holds `slots` records), FIFO cleared by a stop, power loss (the server
-goes away, the queue is lost, the product counter is kept), ink low/empty, head fault. Garbage bytes
-are not offered: pymodbus frames every answer itself.
+Faults it can inject, by hand or from a seeded FaultPlan (drivers/sim/faults.py): NAK (Modbus exception
+"device busy"), silence (requests are never answered), buffer full (natural: the ring holds `slots`
+records), FIFO cleared by a stop, power loss (the server goes away, the queue is lost, the product
+counter is kept), ink low/empty, head fault. Garbage bytes and an injected buffer-full are not
+offered: pymodbus frames every answer itself, and the ring's fill level is the host's own count.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from drivers.printers.modbus_marker import (
     ModbusMarkerSettings,
     split_u32,
 )
+from drivers.sim.faults import FaultPlan, SimFault
 
 STOPPING_FAULTS = frozenset({Fault.INK_EMPTY, Fault.HEAD_FAULT, Fault.COVER_OPEN, Fault.OTHER})
 FC_READ_COILS, FC_READ_HOLDING, FC_READ_INPUT = 1, 3, 4
@@ -135,23 +137,64 @@ class ModbusMarkerSim:
 
     def __init__(
         self,
-        settings: ModbusMarkerSettings,
+        settings: ModbusMarkerSettings | None = None,
         *,
         rate_per_s: float | None = None,
         host: str = "127.0.0.1",
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
     ) -> None:
-        self.settings = settings
-        self.model = MarkerModel(settings)
-        self.rate_per_s = rate_per_s
+        """`rate_per_min`, `baud` (unused: Modbus TCP has no serial line) and `faults` are the
+        simulator-registry interface (drivers/sim/__init__.py), so `lineagent sim printer` can run it."""
+        del baud
+        self.settings = settings or ModbusMarkerSettings()
+        self.model = MarkerModel(self.settings)
+        self.rate_per_s = rate_per_s if rate_per_s is not None else (rate_per_min / 60.0 if rate_per_min else None)
         self.host = host
+        self.plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.nak = False  # answer every request with exception "device busy"
         self.silent = asyncio.Event()  # set: requests are never answered
         self._server: ModbusTcpServer | None = None
         self._conveyor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def printed(self) -> list[str]:
         return self.model.printed_texts
+
+    async def serve_tcp(self, port: int = 0) -> int:
+        """Registry interface: power on and listen on `port` (0: a free one); returns the port."""
+        self.settings = self.settings.model_copy(update={"port": port or self.settings.port})
+        self.model.settings = self.settings
+        await self.start()
+        return self.settings.port
+
+    async def serve_pty(self) -> str:
+        raise NotImplementedError("the Modbus marker speaks Modbus TCP only; use --tcp PORT")
+
+    def trigger(self, products: int = 1) -> int:
+        """`products` pass the marker; print faults follow the seeded plan."""
+        done = 0
+        for _ in range(products):
+            if self.model.fire() is None:
+                continue
+            done += 1
+            for fault in self.plan.after_print(len(self.model.printed_texts)):
+                if fault is SimFault.STOP:
+                    self.model.stop()
+                elif fault is SimFault.INK_LOW:
+                    self.model.faults.add(Fault.INK_LOW)
+                elif fault is SimFault.POWER_LOSS:
+                    task = asyncio.get_running_loop().create_task(self._power_cycle(self.plan.down_s))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+        return done
+
+    async def _power_cycle(self, down_s: float) -> None:
+        await self.power_loss()
+        await asyncio.sleep(down_s)
+        await self.start()
 
     async def start(self) -> None:
         """Power on: serve on settings.port; the conveyor (if any) starts moving."""
@@ -172,6 +215,11 @@ class ModbusMarkerSim:
         )
         self._server = ModbusTcpServer(device, address=(self.host, self.settings.port))
         await self._server.serve_forever(background=True)
+        if self.settings.port == 0:  # bound to a free port: remember it so a power cycle comes back there
+            sockets = getattr(self._server.transport, "sockets", None) or ()
+            port = int(sockets[0].getsockname()[1]) if sockets else 0
+            self.settings = self.settings.model_copy(update={"port": port})
+            self.model.settings = self.settings
         if self.rate_per_s:
             self._conveyor = asyncio.create_task(self._run_conveyor(self.rate_per_s), name="sim-conveyor")
 
@@ -200,7 +248,7 @@ class ModbusMarkerSim:
         while True:
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            self.model.fire()
+            self.trigger()
 
     async def _action(
         self,
@@ -216,6 +264,11 @@ class ModbusMarkerSim:
             await asyncio.Event().wait()  # never answers: the driver must time out
         if self.nak:
             return ExcCodes.DEVICE_BUSY
+        drawn = self.plan.draw_request()
+        if drawn is SimFault.NAK:
+            return ExcCodes.DEVICE_BUSY
+        if drawn is SimFault.SILENCE:
+            await asyncio.Event().wait()
         m = self.model
         if function_code in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS) and set_values is not None:
             m.write_holding(address, [int(v) for v in set_values])

@@ -253,3 +253,24 @@ def test_records_left_by_an_earlier_host_block_pushes_until_the_queue_is_cleared
                 await second.close()
 
     run(go())
+
+
+def test_registry_interface_free_port_and_seeded_faults() -> None:
+    async def go() -> None:
+        sim = ModbusMarkerSim(faults="stop@2,seed=3")  # as `lineagent sim printer --protocol modbus_marker`
+        port = await sim.serve_tcp(0)
+        driver = ModbusMarker(ModbusMarkerSettings(port=port, timeout_s=0.3))
+        try:
+            await driver.connect()
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            assert sim.trigger(3) == 2  # the scheduled stop after print 2 cleared "C"
+            st_ = await driver.status()
+            assert (st_.last_printed, st_.fifo_lost, st_.state) == (2, True, PrinterState.IDLE)
+            with pytest.raises(NotImplementedError, match="TCP only"):
+                await sim.serve_pty()
+        finally:
+            await driver.close()
+            await sim.close()
+
+    run(go())
