@@ -117,6 +117,8 @@ class Feeder:
         self._last_state: PrinterState | None = None
         self._seq = 0
         self._primed = False  # a refill has followed the last reconcile
+        self._distrust = False  # the driver's last printed report contradicted the counter
+        self._pushed_since_reconcile = False
         self._reconciled_at = float("-inf")  # monotonic time of the last reconcile's status read
 
     # ---- public -------------------------------------------------------------------------------
@@ -176,6 +178,7 @@ class Feeder:
                  report.printed, len(report.in_doubt))
         self._last_state = status.state
         self._primed = False
+        self._pushed_since_reconcile = False
         return report
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -227,7 +230,10 @@ class Feeder:
         return False
 
     def _needs_reconcile(self, status: PrinterStatus) -> ReconcileReason | None:
-        if status.fifo_lost:
+        # fifo_lost means "cleared since the last push": before our first push after a reconcile,
+        # the FIFO held nothing of ours, so there is nothing to reconcile (and the flag may still
+        # show the flush that reconcile itself did).
+        if status.fifo_lost and self._pushed_since_reconcile:
             return ReconcileReason.FIFO_LOST
         was_printing = self._last_state is PrinterState.PRINTING
         if was_printing and status.state is PrinterState.FAULT:
@@ -265,6 +271,7 @@ class Feeder:
             batch = [(r.seq, code) for r, code in zip(records, chunk, strict=True)]
             await asyncio.to_thread(store.record_sent, self.ledger, self.coder, self.job, batch)
             self._seq += len(chunk)
+            self._pushed_since_reconcile = True
             try:
                 await self.printer.push(records)
             except PrinterError as exc:
@@ -297,8 +304,17 @@ class Feeder:
     # ---- ledger side (worker thread) ----------------------------------------------------------
 
     def _confirm(self, status: PrinterStatus) -> int:
+        """Confirm what the coder reports printed; a report its own counter contradicts confirms
+        nothing and asks for a reconcile (the codes concerned end in doubt, never falsely printed)."""
         if status.last_printed is not None:
-            n = store.confirm_upto(self.ledger, self.coder, status.last_printed)
+            try:
+                n = store.confirm_upto(self.ledger, self.coder, status.last_printed,
+                                       print_count=status.print_count)
+            except store.CounterMismatch as exc:
+                log.warning("%s", exc)
+                self._pending_reason = ReconcileReason.FIFO_LOST
+                self._distrust = True
+                n = 0
         elif status.print_count is not None and (mark := store.get_mark(self.ledger, self.coder)):
             n = store.confirm_by_count(self.ledger, self.coder, mark, status.print_count)
         else:
@@ -307,7 +323,10 @@ class Feeder:
         return n
 
     def _settle(self, reason: ReconcileReason, status: PrinterStatus) -> ReconcileReport:
+        self._distrust = False
         printed = self._confirm(status)
+        if self._distrust:
+            self._pending_reason = None  # this reconcile is the one the mismatch asked for
         doubt = store.settle_in_doubt(self.ledger, self.coder, reason.value, status.print_count)
         self._seq = store.next_seq(self.ledger, self.coder)
         return ReconcileReport(reason, printed, doubt, status.last_printed, status.print_count)
@@ -321,7 +340,10 @@ class Feeder:
 
     async def _on_event(self, event: PrintEvent) -> None:
         if event.kind is PrintEventKind.PRINTED and event.seq is not None:
-            await asyncio.to_thread(store.confirm_upto, self.ledger, self.coder, event.seq)
+            if self.printer.capabilities.counters:
+                self._wake.set()  # confirm from the next status, where the counter can check it
+            else:
+                await asyncio.to_thread(store.confirm_upto, self.ledger, self.coder, event.seq)
             return
         if event.at < self._reconciled_at:
             return  # seen before the last reconcile read the coder: that reconcile covered it

@@ -126,15 +126,45 @@ def open_records(ledger: Ledger, coder: str) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-def confirm_upto(ledger: Ledger, coder: str, last_printed: int) -> int:
-    """Every open record of `coder` with seq <= last_printed is printed (FIFO order); returns how many."""
+def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: int | None = None) -> int:
+    """Every open record of `coder` with seq <= last_printed is printed (FIFO order); returns how many.
+
+    With `print_count` (the coder's own product counter) the claim is checked first: since the last
+    mark the coder cannot have printed more of our records than its counter went up. A driver that
+    matches "last printed index" against indexes that wrap can mistake records lost in a cleared
+    FIFO for printed ones; the counter cannot. Such a claim raises CounterMismatch and confirms
+    nothing, so the caller reconciles and the codes end in doubt, never falsely printed.
+    """
     with ledger.lock:
         rows = ledger.conn.execute(
             "SELECT c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
             "WHERE f.coder = ? AND f.seq <= ? AND c.state = 'sent' ORDER BY f.seq",
             (coder, last_printed),
         ).fetchall()
+        if rows and print_count is not None:
+            mark = get_mark(ledger, coder)
+            if mark is not None and mark.print_count is not None:
+                allowed = print_count - mark.print_count - _confirmed_since(ledger, coder, mark)
+                if len(rows) > allowed:
+                    raise CounterMismatch(
+                        f"coder {coder}: the driver reports seq {last_printed} printed, which would "
+                        f"confirm {len(rows)} more records, but the coder's counter allows {allowed} "
+                        f"(counter {print_count}, {mark.print_count} at the last reconcile)"
+                    )
         return _confirm(ledger, rows)
+
+
+class CounterMismatch(LedgerError):
+    """The coder's counter contradicts the printed records its driver reports."""
+
+
+def _confirmed_since(ledger: Ledger, coder: str, mark: Mark) -> int:
+    row = ledger.conn.execute(
+        "SELECT COUNT(*) FROM coder_feed f JOIN codes c ON c.id = f.code "
+        "WHERE f.coder = ? AND f.seq > ? AND c.state NOT IN ('sent', 'in_doubt', 'voided')",
+        (coder, mark.settled_seq),
+    ).fetchone()
+    return int(row[0])
 
 
 def confirm_by_count(ledger: Ledger, coder: str, mark: Mark, print_count: int) -> int:
