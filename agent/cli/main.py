@@ -20,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.keys_cmd", "keys"),
     ("agent.cli.codes_cmd", "codes"),
     ("agent.cli.job_cmd", "job"),
+    ("agent.cli.sim_cmd", "sim"),
     ("agent.cli.sync_cmd", "sync"),
     ("agent.cli.pack_cmd", "pack"),
     ("agent.cli.printer_cmd", "printer"),

@@ -1,0 +1,68 @@
+"""`lineagent sim ...`: simulated devices speaking the real wire protocols, to try a config without hardware.
+
+Why in the product and not only in tests: a technician writing a line config or a protocol file at a
+desk needs a coder that answers byte for byte, misbehaves on request, and shows what it printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import typer
+
+from agent.cli.common import Exit, console, fail
+from drivers.sim import SIMULATORS, load_simulator
+from drivers.sim.faults import FaultPlan, FaultSpecError
+
+app = typer.Typer(help="Simulated devices that speak the real wire protocols, with fault injection.")
+
+FAULTS_HELP = (
+    "Faults, comma-separated: KIND:P (probability per request for nak, garbage, silence, buffer_full; "
+    "per print for stop, power_loss, ink_low), KIND@N (once, after the N-th print), seed=S (default 0), "
+    "down=SECONDS (power-loss length, default 1). Example: nak:0.01,garbage:0.005,power_loss@500,seed=7"
+)
+
+
+@app.command()
+def printer(
+    protocol: Annotated[str, typer.Option("--protocol", help=f"One of: {', '.join(sorted(SIMULATORS))}")],
+    pty: Annotated[bool, typer.Option("--pty", help="Serve on a new pty; its path is printed")] = False,
+    tcp: Annotated[int | None, typer.Option("--tcp", help="Serve on this TCP port of 127.0.0.1 (0: any)")] = None,
+    faults: Annotated[str | None, typer.Option("--faults", help=FAULTS_HELP)] = None,
+    rate: Annotated[float, typer.Option("--rate", help="Conveyor: products per minute (0: none)", min=0)] = 60.0,
+    baud: Annotated[int, typer.Option("--baud", help="Line speed of the pty (10 bits a byte)", min=1)] = 115200,
+    capacity: Annotated[int | None, typer.Option("--capacity", help="FIFO size (default: the vendor's)", min=1)] = None,
+    duration: Annotated[float | None, typer.Option("--for", help="Stop after this many seconds", min=0)] = None,
+) -> None:
+    """Run one simulated coder until Ctrl-C (or --for), then show what it printed."""
+    if pty == (tcp is not None):
+        fail("give exactly one of --pty or --tcp PORT", Exit.USAGE)
+    try:
+        cls = load_simulator(protocol)
+        plan = FaultPlan.parse(faults)
+    except (LookupError, FaultSpecError) as exc:
+        fail(str(exc), Exit.USAGE)
+    options: dict[str, Any] = {"rate_per_min": rate or None, "baud": baud, "faults": plan}
+    if capacity is not None:
+        options["capacity"] = capacity
+    sim = cls(**options)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(sim, pty=pty, port=tcp, duration=duration))
+    console.print(f"printed {len(sim.printed)} records, counter {sim.counter}, missed {sim.missed} products")
+
+
+async def _serve(sim: Any, *, pty: bool, port: int | None, duration: float | None) -> None:
+    try:
+        if pty:
+            console.print(f"pty {await sim.serve_pty()}", highlight=False)
+        else:
+            console.print(f"tcp 127.0.0.1:{await sim.serve_tcp(port or 0)}", highlight=False)
+        console.file.flush()
+        if duration is None:
+            await asyncio.Event().wait()  # until Ctrl-C
+        else:
+            await asyncio.sleep(duration)
+    finally:
+        await sim.close()
