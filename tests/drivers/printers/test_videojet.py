@@ -25,6 +25,7 @@ from drivers.printers.base import (
     ProtocolError,
     Record,
 )
+from drivers.printers.counted_fifo import CountedFifo
 from drivers.printers.videojet import VideojetSettings, VideojetWsi
 from drivers.printers.videojet_codec import (
     Check,
@@ -299,3 +300,34 @@ def test_missing_device_is_link_down() -> None:
             await driver.connect()
 
     run(go())
+
+
+# --- last_printed from the product counter (drivers/printers/counted_fifo.py) ----------------------
+
+
+def test_counter_delta_confirms_seqs_oldest_first_from_a_baseline() -> None:
+    f = CountedFifo("t", capacity=4)
+    assert f.observe(100) == []  # the first reading is only the baseline
+    f.queued([7, 8, 9])
+    assert [e.seq for e in f.observe(102)] == [7, 8]
+    assert (f.last_printed, f.depth, f.room) == (8, 1, 3)
+    assert f.observe(101) == []  # a counter reset at the panel confirms nothing
+    assert [e.seq for e in f.observe(102)] == [9]
+
+
+def test_a_possible_loss_keeps_attributing_until_flushed_and_reports_once() -> None:
+    f = CountedFifo("t", capacity=4)
+    f.observe(0)
+    f.queued([1, 2, 3])
+    assert [e.kind for e in f.lose("silence")] == [PrintEventKind.FIFO_LOST]
+    assert f.lose("again") == [] and f.suspect == "silence"
+    assert [e.seq for e in f.observe(1)] == [1]  # the queue survived: seq 1 did print
+    assert f.flushed("print off") == []  # already reported
+    assert (f.depth, f.suspect, f.take_lost(), f.take_lost()) == (0, None, True, False)
+
+
+def test_wrapping_counters_are_read_modulo() -> None:
+    f = CountedFifo("t", capacity=4, modulo=1 << 16)
+    f.observe(0xFFFF)
+    f.queued([1, 2])
+    assert [e.seq for e in f.observe(1)] == [1, 2]
