@@ -147,32 +147,46 @@ class VerifyStation:
             return None
 
     async def _judge(self, item: Tracked, obs: Observation | None) -> Judgement:
+        """Decide, act at the gate, then record. The reject is fired before the ledger write so a
+        slow fsync never delays the gate; the ledger write runs in a worker thread so it never stalls
+        the loop, and a good verdict the ledger refuses is turned into a reject (fail safe)."""
         j = judge(item.text, obs, self._state_of, minimum=self.settings.min_grade)
-        if item.code is not None:
-            try:
-                self._record(item, j, obs)
-            except (LedgerError, IllegalTransition) as exc:
-                if not j.verdict.rejects:
-                    j = Judgement(Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
-                self._record_event(item, j, error=str(exc))
-        else:
-            self._record_event(item, j)
         self.tracker.judged(item, j)
-        self.counts[j.verdict] += 1
+        if j.verdict.rejects:
+            await self._fire(item.seq)
         for hook in self.on_verdict:
             hook(item, j)
-        rejected = j.verdict.rejects
-        if rejected:
-            try:
-                await self.plc.fire_reject(item.seq)
-                self.book.fired(item.seq)
-            except PlcError as exc:
-                await self._stop(Alarm(StopReason.PLC_FAILED, item.seq,
-                                       f"reject of seq {item.seq} could not be fired: {exc}"))
-        alarm = self.book.verdict(item.seq, rejected)
+        refused = await asyncio.to_thread(self._record_safely, item, j, obs)
+        if refused is not None:
+            j = refused
+            self.tracker.judged(item, j)
+            await self._fire(item.seq)
+        self.counts[j.verdict] += 1
+        alarm = self.book.verdict(item.seq, j.verdict.rejects)
         if alarm is not None:
             await self._stop(alarm)
         return j
+
+    async def _fire(self, seq: int) -> None:
+        try:
+            await self.plc.fire_reject(seq)
+            self.book.fired(seq)
+        except PlcError as exc:
+            await self._stop(Alarm(StopReason.PLC_FAILED, seq, f"reject of seq {seq} could not be fired: {exc}"))
+
+    def _record_safely(self, item: Tracked, j: Judgement, obs: Observation | None) -> Judgement | None:
+        """Record the verdict; a good one the ledger refuses comes back as the reject it becomes."""
+        if item.code is None:
+            self._record_event(item, j)
+            return None
+        try:
+            self._record(item, j, obs)
+        except (LedgerError, IllegalTransition) as exc:
+            turned = None if j.verdict.rejects else Judgement(
+                Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
+            self._record_event(item, turned or j, error=str(exc))
+            return turned
+        return None
 
     def _record(self, item: Tracked, j: Judgement, obs: Observation | None) -> None:
         """The verdict, its item row and its EPCIS event: one transaction."""

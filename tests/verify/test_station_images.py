@@ -96,5 +96,6 @@ def test_every_verdict_on_simulated_images(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 def test_no_false_accept_over_10000_simulated_images(tmp_path: Path) -> None:
     asyncio.run(run_images(tmp_path, 10_000, seed=11, share_defective=0.15))
