@@ -18,6 +18,7 @@ PARTS: list[str] = [
     "bench.ledger",
     "bench.aggregation",
     "bench.decode",
+    "bench.verify",
 ]
 
 
