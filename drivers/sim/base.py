@@ -210,7 +210,8 @@ class SimCoder(ABC):
         fault = self._armed.popleft() if self._armed else self.plan.draw_request()
         if fault is SimFault.SILENCE:
             return None
-        if fault is SimFault.GARBAGE:
+        if fault is SimFault.GARBAGE:  # the device acted on the request; its answer was corrupted
+            self.handle(item)
             return self.garbage()
         if fault is SimFault.NAK:
             return self.nak(item, "injected NAK")

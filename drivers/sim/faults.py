@@ -22,8 +22,8 @@ from enum import StrEnum
 
 class SimFault(StrEnum):
     NAK = "nak"  # the request is refused with the protocol's NAK / error answer
-    GARBAGE = "garbage"  # random bytes instead of the answer
-    SILENCE = "silence"  # no answer at all
+    GARBAGE = "garbage"  # the request is carried out, but random bytes come back instead of the answer
+    SILENCE = "silence"  # the request is lost: not carried out, no answer
     BUFFER_FULL = "buffer_full"  # the next record store is refused as if the FIFO were full
     STOP = "stop"  # printing stops (as from the coder's panel): the FIFO is cleared
     POWER_LOSS = "power_loss"  # link gone for `down` s, FIFO lost, product counter kept
