@@ -58,6 +58,7 @@ class VideojetSettings(StreamSettings):
     checksum: WsiChecksum = WsiChecksum.NONE
     user_field: str = Field("SERIAL", min_length=1, description="the message's user field that carries the code")
     fifo_depth: int = Field(4, ge=1, le=64, description="user-field updates the printer can hold")
+    window: int = Field(16, ge=1, le=64, description="updates in flight per write (1 = lock-step)")
     counter_field: int = Field(0, ge=0, description="field of the G reply with the product counter")
     state_field: int = Field(0, ge=0, description="field of the E reply with the printer state")
     faults_field: int = Field(1, ge=0, description="field of the E reply with comma-separated error codes")
@@ -181,15 +182,31 @@ class VideojetWsi(StreamCoder):
                 self._publish(self.fifo.observe(await self._read_counter()))
             if len(records) > self.fifo.room:
                 raise BufferFull(f"{self.name}: {len(records)} records pushed, room for {self.fifo.room}")
-            for r in records:
-                try:
-                    await self._command(user_field_update(self.settings.user_field, r.text))
-                except Nak as exc:
-                    raise BufferFull(f"{self.name}: seq {r.seq} refused (buffer full or field unknown): {exc}") \
-                        from exc
-                self.fifo.queued([r.seq])
+            w = self.settings.window
+            for i in range(0, len(records), w):
+                await self._push_window(records[i : i + w])
 
         await self._exchange(op, stores=True)
+
+    async def _push_window(self, window: Sequence[Record]) -> None:
+        """Pipelined: every update in one write, then one check sequence each, in order.
+
+        A refused update may be followed by accepted ones (a print made room meanwhile); those are
+        in the printer's queue in that order, so they are recorded so, and the error names the refused.
+        """
+        self._deframer.reset()
+        await self.link.write(b"".join(
+            encode_packet(user_field_update(self.settings.user_field, r.text), self.settings.checksum)
+            for r in window))
+        answers: list[Reply] = []
+        while len(answers) < len(window):
+            answers += self._deframer.feed(await self.link.read(self.timeout_s, "check sequence for a U packet"))
+        if len(answers) > len(window) or not all(isinstance(a, Check) for a in answers):
+            raise ProtocolError(f"{self.name}: expected {len(window)} check sequences, got {answers!r}")
+        refused = [r.seq for r, a in zip(window, answers, strict=True) if a == Check(ok=False)]
+        self.fifo.queued(r.seq for r, a in zip(window, answers, strict=True) if a == Check(ok=True))
+        if refused:
+            raise BufferFull(f"{self.name}: printer refused seqs {refused} (buffer full or field unknown; NAK !51)")
 
     async def clear_fifo(self) -> None:
         """WSI has no 'clear buffer' packet: print off then on discards the pending updates."""

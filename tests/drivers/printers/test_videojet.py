@@ -201,7 +201,7 @@ def test_driver_refuses_past_capacity_and_maps_printer_refusal_to_buffer_full(li
             with pytest.raises(BufferFull, match="room for 2"):
                 await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
             s.inject(SimFault.BUFFER_FULL)
-            with pytest.raises(BufferFull, match="seq 1"):
+            with pytest.raises(BufferFull, match=r"seqs \[1\]"):
                 await driver.push([Record(1, "A")])
             await driver.push([Record(2, "B")])
             assert list(s.model.queue) == ["B"]
@@ -331,3 +331,19 @@ def test_wrapping_counters_are_read_modulo() -> None:
     f.observe(0xFFFF)
     f.queued([1, 2])
     assert [e.seq for e in f.observe(1)] == [1, 2]
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_a_refusal_inside_a_pipelined_window_names_exactly_the_refused_record(link: str) -> None:
+    async def go() -> None:
+        async with pair(link, capacity=8) as (driver, s):
+            await driver.push([Record(1, "A")])
+            s.inject(SimFault.BUFFER_FULL)  # the next update is refused, the ones after it stored
+            with pytest.raises(BufferFull, match=r"seqs \[2\]"):
+                await driver.push([Record(2, "B"), Record(3, "C")])
+            assert list(s.model.queue) == ["A", "C"]
+            await driver.start()
+            s.trigger(2)
+            assert (await driver.status()).last_printed == 3
+
+    run(go())
