@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from pyzbar import pyzbar
 
+from agent.epcis import LineContext
 from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import CodeState, Ledger
 from agent.verify.decode import Decoder, DecoderSettings
@@ -90,7 +91,7 @@ async def _line(
     plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map()))
     await plc.open()
     await plc.run_line(True)
-    station = VerifyStation(ledger, plc, settings, read_point="urn:epc:id:sgln:0614141.00777.L1")
+    station = VerifyStation(ledger, plc, settings, line=LineContext("urn:epc:id:sgln:0614141.00777.L1", None))
     await station.start()
     decoder = Decoder(DecoderSettings(region=Region.of(CAM.region)))
     loop = asyncio.get_running_loop()

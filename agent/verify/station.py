@@ -23,13 +23,13 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from agent.config.base import Strict
+from agent.epcis import LineContext, commissioning_event, decommissioning_event, epc_for
 from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
 from agent.ledger.states import IllegalTransition
 from agent.verify.decode import Decoder
@@ -69,18 +69,15 @@ class VerifyStation:
         plc: LinePlc,
         settings: VerifySettings | None = None,
         *,
-        read_point: str,
-        biz_location: str | None = None,
-        utc_offset: str = "+00:00",
+        line: LineContext,
         code_of: Callable[[str], str | None] = lambda text: text,
         name: str = "verify",
     ) -> None:
         self.ledger = ledger
         self.plc = plc
         self.settings = s = settings or VerifySettings()
-        self.read_point = read_point
-        self.biz_location = biz_location
-        self.utc_offset = utc_offset
+        self.line = line
+        self._jobs: dict[int, tuple[str | None, str | None, str]] = {}  # job id -> lot, expiry, name
         self.code_of = code_of  # printed text -> ledger code (templates render codes into URLs)
         self.name = name
         self.tracker = Tracker(camera_at=s.camera_at, window=s.read_window, gate_at=s.gate_at)
@@ -194,13 +191,13 @@ class VerifyStation:
         code, now = item.code, time.time()
         good = not j.verdict.rejects
         grade = obs.grade.value if obs is not None and obs.grade is not None else None
-        event = verification_event(code, commissioning=good, at=now, read_point=self.read_point,
-                                   biz_location=self.biz_location, utc_offset=self.utc_offset,
-                                   reason=None if good else j.verdict.value)
-        payload: dict[str, Any] = {"epcis": event, "seq": item.seq, "verdict": j.verdict.value,
-                                   "reason": j.reason, "read": j.read, "grade": grade, "station": self.name}
         with self.ledger.atomic():
             row = self.ledger.code_row(code)
+            lot, expiry, work_order = self._job(row["job"])
+            event = verification_event(self.line, code, commissioning=good, at=now, lot=lot, expiry=expiry,
+                                       work_order=work_order, reason=None if good else j.verdict.value)
+            payload: dict[str, Any] = {"epcis": event, "seq": item.seq, "verdict": j.verdict.value,
+                                       "reason": j.reason, "read": j.read, "grade": grade, "station": self.name}
             state = CodeState(row["state"])
             if state in UNPROVEN and j.read is not None and j.read == item.text:
                 self.ledger.transition(code, CodeState.PRINTED, kind="code.printed",
@@ -220,6 +217,15 @@ class VerifyStation:
                     "grade = excluded.grade, judged_at = excluded.judged_at",
                     (row["job"], row["id"], item.seq, j.verdict.value, grade, now),
                 )
+
+    def _job(self, job: int | None) -> tuple[str | None, str | None, str | None]:
+        """Lot, expiry and work order (the job's name) for the events of a job's codes; cached."""
+        if job is None:
+            return None, None, None
+        if job not in self._jobs:
+            row = self.ledger.conn.execute("SELECT lot, expiry, name FROM jobs WHERE id = ?", (job,)).fetchone()
+            self._jobs[job] = (row["lot"], row["expiry"], row["name"]) if row else (None, None, str(job))
+        return self._jobs[job]
 
     def _record_event(self, item: Tracked, j: Judgement, error: str | None = None) -> None:
         """A verdict with no code to move (nothing printed), or one the ledger refused: journal it."""
@@ -245,31 +251,18 @@ class VerifyStation:
 
 
 def verification_event(
-    code: str, *, commissioning: bool, at: float, read_point: str, biz_location: str | None,
-    utc_offset: str, reason: str | None,
+    line: LineContext, code: str, *, commissioning: bool, at: float, reason: str | None,
+    lot: str | None = None, expiry: str | None = None, work_order: str | None = None,
 ) -> dict[str, Any]:
-    """The EPCIS 2.0 ObjectEvent for one verdict: the one place to switch to agent.epcis builders.
+    """The EPCIS 2.0 ObjectEvent for one verdict, built by agent.epcis so every producer agrees.
 
-    Verified: ADD / commissioning / active. Rejected: OBSERVE / decommissioning / inactive with the
-    verdict as `lineagent:reason` (EPCIS has no reason field on an ObjectEvent).
+    Verified: ADD / commissioning / active with lot and expiry as ilmd. Rejected: OBSERVE /
+    decommissioning / inactive with the verdict as `lineagent:reason`.
     """
-    sign = -1 if utc_offset.startswith("-") else 1
-    tz = timezone(sign * timedelta(hours=int(utc_offset[1:3]), minutes=int(utc_offset[4:6])))
-    event: dict[str, Any] = {
-        "type": "ObjectEvent",
-        "eventTime": datetime.fromtimestamp(at, tz).isoformat(timespec="milliseconds"),
-        "eventTimeZoneOffset": utc_offset,
-        "epcList": [code],
-        "action": "ADD" if commissioning else "OBSERVE",
-        "bizStep": "commissioning" if commissioning else "decommissioning",
-        "disposition": "active" if commissioning else "inactive",
-        "readPoint": {"id": read_point},
-    }
-    if biz_location:
-        event["bizLocation"] = {"id": biz_location}
-    if not commissioning:
-        event["lineagent:reason"] = reason or "rejected"
-    return event
+    epc = epc_for(code, line.company_prefix_length)
+    if commissioning:
+        return commissioning_event(line, [epc], at=at, lot=lot, expiry=expiry, work_order=work_order)
+    return decommissioning_event(line, [epc], at=at, reason=reason or "rejected", work_order=work_order)
 
 
 def ink_seen(image: Image, *, min_dark_fraction: float = 0.002) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.epcis import LineContext, document, validate
 from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import CodeState, Ledger
 from agent.verify.grade import Grade
@@ -100,7 +101,7 @@ async def open_line(tmp: Path, n: int, settings: VerifySettings, *, spare: int =
     plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map()))
     await plc.open()
     await plc.run_line(True)
-    station = VerifyStation(ledger, plc, settings, read_point=READ_POINT)
+    station = VerifyStation(ledger, plc, settings, line=LineContext(READ_POINT, None))
     await station.start()
     line = Line(ledger, codes[:n], sim, station)
     station.on_verdict.append(lambda item, j: line.verdicts.__setitem__(item.seq, j))
@@ -164,7 +165,10 @@ def test_verdicts_are_on_the_outbox_with_their_epcis_event(tmp_path: Path) -> No
                                                           ("code.rejected", "C000002")]
         good, bad = (json.loads(r["payload"]) for r in rows)
         assert good["epcis"]["bizStep"] == "commissioning" and good["epcis"]["action"] == "ADD"
-        assert good["epcis"]["epcList"] == ["C000001"]
+        assert good["epcis"]["epcList"] == ["urn:lineagent:code:C000001"]
+        assert good["epcis"]["ilmd"] == {"cbvmda:lotNumber": "L1"}
+        assert bad["epcis"]["lineagent:reason"] == "foreign"
+        validate(document([good["epcis"], bad["epcis"]]))  # schema-valid EPCIS 2.0
         assert good["epcis"]["readPoint"] == {"id": READ_POINT}
         assert bad["epcis"]["bizStep"] == "decommissioning" and bad["epcis"]["disposition"] == "inactive"
         assert bad["verdict"] == "foreign" and bad["read"] == "NOPE" and bad["seq"] == 2
