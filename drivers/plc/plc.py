@@ -18,12 +18,17 @@ from __future__ import annotations
 from enum import StrEnum
 from types import TracebackType
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.config.base import Strict
 from drivers.plc.bus import WRITABLE, BusSpec, ModbusBus, PlcError, Table
 
 U16 = 0x10000
+
+
+class Strict(BaseModel):
+    """Unknown keys refused, as in agent.config.base; defined here so drivers never import agent/."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Signal(StrEnum):

@@ -19,9 +19,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.config.base import Strict
 from drivers.transport import LinkClosed, ReadTimeout, Transport, open_transport
 
 ALLOWED_CONTROLS = frozenset("\x1d\x1e\x04")
@@ -32,7 +31,11 @@ class TriggerMode(StrEnum):
     EXTERNAL = "external"  # the reader is triggered by its own sensor and sends results unasked
 
 
-class ReaderSettings(Strict):
+class ReaderSettings(BaseModel):
+    """Unknown keys refused, as in agent.config.base; drivers never import agent/."""
+
+    model_config = ConfigDict(extra="forbid")
+
     url: str = Field(min_length=1)  # tcp://host:port, /dev/ttyUSB0, socket://host:port
     baud: int = 115200
     trigger: TriggerMode = TriggerMode.COMMAND
