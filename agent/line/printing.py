@@ -1,0 +1,145 @@
+"""A print station: one coder, kept connected, fed from the running job by the FIFO feeder.
+
+Why a wrapper around the feeder: the feeder assumes a connected printer and never starts or stops the
+coder (the line decides when to print). This station is that decision for one coder: connect (and
+keep retrying with an alarm while the coder is absent, without taking the agent down), select the
+job's message, feed, start printing once the FIFO is primed, and at the end stop feeding and let the
+feeder reconcile, so every code ends printed or in doubt, never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from enum import StrEnum
+from typing import Any
+
+from agent import feeder_store as store
+from agent.codes.templates import renderer
+from agent.config.model import LineConfig
+from agent.config.stations import StationConfig
+from agent.feeder import AlarmEvent, Feeder, FeederState
+from agent.jobs import Job
+from agent.ledger import Ledger
+from agent.line.alarms import AlarmBoard, Severity
+from drivers.printers.base import Printer, PrinterError
+from drivers.registry import DeviceKind, load
+
+log = logging.getLogger(__name__)
+
+
+class PrintState(StrEnum):
+    CONNECTING = "connecting"
+    READY = "ready"  # connected, no job
+    FEEDING = "feeding"  # FIFO being primed or kept full
+    PRINTING = "printing"  # primed and started: items get codes
+    DONE = "done"  # the job's target is on products
+    DEGRADED = "degraded"  # the coder does not answer; the station keeps trying
+    STOPPED = "stopped"
+
+
+# Feeder alarms that stop production (red) rather than warn (amber).
+STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short"})
+
+
+class PrintStation:
+    def __init__(self, name: str, st: StationConfig, cfg: LineConfig, ledger: Ledger, board: AlarmBoard,
+                 printer: Printer | None = None) -> None:
+        assert st.coder is not None  # StationConfig refuses a print station without one
+        self.name = name
+        self.coder = st.coder
+        self.feed = st.feed
+        self.cfg = cfg
+        self.ledger = ledger
+        self.board = board
+        if printer is None:
+            cls = load(DeviceKind.CODER, cfg.devices.coders[st.coder].type)
+            printer = cls(cfg.device_settings("coders", st.coder), name=st.coder)
+        self.printer: Printer = printer
+        self.state = PrintState.CONNECTING
+        self.feeder: Feeder | None = None
+        self.primed = asyncio.Event()  # the FIFO holds codes and the coder prints: the line may run
+        self.render: Any = None  # the job's renderer (code -> printed text), once a job runs
+
+    async def connect(self, stop: asyncio.Event) -> bool:
+        """Connect, retrying with backoff and an alarm; False when asked to stop first."""
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                await self.printer.connect()
+                self.board.set(self.coder, "communication", False)
+                self.state = PrintState.READY
+                return True
+            except PrinterError as exc:
+                self.state = PrintState.DEGRADED
+                self.board.set(self.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                delay = min(delay * 2, 5.0)
+        return False
+
+    async def run(self, job: Job, stop: asyncio.Event) -> None:
+        """Feed `job` until its target is printed or `stop` is set; always reconciles before returning."""
+        if not await self.connect(stop):
+            return
+        template = self.cfg.templates[job.template]
+        self.render = renderer(template, gtin=job.gtin, lot=job.lot, expiry=job.expiry)
+        f = self.feed
+        self.feeder = feeder = Feeder(
+            self.ledger, self.printer, coder=self.coder, job=job.id, level=job.level, render=self.render,
+            target_depth=f.target_depth, low_water=f.low_water, allocate_ahead=f.allocate_ahead,
+            push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, on_alarm=self._on_alarm,
+        )
+        self.state = PrintState.FEEDING
+        async with asyncio.TaskGroup() as tg:
+            feeding = tg.create_task(feeder.run(), name=f"feeder:{self.coder}")
+            tg.create_task(self._start_when_primed(feeding), name=f"start:{self.coder}")
+            stopper = tg.create_task(stop.wait(), name=f"stop-wait:{self.coder}")
+            await asyncio.wait([feeding, stopper], return_when=asyncio.FIRST_COMPLETED)
+            feeder.stop()  # no-op when the job is done; else: flush, reconcile, return
+            stopper.cancel()
+        self.state = PrintState.DONE if feeder.state is FeederState.DONE else PrintState.STOPPED
+
+    async def _start_when_primed(self, feeding: asyncio.Task[None]) -> None:
+        while not feeding.done():
+            feeder = self.feeder
+            if feeder is not None and feeder.state is FeederState.FEEDING and await self._fifo_depth() > 0:
+                try:
+                    await self.printer.start()
+                except PrinterError as exc:
+                    self.board.set(self.coder, "start", True, Severity.STOP, f"cannot start printing: {exc}")
+                else:
+                    self.board.set(self.coder, "start", False)
+                    self.state = PrintState.PRINTING
+                    self.primed.set()
+                    return
+            await asyncio.sleep(0.02)
+
+    async def _fifo_depth(self) -> int:
+        return len(await asyncio.to_thread(store.open_records, self.ledger, self.coder))
+
+    async def halt(self) -> None:
+        """Stop printing and close the link (after the feeder has reconciled)."""
+        with contextlib.suppress(PrinterError):
+            await self.printer.stop()
+        with contextlib.suppress(PrinterError):
+            await self.printer.close()
+
+    def _on_alarm(self, ev: AlarmEvent) -> None:
+        key = str(ev.alarm)
+        severity = Severity.STOP if key in STOPPING_ALARMS else Severity.WARNING
+        self.board.set(self.coder, key, ev.active, severity, ev.detail)
+        if key == "communication":
+            if ev.active:
+                self.state = PrintState.DEGRADED
+            elif self.state is PrintState.DEGRADED:
+                self.state = PrintState.PRINTING if self.primed.is_set() else PrintState.FEEDING
+
+    def snapshot(self) -> dict[str, Any]:
+        feeder = self.feeder
+        return {"kind": "coder", "station": self.name, "state": str(self.state),
+                "feeder": str(feeder.state) if feeder else None,
+                "fifo_target": feeder.target_depth if feeder else None,
+                "in_doubt_reconciles": sum(len(r.in_doubt) for r in feeder.reports) if feeder else 0}

@@ -1,0 +1,232 @@
+"""A verify station on the line: PLC positions, camera frames, the coder's prints, one verdict per item.
+
+Why the binding lives here: agent.verify.station judges an item against "the text printed at that
+position", but no device says that directly. The PLC counter says an item passed the print head; the
+coder's confirmations (the feeder's ledger records, in the coder's FIFO order) say which code it
+printed. Binding them in order ties each item to its code before it reaches the camera. A coder that
+skipped an item would shift the binding; that can only produce rejects (the read does not match), never
+a false accept, and the reject reasons say so.
+
+The camera is triggered per item: for every item that reaches the camera position one frame is grabbed
+and decoded (in a worker thread: decoding must not stall the loop) and handed to the station. A device
+that fails (camera, PLC) raises an alarm and the station keeps trying; it never ends the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from agent.config.model import LineConfig, TemplateKind
+from agent.config.stations import StationConfig
+from agent.epcis.events import LineContext
+from agent.ledger import Ledger
+from agent.line.alarms import AlarmBoard, Severity
+from agent.line.printing import PrintStation
+from agent.verify.decode import Decoder
+from agent.verify.grade import Grader
+from agent.verify.station import VerifyStation, observe_image
+from agent.verify.tracker import Tracked
+from agent.verify.verdict import Judgement
+from drivers.cameras.base import Camera, CameraError
+from drivers.plc import LinePlc, PlcError, Signal, unwrap
+from drivers.registry import DeviceKind, load
+
+log = logging.getLogger(__name__)
+
+
+class VerifyState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"  # camera or PLC failing: items are judged unread (rejected), alarm raised
+    STOPPED = "stopped"  # a line stop (reject unconfirmed, too many rejects)
+
+
+def code_parser(cfg: LineConfig, template: str) -> Callable[[str], str | None]:
+    """Printed text -> the code it carries, for reads of codes we did not print at that position."""
+    t = cfg.templates[template]
+    if t.kind is TemplateKind.RAW:
+        return lambda text: text
+    if t.kind is TemplateKind.URL:
+        prefix = t.url_prefix or ""
+        return lambda text: text[len(prefix):] if text.startswith(prefix) else None
+
+    def serial(text: str) -> str | None:
+        if "/21/" in text:  # digital link
+            return text.split("/21/", 1)[1].split("?", 1)[0].split("/", 1)[0]
+        if "\x1d21" in text or text.startswith("21"):  # element string: 21 is last before <GS>
+            part = text.split("\x1d21", 1)[1] if "\x1d21" in text else text[2:]
+            return part.split("\x1d", 1)[0]
+        return None
+
+    return serial
+
+
+class VerifyRunner:
+    def __init__(self, name: str, st: StationConfig, cfg: LineConfig, ledger: Ledger, board: AlarmBoard,
+                 printing: PrintStation, *, camera: Camera | None = None, plc: LinePlc | None = None) -> None:
+        if st.plc is None:
+            raise ValueError(f"stations.{name}: a verify station on a running line needs 'plc' for rejects")
+        if st.camera is None:
+            raise ValueError(f"stations.{name}: only camera verify stations run on the line so far")
+        self.name = name
+        self.st = st
+        self.cfg = cfg
+        self.ledger = ledger
+        self.board = board
+        self.printing = printing
+        self.plc_name = st.plc
+        self.camera_name = st.camera
+        if plc is None:
+            plc = LinePlc(cfg.device_settings("plcs", st.plc), name=st.plc)
+        self.plc = plc
+        if camera is None:
+            cls = load(DeviceKind.CAMERA, cfg.devices.cameras[st.camera].type)
+            camera = cls(cfg.device_settings("cameras", st.camera), name=st.camera)
+        self.camera: Camera = camera
+        self.decoder = Decoder(st.decode)
+        self.grader = Grader(st.grade)
+        self.state = VerifyState.STARTING
+        self.station: VerifyStation | None = None
+        self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []
+        self._bound_feed_seq = 0  # the last coder feed seq tied to an item
+        self._bound_item = 0  # the last conveyor seq tied to a print
+        self._next_frame = 0
+        self._unjudged: set[int] = set()  # bound items still waiting for their verdict
+
+    def make_station(self, job_template: str) -> VerifyStation:
+        parse = code_parser(self.cfg, job_template)
+        station = VerifyStation(self.ledger, self.plc, self.st.verify, line=LineContext.from_config(self.cfg),
+                                code_of=parse, name=self.name)
+        station.on_verdict.append(self._judged)
+        station.on_verdict.extend(self.on_verdict)
+        return station
+
+    def _judged(self, item: Tracked, _j: Judgement) -> None:
+        self._unjudged.discard(item.seq)
+
+    def all_judged(self) -> bool:
+        """Every print confirmed so far is tied to an item and every such item has its verdict."""
+        return not self._unjudged and not self._printed_after(self._bound_feed_seq, 1)
+
+    async def open(self) -> None:
+        await self.plc.open()
+        await self.camera.open()
+
+    async def run(self, job_template: str, stop: asyncio.Event) -> None:
+        """Judge every item from now until `stop`; device failures are alarms, the loop goes on."""
+        self.station = station = self.make_station(job_template)
+        await self._until_open(stop)
+        if stop.is_set():
+            return
+        await station.start()
+        head = station.tracker.head
+        self._bound_item = head
+        self._next_frame = head + 1
+        with contextlib.suppress(Exception):
+            self._bound_feed_seq = await asyncio.to_thread(self._last_settled_seq)
+        self.state = VerifyState.RUNNING
+        poll = self.st.verify.poll_ms / 1000
+        while not stop.is_set():
+            try:
+                await self._tick(station)
+                self.board.set(self.plc_name, "communication", False)
+                if self.state is VerifyState.DEGRADED:
+                    self.state = VerifyState.RUNNING
+            except PlcError as exc:
+                self.state = VerifyState.DEGRADED
+                self.board.set(self.plc_name, "communication", True, Severity.STOP, str(exc))
+            if station.stopped:
+                self.state = VerifyState.STOPPED
+                alarm = station.alarms[-1] if station.alarms else None
+                self.board.set(self.name, "line_stop", True, Severity.STOP,
+                               alarm.message if alarm else "line stopped by the verify station")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll):
+                    await stop.wait()
+
+    async def _until_open(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                await self.open()
+                self.board.set(self.name, "devices", False)
+                return
+            except (PlcError, CameraError, OSError) as exc:
+                self.state = VerifyState.DEGRADED
+                self.board.set(self.name, "devices", True, Severity.STOP, f"cannot open: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                delay = min(delay * 2, 5.0)
+
+    async def _tick(self, station: VerifyStation) -> None:
+        values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
+        counter = unwrap(values[Signal.COUNTER], station.tracker.head)
+        await self._bind(station, counter)
+        s = self.st.verify
+        while self._next_frame <= counter - s.camera_at:
+            seq = self._next_frame
+            late = counter - seq >= s.camera_at + s.read_window
+            if seq > self._bound_item and not late:
+                break  # the coder's confirmation is on its way; the frame waits in the camera
+            await self._frame(station, seq)
+            self._next_frame += 1
+        await station.step(counter, values[Signal.REJECT_CONFIRM])
+
+    async def _frame(self, station: VerifyStation, seq: int) -> None:
+        try:
+            frame = await self.camera.grab()
+        except CameraError as exc:
+            self.board.set(self.camera_name, "no_frame", True, Severity.STOP, str(exc))
+            if self.camera.state.value == "failed":
+                with contextlib.suppress(CameraError):
+                    await self.camera.close()
+                    await self.camera.open()
+            return
+        self.board.set(self.camera_name, "no_frame", False)
+        obs = await asyncio.to_thread(observe_image, seq, frame.image, self.decoder, self.grader, at=frame.at)
+        await station.observe(obs)
+
+    async def _bind(self, station: VerifyStation, counter: int) -> None:
+        """Tie confirmed prints, in the coder's order, to the items that passed the head."""
+        want = counter - self._bound_item
+        if want <= 0 or self.printing.render is None:
+            return
+        rows = await asyncio.to_thread(self._printed_after, self._bound_feed_seq, want)
+        for feed_seq, code in rows:
+            self._bound_item += 1
+            self._bound_feed_seq = feed_seq
+            self._unjudged.add(self._bound_item)
+            station.printed(self._bound_item, code, self.printing.render(code))
+
+    def _printed_after(self, feed_seq: int, limit: int) -> list[tuple[int, str]]:
+        with self.ledger.lock:
+            rows = self.ledger.conn.execute(
+                "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
+                "AND f.seq > ? AND c.state IN ('printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
+                (self.printing.coder, feed_seq, limit)).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def _last_settled_seq(self) -> int:
+        with self.ledger.lock:
+            row = self.ledger.conn.execute(
+                "SELECT MAX(f.seq) FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
+                "AND c.state != 'sent'", (self.printing.coder,)).fetchone()
+        return int(row[0] or 0)
+
+    async def close(self) -> None:
+        with contextlib.suppress(CameraError):
+            await self.camera.close()
+        with contextlib.suppress(PlcError):
+            await self.plc.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        st = self.station
+        return {"kind": "verify", "state": str(self.state),
+                "verdicts": {str(k): v for k, v in st.counts.items()} if st else {},
+                "camera": str(self.camera.state), "plc": self.plc_name}
