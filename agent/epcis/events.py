@@ -186,6 +186,15 @@ def object_event(
     if ilmd:
         event["ilmd"] = dict(ilmd)
     _extensions(event, extensions)
+    return _finish(event)
+
+
+def _finish(event: dict[str, Any]) -> dict[str, Any]:
+    """Set eventID now: hashing at the producer spreads the cost over the line's own pace, so a
+    backlog drains at network speed. The event is final from here; changing it needs a new build."""
+    from agent.epcis.hashing import event_hash  # hashing imports this module's namespace constants
+
+    event["eventID"] = event_hash(event)
     return event
 
 
@@ -258,4 +267,4 @@ def aggregation_event(
     if action is Action.ADD:
         event["disposition"] = str(Disposition.IN_PROGRESS)
     _where(event, ctx, work_order)
-    return event
+    return _finish(event)

@@ -18,11 +18,12 @@ lists and sensor data are not produced by a packaging line and are refused rathe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -41,8 +42,6 @@ _IGNORED = {"type", "eventID", "recordTime", "errorDeclaration", "@context"}
 _UNSUPPORTED = {
     "quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList", "sensorElementList",
 }
-_EPC_LISTS = ("epcList", "inputEPCList", "childEPCs")
-_AFTER_LISTS = ("outputEPCList",)
 
 
 class HashError(ValueError):
@@ -55,67 +54,63 @@ def event_hash(event: Mapping[str, Any], namespaces: Mapping[str, str] | None = 
     return f"ni:///sha-256;{digest}?ver=CBV2.0"
 
 
+# The CBV 2.0 property order, each with how its value is canonicalised.
+_ORDER: tuple[tuple[str, str], ...] = (
+    ("eventTime", "time"), ("eventTimeZoneOffset", "raw"), ("certificationInfo", "value"), ("parentID", "value"),
+    ("epcList", "epcs"), ("inputEPCList", "epcs"), ("childEPCs", "epcs"), ("outputEPCList", "epcs"),
+    ("action", "raw"), ("transformationID", "value"), ("bizStep", "BizStep-"), ("disposition", "Disp-"),
+    ("persistentDisposition", "pd"), ("readPoint", "where"), ("bizLocation", "where"),
+    ("bizTransactionList", "bizTransaction"), ("sourceList", "source"), ("destinationList", "destination"),
+    ("ilmd", "ilmd"),
+)
+_KNOWN = frozenset(name for name, _ in _ORDER) | _IGNORED
+_LIST_TYPES = {"bizTransaction": "BTT-", "source": "SDT-", "destination": "SDT-"}
+
+
 def prehash(event: Mapping[str, Any], namespaces: Mapping[str, str] | None = None) -> str:
-    ns = {NS_PREFIX: NS_IRI, **(namespaces or {})}
+    ns = {NS_PREFIX: NS_IRI, **namespaces} if namespaces else _DEFAULT_NS
     for key in _UNSUPPORTED & event.keys():
         raise HashError(f"event hash: {key} is not supported by this canonicaliser")
     parts = [f"eventType={event['type']}"]
-    done: set[str] = set(_IGNORED)
-
-    def scalar(name: str, canon: Callable[[str], str] = canonical_value) -> None:
-        done.add(name)
-        if event.get(name) not in (None, ""):
-            parts.append(f"{name}={canon(str(event[name]))}")
-
-    def epc_list(name: str) -> None:
-        done.add(name)
-        items = sorted(f"epc={canonical_value(str(e))}" for e in event.get(name) or [])
-        if items:
-            parts.append(name + "".join(items))
-
-    scalar("eventTime", utc_millis)
-    scalar("eventTimeZoneOffset", str)
-    scalar("certificationInfo")
-    scalar("parentID")
-    for name in _EPC_LISTS:
-        epc_list(name)
-    for name in _AFTER_LISTS:
-        epc_list(name)
-    scalar("action", str)
-    scalar("transformationID")
-    scalar("bizStep", lambda v: vocab(v, "BizStep-"))
-    scalar("disposition", lambda v: vocab(v, "Disp-"))
-    done.add("persistentDisposition")
-    if pd := event.get("persistentDisposition"):
-        sub = "".join(
-            "".join(sorted(f"{k}={vocab(str(v), 'Disp-')}" for v in pd.get(k) or [])) for k in ("set", "unset")
-        )
-        if sub:
-            parts.append("persistentDisposition" + sub)
-    for name in ("readPoint", "bizLocation"):
-        done.add(name)
-        if (where := event.get(name)) and where.get("id"):
-            parts.append(f"{name}id={canonical_value(str(where['id']))}")
-    for name, child, prefix in (
-        ("bizTransactionList", "bizTransaction", "BTT-"),
-        ("sourceList", "source", "SDT-"),
-        ("destinationList", "destination", "SDT-"),
-    ):
-        done.add(name)
-        items = sorted(
-            (f"type={vocab(str(e['type']), prefix)}" if e.get("type") else "")
-            + f"{child}={canonical_value(str(e[child]))}"
-            for e in event.get(name) or []
-        )
-        if items:
-            parts.append(name + "".join(items))
-    done.add("ilmd")
-    if ilmd := event.get("ilmd"):
-        parts.append("ilmd" + _extensions(ilmd, ns, expand_standard=False))
-    rest = {k: v for k, v in event.items() if k not in done}
+    for name, how in _ORDER:
+        value = event.get(name)
+        if value is None or value in ("", []):
+            continue
+        if how == "time":
+            parts.append(f"{name}={utc_millis(str(value))}")
+        elif how == "raw":
+            parts.append(f"{name}={value}")
+        elif how == "value":
+            parts.append(f"{name}={canonical_value(str(value))}")
+        elif how == "epcs":
+            parts.append(name + "".join(sorted(f"epc={canonical_value(str(e))}" for e in value)))
+        elif how in ("BizStep-", "Disp-"):
+            parts.append(f"{name}={vocab(str(value), how)}")
+        elif how == "pd":
+            sub = "".join(
+                "".join(sorted(f"{k}={vocab(str(v), 'Disp-')}" for v in value.get(k) or [])) for k in ("set", "unset")
+            )
+            if sub:
+                parts.append(name + sub)
+        elif how == "where":
+            if value.get("id"):
+                parts.append(f"{name}id={canonical_value(str(value['id']))}")
+        elif how in _LIST_TYPES:
+            prefix = _LIST_TYPES[how]
+            parts.append(name + "".join(sorted(
+                (f"type={vocab(str(e['type']), prefix)}" if e.get("type") else "")
+                + f"{how}={canonical_value(str(e[how]))}"
+                for e in value
+            )))
+        elif how == "ilmd":
+            parts.append("ilmd" + _extensions(value, ns, expand_standard=False))
+    rest = {k: v for k, v in event.items() if k not in _KNOWN}
     if rest:
         parts.append(_extensions(rest, ns, expand_standard=True))
     return "".join(parts)
+
+
+_DEFAULT_NS = {NS_PREFIX: NS_IRI}
 
 
 def _extensions(fields: Mapping[str, Any], ns: Mapping[str, str], *, expand_standard: bool) -> str:
@@ -139,18 +134,19 @@ def _extensions(fields: Mapping[str, Any], ns: Mapping[str, str], *, expand_stan
 def utc_millis(text: str) -> str:
     """Any ISO 8601 time to UTC with exactly three decimals, rounding half up like GS1's tool."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError as exc:
         raise HashError(f"event hash: eventTime {text!r} is not ISO 8601") from exc
     if moment.tzinfo is None:
         raise HashError(f"event hash: time {text!r} has no UTC offset")
     moment = moment.astimezone(UTC)
-    micro = Decimal(moment.microsecond).scaleb(-3).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    base = moment.replace(microsecond=0).timestamp() + int(micro) / 1000
-    fixed = datetime.fromtimestamp(base, UTC)
-    return fixed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{round(fixed.microsecond / 1000):03d}Z"
+    if moment.microsecond % 1000:  # finer than ms: round half up, as the reference does
+        micro = Decimal(moment.microsecond).scaleb(-3).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        moment = moment.replace(microsecond=0) + timedelta(milliseconds=int(micro))
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def vocab(value: str, kind: str) -> str:
     """A CBV term as its web URI; bare words are the JSON-LD short form of exactly that URI."""
     for urn, web in _URN_VOCAB.items():
@@ -162,14 +158,28 @@ def vocab(value: str, kind: str) -> str:
 
 
 def canonical_value(text: str) -> str:
-    text = text.strip()
-    for urn, web in _URN_VOCAB.items():
-        text = text.replace(urn, CBV + web)
-    text = _numeric(text)
-    return digital_link(text) or text
+    if text in _cache:
+        return _cache[text]
+    value = text.strip()
+    if "urn:epcglobal:cbv:" in value:
+        for urn, web in _URN_VOCAB.items():
+            value = value.replace(urn, CBV + web)
+    value = _numeric(value)
+    value = digital_link(value) or value
+    if len(_cache) < _CACHE_MAX and not text.startswith(_UNIQUE_PREFIXES):
+        _cache[text] = value  # read points, locations, work orders, lots repeat; EPCs do not
+    return value
+
+
+_cache: dict[str, str] = {}
+_CACHE_MAX = 65536
+_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:lineagent:code:", "urn:epc:id:sscc:")
+_NUMERIC_START = frozenset("0123456789+-.")
 
 
 def _numeric(text: str) -> str:
+    if not text or text[0] not in _NUMERIC_START or text[-1] in "/:":
+        return text
     try:
         number = float(text)
     except ValueError:
@@ -183,24 +193,35 @@ _PCT = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B"
 _CHARS = r"[\"'\-.0-9;-?A-Z_a-z%]"
 
 
+_SGTIN = re.compile(r"urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_SSCC = re.compile(r"urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})")
+_SGLN = re.compile(r"urn:epc:id:sgln:(\d{6,12})\.(\d{0,6})\.(.{1,20})")
+_LGTIN = re.compile(r"urn:epc:class:lgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_DL = re.compile(
+    r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?/?(\?[^#]*)?"
+)
+
+
 def digital_link(uri: str) -> str | None:
     """The constrained canonical GS1 Digital Link for an EPC URN or DL URI of a GS1 key, else None."""
-    if m := re.fullmatch(r"urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})", uri):
+    if not uri.startswith(("urn:epc:", "http")):
+        return None
+    if m := _SGTIN.fullmatch(uri):
         cp, ref, serial = m.groups()
         if len(cp) + len(ref) == 13:
             body = ref[0] + cp + ref[1:]
             return f"https://id.gs1.org/01/{body}{check_digit(body)}/21/{serial.translate(_PCT)}"
-    if m := re.fullmatch(r"urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})", uri):
+    if m := _SSCC.fullmatch(uri):
         cp, ref = m.groups()
         if len(cp) + len(ref) == 17:
             body = ref[0] + cp + ref[1:]
             return f"https://id.gs1.org/00/{body}{check_digit(body)}"
-    if m := re.fullmatch(r"urn:epc:id:sgln:(\d{6,12})\.(\d{0,6})\.(.{1,20})", uri):
+    if m := _SGLN.fullmatch(uri):
         cp, ref, ext = m.groups()
         if len(cp) + len(ref) == 12:
             gln = cp + ref + str(check_digit(cp + ref))
             return f"https://id.gs1.org/414/{gln}" + ("" if ext == "0" else f"/254/{ext.translate(_PCT)}")
-    if m := re.fullmatch(r"urn:epc:class:lgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})", uri):
+    if m := _LGTIN.fullmatch(uri):
         cp, ref, lot = m.groups()
         if len(cp) + len(ref) == 13:
             body = ref[0] + cp + ref[1:]
@@ -210,10 +231,7 @@ def digital_link(uri: str) -> str | None:
 
 def _constrain_dl(uri: str) -> str | None:
     """A DL URI on any domain -> id.gs1.org, no query, one key qualifier at most (GS1's tool's scope)."""
-    m = re.fullmatch(
-        r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?/?(\?[^#]*)?",
-        uri,
-    )
+    m = _DL.fullmatch(uri)
     if not m:
         return None
     ai = {"gtin": "01", "sscc": "00", "gln": "414"}.get(m.group(1), m.group(1))

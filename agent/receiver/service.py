@@ -21,7 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.epcis import DocumentInvalid, validate
+from agent.epcis import DocumentInvalid, jsonio
+from agent.epcis.document import validate_batch
 from agent.receiver.store import EventStore
 from agent.sync.mqtt import broker_address, properties
 
@@ -83,9 +84,9 @@ class Receiver:
         batch = int(props.get("batch", "-1"))
         try:
             raw = zlib.decompress(payload) if props.get("content-encoding") == "deflate" else payload
-            doc = json.loads(raw)
+            doc = jsonio.loads(raw)
             if self.validate_documents:
-                validate(doc)
+                validate_batch(doc)
             events = doc["epcisBody"]["eventList"]
             missing = [i for i, e in enumerate(events) if not e.get("eventID")]
             if missing:

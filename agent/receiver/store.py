@@ -7,12 +7,13 @@ a no-op, inside the same transaction as the rest of the batch, before the ack is
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from agent.epcis import jsonio
 
 _COLUMNS = "event_id, site, line, batch, pos, event_type, event_time, body, received_at"
 _DDL = """
@@ -43,7 +44,7 @@ class EventStore(Protocol):
 def _rows(site: str, line: str, batch: int, events: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     now = time.time()
     return [
-        (e["eventID"], site, line, batch, i, e["type"], e["eventTime"], json.dumps(e, separators=(",", ":")), now)
+        (e["eventID"], site, line, batch, i, e["type"], e["eventTime"], jsonio.dumps(e).decode(), now)
         for i, e in enumerate(events)
     ]
 

@@ -11,7 +11,6 @@ line's group commit and the line never waits on the network.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.epcis import with_event_id
+from agent.epcis import jsonio, with_event_id
 from agent.ledger.schema import migrate
 
 
@@ -114,7 +113,7 @@ class Outbox:
             (batch.first_seq, batch.last_seq),
         ):
             try:
-                event = json.loads(payload)["epcis"]
+                event = jsonio.loads(payload)["epcis"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise OutboxError(f"outbox event seq {seq} has no EPCIS event under payload key 'epcis'") from exc
             yield with_event_id(event)

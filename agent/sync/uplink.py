@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config.mqtt import MqttConfig
-from agent.epcis import document
+from agent.epcis import document, jsonio
 from agent.sync.backlog import BacklogLevel, SyncAlarm, assess, free_disk_mb
 from agent.sync.mqtt import LinkState, MqttLink, Topics
 from agent.sync.outbox import Batch, Outbox
@@ -100,7 +100,7 @@ class Uplink:
     def encode(self, batch: Batch) -> bytes:
         doc = document(self.outbox.events(batch), doc_id=f"urn:lineagent:{self.topics.site}:{self.topics.line}"
                        f":batch:{batch.id}")
-        raw = json.dumps(doc, separators=(",", ":")).encode()
+        raw = jsonio.dumps(doc)
         return zlib.compress(raw, 1) if self.cfg.compress else raw
 
     def _publish(self, batch: Batch) -> None:

@@ -167,3 +167,36 @@ def test_our_events_hash_like_gs1_reference(serials: list[str], lot: str, at: fl
     doc = document(events)
     expected = ref.epcis_hashes_from_events(event_list_from_epcis_document_json(copy.deepcopy(doc)))
     assert [e["eventID"] for e in doc["epcisBody"]["eventList"]] == list(expected)
+
+
+_MUTATIONS: list[tuple[str, Any]] = [
+    ("eventTime", "yesterday"), ("eventTime", 5), ("eventID", "not a uri"), ("epcList", ["a b"]),
+    ("epcList", ["urn:x:1", "urn:x:1"]), ("epcList", "urn:x:1"), ("action", "ADDED"), ("bizStep", "BizStep x"),
+    ("eventTimeZoneOffset", "+25:00"), ("readPoint", {"id": "no uri"}), ("parentID", "::"), ("childEPCs", [1]),
+    ("ilmd", []), ("type", "Nonsense"), ("recordTime", "2026-13-01T00:00:00Z"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(_MUTATIONS)), max_size=3))
+def test_fast_batch_validation_decides_exactly_like_the_full_schema(mutations: list[tuple[int, tuple[str, Any]]]
+                                                                     ) -> None:
+    from agent.epcis.document import validate_batch
+
+    events = [
+        commissioning_event(CTX, ["urn:lineagent:code:1", "urn:lineagent:code:2"], at=AT, lot="L1"),
+        decommissioning_event(CTX, ["urn:lineagent:code:3"], at=AT + 1, reason="no_read"),
+        aggregation_event(CTX, "urn:lineagent:code:P", ["urn:lineagent:code:1"], at=AT + 2),
+        aggregation_event(CTX, "urn:lineagent:code:P", [], at=AT + 3, action=Action.DELETE),
+    ]
+    doc = document(events)
+    for index, (key, value) in mutations:
+        doc["epcisBody"]["eventList"][index][key] = value
+    outcomes = []
+    for check in (validate, validate_batch):
+        try:
+            check(doc)
+            outcomes.append("valid")
+        except DocumentInvalid:
+            outcomes.append("invalid")
+    assert outcomes[0] == outcomes[1], (mutations, outcomes)
