@@ -1,8 +1,9 @@
 """Trace and export: a code's ancestors and descendants with states, times, job and lot.
 
-Why two queries and not one: ancestors are at most a few hops up the `pack_links` primary key, and
-descendants are one recursive walk down the `pack_links_parent` index; both stay index lookups, so a
-trace costs the size of the answer, not the size of the ledger (bench: trace.p99_ms).
+Why two recursive queries: ancestors are a few hops up the `pack_links` primary key and descendants
+one walk down the `pack_links_parent` index; both stay index lookups, so a trace costs the size of
+the answer, not the size of the ledger (bench: trace.p99_ms), and a bottle (no children) that is in
+no pack costs one query.
 """
 
 from __future__ import annotations
@@ -16,17 +17,26 @@ from typing import Any
 
 from agent.aggregation.model import AggregationError
 
-_NODE = (
-    "SELECT c.id, c.code, c.level, c.state, c.updated_at, COALESCE(p.job, c.job), j.name, j.lot, p.state,"
+_COLUMNS = (
+    " c.id, c.code, c.level, c.state, c.updated_at, COALESCE(p.job, c.job), j.name, j.lot, p.state,"
     " p.expected_count, p.partial_reason, p.closed_at, l.linked_at, l.parent"
-    " FROM codes c LEFT JOIN packs p ON p.code = c.id LEFT JOIN jobs j ON j.id = COALESCE(p.job, c.job)"
-    " LEFT JOIN pack_links l ON l.child = c.id"
 )
+_JOINS = (
+    " JOIN codes c ON c.id = w.id LEFT JOIN packs p ON p.code = c.id"
+    " LEFT JOIN jobs j ON j.id = COALESCE(p.job, c.job) LEFT JOIN pack_links l ON l.child = c.id"
+)
+# The code itself (depth 0) and everything under it, one index walk down pack_links_parent.
 _DOWN = (
-    "WITH RECURSIVE d(id, depth) AS (SELECT ?, 0 UNION ALL"
-    " SELECT l.child, d.depth + 1 FROM pack_links l JOIN d ON l.parent = d.id WHERE d.depth < 16)"
-    + _NODE.replace("FROM codes c", "FROM d JOIN codes c ON c.id = d.id")
-    + " ORDER BY d.depth, c.id"
+    "WITH RECURSIVE w(id, depth) AS (SELECT id, 0 FROM codes WHERE code = ? UNION ALL"
+    " SELECT l.child, w.depth + 1 FROM pack_links l JOIN w ON l.parent = w.id WHERE w.depth < 16)"
+    f" SELECT{_COLUMNS} FROM w{_JOINS} ORDER BY w.depth, c.id"
+)
+# Everything above it, nearest first, one primary-key hop per level.
+_UP = (
+    "WITH RECURSIVE w(id, depth) AS (SELECT l.parent, 1 FROM codes k JOIN pack_links l ON l.child = k.id"
+    " WHERE k.code = ? UNION ALL"
+    " SELECT l.parent, w.depth + 1 FROM pack_links l JOIN w ON l.child = w.id WHERE w.depth < 16)"
+    f" SELECT{_COLUMNS} FROM w{_JOINS} ORDER BY w.depth DESC"
 )
 
 
@@ -73,25 +83,19 @@ def _node(r: sqlite3.Row | tuple[Any, ...]) -> Node:
 
 
 def trace(conn: sqlite3.Connection, code: str) -> Trace:
-    row = conn.execute(_NODE + " WHERE c.code = ?", (code,)).fetchone()
-    if row is None:
-        raise AggregationError(f"{code!r} is not in this ledger")
-    ancestors: list[Node] = []
-    up = row[13]
-    while up is not None and len(ancestors) < 16:
-        a = _node(conn.execute(_NODE + " WHERE c.id = ?", (up,)).fetchone())
-        ancestors.insert(0, a)
-        up = a.parent_id
+    """Two queries whatever the depth: one recursive walk up, one down (see the module docstring)."""
     nodes: dict[int, Node] = {}
     root: Node | None = None
-    for r in conn.execute(_DOWN, (row[0],)):
+    for r in conn.execute(_DOWN, (code,)):
         n = _node(r)
         nodes[n.id] = n
         if root is None:
             root = n
         elif n.parent_id in nodes:
             nodes[n.parent_id].children.append(n)
-    assert root is not None  # the anchor row of the walk is the code itself
+    if root is None:
+        raise AggregationError(f"{code!r} is not in this ledger")
+    ancestors = [_node(r) for r in conn.execute(_UP, (code,))] if root.parent_id is not None else []
     return Trace(ancestors, root)
 
 
