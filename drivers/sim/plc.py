@@ -23,7 +23,8 @@ import contextlib
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.plc.bus import Table
@@ -122,15 +123,19 @@ class PlcSim:
         device_ids: tuple[int, ...] = (1,),
         rate_per_s: float | None = None,
         host: str = "127.0.0.1",
+        rtu: bool = False,
     ) -> None:
+        """`rtu=True` serves Modbus RTU frames on socket://host:port (an RS-485 gateway's raw mode),
+        which the adapter reaches through pyserial's serial_for_url like a real serial port."""
         self.model = ConveyorModel(registers, camera_at=camera_at, gate_at=gate_at)
         self.port = port
         self.host = host
         self.device_ids = device_ids
         self.rate_per_s = rate_per_s
+        self.rtu = rtu
         self.dead: set[int] = set()  # slaves that never answer
         self.stepped = asyncio.Event()  # set after every timer step (tests wait on it, not on time)
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._conveyor: asyncio.Task[None] | None = None
         self._size = dict.fromkeys(Table, 16)
         for p in registers.points().values():
@@ -138,11 +143,14 @@ class PlcSim:
 
     @property
     def url(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
+        return f"socket://{self.host}:{self.port}" if self.rtu else f"tcp://{self.host}:{self.port}"
 
     async def start(self) -> None:
         devices = [self._device(dev) for dev in self.device_ids]
-        self._server = ModbusTcpServer(devices, address=(self.host, self.port))
+        if self.rtu:
+            self._server = ModbusSerialServer(devices, framer=FramerType.RTU, port=self.url)
+        else:
+            self._server = ModbusTcpServer(devices, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         if self.rate_per_s:
             self._conveyor = asyncio.create_task(self._run(self.rate_per_s), name="plc-sim-conveyor")

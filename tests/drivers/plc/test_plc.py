@@ -68,6 +68,22 @@ def test_run_counter_lights_heartbeat_and_reject_over_modbus_tcp() -> None:
     asyncio.run(scenario())
 
 
+def test_rtu_framing_over_a_serial_url() -> None:
+    async def scenario() -> None:
+        async with PlcSim(example_map(), port=free_port(), rtu=True) as sim:
+            assert sim.url.startswith("socket://")
+            async with LinePlc(settings(sim.url)) as plc:
+                await plc.run_line(True)
+                sim.model.step()
+                sim.model.step()
+                assert await plc.read_many([Signal.COUNTER, Signal.LINE_RUN]) == {
+                    Signal.COUNTER: 2, Signal.LINE_RUN: 1}
+                await plc.fire_reject(9)
+                assert sim.model.pending == {9}
+
+    asyncio.run(scenario())
+
+
 def test_a_dead_slave_times_out_alone_and_the_bus_stays_up() -> None:
     async def scenario() -> None:
         raw = example_map().model_dump()
