@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.printers.base import (
@@ -18,6 +18,8 @@ from drivers.printers.base import (
     Fault,
     LinkDown,
     Nak,
+    Printer,
+    PrinterError,
     PrinterState,
     ProtocolError,
     Record,
@@ -250,3 +252,39 @@ def test_garbage_answer_to_a_data_set_is_a_protocol_error_and_puts_it_in_doubt(l
             assert (await driver.status()).fifo_lost is True
 
     run(go())
+
+
+# --- the driver against a device that answers random bytes: only typed errors come out --------------
+
+
+async def _answering(answer: bytes) -> tuple[asyncio.Server, int]:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(min_size=1, max_size=40))
+def test_random_answers_raise_only_printer_errors(answer: bytes) -> None:
+    async def go() -> None:
+        server, port = await _answering(answer)
+        driver = make_driver(f"tcp://127.0.0.1:{port}")
+        try:
+            with contextlib.suppress(PrinterError):
+                await driver.connect()
+                await driver.status()
+                await driver.push([Record(1, "A")])
+        finally:
+            await driver.close()
+            server.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def make_driver(url: str) -> Printer:
+    return HitachiBuffer(HitachiSettings(url=url, timeout_s=0.05, retries=0))
