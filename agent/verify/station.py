@@ -39,6 +39,7 @@ from agent.verify.tracker import Tracked, Tracker
 from agent.verify.verdict import JUDGED, Judgement, Observation, Verdict, judge
 from drivers.cameras.base import Image
 from drivers.plc import LinePlc, PlcError, Signal, unwrap
+from drivers.readers.base import ReadResult
 
 UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
 
@@ -263,6 +264,12 @@ def verification_event(
     if commissioning:
         return commissioning_event(line, [epc], at=at, lot=lot, expiry=expiry, work_order=work_order)
     return decommissioning_event(line, [epc], at=at, reason=reason or "rejected", work_order=work_order)
+
+
+def observe_read(seq: int, result: ReadResult, *, at: float | None = None) -> Observation:
+    """A fixed reader's result for item `seq` as an Observation (readers give no grade)."""
+    texts = () if result.text is None else (result.text,)
+    return Observation(seq, texts, None, at=time.monotonic() if at is None else at)
 
 
 def ink_seen(image: Image, *, min_dark_fraction: float = 0.002) -> bool:
