@@ -100,7 +100,7 @@ class Aggregator:
         try:
             with self.ledger.atomic(durable=durable) as conn:
                 known = rules.facts(conn, [parent, *children])
-                lot = self._lot_of(conn, job)
+                lot = self.lot_of(conn, job)
                 bad = rules.check_parent(plan, parent, known.get(parent))
                 bad += rules.check_children(
                     plan, children, known, job=job, lot=lot, child_packs=plan.child_level in self.plans
@@ -142,7 +142,7 @@ class Aggregator:
             with self.ledger.atomic(durable=durable) as conn:
                 known = rules.facts(conn, children)
                 bad = rules.check_children(
-                    plan, children, known, job=pack.job, lot=self._lot_of(conn, pack.job),
+                    plan, children, known, job=pack.job, lot=self.lot_of(conn, pack.job),
                     child_packs=plan.child_level in self.plans,
                 )
                 bad += rules.check_count(plan, pack.children + len(children), closing=False, partial=False)
@@ -192,7 +192,7 @@ class Aggregator:
 
     # ---- internals ----------------------------------------------------------------------------
 
-    def _lot_of(self, conn: sqlite3.Connection, job: int | None) -> str | None:
+    def lot_of(self, conn: sqlite3.Connection, job: int | None) -> str | None:
         """A job's lot never changes once created, so it is read once per job."""
         if job is None:
             return None

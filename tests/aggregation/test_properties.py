@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.aggregation import events, operations
-from agent.aggregation.model import AggregationError, PackRejected
+from agent.aggregation.burst import pack_burst
+from agent.aggregation.model import AggregationError, PackRejected, Reason
 from tests.aggregation.conftest import Floor, make_floor
 from tests.helpers import seed_codes
 
 OPS = st.lists(
-    st.tuples(st.sampled_from(["box", "box_partial", "case", "case_partial", "replace", "unlink", "unlink_r"]),
+    st.tuples(st.sampled_from(["box", "box_partial", "case", "case_partial", "burst", "replace", "unlink",
+                               "unlink_r"]),
               st.integers(0, 1000), st.integers(0, 1000)),
     min_size=1, max_size=25,
 )
@@ -55,6 +57,13 @@ def _apply(floor: Floor, op: str, a: int, b: int) -> None:
         start = a % (len(free) - want + 1)
         agg.pack(level, parents[b % len(parents)], free[start:start + want],
                  partial_reason="operator force-close" if op.endswith("partial") else None)
+    elif op == "burst":  # two boxes in one transaction, the second sometimes reusing a child of the first
+        free, parents = _free(floor, "item"), _unused(floor, "box")
+        if len(free) < 4 or len(parents) < 2:
+            return
+        second = free[2:4] if a % 3 else [free[1], free[2]]
+        bad = pack_burst(agg, "box", [(parents[0], free[0:2]), (parents[1], second)], job=floor.job)
+        assert [r.reasons for r in bad] == ([] if a % 3 else [[Reason.ALREADY_PACKED]])
     elif op == "replace":
         linked = [r[0] for r in floor.ledger.conn.execute(
             "SELECT c.code FROM codes c WHERE c.id IN (SELECT child FROM pack_links UNION"

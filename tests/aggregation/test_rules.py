@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.aggregation.burst import pack_burst
 from agent.aggregation.model import PackRejected, PackState, Reason
 from agent.aggregation.packs import Aggregator
 from agent.jobs import JobSpec, create_job
@@ -130,3 +131,21 @@ def test_open_add_park_resume_close(floor: Floor) -> None:
     assert info.value.reasons == [Reason.TOO_FEW]
     floor.agg.add("C00000", ["B00002"])
     assert floor.agg.close("C00000").state is PackState.CLOSED
+
+
+def test_a_burst_links_the_good_packs_and_returns_the_bad_with_reasons(floor: Floor) -> None:
+    burst = [
+        ("B00000", floor.items[0:2]),
+        ("B00001", [floor.items[1], floor.items[2]]),  # items[1] is already in the first pack
+        ("B00002", floor.items[3:5]),
+        ("B00000", floor.items[5:7]),  # the first pack's parent again
+        ("B00003", [floor.items[7]]),  # too few
+    ]
+    bad = pack_burst(floor.agg, "box", burst, job=floor.job)
+    assert [(b.parent, b.reasons) for b in bad] == [
+        ("B00001", [Reason.ALREADY_PACKED]), ("B00000", [Reason.PARENT_USED]), ("B00003", [Reason.TOO_FEW])]
+    assert "is in an earlier pack of this burst" in str(bad[0])
+    assert floor.agg.children_of("B00000") == floor.items[0:2]
+    assert floor.agg.children_of("B00002") == floor.items[3:5]
+    assert floor.agg.children_of("B00001") == [] and floor.agg.children_of("B00003") == []
+    assert floor.agg.info("B00002").state is PackState.CLOSED
