@@ -90,6 +90,11 @@ def validate(doc: Mapping[str, Any]) -> None:
         except Exception:  # noqa: BLE001, S110 - any refusal is re-checked below for the precise message
             pass
     error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    while error is not None and error.context:  # "not valid under any of the given schemas": say which rule
+        deeper = jsonschema.exceptions.best_match(error.context)
+        if deeper is None:
+            break
+        error = deeper
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(document)"
         raise DocumentInvalid(f"EPCIS schema: at {where}: {error.message}")

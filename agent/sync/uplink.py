@@ -91,6 +91,13 @@ class Uplink:
             if status != "stored":
                 self.stats.invalid_batches += 1
                 log.error("the receiver refused batch %d as invalid: %s", batch_id, ack.get("error"))
+                if self.on_alarm is not None:
+                    self.on_alarm(SyncAlarm(
+                        BacklogLevel.WARN,
+                        f"The cloud refused batch {batch_id} as invalid EPCIS ({ack.get('error', '')}); its events "
+                        "stay in the ledger. Call service: a producer wrote a malformed event.",
+                        self.alarm.backlog_events, self.alarm.free_disk_mb,
+                    ))
         else:
             self.stats.duplicate_acks += 1
         self._sent.pop(batch_id, None)
