@@ -19,6 +19,9 @@ The map (addresses are 0-based Modbus addresses):
 Serialization: last_printed is the seq pushed as record number `printed - 1`; the driver keeps the
 seq of every record still queued. A FIFO loss shows up as the marker's queued count differing from what
 the driver wrote (a stop or power loss reset it), and is reported once as fifo_lost + FIFO_LOST.
+When the marker's queue is not known (a push interrupted between the text and the count, or records
+left by an earlier host), pushes are refused until clear_fifo(): a record queued behind an unknown one
+would have the unknown one's print counted as its own.
 Left out: print-complete push messages (Modbus has none; the driver derives PRINTED events from the
 counter when it polls) and any vendor-specific registers.
 """

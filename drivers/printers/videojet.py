@@ -6,8 +6,9 @@ checksum (off by default), which field of the `E` and `G` replies holds the stat
 counter, and the printer's state and error codes (defaults match drivers/sim/videojet.py).
 
 Serialization: WSI has no indexed FIFO. The driver sends one user-field update (`U field LF value`)
-per record; the printer holds at most `fifo_depth` of them (a setting, default 4: set it to what your
-printer's remote-field buffer holds, 1 if it has none). last_printed is derived from the product
+per record, up to `window` of them in one write (the check sequences come back in order, so a refusal
+is still pinned to its record); the printer holds at most `fifo_depth` of them (a setting, default 4:
+set it to what your printer's remote-field buffer holds, 1 if it has none). last_printed is derived from the product
 counter (`G`): the k-th count after a push consumed the k-th record pushed. Anything that may clear
 the updates (print off, jet stop, a fault, a reconnect, a message change) puts every unconfirmed record
 in doubt (fifo_lost + FIFO_LOST). Left out: print-complete messages (WSI has none; PRINTED events come

@@ -102,6 +102,10 @@ class StreamSim:
         return self.model.counter
 
     @property
+    def missed(self) -> int:
+        return self.model.missed
+
+    @property
     def job(self) -> str:
         return self.protocol.job
 

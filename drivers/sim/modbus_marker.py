@@ -163,6 +163,14 @@ class ModbusMarkerSim:
     def printed(self) -> list[str]:
         return self.model.printed_texts
 
+    @property
+    def counter(self) -> int:
+        return self.model.printed
+
+    @property
+    def missed(self) -> int:
+        return self.model.missed
+
     async def serve_tcp(self, port: int = 0) -> int:
         """Registry interface: power on and listen on `port` (0: a free one); returns the port."""
         self.settings = self.settings.model_copy(update={"port": port or self.settings.port})
