@@ -244,3 +244,36 @@ def test_a_read_proves_a_code_the_feeder_had_not_confirmed(tmp_path: Path) -> No
         await close_line(line, plc)
 
     asyncio.run(scenario())
+
+
+async def wait_for(condition: Callable[[], bool], *, within_s: float = 10.0) -> None:
+    """Yield to the loop until `condition` holds (a bound against hangs, not a timing assert)."""
+    async with asyncio.timeout(within_s):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_run_polls_a_moving_line_and_survives_a_dead_plc(tmp_path: Path) -> None:
+    settings = VerifySettings(camera_at=1, read_window=0, gate_at=6, poll_ms=2, max_consecutive_rejects=10_000)
+
+    async def scenario() -> None:
+        ledger, _ = ledger_with_printed(tmp_path / "ledger.db", 5)
+        async with PlcSim(example_map(), port=free_port(), camera_at=1, gate_at=6, rate_per_s=50) as sim:
+            plc = LinePlc(PlcSettings(url=sim.url, timeout_s=0.1, registers=example_map()))
+            await plc.open()
+            await plc.run_line(True)
+            station = VerifyStation(ledger, plc, settings, line=LineContext(READ_POINT, None))
+            stop = asyncio.Event()
+            task = asyncio.create_task(station.run(stop))
+            await wait_for(lambda: station.counts[Verdict.MISSING_PRINT] >= 5)  # nothing is printing
+            await wait_for(lambda: len(sim.model.rejected) >= 3)  # and the gate removes them
+            assert station.alarms == [] and sim.model.late == []
+            sim.dead.add(1)
+            await wait_for(lambda: any(a.reason is StopReason.PLC_FAILED for a in station.alarms))
+            assert not task.done()  # a dead PLC is an alarm, not the end of the station
+            stop.set()
+            await task
+            await plc.close()
+        ledger.close()
+
+    asyncio.run(scenario())
