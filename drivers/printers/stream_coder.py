@@ -55,6 +55,7 @@ class StreamCoder(Printer):
         self._was_linked = False
         self._unanswered = 0
         self._silent_down = False
+        self._closed = True  # until connect(); a closed driver does not reopen the link on its own
 
     # -- hooks ----------------------------------------------------------------------------------
     async def _probe(self) -> None:
@@ -74,10 +75,12 @@ class StreamCoder(Printer):
     # -- lifecycle ------------------------------------------------------------------------------
     async def connect(self) -> None:
         async with self._lock:
+            self._closed = False
             await self._open_locked()
 
     async def close(self) -> None:
         async with self._lock:
+            self._closed = True
             await self.link.close()
 
     async def events(self) -> AsyncIterator[PrintEvent]:
@@ -99,6 +102,8 @@ class StreamCoder(Printer):
         self._was_linked = True
 
     async def _ensure_up(self) -> None:
+        if self._closed:
+            raise LinkDown(f"{self.name}: not connected (call connect() first)")
         if not self.link.is_open:
             await self._open_locked()
         elif self._silent_down:
