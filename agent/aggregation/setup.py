@@ -57,3 +57,14 @@ def print_with(printer: ZplLabelPrinter, job: Job) -> PrintLabel:
         await printer.print_label(label_fields(job, code, level))
 
     return print_label
+
+
+def printer_from_config(cfg: LineConfig, name: str) -> ZplLabelPrinter:
+    """The configured label printer with its template path resolved against the config file's folder."""
+    if name not in cfg.devices.label_printers:
+        raise AggregationError(f"no label printer {name!r} under devices.label_printers")
+    settings: ZplLabelPrinter.Settings = cfg.device_settings("label_printers", name)
+    template = cfg.resolve(settings.template)
+    if not template.is_file():
+        raise AggregationError(f"devices.label_printers.{name}.template: {template} does not exist")
+    return ZplLabelPrinter(settings.model_copy(update={"template": template}))

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from agent.aggregation.events import EventContext
 from agent.aggregation.model import plan_levels
 from agent.aggregation.packs import Aggregator
+from agent.aggregation.setup import printer_from_config
 from agent.cli.main import app
+from agent.config import load_config
 from agent.ledger import Ledger
 from tests.aggregation.conftest import SPEC, make_floor
 from tests.helpers import make_line
@@ -118,3 +120,22 @@ def test_manual_scan_mode_packs_and_shows_rejections(tmp_path: Path) -> None:
     assert "packed box B00010 with 2 item" in out
     assert "REJECTED box 'B00011' rejected: already_packed 'I00000'" in out
     assert "1 packed, 1 rejected" in out
+
+
+def test_label_printer_config_checks_and_resolves_its_template(tmp_path: Path) -> None:
+    path = make_line(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "case.zpl").write_text("^XA^FO10,10^FH^FD{code}^FS^XZ\n")
+    doc["devices"] = {"label_printers": {"case1": {"type": "zpl", "url": "tcp://127.0.0.1:9100",
+                                                   "template": "labels/case.zpl"}}}
+    path.write_text(yaml.safe_dump(doc))
+    code, out = run("config", "check", str(path))
+    assert code == 0, out
+    printer = printer_from_config(load_config(path), "case1")
+    assert printer.settings.template == tmp_path / "labels" / "case.zpl"
+    assert "{code}" in printer.template
+    doc["devices"]["label_printers"]["case1"]["template"] = "labels/case.txt"
+    path.write_text(yaml.safe_dump(doc))
+    code, out = run("config", "check", str(path))
+    assert code == 1 and "a label template is a .zpl file" in out
