@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import Exit, console, fail
+from agent.config.loader import ConfigError
+from drivers.printers.generic_spec import load_protocol
 from drivers.sim import SIMULATORS, load_simulator
 from drivers.sim.faults import FaultPlan, FaultSpecError
 
@@ -35,10 +37,15 @@ def printer(
     baud: Annotated[int, typer.Option("--baud", help="Line speed of the pty (10 bits a byte)", min=1)] = 115200,
     capacity: Annotated[int | None, typer.Option("--capacity", help="FIFO size (default: the vendor's)", min=1)] = None,
     duration: Annotated[float | None, typer.Option("--for", help="Stop after this many seconds", min=0)] = None,
+    protocol_file: Annotated[
+        str | None, typer.Option("--protocol-file", help="For --protocol generic: config/printers/NAME.yaml or a path")
+    ] = None,
 ) -> None:
     """Run one simulated coder until Ctrl-C (or --for), then show what it printed."""
     if pty == (tcp is not None):
         fail("give exactly one of --pty or --tcp PORT", Exit.USAGE)
+    if (protocol == "generic") != (protocol_file is not None):
+        fail("--protocol-file goes with --protocol generic, and only with it", Exit.USAGE)
     try:
         cls = load_simulator(protocol)
         plan = FaultPlan.parse(faults)
@@ -47,6 +54,11 @@ def printer(
     options: dict[str, Any] = {"rate_per_min": rate or None, "baud": baud, "faults": plan}
     if capacity is not None:
         options["capacity"] = capacity
+    if protocol_file is not None:
+        try:
+            options["protocol"] = load_protocol(protocol_file)
+        except ConfigError as exc:
+            fail(str(exc), Exit.REFUSED)
     sim = cls(**options)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(sim, pty=pty, port=tcp, duration=duration))

@@ -178,6 +178,7 @@ class FifoTracker:
         self.last_printed: int | None = None
         self.last_tag: int | None = None
         self.fifo_lost = False  # set when a loss is found, cleared by the next push
+        self.recent: deque[int] = deque(maxlen=256)  # tags confirmed printed, newest last
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -191,6 +192,7 @@ class FifoTracker:
         done = [self.pending.popleft() for _ in range(min(n, len(self.pending)))]
         if done:
             self.last_printed, self.last_tag = done[-1]
+            self.recent.extend(tag for _, tag in done)
         return Reconciled(tuple(s for s, _ in done), ())
 
     def reconcile(self, last_tag: int | None, depth: int) -> Reconciled:
@@ -198,6 +200,8 @@ class FifoTracker:
         records after `last_tag` in our list number exactly `depth`; anything else means the FIFO
         was cleared, and what we pushed after the last confirmed print is in doubt."""
         if depth == len(self.pending) and (last_tag == self.last_tag or last_tag is None):
+            return Reconciled((), ())
+        if self._stale(last_tag, depth):
             return Reconciled((), ())
         matches = [k for k, (_, tag) in enumerate(self.pending) if tag == last_tag]
         for k in matches:
@@ -207,6 +211,14 @@ class FifoTracker:
         # be worse than leaving it in doubt), and everything after it as lost.
         printed = self.printed_count(matches[0] + 1).printed if matches else ()
         return Reconciled(printed, self.lose())
+
+    def _stale(self, last_tag: int | None, depth: int) -> bool:
+        """A report taken before prints we already know of: print-complete messages sent after the
+        coder answered can be handled before the answer is. Consistent once those prints are counted."""
+        if last_tag is None or last_tag not in self.recent:
+            return False
+        after = len(self.recent) - 1 - max(i for i, tag in enumerate(self.recent) if tag == last_tag)
+        return after > 0 and depth - after == len(self.pending)
 
     def lose(self) -> tuple[int, ...]:
         """The FIFO was cleared: every pending record is now in doubt."""

@@ -84,6 +84,8 @@ class GenericPrinter(SerializingPrinter):
         self._event_rules = [(re.compile(e.match), e.kind) for e in p.events]
         self._expect: dict[bytes, re.Pattern[str]] = {}  # request payload -> its answer regex (not pushes)
         self._push_expect = re.compile(p.commands.push.expect)
+        if p.handshake.enq:
+            self._expect[p.handshake.enq.encode("latin-1")] = re.compile(p.handshake.enq_reply or ".", re.DOTALL)
 
     # --- wire helpers ----------------------------------------------------------------------------
 

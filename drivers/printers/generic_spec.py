@@ -105,6 +105,7 @@ class HandshakeModel(Strict):
     window: int = Field(8, ge=1, le=256)
     enq: str = Field("", description="sent before each request; the device must answer `enq_reply` first")
     enq_reply: str = Field("", description="regex the answer to enq must match (e.g. '^\\x06$' for ACK)")
+    enq_answer: str = Field("", description="what a device answers an enq with (generic simulator only)")
     retransmit: str = Field("", description="regex of an answer that asks to send the request again")
 
 
@@ -112,15 +113,25 @@ Template = str
 FIELDS = {"job", "index", "text", "seq"}
 
 
+def template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
 class CommandModel(Strict):
     send: Template = Field(description="payload text; {job}, {index}, {text}, {seq} are filled in")
     expect: str = Field(description="regex an answer must match; named groups carry values")
+    answer: str | None = Field(
+        None,
+        description="what a conforming device answers (used by the generic simulator only); fields: "
+        "{index} {job} {depth} {capacity} {last_index} {count} {state} {error} {cover}; "
+        "an answer equal to a framing token is sent bare",
+    )
 
     @field_validator("send")
     @classmethod
     def _template(cls, value: str) -> str:
         try:
-            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            names = template_fields(value)
         except ValueError as exc:
             raise ValueError(f"bad template {value!r}: {exc}") from None
         unknown = names - FIELDS
@@ -163,10 +174,12 @@ class ErrorsModel(Strict):
     pattern: str = Field("", description="regex of a refusal answer; group 'code' picks the fault below")
     codes: dict[str, Fault] = Field(default_factory=dict)
     buffer_full: list[str] = Field(default_factory=list, description="codes that mean the FIFO is full")
+    answer: str | None = Field(None, description="a refusal as a device sends it, with {code} (simulator only)")
 
 
 class StatesModel(Strict):
     printing: list[str] = Field(default_factory=list, description="values of group 'state' meaning printing")
+    idle: list[str] = Field(default_factory=lambda: ["0"], description="values of group 'state' meaning idle")
     fault: list[str] = Field(default_factory=list, description="values of group 'state' meaning a fault")
     no_error: list[str] = Field(default_factory=lambda: ["0", ""], description="values of group 'error'")
     cover_open: list[str] = Field(default_factory=lambda: ["1"])
@@ -175,6 +188,7 @@ class StatesModel(Strict):
 class EventModel(Strict):
     match: str = Field(description="regex of an unsolicited frame; group 'index' names the record printed")
     kind: Literal["printed", "print_start"] = "printed"
+    answer: str | None = Field(None, description="the message as a device sends it, with {index} (simulator only)")
 
 
 class FifoModel(Strict):
@@ -196,9 +210,15 @@ class ProtocolModel(Strict):
     events: list[EventModel] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _indexed_push(self) -> ProtocolModel:
-        if self.fifo.indexed and "{index}" not in self.commands.push.send:
+    def _consistent(self) -> ProtocolModel:
+        if self.fifo.indexed and "index" not in template_fields(self.commands.push.send):
             raise ValueError("fifo.indexed is true but commands.push.send has no {index}")
+        if self.handshake.enq and self.handshake.enq not in self.framing.tokens:
+            raise ValueError("handshake.enq must also be listed in framing.tokens (it travels outside frames)")
+        for event in self.events:
+            # Index-less print messages and a FIFO query would each count the same print once.
+            if event.kind == "printed" and "index" not in re.compile(event.match).groupindex and self.commands.fifo:
+                raise ValueError(f"event {event.match!r} needs a named group 'index' when commands.fifo is set")
         return self
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 SIMULATORS: dict[str, str] = {
     "leibinger": "drivers.sim.leibinger:LeibingerSim",
+    "generic": "drivers.sim.generic:GenericSim",  # needs protocol= (a config/printers/*.yaml name or path)
     "videojet_wsi": "drivers.sim.videojet:VideojetSim",
     "hitachi": "drivers.sim.hitachi:HitachiSim",
     "markem_ngpcl": "drivers.sim.markem:MarkemSim",

@@ -20,6 +20,7 @@ from drivers.printers.leibinger import Leibinger, LeibingerSettings
 from drivers.printers.markem import MarkemNgpcl, MarkemSettings
 from drivers.printers.videojet import VideojetSettings, VideojetWsi
 from drivers.sim.faults import SimFault
+from drivers.sim.generic import GenericSim
 from drivers.sim.hitachi import HitachiSim
 from drivers.sim.leibinger import LeibingerSim
 from drivers.sim.markem import MarkemSim
@@ -73,6 +74,16 @@ def _generic_leibinger(url: str, capacity: int) -> Printer:
     return GenericPrinter(settings)
 
 
+def _generic(protocol_file: str) -> Callable[[str, int], Printer]:
+    def make(url: str, capacity: int) -> Printer:
+        return GenericPrinter(GenericSettings(
+            url=url, protocol_file=protocol_file, capacity=capacity, timeout_s=TIMEOUT_S, retries=RETRIES,
+            reconnect_max_s=0.5,
+        ))
+
+    return make
+
+
 def _videojet(url: str, capacity: int) -> Printer:
     return VideojetWsi(VideojetSettings(url=url, fifo_depth=capacity, timeout_s=TIMEOUT_S, retries=RETRIES))
 
@@ -100,6 +111,11 @@ HITACHI_CANNOT = frozenset({
 PAIRS: list[Pair] = [
     Pair("leibinger", lambda cap: LeibingerSim(capacity=cap), _leibinger),
     Pair("generic+leibinger.yaml", lambda cap: LeibingerSim(capacity=cap), _generic_leibinger),
+    # The native driver against a simulator built only from config/printers/leibinger.yaml.
+    Pair("leibinger+generic_sim", lambda cap: GenericSim(protocol="leibinger", capacity=cap), _leibinger),
+    # ENQ/ACK, STX/ETX + BCC, NAK as a token, print-complete messages: config/printers/example_stx.yaml.
+    Pair("generic+example_stx.yaml", lambda cap: GenericSim(protocol="example_stx", capacity=cap),
+         _generic("example_stx")),
     Pair("videojet_wsi", lambda cap: VideojetSim(capacity=cap), _videojet),
     Pair("markem_ngpcl", lambda cap: MarkemSim(capacity=cap), _markem),
     Pair("hitachi", lambda cap: HitachiSim(capacity=cap, refill_n=0), _hitachi, skip=HITACHI_CANNOT),

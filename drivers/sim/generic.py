@@ -1,0 +1,168 @@
+"""A simulator for any protocol file (config/printers/<name>.yaml) that carries `answer` templates.
+
+Why: a site describing a coder we have no driver for wants to see its file work end to end before
+the coder is on the bench; and the generic driver's handshake, checksum, token and event features need
+a device that really uses them in tests. Requests are recognised by turning each command's `send`
+template into a regex ({index} and {seq}: digits, {text} and {job}: anything); answers come from the
+command's `answer` template; refusals from `errors.answer`; print-complete messages from the events'
+`answer`. It is only as right as the file: it proves the driver follows the file, not that the file
+matches the real coder.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from drivers.framing import Frame
+from drivers.printers.base import Fault
+from drivers.printers.generic_spec import CommandModel, ProtocolModel, load_protocol
+from drivers.sim.base import STOPPING, SimCoder, SimRecord
+from drivers.sim.faults import FaultPlan
+
+FIELD_PATTERNS = {"index": r"(?P<index>\d+)", "seq": r"(?P<seq>\d+)", "text": r"(?P<text>.*)", "job": r"(?P<job>.*)"}
+
+
+def request_regex(template: str) -> re.Pattern[str]:
+    """`=MR{index}\\t{text}` -> a regex matching exactly the payloads the driver renders from it."""
+    out = ""
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out += re.escape(literal)
+        if name is not None:
+            out += FIELD_PATTERNS[name]
+    return re.compile(out, re.DOTALL)
+
+
+class GenericSim(SimCoder):
+    name = "generic"
+
+    def __init__(
+        self,
+        *,
+        protocol: ProtocolModel | str | Path = "leibinger",
+        capacity: int | None = None,
+        rate_per_min: float | None = None,
+        baud: int = 115200,
+        faults: FaultPlan | str | None = None,
+    ) -> None:
+        self.protocol = protocol if isinstance(protocol, ProtocolModel) else load_protocol(str(protocol))
+        self.frame_spec = self.protocol.framing.spec()
+        super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
+        self.capacity = capacity or self.protocol.fifo.capacity
+        self.enc = self.protocol.encoding
+        self.last_stored: int | None = None
+        commands = self.protocol.commands
+        self._commands: list[tuple[str, CommandModel, re.Pattern[str]]] = [
+            (name, cmd, request_regex(cmd.send))
+            for name in type(commands).model_fields
+            if isinstance(cmd := getattr(commands, name), CommandModel)
+        ]
+        self._tokens = set(self.frame_spec.tokens)
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def _send(self, text: str) -> bytes:
+        data = text.encode(self.enc)
+        return data if data in self._tokens else self.frame(data)
+
+    def _values(self) -> dict[str, object]:
+        states = self.protocol.states
+        if self.faults & STOPPING and states.fault:
+            state = states.fault[0]
+        elif self.running and states.printing:
+            state = states.printing[0]
+        else:
+            state = states.idle[0]
+        return {
+            "depth": len(self.fifo), "capacity": self.capacity, "last_index": self.last_tag, "count": self.counter,
+            "state": state, "error": self._error_code(), "cover": "0", "job": self.job, "index": 0,
+        }
+
+    def _error_code(self) -> str:
+        codes = self.protocol.errors.codes
+        for fault in sorted(self.faults):
+            for code, mapped in codes.items():
+                if mapped is fault:
+                    return code
+        return self.protocol.states.no_error[0] if not self.faults else "1"
+
+    def _refuse(self, fault: Fault | None) -> bytes:
+        errors = self.protocol.errors
+        codes = [c for c, f in errors.codes.items() if f is fault] if fault else []
+        if fault is Fault.BUFFER_FULL and errors.buffer_full:
+            codes = errors.buffer_full
+        return self._send((errors.answer or "").format(code=codes[0] if codes else "0"))
+
+    def nak(self, frame: Frame, reason: str) -> bytes:
+        """A bare NAK token when the file has one its error pattern accepts, else a coded refusal."""
+        pattern = self.protocol.errors.pattern
+        for token in self.frame_spec.tokens:
+            if pattern and re.fullmatch(pattern, token.decode("latin-1")):
+                return token
+        return self._refuse(None)
+
+    def on_print(self, record: SimRecord) -> bytes | None:
+        for event in self.protocol.events:
+            if event.kind == "printed" and event.answer is not None:
+                return self._send(event.answer.format(index=record.tag))
+        return None
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def handle(self, frame: Frame) -> bytes | None:
+        text = frame.payload.decode(self.enc, errors="replace")
+        handshake = self.protocol.handshake
+        if frame.token:
+            return self._send(handshake.enq_answer) if text == handshake.enq and handshake.enq_answer else None
+        for name, cmd, rx in self._commands:
+            m = rx.fullmatch(text)
+            if m is None:
+                continue
+            refusal = self._act(name, m.groupdict())
+            if refusal is not None:
+                return refusal
+            values = self._values()
+            values.update({k: v for k, v in m.groupdict().items() if k == "index"})
+            return self._send(cmd.answer.format(**values)) if cmd.answer is not None else None
+        return self._refuse(None)
+
+    def _act(self, name: str, groups: dict[str, str]) -> bytes | None:
+        """Carry out command `name`; the refusal to send instead of its answer, if any."""
+        if name == "push":
+            return self._store(groups)
+        if name == "select_job":
+            self.job = groups.get("job", "")
+        elif name == "start":
+            self.start_printing()
+        elif name == "stop" and self.protocol.fifo.clear_on_stop:
+            self.stop_printing()
+        elif name == "stop":
+            self.running = False
+        elif name == "clear_fault":
+            self.clear_faults()
+        elif name == "clear_fifo":
+            self.fifo.clear()
+            self.last_stored = None
+        return None
+
+    def _store(self, groups: dict[str, str]) -> bytes | None:
+        index = int(groups.get("index") or 0)
+        if self.protocol.fifo.indexed:
+            if not 1 <= index <= self.capacity:
+                return self._refuse(Fault.SEQUENCE_ERROR)
+            if self.last_stored is not None and index != self.last_stored % self.capacity + 1:
+                return self._refuse(Fault.SEQUENCE_ERROR)
+        if not self.store(groups.get("text", ""), index):
+            return self._refuse(Fault.BUFFER_FULL)
+        self.last_stored = index
+        self.faults.discard(Fault.BUFFER_EMPTY)
+        return None
+
+    def stop_printing(self) -> None:
+        super().stop_printing()
+        self.last_stored = None
+
+    async def power_off(self) -> None:
+        await super().power_off()
+        self.last_stored = None
