@@ -97,6 +97,7 @@ class Aggregator:
         Raises PackRejected (nothing linked; the rejection is journaled) when any rule fails.
         """
         plan = self.plan(level)
+        _check_reason(partial_reason)
         try:
             with self.ledger.atomic(durable=durable) as conn:
                 known = rules.facts(conn, [parent, *children])
@@ -134,55 +135,56 @@ class Aggregator:
 
     def add(self, parent: str, children: Sequence[str], *, durable: bool = True) -> PackInfo:
         """Link more children to an open pack: all of them with one ADD event, or none of them."""
-        pack = self.info(parent)
-        if pack.state is not PackState.OPEN:
-            raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; only an open pack takes children")
-        plan = self.plan(pack.level)
-        try:
-            with self.ledger.atomic(durable=durable) as conn:
-                known = rules.facts(conn, children)
-                bad = rules.check_children(
-                    plan, children, known, job=pack.job, lot=self.lot_of(conn, pack.job),
-                    child_packs=plan.child_level in self.plans,
-                )
-                bad += rules.check_count(plan, pack.children + len(children), closing=False, partial=False)
-                if bad:
-                    raise PackRejected(parent, pack.level, bad)
-                at = time.time()
-                job = pack.job if pack.job is not None else known[children[0]].job
-                if pack.job is None:
-                    conn.execute("UPDATE packs SET job = ? WHERE code = ?", (job, pack.code_id))
-                self._link(conn, parent, pack.code_id, [known[c].id for c in children], children, at, job)
-        except PackRejected as exc:
-            self.journal_rejection(exc, pack.job)
-            raise
-        return self.info(parent)
+        with self.ledger.lock:  # the pack read and the links it allows must not interleave with another add
+            pack = self.info(parent)
+            if pack.state is not PackState.OPEN:
+                raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; only an open pack takes children")
+            plan = self.plan(pack.level)
+            try:
+                with self.ledger.atomic(durable=durable) as conn:
+                    known = rules.facts(conn, children)
+                    bad = rules.check_children(
+                        plan, children, known, job=pack.job, lot=self.lot_of(conn, pack.job),
+                        child_packs=plan.child_level in self.plans,
+                    )
+                    bad += rules.check_count(plan, pack.children + len(children), closing=False, partial=False)
+                    if bad:
+                        raise PackRejected(parent, pack.level, bad)
+                    at = time.time()
+                    job = pack.job if pack.job is not None else known[children[0]].job
+                    if pack.job is None:
+                        conn.execute("UPDATE packs SET job = ? WHERE code = ?", (job, pack.code_id))
+                    self._link(conn, parent, pack.code_id, [known[c].id for c in children], children, at, job)
+            except PackRejected as exc:
+                self.journal_rejection(exc, pack.job)
+                raise
+            return self.info(parent)
 
     def close(self, parent: str, *, partial_reason: str | None = None) -> PackInfo:
         """Close an open or parked pack: exact count, or a force-close with its reason recorded."""
-        pack = self.info(parent)
-        if pack.state not in UNFINISHED:
-            raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; only an open or parked pack closes")
-        if partial_reason is not None and not partial_reason.strip():
-            raise AggregationError("a force-close needs a reason the auditor can read")
-        plan = self.plan(pack.level)
-        bad = rules.check_count(plan, pack.children, closing=True, partial=partial_reason is not None)
-        if pack.children == 0:
-            bad.append(Violation(Reason.NO_CHILDREN, parent, "an empty pack cannot close; unlink or leave it"))
-        if bad:
-            raise PackRejected(parent, pack.level, bad)
-        now = time.time()
-        with self.ledger.atomic(durable=True) as conn:
-            conn.execute(
-                "UPDATE packs SET state = 'closed', closed_at = ?, partial_reason = ? WHERE code = ?",
-                (now, partial_reason, pack.code_id),
-            )
-            if partial_reason is not None:
-                _history(conn, "force_close", pack.code_id, None,
-                         {"reason": partial_reason, "children": pack.children, "expected": pack.expected_count}, now)
-            self.ledger.append_event("pack.closed", {"level": pack.level, "children": pack.children,
-                                                     "partial_reason": partial_reason}, code=parent, job=pack.job)
-        return self.info(parent)
+        _check_reason(partial_reason)
+        with self.ledger.lock:
+            pack = self.info(parent)
+            if pack.state not in UNFINISHED:
+                raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; only an open or parked pack closes")
+            plan = self.plan(pack.level)
+            bad = rules.check_count(plan, pack.children, closing=True, partial=partial_reason is not None)
+            if pack.children == 0:
+                bad.append(Violation(Reason.NO_CHILDREN, parent, "an empty pack cannot close; unlink or leave it"))
+            if bad:
+                raise PackRejected(parent, pack.level, bad)
+            now = time.time()
+            with self.ledger.atomic(durable=True) as conn:
+                conn.execute(
+                    "UPDATE packs SET state = 'closed', closed_at = ?, partial_reason = ? WHERE code = ?",
+                    (now, partial_reason, pack.code_id),
+                )
+                if partial_reason is not None:
+                    detail = {"reason": partial_reason, "children": pack.children, "expected": pack.expected_count}
+                    _history(conn, "force_close", pack.code_id, None, detail, now)
+                self.ledger.append_event("pack.closed", {"level": pack.level, "children": pack.children,
+                                                         "partial_reason": partial_reason}, code=parent, job=pack.job)
+            return self.info(parent)
 
     def park(self, parent: str) -> PackInfo:
         return self._move(parent, PackState.OPEN, PackState.PARKED, "park")
@@ -204,15 +206,16 @@ class Aggregator:
         return self._lots[job]
 
     def _move(self, parent: str, source: PackState, target: PackState, action: str) -> PackInfo:
-        pack = self.info(parent)
-        if pack.state is not source:
-            raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; {action} needs it {source}")
-        now = time.time()
-        with self.ledger.atomic(durable=True) as conn:
-            conn.execute("UPDATE packs SET state = ? WHERE code = ?", (target.value, pack.code_id))
-            _history(conn, action, pack.code_id, None, {"children": pack.children}, now)
-            self.ledger.append_event(f"pack.{action}", {"level": pack.level}, code=parent, job=pack.job)
-        return self.info(parent)
+        with self.ledger.lock:
+            pack = self.info(parent)
+            if pack.state is not source:
+                raise AggregationError(f"{pack.level} {parent!r} is {pack.state}; {action} needs it {source}")
+            now = time.time()
+            with self.ledger.atomic(durable=True) as conn:
+                conn.execute("UPDATE packs SET state = ? WHERE code = ?", (target.value, pack.code_id))
+                _history(conn, action, pack.code_id, None, {"children": pack.children}, now)
+                self.ledger.append_event(f"pack.{action}", {"level": pack.level}, code=parent, job=pack.job)
+            return self.info(parent)
 
     def _make(
         self,
@@ -266,6 +269,11 @@ class Aggregator:
                  "violations": [str(v) for v in exc.violations[:50]]},
                 code=exc.parent, job=job,
             )
+
+
+def _check_reason(partial_reason: str | None) -> None:
+    if partial_reason is not None and not partial_reason.strip():
+        raise AggregationError("a force-close needs a reason the auditor can read")
 
 
 def pack_info(conn: sqlite3.Connection, code: str) -> PackInfo:

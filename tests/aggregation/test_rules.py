@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.aggregation.burst import pack_burst
-from agent.aggregation.model import PackRejected, PackState, Reason
+from agent.aggregation.model import AggregationError, PackRejected, PackState, Reason
 from agent.aggregation.packs import Aggregator
 from agent.jobs import JobSpec, create_job
 from agent.ledger import Ledger
@@ -41,6 +41,8 @@ def test_too_many(floor: Floor) -> None:
 def test_too_few_unless_force_closed(floor: Floor) -> None:
     e = rejected(floor, "box", "B00000", floor.items[:1])
     assert e.reasons == [Reason.TOO_FEW]
+    with pytest.raises(AggregationError, match="a force-close needs a reason"):
+        floor.agg.pack("box", "B00000", floor.items[:1], partial_reason="  ")
     info = floor.agg.pack("box", "B00000", floor.items[:1], partial_reason="end of lot")
     assert info.partial_reason == "end of lot"
     hist = floor.ledger.conn.execute("SELECT action, detail FROM pack_history").fetchall()
