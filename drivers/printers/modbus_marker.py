@@ -101,6 +101,7 @@ class ModbusMarkerSettings(Strict):
     port: int = Field(502, ge=1, le=65535)
     device_id: int = Field(1, ge=0, le=255)
     timeout_s: float = Field(1.0, gt=0)
+    retries: int = Field(1, ge=0, description="re-reads of status after a timeout (writes are never repeated)")
     slots: int = Field(8, ge=1, le=256, description="text slots in the ring = FIFO capacity")
     text_address: int = Field(100, ge=0, le=65535)
     text_registers: int = Field(16, ge=1, le=123, description="registers per slot, 2 chars each")
@@ -177,6 +178,15 @@ class ModbusMarker(Printer):
         return {"model": model, "protocol": "modbus-marker", "endpoint": f"{s.host}:{s.port}/{s.device_id}"}
 
     async def status(self) -> PrinterStatus:
+        """A read-only query: re-asked `retries` times after a timeout (writes never are)."""
+        for _ in range(self.settings.retries):
+            try:
+                return await self._status_once()
+            except DeviceTimeout as exc:
+                log.info("%s: retrying status after: %s", self.name, exc)
+        return await self._status_once()
+
+    async def _status_once(self) -> PrinterStatus:
         s = self.settings
         async with self._lock:
             try:

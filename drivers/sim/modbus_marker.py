@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
@@ -158,6 +159,7 @@ class ModbusMarkerSim:
         self._server: ModbusTcpServer | None = None
         self._conveyor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._armed: deque[SimFault] = deque()
 
     @property
     def printed(self) -> list[str]:
@@ -173,7 +175,7 @@ class ModbusMarkerSim:
 
     async def serve_tcp(self, port: int = 0) -> int:
         """Registry interface: power on and listen on `port` (0: a free one); returns the port."""
-        self.settings = self.settings.model_copy(update={"port": port or self.settings.port})
+        self.settings = self.settings.model_copy(update={"port": port})  # 0: bind a free port
         self.model.settings = self.settings
         await self.start()
         return self.settings.port
@@ -189,15 +191,18 @@ class ModbusMarkerSim:
                 continue
             done += 1
             for fault in self.plan.after_print(len(self.model.printed_texts)):
-                if fault is SimFault.STOP:
-                    self.model.stop()
-                elif fault is SimFault.INK_LOW:
-                    self.model.faults.add(Fault.INK_LOW)
-                elif fault is SimFault.POWER_LOSS:
-                    task = asyncio.get_running_loop().create_task(self._power_cycle(self.plan.down_s))
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                self._print_fault(fault)
         return done
+
+    def _print_fault(self, fault: SimFault) -> None:
+        if fault is SimFault.STOP:
+            self.model.stop()
+        elif fault is SimFault.INK_LOW:
+            self.model.faults.add(Fault.INK_LOW)
+        elif fault is SimFault.POWER_LOSS:
+            task = asyncio.get_running_loop().create_task(self._power_cycle(self.plan.down_s))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _power_cycle(self, down_s: float) -> None:
         await self.power_loss()
@@ -246,8 +251,30 @@ class ModbusMarkerSim:
         await self.close()
         self.model.power_loss()
 
-    def inject(self, fault: Fault) -> None:
-        self.model.faults.add(fault)
+    def inject(self, fault: Fault | SimFault, count: int = 1) -> None:
+        """A coder fault (ink low, head fault...) now, or a simulator fault as drivers/sim/faults.py
+        defines it: NAK and silence hit the next `count` requests; stop, ink low, power loss happen now.
+        Garbage and an injected buffer-full have no Modbus form (see the module docstring)."""
+        if isinstance(fault, Fault):
+            self.model.faults.add(fault)
+        elif fault in (SimFault.NAK, SimFault.SILENCE):
+            self._armed.extend([fault] * count)
+        elif fault is SimFault.GARBAGE or fault is SimFault.BUFFER_FULL:
+            raise ValueError(f"the Modbus marker simulator cannot inject {fault}")
+        else:
+            self._print_fault(fault)
+
+    # The contract suite's names for the same operations (tests/drivers/printers/pairs.py ContractSim).
+    job = ""  # the register map has no job
+
+    async def power_off(self) -> None:
+        await self.power_loss()
+
+    async def power_on(self) -> None:
+        await self.start()
+
+    def stop_printing(self) -> None:
+        self.model.stop()
 
     async def _run_conveyor(self, rate: float) -> None:
         period = 1.0 / rate
@@ -272,7 +299,7 @@ class ModbusMarkerSim:
             await asyncio.Event().wait()  # never answers: the driver must time out
         if self.nak:
             return ExcCodes.DEVICE_BUSY
-        drawn = self.plan.draw_request()
+        drawn = self._armed.popleft() if self._armed else self.plan.draw_request()
         if drawn is SimFault.NAK:
             return ExcCodes.DEVICE_BUSY
         if drawn is SimFault.SILENCE:

@@ -17,6 +17,7 @@ from drivers.printers.base import (
     Fault,
     LinkDown,
     Nak,
+    Printer,
     PrinterError,
     PrinterState,
     PrintEventKind,
@@ -25,6 +26,8 @@ from drivers.printers.base import (
 from drivers.printers.modbus_marker import ModbusMarker, ModbusMarkerSettings, join_u32, split_u32
 from drivers.sim.modbus_marker import MarkerModel, ModbusMarkerSim
 from tests.conftest import free_port
+from tests.drivers.printers.contract import CHECKS, Bench, run_check
+from tests.drivers.printers.pairs import RETRIES, TIMEOUT_S, Pair
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -274,3 +277,31 @@ def test_registry_interface_free_port_and_seeded_faults() -> None:
             await sim.close()
 
     run(go())
+
+
+# --- the shared printer contract (contract.py), over TCP only: Modbus TCP has no serial form here ----
+
+MODBUS_CANNOT = frozenset({
+    "select_job",  # the register map has no job
+    "device_refusing_full_raises",  # the ring's fill level is the host's own count: nothing to refuse
+    "garbage_raises_protocol_error_and_recovers",  # pymodbus frames every answer; no garbage to inject
+})
+
+
+def _modbus_driver(url: str, capacity: int) -> Printer:
+    port = int(url.rsplit(":", 1)[1])
+    settings = ModbusMarkerSettings(port=port, slots=capacity, text_registers=8, timeout_s=TIMEOUT_S, retries=RETRIES)
+    return ModbusMarker(settings)
+
+
+MODBUS_PAIR = Pair(
+    "modbus_marker",
+    lambda cap: ModbusMarkerSim(ModbusMarkerSettings(slots=cap, text_registers=8)),
+    _modbus_driver,
+    skip=MODBUS_CANNOT,
+)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
+def test_contract_over_tcp(check: Callable[[Bench], Awaitable[None]]) -> None:
+    run_check(MODBUS_PAIR, "tcp", check)
