@@ -57,3 +57,36 @@ def test_receiver_command_serves_and_refuses_a_bad_broker_url(broker: Broker, tm
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_sync_run_delivers_the_lines_outbox(broker: Broker, tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+
+    from agent.receiver.service import Receiver
+    from agent.receiver.store import SqliteStore
+    from tests.helpers import make_line
+
+    line = make_line(tmp_path)
+    line.write_text(line.read_text() + f"mqtt: {{broker: '{broker.url}', batch_max_ms: 20}}\n")
+    fill(tmp_path / "ledger.db", 50)
+    receiver = Receiver(broker.url, SqliteStore(tmp_path / "r.db"))
+    receiver.start()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "lineagent"), "sync", "run", "--config", str(line)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        count = 0
+        while count < 50 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            count = sqlite3.connect(tmp_path / "r.db").execute("SELECT count(*) FROM epcis_events").fetchone()[0]
+        assert count == 50, proc.stdout.read() if proc.poll() is not None and proc.stdout else count
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=10)[0].decode()
+        receiver.stop()
+    assert proc.returncode == 0, out
+    code, status = run("sync", "status", "--config", str(line), "--json")
+    assert code == 0, status
+    report = json.loads(status)
+    assert report["backlog_events"] == 0 and report["alarm"] == "ok"
