@@ -1,111 +1,199 @@
-"""The demo: a whole simulated line on one machine, step by step, printing where its data went.
+"""The demo: a whole simulated line on this machine, from keys to events at the cloud receiver.
 
-Each step uses the same code paths as the real agent and CLI (keys, signed packages, the importer,
-jobs, the ledger); nothing is faked beyond the devices, which are simulators speaking real protocols.
+Every step runs the agent's real code (keys, signed packages, the importer, jobs, the line runtime with
+its feeder, verify station, aggregation and MQTT uplink); only the devices are simulators, speaking
+their real protocols on ptys and sockets (agent/line/simulated.py). The summary is checked, not just
+printed: a failed invariant (a code printed twice, an event missing or duplicated at the receiver)
+makes the demo exit non-zero.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import yaml
+import zxingcpp
 from rich.console import Console
 from rich.table import Table
 
+from agent.aggregation.parents import ReadLabel
 from agent.cli.codes_cmd import make_codes
 from agent.codes.importer import import_file
 from agent.codes.package import generate_keys, load_public, load_signing_key, make_package
-from agent.config import load_config
+from agent.config import LineConfig, load_config
 from agent.jobs import JobSpec, create_job, finish_job, start_job
-from agent.ledger import CodeState, Ledger
+from agent.ledger import Ledger
+from agent.line.checks import Check, check_line
+from agent.line.runtime import LineRuntime
+from agent.line.simulated import SimSettings, SimulatedLine
+from agent.line.status import job_progress
+from agent.sync.mqtt import Topics
+from agent.sync.outbox import Outbox
+from agent.sync.uplink import Uplink
 
-CONFIG = """\
-site: {{id: demo-plant, name: Demo plant, sgln: "urn:epc:id:sgln:0614141.00777.0"}}
-line: {{id: L1, name: Demo line, utc_offset: "+08:00"}}
-storage: {{ledger: ledger.db}}
-security:
-  cloud_public_key: keys/cloud/public.pem
-  line_private_key: keys/line/private.pem
-code_sources:
-  levels:
-    item: {{low_stock: {low_stock}}}
-    box: {{}}
-    case: {{}}
-  sscc: {{extension_digit: 0, company_prefix: "0614141", serial_from: 1, serial_to: 99999}}
-templates:
-  dl: {{kind: digital_link, domain: id.example.com}}
-products:
-  water: {{gtin: "09506000134352", name: Spring water 500 ml, template: dl}}
-packing_specs:
-  "6x4x40":
-    levels:
-      - {{level: item}}
-      - {{level: box, count: 6, parent_code: preprinted}}
-      - {{level: case, count: 4, parent_code: print}}
-      - {{level: pallet, count: 40, parent_code: mint}}
-"""
+SIM_CONFIG = Path(__file__).resolve().parent.parent / "config" / "line.sim.yaml"
 
 
 @dataclass
 class DemoReport:
     ok: bool = True
+    checks: list[Check] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
 
 
-def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console) -> DemoReport:
+def prepare(workdir: Path, items: int, console: Console) -> LineConfig:
+    """Keys, the line config (config/line.sim.yaml with this run's keys) and signed code packages."""
+    generate_keys(workdir / "keys" / "cloud", kind="ed25519")
+    generate_keys(workdir / "keys" / "line", kind="x25519")
+    raw = yaml.safe_load(SIM_CONFIG.read_text())
+    raw["security"] = {"cloud_public_key": "keys/cloud/public.pem", "line_private_key": "keys/line/private.pem"}
+    for entry in raw["devices"].get("label_printers", {}).values():
+        entry["template"] = str((SIM_CONFIG.parent / entry["template"]).resolve())
+    cfg_path = workdir / "line.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(cfg_path)
+    signing = load_signing_key(workdir / "keys" / "cloud" / "private.pem")
+    line_key = load_public(workdir / "keys" / "line" / "public.pem")
+    ledger = Ledger(cfg.resolve(cfg.storage.ledger))
+    try:
+        for level, count, prefix in (("item", items + items // 5 + 40, "DW"), ("box", items // 6 + 20, "BX"),
+                                     ("case", items // 24 + 20, "CS")):
+            pkg = workdir / "packages" / f"{level}.lapkg"
+            pkg.parent.mkdir(parents=True, exist_ok=True)
+            pkg.write_bytes(make_package(make_codes(count, prefix=prefix), level=level, signing_key=signing,
+                                         encrypt_to=line_key))
+            result = import_file(ledger, pkg, cfg)
+            console.print(f"imported {result.count} {level} codes (signed, encrypted) as {result.package_id}")
+    finally:
+        ledger.close()
+    return cfg
+
+
+def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_per_min: float = 1200.0,
+             broker_restart: bool = True, seed: int = 7) -> DemoReport:
     report = DemoReport()
     workdir = workdir.resolve()
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    console.rule("1. keys: the cloud's signing key and this line's encryption key")
-    generate_keys(workdir / "keys" / "cloud", kind="ed25519")
-    generate_keys(workdir / "keys" / "line", kind="x25519")
-    cfg_path = workdir / "line.yaml"
-    cfg_path.write_text(CONFIG.format(low_stock=items // 2))
-    cfg = load_config(cfg_path)
-    console.print(f"config {cfg_path} checked: site {cfg.site.id}, line {cfg.line.id}")
+    console.rule("1. keys, config and signed code packages from the 'cloud'")
+    cfg = prepare(workdir, items, console)
+    ledger_path = cfg.resolve(cfg.storage.ledger)
 
-    console.rule("2. a signed, encrypted code package from the 'cloud', imported twice")
-    pkg_path = workdir / "packages" / "items.lapkg"
-    pkg_path.parent.mkdir(parents=True, exist_ok=True)
-    pkg_path.write_bytes(make_package(
-        make_codes(items * 2, prefix="DW"), level="item",
-        signing_key=load_signing_key(workdir / "keys" / "cloud" / "private.pem"),
-        encrypt_to=load_public(workdir / "keys" / "line" / "public.pem"),
-    ))
-    ledger = Ledger(cfg.resolve(cfg.storage.ledger))
-    first = import_file(ledger, pkg_path, cfg)
-    again = import_file(ledger, pkg_path, cfg)
-    console.print(f"imported {first.count} codes as package {first.package_id}; "
-                  f"second import: already imported = {again.already_imported}")
-
-    console.rule("3. a job: allocate, send, print, verify (devices simulated in the ledger)")
-    job = create_job(ledger, JobSpec(name="WO-DEMO-1", gtin="09506000134352", product_name="Spring water",
-                                     lot="LOT42", target_qty=items, template="dl"))
-    start_job(ledger, job)
-    codes = ledger.allocate(job, "item", items + 10)
-    for code in codes[:items]:
-        ledger.transition(code, CodeState.SENT)
-    ledger.commit()  # durable before the bytes would leave for the coder
-    for code in codes[:items]:
-        ledger.transition(code, CodeState.PRINTED)
-        ledger.transition(code, CodeState.VERIFIED)
-    ledger.commit()
-    fin = finish_job(ledger, job)
-    console.print(f"{items} items printed and verified; finish returned {fin.returned} unused codes")
-
-    table = Table(title="the ledger now")
-    for col in ("level", "package", "state", "count"):
-        table.add_column(col)
-    for r in ledger.counts():
-        table.add_row(r["level"], r["package_id"][:13], r["state"], str(r["n"]))
-    console.print(table)
-    ledger.close()
-    report.facts.update(ledger=str(cfg.resolve(cfg.storage.ledger)), config=str(cfg_path), package=str(pkg_path))
+    console.rule("2. a simulator behind every device; mosquitto and the reference receiver")
+    sim = SimulatedLine(cfg, workdir, SimSettings(rate_per_min=rate_per_min, seed=seed))
+    live = sim.start()
+    console.print(f"coders on {', '.join(live.device_settings('coders', n).url for n in sim.coders)}; "
+                  f"PLC {', '.join(p.url for p in sim.plcs.values())}; broker {sim.broker.url if sim.broker else '-'}")
+    labels_dir = workdir / "labels"
+    labels_dir.mkdir(exist_ok=True)
+    try:
+        ledger = Ledger(ledger_path, group_window_s=live.storage.group_commit_ms / 1000)
+        job = create_job(ledger, JobSpec(name="WO-DEMO-1", gtin="09506000134352", product_name="Spring water 500 ml",
+                                         lot="LOT42", target_qty=items, template="dl", packing_spec="6x4x40"))
+        start_job(ledger, job)
+        console.rule(f"3. job WO-DEMO-1: {items} items at {rate_per_min:.0f}/min: print -> verify -> pack -> sync")
+        readers = _label_readers(sim, live, labels_dir)
+        runtime = LineRuntime(live, ledger, overrides=sim.overrides(), read_labels=readers, exit_when_done=True,
+                              drain_s=60.0)
+        if broker_restart and sim.broker is not None:
+            threading.Timer(max(2.0, items / rate_per_min * 30), sim.restart_broker).start()
+        asyncio.run(_run(runtime))
+        fin = finish_job(ledger, job)
+        ledger.commit()
+        console.print(f"job finished: {fin.returned} unused codes returned, {fin.in_doubt} in doubt")
+        # the job's own events (finish) also go up: give the uplink one more short run
+        _drain(live, ledger_path, 30.0)
+        with ledger.lock:
+            progress = job_progress(ledger.conn)
+        ledger.close()
+    finally:
+        sim.stop()
+    printed = [t for c in sim.coders.values() for t in c.printed]
+    report.checks = check_line(ledger_path, printed, sim.receiver_db if sim.receiver else None)
+    report.ok = all(c.ok for c in report.checks)
+    _summary(console, runtime, progress, report, sim)
+    report.facts.update(ledger=str(ledger_path), receiver_db=str(sim.receiver_db), config=str(workdir / "line.yaml"),
+                        live_config=str(sim.live_path), keys=str(workdir / "keys"),
+                        packages=str(workdir / "packages"), labels=str(labels_dir))
     console.rule("where the data went")
     for k, v in report.facts.items():
-        console.print(f"{k:>8}: {v}")
+        console.print(f"{k:>12}: {v}")
     return report
+
+
+async def _run(runtime: LineRuntime) -> None:
+    await runtime.run(asyncio.Event())
+
+
+def _drain(cfg: LineConfig, ledger_path: Path, timeout_s: float) -> bool:
+    """Run the uplink alone until the receiver has acked every event (the job's own last events)."""
+    if cfg.mqtt is None:
+        return True
+    m = cfg.mqtt
+    uplink = Uplink(Outbox(ledger_path), m, Topics(m.topic_prefix, cfg.site.id, cfg.line.id),
+                    client_id=f"{m.client_id or 'lineagent'}-drain")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if uplink.step() and uplink.drained():
+                return True
+            time.sleep(0.01)  # a plain thread: no event loop here
+        return False
+    finally:
+        uplink.link.close()
+
+
+def _label_readers(sim: SimulatedLine, cfg: LineConfig, out: Path) -> dict[str, ReadLabel]:
+    """Read each label the ZPL simulator printed back with the real decoder, and keep its image."""
+    readers: dict[str, ReadLabel] = {}
+    for name, st in cfg.stations.items():
+        if not st.label_printer or st.label_printer not in sim.labels:
+            continue
+        zpl = sim.labels[st.label_printer]
+
+        async def read(zpl=zpl) -> str | None:  # type: ignore[no-untyped-def]
+            for _ in range(200):
+                if zpl.labels:
+                    break
+                await asyncio.sleep(0.01)
+            if not zpl.labels:
+                return None
+            image = zpl.labels[-1]
+            cv2.imwrite(str(out / f"label-{len(zpl.labels):04d}.png"), image)
+            found = [b.text for b in zxingcpp.read_barcodes(image)]
+            return found[0] if found else None
+
+        readers[name] = read
+    return readers
+
+
+def _summary(console: Console, runtime: LineRuntime, progress: object, report: DemoReport, sim: SimulatedLine) -> None:
+    t = Table(title="the line")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    if progress is not None:
+        for state, n in sorted(progress.codes.items()):  # type: ignore[attr-defined]
+            t.add_row(f"item codes {state}", str(n))
+        for verdict, n in sorted(progress.rejects.items()):  # type: ignore[attr-defined]
+            t.add_row(f"  rejected: {verdict}", str(n))
+        for level, n in sorted(progress.packs.items()):  # type: ignore[attr-defined]
+            t.add_row(f"{level} packs", str(n))
+    t.add_row("defects injected by the plant", str(len(sim.record.defect)))
+    if sim.broker is not None:
+        t.add_row("broker restarts mid-run", str(sim.broker.restarts))
+    console.print(t)
+    c = Table(title="invariants")
+    c.add_column("check")
+    c.add_column("result")
+    c.add_column("detail")
+    for chk in report.checks:
+        c.add_row(chk.name, "[green]ok[/]" if chk.ok else "[bold red]FAILED[/]", chk.detail)
+    console.print(c)

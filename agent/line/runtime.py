@@ -70,7 +70,7 @@ class LineRuntime:
     def __init__(
         self, cfg: LineConfig, ledger: Ledger, *, overrides: dict[tuple[str, str], Any] | None = None,
         read_labels: dict[str, ReadLabel] | None = None, exit_when_done: bool = False,
-        status_every_s: float = 0.5, job_poll_s: float = 0.5,
+        status_every_s: float = 0.5, job_poll_s: float = 0.5, drain_s: float = 0.0,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -79,6 +79,7 @@ class LineRuntime:
         self.exit_when_done = exit_when_done
         self.status_every_s = status_every_s
         self.job_poll_s = job_poll_s
+        self.drain_s = drain_s  # on exit, wait this long for the receiver to ack every event
         self.read_labels = read_labels or {}
         self.status_file = status_path(ledger.path)
         self.started_at = time.time()
@@ -117,6 +118,7 @@ class LineRuntime:
                 await self._jobs(stop)
                 self.state = RuntimeState.STOPPING
                 await asyncio.to_thread(self.ledger.commit)
+                await self._drain()
                 stop.set()
                 sync_stop.set()
         finally:
@@ -147,6 +149,13 @@ class LineRuntime:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.job_poll_s):
                             await stop.wait()
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.drain_s
+        while self.uplink is not None and time.monotonic() < deadline:
+            if await asyncio.to_thread(self.uplink.drained):
+                return
+            await asyncio.sleep(0.05)
 
     def _running_job(self) -> Job | None:
         running = [j for j in list_jobs(self.ledger) if j.state is JobState.RUNNING]

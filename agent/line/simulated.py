@@ -249,5 +249,5 @@ class SimulatedLine:
             return defects
         if roll < self.settings.defect_share + self.settings.mild_share:
             kind_m = rng.choice(MILD)
-            return Defects.of(kind_m, rng.uniform(0.0, 0.4))
+            return Defects.of(kind_m, rng.uniform(0.0, 0.25))
         return Defects()

@@ -3,9 +3,12 @@
 Why the binding lives here: agent.verify.station judges an item against "the text printed at that
 position", but no device says that directly. The PLC counter says an item passed the print head; the
 coder's confirmations (the feeder's ledger records, in the coder's FIFO order) say which code it
-printed. Binding them in order ties each item to its code before it reaches the camera. A coder that
-skipped an item would shift the binding; that can only produce rejects (the read does not match), never
-a false accept, and the reject reasons say so.
+printed, and the coder prints its FIFO in order, so the N-th item past the head after a reconcile carries
+the N-th record sent since. Binding on the sent records (durable before their bytes left) and not on
+the confirmations keeps the binding ahead of the camera even when confirmations lag on a busy serial
+link. Records a reconcile put in doubt were flushed from the coder and are skipped. A coder that skipped
+an item would shift the binding; that can only produce rejects (the read does not match), never a false
+accept, and the reject reasons say so.
 
 The camera is triggered per item: for every item that reaches the camera position one frame is grabbed
 and decoded (in a worker thread: decoding must not stall the loop) and handed to the station. A device
@@ -30,7 +33,7 @@ from agent.line.printing import PrintStation
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
 from agent.verify.station import VerifyStation, observe_image
-from agent.verify.tracker import Tracked
+from agent.verify.tracker import Tracked, TrackingError
 from agent.verify.verdict import Judgement
 from drivers.cameras.base import Camera, CameraError
 from drivers.plc import LinePlc, PlcError, Signal, unwrap
@@ -168,6 +171,7 @@ class VerifyRunner:
         values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
         counter = unwrap(values[Signal.COUNTER], station.tracker.head)
         await self._bind(station, counter)
+        await station.step(counter, values[Signal.REJECT_CONFIRM])  # moves the head; expires unread items
         s = self.st.verify
         while self._next_frame <= counter - s.camera_at:
             seq = self._next_frame
@@ -176,7 +180,6 @@ class VerifyRunner:
                 break  # the coder's confirmation is on its way; the frame waits in the camera
             await self._frame(station, seq)
             self._next_frame += 1
-        await station.step(counter, values[Signal.REJECT_CONFIRM])
 
     async def _frame(self, station: VerifyStation, seq: int) -> None:
         try:
@@ -201,14 +204,19 @@ class VerifyRunner:
         for feed_seq, code in rows:
             self._bound_item += 1
             self._bound_feed_seq = feed_seq
+            try:
+                station.printed(self._bound_item, code, self.printing.render(code))
+            except TrackingError as exc:
+                # The confirmation came after the item left the camera: it was judged unread (rejected).
+                self.board.set(self.name, "late_print_confirm", True, Severity.WARNING, str(exc))
+                continue
             self._unjudged.add(self._bound_item)
-            station.printed(self._bound_item, code, self.printing.render(code))
 
     def _printed_after(self, feed_seq: int, limit: int) -> list[tuple[int, str]]:
         with self.ledger.lock:
             rows = self.ledger.conn.execute(
                 "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
-                "AND f.seq > ? AND c.state IN ('printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
+                "AND f.seq > ? AND c.state IN ('sent', 'printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
                 (self.printing.coder, feed_seq, limit)).fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
