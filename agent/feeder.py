@@ -91,6 +91,7 @@ class Feeder:
         poll_s: float = 0.02,
         retry_s: float = 0.05,
         max_retry_s: float = 2.0,
+        shutdown_s: float = 10.0,
         on_alarm: Callable[[AlarmEvent], None] | None = None,
         alarms: asyncio.Queue[AlarmEvent] | None = None,
     ) -> None:
@@ -108,6 +109,7 @@ class Feeder:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
+        self.shutdown_s = shutdown_s  # how long stop() keeps trying to reconcile with a silent coder
         self.alarms = AlarmSink(coder, callback=on_alarm, queue=alarms)
         self.state = FeederState.IDLE
         self.reports: list[ReconcileReport] = []
@@ -119,6 +121,7 @@ class Feeder:
         self._primed = False  # a refill has followed the last reconcile
         self._distrust = False  # the driver's last printed report contradicted the counter
         self._pushed_since_reconcile = False
+        self._suspect_from: int | None = None  # first seq of a failed push since the last reconcile
         self._reconciled_at = float("-inf")  # monotonic time of the last reconcile's status read
 
     # ---- public -------------------------------------------------------------------------------
@@ -186,6 +189,7 @@ class Feeder:
     async def _reconcile_until_done(self, reason: ReconcileReason) -> None:
         """A reconcile needs the coder; until it answers, nothing is pushed and nothing is settled."""
         delay = self.retry_s
+        give_up = time.monotonic() + self.shutdown_s
         while True:
             try:
                 await self.reconcile(reason)
@@ -193,7 +197,8 @@ class Feeder:
             except PrinterError as exc:
                 self.state = FeederState.WAITING
                 self.alarms.set(Alarm.COMMUNICATION, True, f"{self.coder}: cannot reconcile: {exc}")
-                if self._stopping and reason is ReconcileReason.SHUTDOWN:
+                if reason is ReconcileReason.SHUTDOWN and time.monotonic() >= give_up:
+                    # The codes stay `sent`: the next feeder's start-up reconcile settles them.
                     log.warning("%s: shut down without reconciling: %s", self.coder, exc)
                     return
                 await asyncio.sleep(delay)
@@ -278,6 +283,7 @@ class Feeder:
                 log.warning("%s: push of seq %d..%d failed: %s", self.coder, records[0].seq,
                             records[-1].seq, exc)
                 self._pending_reason = ReconcileReason.PUSH_FAILED
+                self._suspect_from = records[0].seq
                 return pushed
             pushed += len(chunk)
         return pushed
@@ -308,7 +314,7 @@ class Feeder:
         nothing and asks for a reconcile (the codes concerned end in doubt, never falsely printed)."""
         if status.last_printed is not None:
             try:
-                n = store.confirm_upto(self.ledger, self.coder, status.last_printed,
+                n = store.confirm_upto(self.ledger, self.coder, self._trusted(status.last_printed),
                                        print_count=status.print_count)
             except store.CounterMismatch as exc:
                 log.warning("%s", exc)
@@ -322,12 +328,21 @@ class Feeder:
         self.ledger.maybe_commit()
         return n
 
+    def _trusted(self, last_printed: int) -> int:
+        """After a failed push nobody knows which of its records reached the FIFO, nor in what order
+        (a refused or unanswered record may be followed by stored ones), so a print the driver puts
+        on one of them cannot be attributed: those codes go in doubt rather than printed."""
+        if self._suspect_from is None:
+            return last_printed
+        return min(last_printed, self._suspect_from - 1)
+
     def _settle(self, reason: ReconcileReason, status: PrinterStatus) -> ReconcileReport:
         self._distrust = False
         printed = self._confirm(status)
         if self._distrust:
             self._pending_reason = None  # this reconcile is the one the mismatch asked for
         doubt = store.settle_in_doubt(self.ledger, self.coder, reason.value, status.print_count)
+        self._suspect_from = None
         self._seq = store.next_seq(self.ledger, self.coder)
         return ReconcileReport(reason, printed, doubt, status.last_printed, status.print_count)
 
@@ -343,7 +358,7 @@ class Feeder:
             if self.printer.capabilities.counters:
                 self._wake.set()  # confirm from the next status, where the counter can check it
             else:
-                await asyncio.to_thread(store.confirm_upto, self.ledger, self.coder, event.seq)
+                await asyncio.to_thread(store.confirm_upto, self.ledger, self.coder, self._trusted(event.seq))
             return
         if event.at < self._reconciled_at:
             return  # seen before the last reconcile read the coder: that reconcile covered it
