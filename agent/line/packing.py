@@ -6,6 +6,11 @@ each level's station works through its own queue in order, so a slow label print
 never verification. Children are counted off the verified stream (agent.aggregation.station
 StreamBatcher): the N-th verified item goes into the current box. At the end of a job the partial packs
 are force-closed bottom-up with a recorded reason, as an operator would with `pack close --partial`.
+
+Why its own thread and event loop (`run_threaded`): obtaining a parent code commits durably (an SSCC
+minted, a label code allocated and printed) and those fsyncs, several per pack, would stall the
+verify station's loop for hundreds of milliseconds on a slow disk, long enough for items to leave the
+camera window unread. Packing may lag; verification may not.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from drivers.labels.zpl import LabelPrinterError, ZplLabelPrinter
 
 log = logging.getLogger(__name__)
 END = None  # queue marker: the job ended, force-close what is open
+STOP: list[str] = []  # queue marker: stop at once, leave open packs open
 
 
 @dataclass
@@ -59,6 +66,7 @@ class PackLine:
         stations = {st.level: (name, st) for name, st in cfg.stations.items()
                     if st.type is StationKind.AGGREGATE and st.level}
         self.levels: list[Level] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         for level in self.agg.plans:
             if level not in stations:
                 continue
@@ -84,7 +92,11 @@ class PackLine:
 
     def verified(self, code: str) -> None:
         """A verified item (from the verify station's hook): into the bottom level's current pack."""
-        if self.levels:
+        if not self.levels:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._push, 0, code)
+        else:
             self._push(0, code)
 
     def _push(self, i: int, code: str) -> None:
@@ -96,8 +108,32 @@ class PackLine:
 
     def finish(self) -> None:
         """The job ended: force-close each level's partial pack once the level below is done."""
-        if self.levels:
+        if not self.levels:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.levels[0].queue.put_nowait, END)
+        else:
             self.levels[0].queue.put_nowait(END)
+
+    async def run_threaded(self) -> None:
+        """run() on its own event loop in a worker thread; returns when it does."""
+        started = threading.Event()
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            for lv in self.levels:
+                lv.queue = asyncio.Queue()  # bound to this loop
+            started.set()
+            await self.run()
+
+        await asyncio.to_thread(asyncio.run, main())
+
+    def cancel(self) -> None:
+        """Stop packing now (the agent is shutting down mid-job): open packs stay open in the ledger."""
+        loop = self._loop
+        if loop is not None:
+            for lv in self.levels:
+                loop.call_soon_threadsafe(lv.queue.put_nowait, STOP)
 
     async def run(self) -> None:
         """One task per level; returns when every level has handled its END marker."""
@@ -118,6 +154,8 @@ class PackLine:
     async def _work(self, i: int, lv: Level) -> None:
         while True:
             batch = await lv.queue.get()
+            if batch is STOP:
+                return
             if batch is END:
                 rest = lv.batcher.remainder()
                 lv.open = 0

@@ -180,7 +180,7 @@ class LineRuntime:
             printing = [tg.create_task(p.run(job, job_stop), name=f"print:{n}") for n, p in self.printers.items()]
             for n, v in self.verifiers.items():
                 tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
-            packing = tg.create_task(pack.run(), name="packing")
+            tg.create_task(pack.run_threaded(), name="packing")
             tg.create_task(self._conveyor(job_stop), name="conveyor")
             done = await self._until_done(printing, stop)
             await self._run_line(False)
@@ -188,7 +188,7 @@ class LineRuntime:
             if done:
                 pack.finish()
             else:
-                packing.cancel()  # packs left open stay open in the ledger; an operator closes them
+                pack.cancel()  # packs left open stay open in the ledger; an operator closes them
         run.completed = done
         run.packs = pack.snapshot()
         self.current = None
