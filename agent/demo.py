@@ -75,7 +75,7 @@ def prepare(workdir: Path, items: int, console: Console) -> LineConfig:
     return cfg
 
 
-def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_per_min: float = 1200.0,
+def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_per_min: float = 600.0,
              broker_restart: bool = True, seed: int = 7) -> DemoReport:
     report = DemoReport()
     workdir = workdir.resolve()

@@ -30,6 +30,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
     "agent.cli.demo_cmd",
+    "agent.cli.run_cmd",
     "agent.cli.receiver_cmd",
     "agent.cli.trace_cmd",
 ]
