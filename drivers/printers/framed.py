@@ -170,10 +170,7 @@ class FramedPrinter(Printer):
         for attempt in range(attempts):
             try:
                 async with self._lock:
-                    reply = (await self._send_and_wait([payload], raw=raw))[0]
-                if isinstance(reply, Frame):
-                    return reply
-                raise reply
+                    return await self._send_and_wait(payload, raw=raw)
             except (DeviceTimeout, ProtocolError) as exc:
                 last = exc
                 if attempt + 1 < attempts:
@@ -181,56 +178,69 @@ class FramedPrinter(Printer):
         raise last
 
     async def exchange_many(self, payloads: Sequence[bytes]) -> list[Frame | PrinterError]:
-        """Pipelined: up to `window` frames in flight; one result per payload, in order. Never retried
-        (pushes are not idempotent); the caller decides what a failed item means."""
+        """Pipelined with a sliding window: up to `window` frames in flight, and as each answer arrives
+        the next frame leaves, so the line never idles waiting for a round trip. One result per
+        payload, in order. Never retried (pushes are not idempotent): the caller decides what a failed
+        item means. Every payload is framed before the first is sent, so a BadRecord sends nothing."""
+        wires = [self._frame(p) for p in payloads]
         await self._resync_if_due()
         results: list[Frame | PrinterError] = []
-        window = self.window
+        inflight: deque[_Waiter] = deque()
         async with self._lock:
-            for i in range(0, len(payloads), window):
-                batch = payloads[i : i + window]
-                try:
-                    results.extend(await self._send_and_wait(batch, partial=True))
-                except LinkDown as exc:
-                    results.extend([exc] * (len(payloads) - len(results)))
-                    break
+            try:
+                for payload, wire in zip(payloads, wires, strict=True):
+                    if len(inflight) >= self.window:
+                        results.append(await self._collect(inflight.popleft(), partial=True))
+                    inflight.append(await self._send(payload, wire))
+                while inflight:
+                    results.append(await self._collect(inflight.popleft(), partial=True))
+            except LinkDown as exc:
+                results.extend([exc] * (len(payloads) - len(results)))
+            finally:  # a waiter left behind would take the next request's answer
+                self._forget(list(inflight))
         return results
 
-    async def _send_and_wait(
-        self, payloads: Sequence[bytes], *, partial: bool = False, raw: bool = False
-    ) -> list[Frame | PrinterError]:
-        transport = self._linked()
+    def _frame(self, payload: bytes) -> bytes:
         try:
-            wire = b"".join(p if raw else encode(self.frame_spec, p) for p in payloads)
+            return encode(self.frame_spec, payload)
         except ValueError as exc:
             raise BadRecord(f"{self.name}: cannot frame the request: {exc}") from None
-        loop = asyncio.get_running_loop()
-        waiters = [_Waiter(p, loop.create_future()) for p in payloads]
-        self._waiters.extend(waiters)
+
+    async def _send_and_wait(self, payload: bytes, *, raw: bool = False) -> Frame:
+        waiter = await self._send(payload, payload if raw else self._frame(payload))
+        reply = await self._collect(waiter, partial=False)
+        if isinstance(reply, PrinterError):  # not reached: partial=False raises instead
+            raise reply
+        return reply
+
+    async def _send(self, payload: bytes, wire: bytes) -> _Waiter:
+        transport = self._linked()
+        waiter = _Waiter(payload, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)  # before the write: the answer may beat the write's return
         try:
             await transport.write(wire)
         except LinkClosed as exc:
-            self._forget(waiters)
+            self._forget([waiter])
             self._link_lost(str(exc))
             raise LinkDown(str(exc)) from exc
-        out: list[Frame | PrinterError] = []
-        for w in waiters:  # each reply may take timeout_s after the one before it
-            try:
-                out.append(await asyncio.wait_for(w.future, self.settings.timeout_s))
-                self._answered()
-            except TimeoutError:
-                self._forget([w])
-                err = self._timed_out(w)
-                if not partial or isinstance(err, LinkDown):
-                    self._forget(waiters)
-                    raise err from None
-                out.append(err)
-            except ProtocolError as exc:
-                if not partial:
-                    self._forget(waiters)
-                    raise
-                out.append(exc)
-        return out
+        return waiter
+
+    async def _collect(self, waiter: _Waiter, *, partial: bool) -> Frame | PrinterError:
+        """The answer to `waiter` within timeout_s (counted from now: it is the oldest in flight)."""
+        try:
+            frame = await asyncio.wait_for(waiter.future, self.settings.timeout_s)
+        except TimeoutError:
+            self._forget([waiter])
+            err = self._timed_out(waiter)
+            if not partial or isinstance(err, LinkDown):
+                raise err from None
+            return err
+        except ProtocolError as exc:
+            if not partial:
+                raise
+            return exc
+        self._answered()
+        return frame
 
     def _new_transport(self) -> Transport:
         s = self.settings

@@ -53,12 +53,15 @@ class _Session:
         self.deframer = sim.deframer()
 
     def received(self, data: bytes) -> None:
+        for item in self.deframer.feed(data):
+            self.answer(item)
+
+    def answer(self, item: Frame | FrameError) -> None:
         if not self.sim.powered:
             return
-        for item in self.deframer.feed(data):
-            reply = self.sim.dispatch(item)
-            if reply:
-                self.send(reply)
+        reply = self.sim.dispatch(item)
+        if reply:
+            self.send(reply)
 
 
 class SimCoder(ABC):
@@ -196,10 +199,10 @@ class SimCoder(ABC):
             self._server = None
 
     async def power_on(self) -> None:
+        if self._tcp_port is not None and self._server is None:
+            await self.serve_tcp(self._tcp_port)  # listening before "powered": no half-up window
         self.powered = True
         self.faults.discard(Fault.BUFFER_EMPTY)
-        if self._tcp_port is not None and self._server is None:
-            await self.serve_tcp(self._tcp_port)
 
     # --- request dispatch ------------------------------------------------------------------------
 
@@ -261,17 +264,30 @@ class SimCoder(ABC):
         return n * BITS_PER_BYTE / self.baud
 
     async def _pty_rx(self, rx: asyncio.Queue[bytes], session: _Session) -> None:
+        """Each frame is handled when its last byte would have arrived at `baud`, not when the host's
+        whole burst landed in the pty: a coder answers frame by frame while the next one is on the line."""
+        loop = asyncio.get_running_loop()
+        line_free = loop.time()
         while True:
             data = await rx.get()
-            await asyncio.sleep(self.wire_time(len(data)))  # the bytes are still arriving on the line
-            session.received(data)
+            if not self.powered:
+                session.deframer.reset()
+                continue
+            line_free = max(line_free, loop.time())
+            for item in session.deframer.feed(data):
+                line_free += self.wire_time(len(item.raw))
+                await asyncio.sleep(max(0.0, line_free - loop.time()))
+                session.answer(item)
 
     async def _pty_tx(self, master: int, tx: asyncio.Queue[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        line_free = loop.time()
         while True:
             data = await tx.get()
             if not self.powered:
                 continue
-            await asyncio.sleep(self.wire_time(len(data)))
+            line_free = max(line_free, loop.time()) + self.wire_time(len(data))
+            await asyncio.sleep(max(0.0, line_free - loop.time()))  # the bytes take their time on the line
             view = memoryview(data)
             while view:
                 try:
