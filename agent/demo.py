@@ -36,6 +36,7 @@ from agent.line.status import job_progress
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
 from agent.sync.uplink import Uplink
+from drivers.sim.zpl import ZplSimulator
 
 SIM_CONFIG = Path(__file__).resolve().parent.parent / "config" / "line.sim.yaml"
 
@@ -159,13 +160,16 @@ def _label_readers(sim: SimulatedLine, cfg: LineConfig, out: Path) -> dict[str, 
             continue
         zpl = sim.labels[st.label_printer]
 
-        async def read(zpl=zpl) -> str | None:  # type: ignore[no-untyped-def]
-            for _ in range(200):
-                if zpl.labels:
+        seen = [len(zpl.labels)]
+
+        async def read(zpl: ZplSimulator = zpl, seen: list[int] = seen) -> str | None:
+            for _ in range(300):  # the label being rendered by the printer: wait for a new one
+                if len(zpl.labels) > seen[0]:
                     break
                 await asyncio.sleep(0.01)
-            if not zpl.labels:
+            if len(zpl.labels) <= seen[0]:
                 return None
+            seen[0] = len(zpl.labels)
             image = zpl.labels[-1]
             cv2.imwrite(str(out / f"label-{len(zpl.labels):04d}.png"), image)
             found = [b.text for b in zxingcpp.read_barcodes(image)]

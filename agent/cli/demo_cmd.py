@@ -1,4 +1,4 @@
-"""`lineagent demo`: a simulated line on this machine, from keys to a running job."""
+"""`lineagent demo`: the whole simulated line on this machine, from keys to events at the cloud receiver."""
 
 from __future__ import annotations
 
@@ -7,20 +7,24 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.common import console
+from agent.cli.common import Exit, console
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         workdir: Annotated[
-            Path, typer.Option("--dir", help="Where the demo writes its keys, config and ledger")
+            Path, typer.Option("--dir", help="Where the demo writes its keys, config, ledger and receiver db")
         ] = Path("demo-data"),
-        items: Annotated[int, typer.Option(min=1, help="Items to run through the line")] = 200,
+        items: Annotated[int, typer.Option(min=1, help="Items to run through the line")] = 300,
+        rate: Annotated[float, typer.Option(min=60, max=3000, help="Line speed, items per minute")] = 600.0,
+        broker_restart: Annotated[bool, typer.Option(help="Kill and restart the MQTT broker once mid-run")] = True,
+        seed: Annotated[int, typer.Option(help="Seed of the injected print defects")] = 7,
         fresh: Annotated[bool, typer.Option(help="Delete the demo directory first")] = True,
     ) -> None:
-        """Run the simulated line end to end and print where its data went."""
+        """Run the simulated line end to end; exit 1 when an invariant fails (see the summary)."""
         from agent.demo import run_demo
 
-        report = run_demo(workdir, items=items, fresh=fresh, console=console)
-        raise typer.Exit(0 if report.ok else 1)
+        report = run_demo(workdir, items=items, fresh=fresh, console=console, rate_per_min=rate,
+                          broker_restart=broker_restart, seed=seed)
+        raise typer.Exit(int(Exit.OK) if report.ok else int(Exit.REFUSED))

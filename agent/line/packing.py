@@ -31,7 +31,7 @@ from agent.aggregation.station import AggregationStation, PackOutcome, StreamBat
 from agent.config.model import LineConfig
 from agent.config.stations import StationConfig, StationKind
 from agent.jobs import Job
-from agent.ledger import Ledger
+from agent.ledger import CodeState, Ledger
 from agent.line.alarms import AlarmBoard, Severity
 from drivers.labels.zpl import LabelPrinterError, ZplLabelPrinter
 
@@ -164,7 +164,19 @@ class PackLine:
                 if i + 1 < len(self.levels):
                     self.levels[i + 1].queue.put_nowait(END)
                 return
+            if i == 0:
+                await self._until_verified(batch)
             await self._pack(i, lv, batch)
+
+    async def _until_verified(self, codes: list[str], wait_s: float = 2.0) -> None:
+        """The verify station announces a verdict just before its ledger write (in a worker thread);
+        give that write a moment so the pack's rule check sees the children verified."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            states = await asyncio.to_thread(lambda: [self.ledger.state_of(c) for c in codes])
+            if all(st is CodeState.VERIFIED for st in states):
+                return
+            await asyncio.sleep(0.005)
 
     async def _pack(self, i: int, lv: Level, children: list[str], partial: str | None = None) -> None:
         try:

@@ -27,8 +27,9 @@ from typing import Any
 from agent.config.model import LineConfig, TemplateKind
 from agent.config.stations import StationConfig
 from agent.epcis.events import LineContext
-from agent.ledger import Ledger
+from agent.ledger import CodeState, Ledger
 from agent.line.alarms import AlarmBoard, Severity
+from agent.line.deferred import DeferredRejects, Pending
 from agent.line.printing import PrintStation
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
@@ -100,6 +101,7 @@ class VerifyRunner:
         self._bound_item = 0  # the last conveyor seq tied to a print
         self._next_frame = 0
         self._unjudged: set[int] = set()  # bound items still waiting for their verdict
+        self.deferred = DeferredRejects(ledger, LineContext.from_config(cfg))
 
     def make_station(self, job_template: str) -> VerifyStation:
         parse = code_parser(self.cfg, job_template)
@@ -109,12 +111,16 @@ class VerifyRunner:
         station.on_verdict.extend(self.on_verdict)
         return station
 
-    def _judged(self, item: Tracked, _j: Judgement) -> None:
+    def _judged(self, item: Tracked, j: Judgement) -> None:
         self._unjudged.discard(item.seq)
+        if j.verdict.rejects and item.code is not None and j.read is None \
+                and self.ledger.state_of(item.code) is CodeState.SENT:
+            self.deferred.add(Pending(item.code, item.seq, str(j.verdict), j.reason, self.name))
 
     def all_judged(self) -> bool:
-        """Every print confirmed so far is tied to an item and every such item has its verdict."""
-        return not self._unjudged and not self._printed_after(self._bound_feed_seq, 1)
+        """Every print confirmed so far is tied to an item, judged, and its verdict in the ledger."""
+        self.deferred.settle()
+        return not self._unjudged and not self.deferred.pending and not self._printed_after(self._bound_feed_seq, 1)
 
     async def open(self) -> None:
         await self.plc.open()
@@ -172,6 +178,8 @@ class VerifyRunner:
         counter = unwrap(values[Signal.COUNTER], station.tracker.head)
         await self._bind(station, counter)
         await station.step(counter, values[Signal.REJECT_CONFIRM])  # moves the head; expires unread items
+        if self.deferred.pending:
+            await asyncio.to_thread(self.deferred.settle)
         s = self.st.verify
         while self._next_frame <= counter - s.camera_at:
             seq = self._next_frame
