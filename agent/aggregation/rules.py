@@ -6,10 +6,11 @@ rejected pack by hand, and "2 duplicates and 1 foreign code" is one trip to the 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.aggregation.model import LevelPlan, PackState, Reason, Violation
 from agent.ledger import CodeState
@@ -20,9 +21,12 @@ PARENT_USABLE: frozenset[CodeState] = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CodeFacts:
-    """A code with what the rules need: its state, its job and lot, its pack (if any), its parent."""
+class CodeFacts(NamedTuple):
+    """A code with what the rules need: its state, its job and lot, its pack (if any), its parent.
+
+    A NamedTuple, not a frozen dataclass: a burst reads a thousand of these per pallet, and a tuple is
+    built several times faster.
+    """
 
     id: int
     code: str
@@ -34,25 +38,29 @@ class CodeFacts:
     parent: int | None
 
 
+# One statement for any number of codes (a JSON array bound as one parameter), so SQLite compiles it
+# once and keeps it in the statement cache; the lot comes from the few distinct jobs afterwards.
 _FACTS_SQL = (
-    "SELECT c.id, c.code, c.level, c.state, COALESCE(p.job, c.job) AS job, j.lot, p.state AS pack_state,"
-    " l.parent FROM codes c LEFT JOIN packs p ON p.code = c.id"
-    " LEFT JOIN jobs j ON j.id = COALESCE(p.job, c.job) LEFT JOIN pack_links l ON l.child = c.id"
-    " WHERE c.code IN ({})"
+    "SELECT c.id, c.code, c.level, c.state, COALESCE(p.job, c.job), p.state, l.parent"
+    " FROM codes c LEFT JOIN packs p ON p.code = c.id LEFT JOIN pack_links l ON l.child = c.id"
+    " WHERE c.code IN (SELECT value FROM json_each(?))"
 )
+_CODE_STATES = {s.value: s for s in CodeState}
+_PACK_STATES = {s.value: s for s in PackState}
 
 
 def facts(conn: sqlite3.Connection, codes: Iterable[str]) -> dict[str, CodeFacts]:
-    wanted = list(dict.fromkeys(codes))
-    out: dict[str, CodeFacts] = {}
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start : start + 900]
-        sql = _FACTS_SQL.format(",".join("?" * len(chunk)))
-        for r in conn.execute(sql, chunk):
-            out[r[1]] = CodeFacts(
-                r[0], r[1], r[2], CodeState(r[3]), r[4], r[5], PackState(r[6]) if r[6] else None, r[7]
-            )
-    return out
+    rows = conn.execute(_FACTS_SQL, (json.dumps(list(dict.fromkeys(codes))),)).fetchall()
+    jobs = {r[4] for r in rows if r[4] is not None}
+    lots: dict[int, str] = {}
+    if jobs:
+        lots = dict(conn.execute("SELECT id, lot FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+                                 (json.dumps(sorted(jobs)),)).fetchall())
+    return {
+        r[1]: CodeFacts(r[0], r[1], r[2], _CODE_STATES[r[3]], r[4], lots.get(r[4]) if r[4] is not None else None,
+                        _PACK_STATES[r[5]] if r[5] else None, r[6])
+        for r in rows
+    }
 
 
 def check_children(
