@@ -16,10 +16,11 @@ from pathlib import Path
 # Parts, in the order they run. Each module has run(quick: bool) -> dict[str, Figure].
 PARTS: list[str] = [
     "bench.ledger",
-    "bench.sync",
     "bench.aggregation",
+    "bench.sync",
     "bench.decode",
     "bench.verify",
+    "bench.line",
 ]
 
 
