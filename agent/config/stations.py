@@ -49,9 +49,8 @@ class StationConfig(Strict):
     def _fits_kind(self) -> StationConfig:
         if self.type is StationKind.PRINT and not self.coder:
             raise ValueError("a print station needs 'coder'")
-        if self.type is StationKind.VERIFY:
-            if not (self.camera or self.reader):
-                raise ValueError("a verify station needs 'camera' or 'reader'")
+        if self.type is StationKind.VERIFY and not (self.camera or self.reader):
+            raise ValueError("a verify station needs 'camera' or 'reader'")
         if self.type is StationKind.AGGREGATE and not self.level:
             raise ValueError("an aggregate station needs 'level' (the parent level it closes)")
         return self
