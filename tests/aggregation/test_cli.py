@@ -139,3 +139,22 @@ def test_label_printer_config_checks_and_resolves_its_template(tmp_path: Path) -
     path.write_text(yaml.safe_dump(doc))
     code, out = run("config", "check", str(path))
     assert code == 1 and "a label template is a .zpl file" in out
+
+
+def test_resume_and_decommission_through_the_cli(tmp_path: Path) -> None:
+    cfg, db = line(tmp_path)
+    with Ledger(db) as ledger:
+        Aggregator(ledger, plan_levels(SPEC), EventContext("urn:x:rp", None)).open("case", "C00002")
+    assert run("pack", "park", "C00002", *cfg)[0] == 0
+    code, out = run("pack", "resume", "C00002", *cfg)
+    assert code == 0 and "resumed C00002" in out
+    code, out = run("pack", "resume", "C00002", *cfg)
+    assert code == 1 and "case 'C00002' is open; resume needs it parked" in out
+    code, out = run("pack", "decommission", "C00000", "--pin", PIN, *cfg)
+    assert code == 1 and "holds 9 codes; decommission it with --recursive" in out
+    code, out = run("pack", "decommission", "C00000", "--recursive", "--pin", PIN, *cfg)
+    assert code == 0 and "decommissioned C00000: 10 codes" in out
+    code, out = run("trace", "I00000", *cfg)
+    assert code == 0 and "rejected" in out and "case C00000" not in out
+    results = [r for a, r in audit(db) if a == "pack.decommission"]
+    assert results[0].startswith("refused") and results[1] == "ok: 10"
