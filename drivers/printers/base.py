@@ -199,26 +199,43 @@ class FifoTracker:
         """Coder says: last printed tag `last_tag`, `depth` records waiting. Consistent when the
         records after `last_tag` in our list number exactly `depth`; anything else means the FIFO
         was cleared, and what we pushed after the last confirmed print is in doubt."""
-        if depth == len(self.pending) and (last_tag == self.last_tag or last_tag is None):
-            return Reconciled((), ())
-        if self._stale(last_tag, depth):
-            return Reconciled((), ())
-        matches = [k for k, (_, tag) in enumerate(self.pending) if tag == last_tag]
-        for k in matches:
-            if len(self.pending) - (k + 1) == depth:
-                return self.printed_count(k + 1)
+        tags = [tag for _, tag in self.pending]
+        k = self._progress(tags, last_tag, depth)
+        if k is not None:
+            return self.printed_count(k)
+        matches = [k for k, tag in enumerate(tags) if tag == last_tag]
         # Inconsistent: take the earliest match as printed (claiming a print that did not happen would
         # be worse than leaving it in doubt), and everything after it as lost.
         printed = self.printed_count(matches[0] + 1).printed if matches else ()
         return Reconciled(printed, self.lose())
 
-    def _stale(self, last_tag: int | None, depth: int) -> bool:
+    def held(self, candidates: Sequence[tuple[int, int]], last_tag: int | None, depth: int) -> int:
+        """How many of `candidates` ((seq, tag) pushed after ours, whose answers were lost, in push
+        order) the coder holds: the largest prefix that makes its report consistent with our list."""
+        tags = [tag for _, tag in self.pending]
+        for u in range(len(candidates), 0, -1):
+            if self._progress(tags + [tag for _, tag in candidates[:u]], last_tag, depth) is not None:
+                return u
+        return 0
+
+    def _progress(self, tags: Sequence[int], last_tag: int | None, depth: int) -> int | None:
+        """Records of `tags` printed if the report is consistent with them, else None."""
+        if depth == len(tags) and (last_tag == self.last_tag or last_tag is None):
+            return 0
+        if self._stale(last_tag, depth - len(tags)):
+            return 0
+        for k, tag in enumerate(tags):
+            if tag == last_tag and len(tags) - (k + 1) == depth:
+                return k + 1
+        return None
+
+    def _stale(self, last_tag: int | None, surplus: int) -> bool:
         """A report taken before prints we already know of: print-complete messages sent after the
         coder answered can be handled before the answer is. Consistent once those prints are counted."""
         if last_tag is None or last_tag not in self.recent:
             return False
         after = len(self.recent) - 1 - max(i for i, tag in enumerate(self.recent) if tag == last_tag)
-        return after > 0 and depth - after == len(self.pending)
+        return after > 0 and surplus == after
 
     def lose(self) -> tuple[int, ...]:
         """The FIFO was cleared: every pending record is now in doubt."""

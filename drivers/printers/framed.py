@@ -133,7 +133,11 @@ class FramedPrinter(Printer):
         except LinkClosed as exc:
             raise LinkDown(str(exc)) from exc
         self._attach(transport)
-        await self.on_connected()
+        try:
+            await self.on_connected()
+        except BaseException:
+            await self.close()  # all or nothing: no half-initialised driver holding the link
+            raise
 
     async def on_connected(self) -> None:
         """First contact after connect(): protocols select the configured job, read the FIFO."""
@@ -153,6 +157,13 @@ class FramedPrinter(Printer):
     async def events(self) -> AsyncIterator[PrintEvent]:
         while True:
             yield await self._events.get()
+
+    def pending_events(self) -> list[PrintEvent]:
+        """The events emitted so far and not yet taken, without waiting (for a caller that polls)."""
+        out: list[PrintEvent] = []
+        while not self._events.empty():
+            out.append(self._events.get_nowait())
+        return out
 
     def emit(
         self, kind: PrintEventKind, *, seq: int | None = None, faults: frozenset[Fault] = frozenset(), detail: str = ""

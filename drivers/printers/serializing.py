@@ -65,10 +65,16 @@ class SerializingPrinter(FramedPrinter):
     async def sync(self) -> tuple[int, int]:
         """Read the coder's FIFO and bring the tracker up to date; emits PRINTED and FIFO_LOST."""
         report = await self.read_fifo()
+        self._apply(report)
+        return report.capacity, report.waiting
+
+    def _apply(self, report: FifoReport) -> None:
         self.report(self._reconcile(report))
         if report.count is not None:
             self.count_seen = report.count
-        return report.capacity, report.waiting
+        if not self.tracker and report.waiting == 0 and report.last_index is not None:
+            # Empty on both sides: an indexed coder continues after its last print, whatever we had sent.
+            self.next_index = self.index_after(report.last_index)
 
     def _reconcile(self, r: FifoReport) -> Reconciled:
         if r.last_index is not None:
@@ -125,15 +131,21 @@ class SerializingPrinter(FramedPrinter):
             raise first_error
 
     async def _held_anyway(self, records: Sequence[Record], indexes: Sequence[int]) -> int:
-        """After a failed answer a record may still have been stored: count what the coder holds."""
+        """After a failed answer the record may still have been stored (a garbled answer to a stored
+        record): find the number of them that makes the coder's FIFO report add up, then reconcile."""
         try:
-            _, waiting = await self.sync()
+            report = await self.read_fifo()
         except PrinterError as exc:
             log.warning("%s: cannot read the FIFO after a failed push: %s", self.name, exc)
             return 0
-        extra = max(0, min(waiting - len(self.tracker), len(records)))
-        for r, index in zip(records[:extra], indexes[:extra], strict=True):
-            self.tracker.pushed(r.seq, index)
+        candidates = [(r.seq, index) for r, index in zip(records, indexes, strict=True)]
+        if report.last_index is not None:
+            extra = self.tracker.held(candidates, report.last_index, report.waiting)
+        else:
+            extra = max(0, min(report.waiting - len(self.tracker), len(candidates)))
+        for seq, index in candidates[:extra]:
+            self.tracker.pushed(seq, index)
+        self._apply(report)
         return extra
 
     def check_text(self, text: str, what: str, forbidden: str, encoding: str) -> None:

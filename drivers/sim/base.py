@@ -93,6 +93,7 @@ class SimCoder(ABC):
         self._server: asyncio.Server | None = None
         self._tcp_port: int | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.Task[None]] = set()  # connection handlers, awaited on close
         self._tx: asyncio.Queue[bytes] | None = None
 
     # --- protocol hooks --------------------------------------------------------------------------
@@ -130,6 +131,12 @@ class SimCoder(ABC):
             return False
         self.fifo.append(SimRecord(text, tag))
         return True
+
+    def expected_index(self) -> int:
+        """The index an indexed coder accepts next: the one after the newest record it holds, or, with
+        its FIFO empty (printed out, cleared, power-on), after the last it printed. Anchoring on the last
+        print is what makes a cleared FIFO visible: a host still counting from the lost records is refused."""
+        return (self.fifo[-1].tag if self.fifo else self.last_tag) % self.capacity + 1
 
     def start_printing(self) -> None:
         self.running = True
@@ -307,6 +314,10 @@ class SimCoder(ABC):
             writer.close()
             return
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
         session = _Session(self, writer.write)
         self._sessions.add(session)
         try:
@@ -351,6 +362,9 @@ class SimCoder(ABC):
                 writer.close()
             await self._server.wait_closed()
             self._server = None
+        for client in list(self._clients):  # let each handler see its closed connection and return
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await asyncio.wait_for(client, 1.0)
         self._tcp_port = None
         if self._pty is not None:
             master, slave = self._pty

@@ -51,7 +51,6 @@ class GenericSim(SimCoder):
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
         self.capacity = capacity or self.protocol.fifo.capacity
         self.enc = self.protocol.encoding
-        self.last_stored: int | None = None
         commands = self.protocol.commands
         self._commands: list[tuple[str, CommandModel, re.Pattern[str]]] = [
             (name, cmd, request_regex(cmd.send))
@@ -143,7 +142,6 @@ class GenericSim(SimCoder):
             self.clear_faults()
         elif name == "clear_fifo":
             self.fifo.clear()
-            self.last_stored = None
         return None
 
     def _store(self, groups: dict[str, str]) -> bytes | None:
@@ -151,18 +149,9 @@ class GenericSim(SimCoder):
         if self.protocol.fifo.indexed:
             if not 1 <= index <= self.capacity:
                 return self._refuse(Fault.SEQUENCE_ERROR)
-            if self.last_stored is not None and index != self.last_stored % self.capacity + 1:
+            if index != self.expected_index():
                 return self._refuse(Fault.SEQUENCE_ERROR)
         if not self.store(groups.get("text", ""), index):
             return self._refuse(Fault.BUFFER_FULL)
-        self.last_stored = index
         self.faults.discard(Fault.BUFFER_EMPTY)
         return None
-
-    def stop_printing(self) -> None:
-        super().stop_printing()
-        self.last_stored = None
-
-    async def power_off(self) -> None:
-        await super().power_off()
-        self.last_stored = None

@@ -3,9 +3,10 @@
 It follows the same public facts and the same assumed answer layout as the driver (see that module's
 docstring): `=MR<index>\t<data>` with the index checked (1015 full, 1018 bad index, 1019 out of
 sequence), `?SM` buffer size / records waiting / last printed index, `?RS`, `?CC`, `!GO`, `!ST` (clears
-the mailing data), `!EQ`, `!FF`, `=JL`. After a clear or power-on any valid index may come first; after
-that each must follow the last one stored. Codes that are ours, not Leibinger's: 2001 ink low, 9000
-"refused" (an injected NAK), 9001 unknown command.
+the mailing data), `!EQ`, `!FF`, `=JL`. Each index must follow the newest record held, or with the
+buffer empty the last one printed (0 after power-on): so after a clear the coder expects the index
+after its last print (our assumption; the public text says only that it stops on an out-of-order index).
+Codes that are ours, not Leibinger's: 2001 ink low, 9000 "refused" (an injected NAK), 9001 unknown command.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class LeibingerSim(SimCoder):
     ) -> None:
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
         self.capacity = capacity
-        self.last_stored: int | None = None  # None: the next record may carry any valid index
 
     def _answer(self, text: str) -> bytes:
         return self.frame(text.encode("latin-1"))
@@ -85,25 +85,15 @@ class LeibingerSim(SimCoder):
         if not sep or not index_text.isdigit() or not 1 <= int(index_text) <= self.capacity:
             return self._error(ERR_BAD_INDEX)
         index = int(index_text)
-        if self.last_stored is not None and index != self.last_stored % self.capacity + 1:
+        if index != self.expected_index():
             return self._error(ERR_OUT_OF_SEQUENCE)
         if not self.store(data, index):
             return self._error(ERR_BUFFER_FULL)
-        self.last_stored = index
         self.faults.discard(Fault.BUFFER_EMPTY)
         return self._answer(f"=MR{index}")
 
     def _flush(self) -> None:
         self.fifo.clear()
-        self.last_stored = None
-
-    def stop_printing(self) -> None:
-        super().stop_printing()
-        self.last_stored = None
-
-    async def power_off(self) -> None:
-        await super().power_off()
-        self.last_stored = None
 
     def _machine_state(self) -> int:
         if self.faults & STOPPING:

@@ -39,14 +39,15 @@ class Bench:
     driver: Printer
     sim: ContractSim
     pair: Pair
-    events: AsyncIterator[PrintEvent]
 
     async def drain(self) -> list[PrintEvent]:
-        """Events already emitted (the driver emits while it handles a call, so after the call)."""
+        """Events already emitted (the driver emits while it handles a call, so after the call).
+        A fresh iterator each time: the one a timeout cancels is finished for good."""
+        events = aiter(self.driver.events())
         out: list[PrintEvent] = []
         with suppress(TimeoutError):
             while True:
-                out.append(await asyncio.wait_for(anext(self.events), 0.05))
+                out.append(await asyncio.wait_for(anext(events), 0.05))
         return out
 
     async def recovered(self) -> PrinterStatus:
@@ -68,7 +69,7 @@ async def linked(pair: Pair, link: str) -> AsyncIterator[Bench]:
     driver = pair.make_driver(url, pair.capacity)
     try:
         await driver.connect()
-        yield Bench(driver, sim, pair, aiter(driver.events()))
+        yield Bench(driver, sim, pair)
     finally:
         await driver.close()
         await sim.close()

@@ -39,7 +39,6 @@ def test_records_left_from_an_earlier_session_are_flushed_on_connect() -> None:
         sim = LeibingerSim(capacity=16)
         sim.store("OLD1", 1)
         sim.store("OLD2", 2)
-        sim.last_stored = 2
         async with pair(sim) as d:
             assert len(sim.fifo) == 0
             st = await d.status()
