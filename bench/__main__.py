@@ -21,6 +21,7 @@ PARTS: list[str] = [
     "bench.decode",
     "bench.verify",
     "bench.line",
+    "bench.coder",
 ]
 
 
