@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -27,9 +29,8 @@ from typing import Any
 from agent.config.model import LineConfig, TemplateKind
 from agent.config.stations import StationConfig
 from agent.epcis.events import LineContext
-from agent.ledger import CodeState, Ledger
+from agent.ledger import Ledger
 from agent.line.alarms import AlarmBoard, Severity
-from agent.line.deferred import DeferredRejects, Pending
 from agent.line.printing import PrintStation
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
@@ -100,8 +101,9 @@ class VerifyRunner:
         self._bound_feed_seq = 0  # the last coder feed seq tied to an item
         self._bound_item = 0  # the last conveyor seq tied to a print
         self._next_frame = 0
-        self._unjudged: set[int] = set()  # bound items still waiting for their verdict
-        self.deferred = DeferredRejects(ledger, LineContext.from_config(cfg))
+        self._unjudged: set[int] = set()  # bound items still waiting for their durable verdict
+        self._reader: sqlite3.Connection | None = None  # committed view; never waits on a commit
+        self._reader_lock = threading.Lock()  # the tick and the end-of-job check read from two threads
 
     def make_station(self, job_template: str) -> VerifyStation:
         parse = code_parser(self.cfg, job_template)
@@ -112,15 +114,11 @@ class VerifyRunner:
         return station
 
     def _judged(self, item: Tracked, j: Judgement) -> None:
-        self._unjudged.discard(item.seq)
-        if j.verdict.rejects and item.code is not None and j.read is None \
-                and self.ledger.state_of(item.code) is CodeState.SENT:
-            self.deferred.add(Pending(item.code, item.seq, str(j.verdict), j.reason, self.name))
+        self._unjudged.discard(item.seq)  # the station reports a verdict only once it is committed
 
     def all_judged(self) -> bool:
         """Every print confirmed so far is tied to an item, judged, and its verdict in the ledger."""
-        self.deferred.settle()
-        return not self._unjudged and not self.deferred.pending and not self._printed_after(self._bound_feed_seq, 1)
+        return not self._unjudged and not self._printed_after(self._bound_feed_seq, 1)
 
     async def open(self) -> None:
         await self.plc.open()
@@ -157,6 +155,8 @@ class VerifyRunner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):
                     await stop.wait()
+        await station.flush()  # the last verdicts are committed and reported before the job ends
+        station.close()
 
     async def _until_open(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -178,8 +178,6 @@ class VerifyRunner:
         counter = unwrap(values[Signal.COUNTER], station.tracker.head)
         await self._bind(station, counter)
         await station.step(counter, values[Signal.REJECT_CONFIRM])  # moves the head; expires unread items
-        if self.deferred.pending:
-            await asyncio.to_thread(self.deferred.settle)
         s = self.st.verify
         while self._next_frame <= counter - s.camera_at:
             seq = self._next_frame
@@ -208,7 +206,7 @@ class VerifyRunner:
         want = counter - self._bound_item
         if want <= 0 or self.printing.render is None:
             return
-        rows = await asyncio.to_thread(self._printed_after, self._bound_feed_seq, want)
+        rows = self._printed_after(self._bound_feed_seq, want)  # read-only WAL view: microseconds, no lock
         for feed_seq, code in rows:
             self._bound_item += 1
             self._bound_feed_seq = feed_seq
@@ -220,22 +218,31 @@ class VerifyRunner:
                 continue
             self._unjudged.add(self._bound_item)
 
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+        """Committed rows through a read-only connection: sent records are durable before their
+        bytes leave, so the binding never needs the writer's (possibly uncommitted) view."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = self.ledger.reader()
+            return self._reader.execute(sql, args).fetchall()
+
     def _printed_after(self, feed_seq: int, limit: int) -> list[tuple[int, str]]:
-        with self.ledger.lock:
-            rows = self.ledger.conn.execute(
-                "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
-                "AND f.seq > ? AND c.state IN ('sent', 'printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
-                (self.printing.coder, feed_seq, limit)).fetchall()
+        rows = self._read(
+            "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
+            "AND f.seq > ? AND c.state IN ('sent', 'printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
+            (self.printing.coder, feed_seq, limit))
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def _last_settled_seq(self) -> int:
-        with self.ledger.lock:
-            row = self.ledger.conn.execute(
-                "SELECT MAX(f.seq) FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
-                "AND c.state != 'sent'", (self.printing.coder,)).fetchone()
-        return int(row[0] or 0)
+        row = self._read("SELECT MAX(f.seq) FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
+                         "AND c.state != 'sent'", (self.printing.coder,))
+        return int(row[0][0] or 0)
 
     async def close(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         with contextlib.suppress(CameraError):
             await self.camera.close()
         with contextlib.suppress(PlcError):

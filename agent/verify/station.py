@@ -6,11 +6,17 @@ from any source (a fixed reader's strings, a camera frame through the decoder: s
 positions from the PLC counter, prints from the feeder, and for each item in conveyor order:
 
 - judges it (agent.verify.verdict), at the read or, when no read came, when its read window closes;
-- writes the verdict to the ledger in one transaction with its EPCIS event on the outbox: good ->
-  verified with a commissioning ObjectEvent, anything else -> rejected with a decommissioning one and
-  its reason (a code still `sent` or `in_doubt` is first moved to `printed`: the read proves the print);
-- fires the reject through the PLC, and stops the line when a reject is not confirmed or too many
-  come in a row (agent.verify.rejects).
+- fires the reject through the PLC at once, and stops the line when a reject is not confirmed or too
+  many come in a row (agent.verify.rejects);
+- hands the verdict to its writer thread (agent.verify.recorder), which records it in one transaction
+  with its EPCIS event on the outbox: good -> verified with a commissioning ObjectEvent, anything else
+  -> rejected with a decommissioning one and its reason. A code still `sent` or `in_doubt` is first
+  moved to `printed` when the read proves the print; a rejected item whose print no read proves is
+  voided instead (sent -> in_doubt -> voided), since a code may only be rejected once printed;
+- reports the verdict (counts, `on_verdict` hooks: packing, the runtime) only after its commit.
+
+The event loop never touches the writer connection: code states come from a read-only WAL connection
+plus this station's own verdicts not yet committed, so a commit's fsync elsewhere cannot stall it.
 
 Fail safe: when the ledger refuses a good verdict the item is rejected anyway; nothing leaves the line
 verified that is not verified in the ledger.
@@ -20,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import sqlite3
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -34,6 +42,7 @@ from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
 from agent.ledger.states import IllegalTransition
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grade, Grader
+from agent.verify.recorder import Recorder
 from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
 from agent.verify.tracker import Tracked, Tracker
 from agent.verify.verdict import JUDGED, Judgement, Observation, Verdict, judge
@@ -87,7 +96,12 @@ class VerifyStation:
         self.counts: Counter[Verdict] = Counter()
         self.alarms: list[Alarm] = []
         self.stopped = False
-        self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []
+        self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []  # called once the verdict is durable
+        self.recorder = Recorder(ledger, name=f"verify-recorder:{name}")
+        self.latency_s: deque[float] = deque(maxlen=100_000)  # image arrival -> verdict decided, reject fired
+        self._reader: sqlite3.Connection | None = None
+        self._unsettled: dict[str, tuple[CodeState, int]] = {}  # code -> (state it is getting, by seq)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- inputs ---------------------------------------------------------------------------------
 
@@ -132,38 +146,95 @@ class VerifyStation:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_ms / 1000):
                     await stop.wait()
+        await self.flush()
 
     # ---- judging --------------------------------------------------------------------------------
 
     def _state_of(self, text: str) -> CodeState | None:
+        """The code's state as this station must see it: its own verdicts still on their way to the
+        disk first (so a code judged a moment ago is a duplicate on the next item), else the ledger's
+        committed state through the read-only WAL connection, which never waits on a writer's fsync."""
         code = self.code_of(text)
-        if code is None:
-            return None
-        try:
-            return self.ledger.state_of(code)
-        except UnknownCode:
-            return None
+        return None if code is None else self._lookup(code)
+
+    def _lookup(self, code: str) -> CodeState | None:
+        mine = self._unsettled.get(code)
+        if mine is not None:
+            return mine[0]
+        if self._reader is None:
+            self._reader = self.ledger.reader()
+        row = self._reader.execute("SELECT state FROM codes WHERE code = ?", (code,)).fetchone()
+        return None if row is None else CodeState(row[0])
 
     async def _judge(self, item: Tracked, obs: Observation | None) -> Judgement:
-        """Decide, act at the gate, then record. The reject is fired before the ledger write so a
-        slow fsync never delays the gate; the ledger write runs in a worker thread so it never stalls
-        the loop, and a good verdict the ledger refuses is turned into a reject (fail safe)."""
+        """Decide and act at the gate now; record in the writer thread; report once durable.
+
+        Why the reject is fired before its verdict is committed: firing is the physical safety act
+        and must land before the item reaches the gate, while the commit may take longer than a
+        pitch. The order is safe because a reject can only remove an item: if the agent dies before
+        the commit, the item is off the line and its code is still sent or printed in the ledger,
+        never verified; it ends in doubt or is judged again, never shipped as good. A good verdict,
+        in turn, is reported (hooks, counts, packing) only after its commit returned, and one the
+        ledger refuses comes back as a reject that is fired then.
+        """
         j = judge(item.text, obs, self._state_of, minimum=self.settings.min_grade)
         self.tracker.judged(item, j)
         if j.verdict.rejects:
             await self._fire(item.seq)
-        for hook in self.on_verdict:
-            hook(item, j)
-        refused = await asyncio.to_thread(self._record_safely, item, j, obs)
-        if refused is not None:
-            j = refused
-            self.tracker.judged(item, j)
-            await self._fire(item.seq)
-        self.counts[j.verdict] += 1
+        if obs is not None:
+            self.latency_s.append(time.monotonic() - obs.at)
+        if item.code is not None:
+            self._unsettled[item.code] = (self._expected_state(item, j), item.seq)
+        self.recorder.submit(functools.partial(self._record_safely, item, j, obs),
+                             functools.partial(self._recorded, item, j))
         alarm = self.book.verdict(item.seq, j.verdict.rejects)
         if alarm is not None:
             await self._stop(alarm)
         return j
+
+    def _expected_state(self, item: Tracked, j: Judgement) -> CodeState:
+        """What the writer will make of item.code, for the loop's view until the commit is visible."""
+        if not j.verdict.rejects:
+            return CodeState.VERIFIED
+        assert item.code is not None
+        seen = self._lookup(item.code)
+        if seen in JUDGED or seen is None:
+            return seen or CodeState.REJECTED
+        proven = j.read is not None and j.read == item.text
+        return CodeState.REJECTED if proven or seen is CodeState.PRINTED else CodeState.VOIDED
+
+    def _recorded(self, item: Tracked, j: Judgement, refused: Judgement | None,
+                  error: BaseException | None) -> None:
+        """On the loop, once the verdict's commit returned (or failed): now it is final."""
+        if item.code is not None and self._unsettled.get(item.code, (None, -1))[1] == item.seq:
+            del self._unsettled[item.code]
+        if error is not None and not j.verdict.rejects:
+            refused = Judgement(Verdict.NO_READ, j.read, f"read good, but the verdict was not recorded: {error}")
+        if refused is not None:
+            j = refused
+            self.tracker.judged(item, j)
+            self._spawn(self._fire(item.seq))
+        self.counts[j.verdict] += 1
+        for hook in self.on_verdict:
+            hook(item, j)
+
+    async def flush(self) -> None:
+        """Wait until every verdict so far is committed and reported (tests, shutdown, end of a job)."""
+        await self.recorder.flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    def close(self) -> None:
+        """Stop the writer thread after what is queued; close the read connection."""
+        self.recorder.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _fire(self, seq: int) -> None:
         try:
@@ -173,13 +244,13 @@ class VerifyStation:
             await self._stop(Alarm(StopReason.PLC_FAILED, seq, f"reject of seq {seq} could not be fired: {exc}"))
 
     def _record_safely(self, item: Tracked, j: Judgement, obs: Observation | None) -> Judgement | None:
-        """Record the verdict; a good one the ledger refuses comes back as the reject it becomes."""
+        """Writer thread. Record the verdict; a good one the ledger refuses comes back as its reject."""
         if item.code is None:
             self._record_event(item, j)
             return None
         try:
             self._record(item, j, obs)
-        except (LedgerError, IllegalTransition) as exc:
+        except (LedgerError, IllegalTransition, UnknownCode) as exc:
             turned = None if j.verdict.rejects else Judgement(
                 Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
             self._record_event(item, turned or j, error=str(exc))
@@ -187,7 +258,14 @@ class VerifyStation:
         return None
 
     def _record(self, item: Tracked, j: Judgement, obs: Observation | None) -> None:
-        """The verdict, its item row and its EPCIS event: one transaction."""
+        """The verdict, its item row and its EPCIS event: one transaction (writer thread).
+
+        A rejected item whose code no read proves printed (still `sent` or `in_doubt`: a no-read, a
+        missing print, another code read) cannot become `rejected`, which needs a printed code. Its
+        item has left the line at the gate, so nothing will ever prove the print: the code goes
+        sent -> in_doubt -> voided at once, the void carrying the decommissioning event, and the
+        feeder's later confirmation skips it (it confirms only codes still `sent`).
+        """
         assert item.code is not None
         code, now = item.code, time.time()
         good = not j.verdict.rejects
@@ -204,12 +282,17 @@ class VerifyStation:
                 self.ledger.transition(code, CodeState.PRINTED, kind="code.printed",
                                        payload={"proven_by": "read", "seq": item.seq})
                 state = CodeState.PRINTED
-            target = CodeState.VERIFIED if good else CodeState.REJECTED
             if state in JUDGED:
                 # Printed a second time: the first item keeps its verdict (it may have shipped and
                 # is genuine); this item leaves at the gate, and the journal says why.
                 self.ledger.append_event("verify.printed_again", payload, code=code, job=row["job"])
+            elif not good and state in UNPROVEN:
+                if state is CodeState.SENT:
+                    self.ledger.transition(code, CodeState.IN_DOUBT, kind="code.in_doubt", payload={
+                        "seq": item.seq, "station": self.name, "why": f"{j.verdict.value}: no read proves the print"})
+                self.ledger.transition(code, CodeState.VOIDED, kind="code.voided", payload=payload, uplink=True)
             else:
+                target = CodeState.VERIFIED if good else CodeState.REJECTED
                 self.ledger.transition(code, target, kind=f"code.{target.value}", payload=payload, uplink=True)
             if row["job"] is not None:
                 self.ledger.conn.execute(
@@ -239,10 +322,15 @@ class VerifyStation:
     # ---- alarms ---------------------------------------------------------------------------------
 
     def _raise_alarm(self, alarm: Alarm) -> None:
+        """Known at once (self.alarms); journaled by the writer thread, so an alarm never waits on disk."""
         self.alarms.append(alarm)
-        with self.ledger.atomic():
-            self.ledger.append_event(f"alarm.{alarm.reason.value}", {
-                "station": self.name, "seq": alarm.seq, "message": alarm.message})
+
+        def journal() -> None:
+            with self.ledger.atomic():
+                self.ledger.append_event(f"alarm.{alarm.reason.value}", {
+                    "station": self.name, "seq": alarm.seq, "message": alarm.message})
+
+        self.recorder.submit(journal)
 
     async def _stop(self, alarm: Alarm) -> None:
         self._raise_alarm(alarm)

@@ -36,6 +36,10 @@ class Verdict(StrEnum):
 # A code in one of these states was already judged on some item; seeing it again means two items
 # carry it.
 JUDGED = frozenset({CodeState.VERIFIED, CodeState.REJECTED})
+# States a code may be verified from: sent to a coder (a read proves the print), or printed. A code
+# voided, returned or never sent cannot be on a genuine product of this run, even if it is the text
+# the binding expected here.
+VERIFIABLE = frozenset({CodeState.SENT, CodeState.IN_DOUBT, CodeState.PRINTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,9 @@ def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, m
     if text != expected:
         want = "nothing" if expected is None else repr(expected)
         return Judgement(Verdict.MISMATCH, text, f"read {text!r} where {want} was printed")
+    if state not in VERIFIABLE:
+        return Judgement(Verdict.MISMATCH, text, f"read {text!r} as printed, but the ledger holds it {state}: "
+                                                 "it cannot be on a product of this run")
     if obs.grade is not None and obs.grade.points < minimum.points:
         return Judgement(Verdict.LOW_GRADE, text, f"grade {obs.grade} is below the minimum {minimum}")
     return Judgement(Verdict.GOOD, text, "read back as printed" + (f", grade {obs.grade}" if obs.grade else ""))

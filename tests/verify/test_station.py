@@ -91,6 +91,7 @@ class Line:
                 await self.station.observe(obs)
             if not self.sim.model.running:
                 break
+        await self.station.flush()  # verdicts are reported (on_verdict) once committed
 
 
 async def open_line(tmp: Path, n: int, settings: VerifySettings, *, spare: int = 0,
@@ -236,11 +237,19 @@ def test_a_read_proves_a_code_the_feeder_had_not_confirmed(tmp_path: Path) -> No
         line, plc = await open_line(tmp_path, 2, settings, state=CodeState.SENT)
         await line.run({2: Item(texts=())}, 6)
         assert line.ledger.state_of("C000001") is CodeState.VERIFIED  # sent -> printed (read) -> verified
-        assert line.ledger.state_of("C000002") is CodeState.SENT  # unread: not proven, not moved
+        # Unread and still sent: nothing proves the print and the item left at the gate, so the code
+        # is voided (sent -> in_doubt -> voided) with its decommissioning event; never verified.
+        assert line.ledger.state_of("C000002") is CodeState.VOIDED
         assert line.verdicts[2].verdict is Verdict.NO_READ
         assert line.sim.model.rejected[:1] == [2]
         kinds = [r[0] for r in line.ledger.conn.execute("SELECT kind FROM events WHERE code = 'C000001'")]
         assert kinds[-2:] == ["code.printed", "code.verified"]
+        rows = line.ledger.conn.execute(
+            "SELECT kind, uplink, payload FROM events WHERE code = 'C000002' ORDER BY seq").fetchall()
+        assert [(r[0], r[1]) for r in rows][-2:] == [("code.in_doubt", 0), ("code.voided", 1)]
+        void = json.loads(rows[-1][2])
+        assert void["epcis"]["bizStep"] == "decommissioning" and void["verdict"] == "no_read"
+        assert line.ledger.conn.execute("SELECT verdict FROM items WHERE seq = 2").fetchone()[0] == "no_read"
         await close_line(line, plc)
 
     asyncio.run(scenario())

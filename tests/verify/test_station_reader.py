@@ -38,6 +38,7 @@ def test_reader_strings_through_the_dmcc_driver_become_verdicts(tmp_path: Path) 
                     except ReaderProtocolError:  # garbage: no observation; the window closes unread
                         continue
                     await line.station.observe(observe_read(at_camera, result))
+            await line.station.flush()  # verdicts are reported once committed
         v = {s: j.verdict for s, j in line.verdicts.items() if s <= 8}
         assert v == {1: Verdict.GOOD, 2: Verdict.DUPLICATE, 3: Verdict.FOREIGN, 4: Verdict.NO_READ,
                      5: Verdict.NO_READ, 6: Verdict.NO_READ, 7: Verdict.GOOD, 8: Verdict.GOOD}
