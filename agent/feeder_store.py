@@ -55,29 +55,43 @@ def next_seq(ledger: Ledger, coder: str) -> int:
 
 
 def progress(ledger: Ledger, job: int) -> Progress:
+    """How far the job is, counting only codes of the job's own level (the ones printed on items).
+
+    Why the level filter: aggregation allocates box, case and pallet codes to the same job, and
+    counting them made a packing job stop short of its target (a 120-item job printed 112). A code
+    the verify station voided because no read proved its print (agent.verify.station) still sat on
+    an item that was judged, so it counts as done too: the item was made, and it left at the gate
+    like any other reject.
+    """
     with ledger.lock:
-        target = ledger.conn.execute("SELECT target_qty FROM jobs WHERE id = ?", (job,)).fetchone()
-        if target is None:
+        row = ledger.conn.execute("SELECT target_qty, level FROM jobs WHERE id = ?", (job,)).fetchone()
+        if row is None:
             raise LedgerError(f"no job with id {job}")
         counts = dict(
             ledger.conn.execute(
-                "SELECT state, COUNT(*) FROM codes WHERE job = ? GROUP BY state", (job,)
+                "SELECT state, COUNT(*) FROM codes WHERE job = ? AND level = ? GROUP BY state", (job, row[1])
             ).fetchall()
         )
+        judged_void = ledger.conn.execute(
+            "SELECT COUNT(*) FROM codes c WHERE c.job = ? AND c.state = 'voided' AND c.level = ? "
+            "AND EXISTS (SELECT 1 FROM items i WHERE i.code = c.id)", (job, row[1])
+        ).fetchone()[0]
     return Progress(
-        done=sum(int(counts.get(s, 0)) for s in _DONE),
+        done=sum(int(counts.get(s, 0)) for s in _DONE) + int(judged_void),
         sent=int(counts.get("sent", 0)),
         allocated=int(counts.get("allocated", 0)),
-        target=int(target[0]),
+        target=int(row[0]),
     )
 
 
 def allocated_codes(ledger: Ledger, job: int, limit: int) -> list[str]:
-    """The job's reserved, never-sent codes, oldest first (shared by every coder on the job)."""
+    """The job's reserved, never-sent codes of its own level, oldest first (shared by every coder on
+    the job); parent codes aggregation allocated to the job are for labels, never for this coder."""
     with ledger.lock:
         rows = ledger.conn.execute(
-            "SELECT code FROM codes WHERE job = ? AND state = 'allocated' ORDER BY id LIMIT ?",
-            (job, limit),
+            "SELECT code FROM codes WHERE job = ? AND state = 'allocated' "
+            "AND level = (SELECT level FROM jobs WHERE id = ?) ORDER BY id LIMIT ?",
+            (job, job, limit),
         ).fetchall()
     return [r[0] for r in rows]
 
