@@ -125,7 +125,7 @@ def _drain(ledger: Path, url: str) -> float:
             if uplink.drained():
                 break
     elapsed = time.perf_counter() - t0
-    uplink.link.close()
+    uplink.close()
     return elapsed
 
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.exit_when_drained and uplink.drained():
                 break
     finally:
-        uplink.link.close()
+        uplink.close()
     return 0
 
 

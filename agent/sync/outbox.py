@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.epcis import jsonio, with_event_id
+from agent.epcis import event_hash, jsonio
 from agent.ledger.schema import migrate
 
 
@@ -69,21 +69,28 @@ class Outbox:
         ).fetchone()
         return int(rows[0]), rows[1]
 
-    def cut(self, max_events: int) -> Batch | None:
-        """Put the next up to max_events unbatched events into a new batch, durably."""
+    def cut(self, max_events: int, *, sending: bool = False) -> Batch | None:
+        """Put the next up to max_events unbatched events into a new batch, durably.
+
+        `sending` records the first publish in the same transaction (one commit per new batch, not
+        two); the returned Batch still says 0 attempts, the count before that publish.
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             start = self.cursor()
-            rows = self.conn.execute(
-                "SELECT seq FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?", (start, max_events)
-            ).fetchall()
-            if not rows:
+            count, first, last = self.conn.execute(
+                "SELECT count(*), min(seq), max(seq) FROM "
+                "(SELECT seq FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?)",
+                (start, max_events),
+            ).fetchone()
+            if not count:
                 self.conn.execute("ROLLBACK")
                 return None
-            first, last = int(rows[0][0]), int(rows[-1][0])
+            now = time.time()
             cur = self.conn.execute(
-                "INSERT INTO sync_batches(first_seq, last_seq, events, created_at) VALUES (?, ?, ?, ?)",
-                (first, last, len(rows), time.time()),
+                "INSERT INTO sync_batches(first_seq, last_seq, events, created_at, sent_at, attempts) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (first, last, count, now, now if sending else None, 1 if sending else 0),
             )
             self.conn.execute(
                 "INSERT INTO sync_state(key, value) VALUES ('cursor', ?) "
@@ -94,7 +101,7 @@ class Outbox:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        return Batch(int(cur.lastrowid or 0), first, last, len(rows), 0)
+        return Batch(int(cur.lastrowid or 0), int(first), int(last), int(count), 0)
 
     # ---- sending and acks ---------------------------------------------------------------------
 
@@ -116,7 +123,12 @@ class Outbox:
                 event = jsonio.loads(payload)["epcis"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise OutboxError(f"outbox event seq {seq} has no EPCIS event under payload key 'epcis'") from exc
-            yield with_event_id(event)
+            if not isinstance(event, dict):
+                raise OutboxError(f"outbox event seq {seq}: payload key 'epcis' holds {type(event).__name__}, "
+                                  "not an EPCIS event object")
+            if not event.get("eventID"):  # parsed just now, so ours to complete in place
+                event["eventID"] = event_hash(event)
+            yield event
 
     def mark_sent(self, batch_id: int) -> None:
         self.conn.execute(
@@ -125,11 +137,30 @@ class Outbox:
 
     def mark_acked(self, batch_id: int, outcome: str) -> bool:
         """Record the receiver's ack; False when the batch was already acked (a duplicate ack)."""
-        cur = self.conn.execute(
-            "UPDATE sync_batches SET acked_at = ?, outcome = ? WHERE id = ? AND acked_at IS NULL",
-            (time.time(), outcome, batch_id),
-        )
-        return cur.rowcount == 1
+        return self.mark_acked_many([(batch_id, outcome)])[0]
+
+    def mark_acked_many(self, acks: Sequence[tuple[int, str]]) -> list[bool]:
+        """Record several acks in one transaction: one commit for all acks taken in one network poll.
+
+        Per ack: True when it delivered its batch, False for a duplicate (already acked).
+        """
+        if not acks:
+            return []
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = [
+                self.conn.execute(
+                    "UPDATE sync_batches SET acked_at = ?, outcome = ? WHERE id = ? AND acked_at IS NULL",
+                    (now, outcome, batch_id),
+                ).rowcount == 1
+                for batch_id, outcome in acks
+            ]
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return fresh
 
     def resend_since(self, since: float, max_events: int) -> int:
         """Queue already delivered events written at or after `since` again; the receiver skips them."""

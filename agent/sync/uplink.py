@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/ld+json"
 ENCODING_PROPERTY = "content-encoding"  # user property: "deflate" (zlib) or "identity"
 STATUS_EVERY_S = 2.0
+IDLE_WAIT_S = 0.02
 
 CommandHandler = Callable[[bytes], dict[str, object]]
 AlarmHandler = Callable[[SyncAlarm], None]
@@ -66,6 +67,10 @@ class Uplink:
         self._sent: dict[int, float] = {}  # batch id -> monotonic time of the last publish, this session
         self._seen_connect: float | None = None
         self._next_status = 0.0
+        self._acks: list[tuple[int, str, str]] = []  # (batch, outcome, error) taken in this poll
+        # A fraction of batch_max_ms so a partial batch still leaves on time, at most 20 ms.
+        self._idle_wait_s = min(IDLE_WAIT_S, self.cfg.batch_max_ms / 4000)
+        self._wait_s = 0.0
         self.link = MqttLink(cfg, topics, client_id or f"lineagent-{topics.site}-{topics.line}", self._message)
 
     # ---- incoming -----------------------------------------------------------------------------
@@ -79,28 +84,35 @@ class Uplink:
                               content_type="application/json")
 
     def _ack(self, payload: bytes) -> None:
+        """Queue an ack; `_record_acks` writes every ack of one network poll in one transaction."""
         try:
             ack = json.loads(payload)
             batch_id, status = int(ack["batch"]), str(ack["status"])
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed ack on %s: %r", self.topics.ack, payload[:200])
             return
-        outcome = status if status == "stored" else f"invalid: {ack.get('error', '')}"
-        if self.outbox.mark_acked(batch_id, outcome):
+        error = str(ack.get("error", ""))
+        self._acks.append((batch_id, "stored" if status == "stored" else f"invalid: {error}", error))
+
+    def _record_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        fresh = self.outbox.mark_acked_many([(batch_id, outcome) for batch_id, outcome, _ in acks])
+        for (batch_id, outcome, error), new in zip(acks, fresh, strict=True):
+            self._sent.pop(batch_id, None)
+            if not new:
+                self.stats.duplicate_acks += 1
+                continue
             self.stats.acks += 1
-            if status != "stored":
+            if outcome != "stored":
                 self.stats.invalid_batches += 1
-                log.error("the receiver refused batch %d as invalid: %s", batch_id, ack.get("error"))
+                log.error("the receiver refused batch %d as invalid: %s", batch_id, error)
                 if self.on_alarm is not None:
                     self.on_alarm(SyncAlarm(
                         BacklogLevel.WARN,
-                        f"The cloud refused batch {batch_id} as invalid EPCIS ({ack.get('error', '')}); its events "
+                        f"The cloud refused batch {batch_id} as invalid EPCIS ({error}); its events "
                         "stay in the ledger. Call service: a producer wrote a malformed event.",
                         self.alarm.backlog_events, self.alarm.free_disk_mb,
                     ))
-        else:
-            self.stats.duplicate_acks += 1
-        self._sent.pop(batch_id, None)
 
     # ---- outgoing -----------------------------------------------------------------------------
 
@@ -110,7 +122,8 @@ class Uplink:
         raw = jsonio.dumps(doc)
         return zlib.compress(raw, 1) if self.cfg.compress else raw
 
-    def _publish(self, batch: Batch) -> None:
+    def _publish(self, batch: Batch, *, recorded: bool = False) -> None:
+        """Publish a batch; `recorded` when cut() already wrote this publish into the batch row."""
         body = self.encode(batch)
         user = {
             ENCODING_PROPERTY: "deflate" if self.cfg.compress else "identity",
@@ -122,7 +135,8 @@ class Uplink:
             self.stats.batches_resent += 1
         self.stats.batches_sent += 1
         self._sent[batch.id] = time.monotonic()
-        self.outbox.mark_sent(batch.id)
+        if not recorded:
+            self.outbox.mark_sent(batch.id)
 
     def _due(self, pending: int, oldest_at: float | None) -> bool:
         if pending >= self.cfg.batch_max_events:
@@ -130,8 +144,14 @@ class Uplink:
         return oldest_at is not None and (time.time() - oldest_at) * 1000 >= self.cfg.batch_max_ms
 
     def step(self) -> bool:
-        """One round: network I/O, then (re)publish due batches and cut new ones; False when offline."""
-        self.link.poll(0.002)
+        """One round: network I/O, then (re)publish due batches and cut new ones; False when offline.
+
+        The poll waits only while nothing can be sent (the window is full or nothing is due): the
+        socket wakes it at once when an ack arrives, and a short wait keeps a draining agent from
+        spinning on SQLite queries between acks.
+        """
+        self.link.poll(self._wait_s)
+        self._record_acks()
         now = time.monotonic()
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
@@ -148,15 +168,17 @@ class Uplink:
             if sent is None or now - sent >= self.cfg.ack_timeout_s:
                 self._publish(batch)
         room = self.cfg.inflight - len(open_batches)
+        self._wait_s = self._idle_wait_s
         while room > 0:
             pending, oldest = self.outbox.pending(self.cfg.batch_max_events)
             if not pending or not self._due(pending, oldest):
                 break
-            cut = self.outbox.cut(self.cfg.batch_max_events)
+            cut = self.outbox.cut(self.cfg.batch_max_events, sending=True)
             if cut is None:
                 break
-            self._publish(cut)
+            self._publish(cut, recorded=True)
             room -= 1
+            self._wait_s = 0.0  # more may be due at once: flush and come straight back
         return True
 
     def _check_backlog(self) -> None:
@@ -181,7 +203,12 @@ class Uplink:
                 if not self.step():
                     stop.wait(0.02)  # offline: the backoff decides when to dial again
         finally:
-            self.link.close()
+            self.close()
+
+    def close(self) -> None:
+        """Say offline and disconnect; acks that arrive during the goodbye are still recorded."""
+        self.link.close()
+        self._record_acks()
 
     def drained(self) -> bool:
         b = self.outbox.backlog()
