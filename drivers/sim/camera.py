@@ -87,7 +87,10 @@ class Defects:
             case Defect.PERSPECTIVE:
                 return cls(perspective=0.03 + 0.12 * s)
             case Defect.LOW_CONTRAST:
-                return cls(contrast=max(0.08, 0.7 - 0.55 * s))
+                # Up to 0.5 the ink fades from ISO symbol contrast 55% to 40% (paper 0.85, ink 0.06):
+                # grade B to C, as the severity scale promises; beyond, on towards unreadable.
+                fade = 0.7 - 0.38 * s if s <= 0.5 else 0.51 - 0.86 * (s - 0.5)
+                return cls(contrast=max(0.08, fade))
             case Defect.DOT_MATRIX:
                 return cls(dot_matrix=max(0.45, 0.9 - 0.3 * s), blur=0.6)
             case Defect.SMEAR:

@@ -1,12 +1,15 @@
 """Indicative grades move the right way on controlled defects: clean A/B, faded and blurred worse,
-heavily damaged D/F, no read F; the report always carries the not-certified disclaimer."""
+heavily damaged D/F, no read F; a tilted label is presentation, not print damage, while a print stretched
+part-way is; the report always carries the not-certified disclaimer."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 
 from agent.verify.decode import CodeFormat, Decoder, DecoderSettings, Symbol
-from agent.verify.grade import INDICATIVE, Grade, Grader, GradeReport, module_grid
+from agent.verify.grade import AN, GN, INDICATIVE, Grade, Grader, GradeReport, module_grid
 from agent.verify.regions import Region
 from drivers.sim.camera import Defect, Defects, SimCameraSettings, Symbology, render
 
@@ -63,11 +66,53 @@ def test_damage_uses_up_error_correction_and_heavy_damage_grades_d_or_f() -> Non
     assert reports[-1].overall in (Grade.D, Grade.F)
 
 
-def test_perspective_shows_as_grid_non_uniformity() -> None:
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+@pytest.mark.parametrize("seed", range(4))
+def test_mild_perspective_grades_c_or_better(cam: SimCameraSettings, seed: int) -> None:
+    tilted = grade(cam, Defects.of(Defect.PERSPECTIVE, 0.5), seed)
+    assert tilted.passes(Grade.C), tilted
+    # Measured in the symbol's rectified grid, the tilt itself is no grid damage.
+    assert param(tilted, "grid non-uniformity") < GN[0]
+    assert param(tilted, "axial non-uniformity") < AN[0]
+
+
+def test_perspective_is_reported_as_tilt_not_graded() -> None:
     cam = CAMS["qr"]
-    flat = param(grade(cam, Defects()), "grid non-uniformity")
-    tilted = param(grade(cam, Defects(perspective=0.12), seed=4), "grid non-uniformity")
-    assert flat < 0.05 < tilted
+    flat = grade(cam, Defects())
+    tilted = grade(cam, Defects(perspective=0.12), seed=4)
+    assert param(flat, "tilt") < 0.1 < 1.0 < param(tilted, "tilt")
+    tilt = next(p for p in tilted.parameters if p.name == "tilt")
+    assert "not graded" in tilt.note and tilted.overall in (Grade.A, Grade.B)
+
+
+def stretch_right_half(image: np.ndarray, factor: float, at_x: float) -> np.ndarray:
+    """The print's right half drawn `factor` times wider than its left: an encoder slipping mid-stroke."""
+    h, w = image.shape
+    xs = np.arange(w, dtype=np.float32)
+    src = np.where(xs > at_x, at_x + (xs - at_x) / factor, xs).astype(np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(src, (h, w)))
+    map_y = np.ascontiguousarray(np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)))
+    return np.asarray(cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+
+
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+def test_a_print_stretched_part_way_shows_as_grid_non_uniformity(cam: SimCameraSettings) -> None:
+    clean = render(TEXT, Defects(), 0, cam).image
+    x, _, w, _ = cam.region
+    decoder = Decoder(DecoderSettings(region=Region.of(cam.region), deadline_ms=None))
+    reports = []
+    for image in (clean, stretch_right_half(clean, 1.11, x + w / 2)):
+        result = decoder.decode(image)
+        assert result.text == TEXT
+        reports.append(Grader().grade_result(image, result)[0])
+    assert param(reports[0], "grid non-uniformity") < 0.05 < 0.15 < param(reports[1], "grid non-uniformity")
+
+
+def test_smeared_edges_leave_the_grid_ungraded_and_modulation_grades_the_blur() -> None:
+    report = grade(CAMS["qr"], Defects(motion_blur=6))
+    grid = next(p for p in report.parameters if p.name == "grid non-uniformity")
+    assert grid.value is None and "ungraded" in grid.note
+    assert param(report, "modulation") < param(grade(CAMS["qr"], Defects()), "modulation") - 0.3
 
 
 @pytest.mark.parametrize("kind", [Defect.MISSING, Defect.BLUR])
