@@ -102,6 +102,7 @@ class FramedPrinter(Printer):
         self._events: asyncio.Queue[PrintEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._silent_count = 0
+        self._quiet_due = False
         self._resync_due = False
         self._in_resync = False
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -225,6 +226,11 @@ class FramedPrinter(Printer):
         return reply
 
     async def _send(self, payload: bytes, wire: bytes) -> _Waiter:
+        if self._quiet_due and not self._waiters:
+            # After a timeout the late answer may still come: let it arrive with nobody waiting (it is
+            # dropped) rather than be taken for the answer to this request.
+            self._quiet_due = False
+            await asyncio.sleep(self.settings.timeout_s)
         transport = self._linked()
         waiter = _Waiter(payload, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)  # before the write: the answer may beat the write's return
@@ -276,6 +282,7 @@ class FramedPrinter(Printer):
             self.emit(PrintEventKind.LINK_UP, detail="device answers again")
 
     def _timed_out(self, waiter: _Waiter) -> PrinterError:
+        self._quiet_due = True
         if waiter.noise:  # the device talks, but not sense: not a silent link
             return ProtocolError(f"{self.name}: no valid reply to {waiter.request[:24]!r}; got {waiter.noise}")
         self._silent_count += 1

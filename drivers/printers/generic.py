@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pydantic import Field, field_validator
 
@@ -29,6 +29,7 @@ from drivers.printers.base import (
     BufferFull,
     Capabilities,
     Fault,
+    LinkDown,
     Nak,
     PrinterError,
     PrinterState,
@@ -38,7 +39,7 @@ from drivers.printers.base import (
     Record,
 )
 from drivers.printers.framed import FramedSettings
-from drivers.printers.generic_spec import CommandModel, HandshakeMode, ProtocolModel, load_protocol
+from drivers.printers.generic_spec import CommandModel, HandshakeMode, ProtocolModel, load_protocol, request_regex
 from drivers.printers.serializing import FifoReport, SerializingPrinter
 
 
@@ -84,6 +85,7 @@ class GenericPrinter(SerializingPrinter):
         self._event_rules = [(re.compile(e.match), e.kind) for e in p.events]
         self._expect: dict[bytes, re.Pattern[str]] = {}  # request payload -> its answer regex (not pushes)
         self._push_expect = re.compile(p.commands.push.expect)
+        self._push_request = request_regex(p.commands.push.send)
         if p.handshake.enq:
             self._expect[p.handshake.enq.encode("latin-1")] = re.compile(p.handshake.enq_reply or ".", re.DOTALL)
 
@@ -113,11 +115,16 @@ class GenericPrinter(SerializingPrinter):
         """A late answer to an earlier request must not be taken for this one's: check its shape."""
         expect = self._expect.get(request, self._push_expect)
         text = self._text(reply)
-        return bool(
-            expect.search(text)
-            or (self._error and self._error.search(text))
-            or (self._retransmit and self._retransmit.search(text))
-        )
+        if (self._error and self._error.search(text)) or (self._retransmit and self._retransmit.search(text)):
+            return True
+        m = expect.search(text)
+        if m is None:
+            return False
+        if expect is self._push_expect and "index" in m.groupdict():
+            # An answer naming its index must name ours: a late answer to an earlier push is not ours.
+            sent = self._push_request.fullmatch(request.decode(self.enc, errors="replace"))
+            return sent is None or int(sent.group("index")) == int(m.group("index"))
+        return True
 
     def _command(self, name: str) -> CommandModel:
         cmd = getattr(self.protocol.commands, name)
@@ -146,6 +153,22 @@ class GenericPrinter(SerializingPrinter):
                 continue
             return self.parse(name, cmd, reply)
         raise Nak(f"{self.name}: {name}: the device asked for a retransmit {1 + self.cfg.retries} times")
+
+    async def exchange_many(self, payloads: Sequence[bytes]) -> list[Frame | PrinterError]:
+        """With an ENQ handshake every record needs its own ENQ/ACK first: lock-step, one by one."""
+        if not self.protocol.handshake.enq:
+            return await super().exchange_many(payloads)
+        results: list[Frame | PrinterError] = []
+        for payload in payloads:
+            try:
+                await self._enquire(False)
+                results.append(await self.exchange(payload))
+            except LinkDown as exc:
+                results.extend([exc] * (len(payloads) - len(results)))
+                break
+            except PrinterError as exc:
+                results.append(exc)
+        return results
 
     async def _enquire(self, retry: bool) -> None:
         enq = self.protocol.handshake.enq.encode("latin-1")

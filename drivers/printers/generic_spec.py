@@ -117,6 +117,19 @@ def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
+FIELD_PATTERNS = {"index": r"(?P<index>\d+)", "seq": r"(?P<seq>\d+)", "text": r"(?P<text>.*)", "job": r"(?P<job>.*)"}
+
+
+def request_regex(template: str) -> re.Pattern[str]:
+    """`=MR{index}\\t{text}` -> a regex matching exactly the payloads rendered from it (values as groups)."""
+    out = ""
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out += re.escape(literal)
+        if name is not None:
+            out += FIELD_PATTERNS[name]
+    return re.compile(out, re.DOTALL)
+
+
 class CommandModel(Strict):
     send: Template = Field(description="payload text; {job}, {index}, {text}, {seq} are filled in")
     expect: str = Field(description="regex an answer must match; named groups carry values")

@@ -109,7 +109,12 @@ class Leibinger(SerializingPrinter):
     # --- wire helpers ----------------------------------------------------------------------------
 
     def reply_matches(self, request_payload: bytes, reply: Frame) -> bool:
-        return reply.payload[1:3] in (request_payload[1:3], b"ER")
+        """Same command, and for a record the same index: a late answer to an earlier request is dropped."""
+        if reply.payload[1:3] == b"ER":
+            return True
+        if request_payload.startswith(b"=MR"):
+            return reply.payload == request_payload.partition(b"\t")[0]
+        return reply.payload[1:3] == request_payload[1:3]
 
     async def _ask(self, kind: str, command: str, *params: str, retry: bool = False) -> list[str]:
         reply = await self.exchange(request(kind, command, *params, encoding=self.cfg.encoding), retry=retry)

@@ -12,26 +12,13 @@ matches the real coder.
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 
 from drivers.framing import Frame
 from drivers.printers.base import Fault
-from drivers.printers.generic_spec import CommandModel, ProtocolModel, load_protocol
+from drivers.printers.generic_spec import CommandModel, ProtocolModel, load_protocol, request_regex
 from drivers.sim.base import STOPPING, SimCoder, SimRecord
 from drivers.sim.faults import FaultPlan
-
-FIELD_PATTERNS = {"index": r"(?P<index>\d+)", "seq": r"(?P<seq>\d+)", "text": r"(?P<text>.*)", "job": r"(?P<job>.*)"}
-
-
-def request_regex(template: str) -> re.Pattern[str]:
-    """`=MR{index}\\t{text}` -> a regex matching exactly the payloads the driver renders from it."""
-    out = ""
-    for literal, name, _, _ in string.Formatter().parse(template):
-        out += re.escape(literal)
-        if name is not None:
-            out += FIELD_PATTERNS[name]
-    return re.compile(out, re.DOTALL)
 
 
 class GenericSim(SimCoder):

@@ -13,8 +13,8 @@ from agent.config import ConfigError, load_config
 from drivers.framing import Frame
 from drivers.printers.base import Nak, PrintEventKind, Record
 from drivers.printers.generic import GenericPrinter, GenericSettings
-from drivers.printers.generic_spec import PROTOCOL_DIR, load_protocol
-from drivers.sim.generic import GenericSim, request_regex
+from drivers.printers.generic_spec import PROTOCOL_DIR, load_protocol, request_regex
+from drivers.sim.generic import GenericSim
 
 ROOT = Path(__file__).resolve().parents[3]
 
