@@ -10,10 +10,19 @@ transition durable; `is_durable(receipt)` says whether that commit happened.
 
 The connection is shared between threads behind one lock (asyncio executors call in from worker
 threads); readers that must not wait on the writer open their own connection with `reader()`.
+
+Why checkpoints run on a thread of their own: SQLite's automatic WAL checkpoint runs inside the
+COMMIT that crosses the threshold, i.e. under the ledger lock and the connection's mutex, and with
+synchronous=FULL it fsyncs the database file as well as the WAL. Every thread using the writer
+connection (the feeder, packing, the verify station's writer) then stalled for the length of a
+checkpoint, up to 300 ms on a busy line PC. So the writer connection has `wal_autocheckpoint=0`, and
+a checkpointer thread with its own connection runs PASSIVE checkpoints, which never wait for and never
+block the writer or the readers: a commit costs one WAL fsync, nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
@@ -62,6 +71,7 @@ class Ledger:
         group_window_s: float = 0.010,
         group_max: int = 5000,
         synchronous: str = "FULL",
+        checkpoint_every_s: float = 0.5,
     ) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
@@ -87,6 +97,15 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise LedgerError(f"{path} is not a usable lineagent ledger: {exc}") from exc
+        self.checkpoints = 0  # PASSIVE checkpoints the checkpointer thread ran
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if str(path) != ":memory:":
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, args=(checkpoint_every_s,), name=f"ledger-checkpoint:{self.path.name}",
+                daemon=True)
+            self._checkpointer.start()
         self._group = 1  # the group currently collecting transitions
         self._committed = 0  # the last group made durable
         self._pending = 0
@@ -96,10 +115,32 @@ class Ledger:
     # ---- life cycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._lock:
             if self._conn.in_transaction:
                 self.commit()
+            if self._checkpointer is not None:
+                with contextlib.suppress(sqlite3.Error):  # a reader still open: the next open finishes it
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
+
+    def _checkpoint_loop(self, every_s: float) -> None:
+        """Copy committed WAL pages into the database file without any lock the writer needs."""
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error:
+            return  # the writer connection still checkpoints when it closes
+        try:
+            while not self._stop_checkpoints.wait(every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    continue  # PASSIVE does what it can; the next round retries
+        finally:
+            conn.close()
 
     def __enter__(self) -> Ledger:
         return self

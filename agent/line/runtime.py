@@ -8,6 +8,16 @@ amber warning, red + buzzer for a stop). The MQTT uplink is blocking paho code w
 connection, so it gets a thread (agent.sync.uplink.Uplink.run), stopped last so it can still send what
 the shutdown committed.
 
+Why the runtime shortens the interpreter's thread switch interval (5 ms -> 0.5 ms) while it runs: the
+loop thread does many short syscalls per item (Modbus, the coder's link, SQLite reads) and gives up the
+GIL in each; with decode, packing and uplink threads running Python, taking it back cost up to a full
+switch interval every time ("convoy effect"), tens to hundreds of milliseconds per item at 2,000/min.
+
+pymodbus logs its own view of every failure our adapter already reports typed (an alarm on the board),
+and appends a hex dump of the last frames to it unless its logger is at DEBUG: that is what flooded
+stderr during the benchmark (nobody enabled debug). `quiet_pymodbus` keeps it to CRITICAL unless the
+root logger is at INFO or below, i.e. `lineagent run -v`.
+
 Shutdown (SIGTERM/SIGINT set `stop`): stop the conveyor, stop feeding and let each feeder reconcile
 with its coder (printed codes confirmed, the rest in doubt, never sent again), commit the ledger, close
 every device, write the final status record.
@@ -19,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +56,14 @@ from agent.verify.verdict import Judgement
 from drivers.plc import PlcError
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
+
+
+def quiet_pymodbus() -> None:
+    """pymodbus messages (and their frame dumps) only when the operator asked for them (-v)."""
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)
+    logging.getLogger("pymodbus").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
 
 
 class RuntimeState(StrEnum):
@@ -109,6 +128,9 @@ class LineRuntime:
         """Run until `stop` is set (or, with exit_when_done, until the running job is complete)."""
         sync_stop = threading.Event()
         self.state = RuntimeState.IDLE
+        quiet_pymodbus()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
@@ -130,6 +152,7 @@ class LineRuntime:
             await asyncio.to_thread(self.ledger.commit)
             self.state = RuntimeState.STOPPED
             self._write_status()
+            sys.setswitchinterval(switch)
         return self.runs
 
     async def _jobs(self, stop: asyncio.Event) -> None:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
@@ -104,6 +106,9 @@ class VerifyRunner:
         self._unjudged: set[int] = set()  # bound items still waiting for their durable verdict
         self._reader: sqlite3.Connection | None = None  # committed view; never waits on a commit
         self._reader_lock = threading.Lock()  # the tick and the end-of-job check read from two threads
+        # Decoding gets its own thread: in asyncio's shared executor it queued behind ledger calls of
+        # the feeder and the status writer waiting on a commit, and frames waited with them.
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"decode:{name}")
 
     def make_station(self, job_template: str) -> VerifyStation:
         parse = code_parser(self.cfg, job_template)
@@ -198,7 +203,8 @@ class VerifyRunner:
                     await self.camera.open()
             return
         self.board.set(self.camera_name, "no_frame", False)
-        obs = await asyncio.to_thread(observe_image, seq, frame.image, self.decoder, self.grader, at=frame.at)
+        work = functools.partial(observe_image, seq, frame.image, self.decoder, self.grader, at=frame.at)
+        obs = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work)
         await station.observe(obs)
 
     async def _bind(self, station: VerifyStation, counter: int) -> None:
@@ -239,6 +245,7 @@ class VerifyRunner:
         return int(row[0][0] or 0)
 
     async def close(self) -> None:
+        self._decode_pool.shutdown(wait=False)
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,15 @@ class _Work:
 
 
 class Recorder:
-    def __init__(self, ledger: Ledger, *, name: str = "verify-recorder", max_group: int = 512) -> None:
+    def __init__(self, ledger: Ledger, *, name: str = "verify-recorder", max_group: int = 512,
+                 min_interval_s: float | None = None) -> None:
         self.ledger = ledger
         self.max_group = max_group
+        # At most one commit of ours per interval (default: the ledger's group window, at least 20 ms):
+        # every fsync occupies the one writer connection the feeder needs to keep the coder's FIFO
+        # full, so fewer, larger groups leave it free; verdicts become final that much later, which
+        # only delays the reports (packing), never the reject.
+        self.min_interval_s = max(ledger.group_window_s, 0.02) if min_interval_s is None else min_interval_s
         self.commits = 0  # commits this recorder made (each covers one or more writes)
         self.written = 0
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
@@ -81,15 +88,18 @@ class Recorder:
     # ---- the writer thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        last_commit = 0.0
         while True:
             first = self._queue.get()
             if first is None:
                 return
             group = [first]
             stop = False
+            due = last_commit + self.min_interval_s
             while len(group) < self.max_group:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=max(0.0, due - time.monotonic())) \
+                        if time.monotonic() < due else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -97,6 +107,7 @@ class Recorder:
                     break
                 group.append(nxt)
             self._write_group(group)
+            last_commit = time.monotonic()
             if stop:
                 return
 
