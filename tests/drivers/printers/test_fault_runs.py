@@ -90,10 +90,9 @@ async def fault_run(name: str, seed: int, products: int) -> None:
     assert sim.printed == sorted(sim.printed, key=lambda t: int(t[1:])), "printed out of order"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_short_fault_run(name: str, seed: int) -> None:
-    asyncio.run(asyncio.wait_for(fault_run(name, seed, 150), 60))
+def test_short_fault_run(name: str) -> None:
+    asyncio.run(asyncio.wait_for(fault_run(name, 1, 100), 60))
 
 
 @pytest.mark.soak
