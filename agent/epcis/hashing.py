@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from agent.codes.gs1 import check_digit
 from agent.epcis.events import NS_IRI, NS_PREFIX
 
 CBV = "https://ref.gs1.org/cbv/"
@@ -72,41 +71,45 @@ def prehash(event: Mapping[str, Any], namespaces: Mapping[str, str] | None = Non
     for key in _UNSUPPORTED & event.keys():
         raise HashError(f"event hash: {key} is not supported by this canonicaliser")
     parts = [f"eventType={event['type']}"]
+    append = parts.append
+    canon = canonical_value
     for name, how in _ORDER:
         value = event.get(name)
         if value is None or value in ("", []):
             continue
         if how == "time":
-            parts.append(f"{name}={utc_millis(str(value))}")
+            append(f"{name}={utc_millis(str(value))}")
         elif how == "raw":
-            parts.append(f"{name}={value}")
+            append(f"{name}={value}")
         elif how == "value":
-            parts.append(f"{name}={canonical_value(str(value))}")
+            append(f"{name}={canon(str(value))}")
         elif how == "epcs":
-            parts.append(name + "".join(sorted(f"epc={canonical_value(str(e))}" for e in value)))
+            epcs = ["epc=" + canon(str(e)) for e in value]
+            epcs.sort()
+            append(name)
+            parts.extend(epcs)
         elif how in ("BizStep-", "Disp-"):
-            parts.append(f"{name}={vocab(str(value), how)}")
+            append(f"{name}={vocab(str(value), how)}")
         elif how == "pd":
             sub = "".join(
                 "".join(sorted(f"{k}={vocab(str(v), 'Disp-')}" for v in value.get(k) or [])) for k in ("set", "unset")
             )
             if sub:
-                parts.append(name + sub)
+                append(name + sub)
         elif how == "where":
             if value.get("id"):
-                parts.append(f"{name}id={canonical_value(str(value['id']))}")
+                append(f"{name}id={canon(str(value['id']))}")
         elif how in _LIST_TYPES:
             prefix = _LIST_TYPES[how]
-            parts.append(name + "".join(sorted(
+            append(name + "".join(sorted(
                 (f"type={vocab(str(e['type']), prefix)}" if e.get("type") else "")
-                + f"{how}={canonical_value(str(e[how]))}"
+                + f"{how}={canon(str(e[how]))}"
                 for e in value
             )))
         elif how == "ilmd":
-            parts.append("ilmd" + _extensions(value, ns, expand_standard=False))
-    rest = {k: v for k, v in event.items() if k not in _KNOWN}
-    if rest:
-        parts.append(_extensions(rest, ns, expand_standard=True))
+            append("ilmd" + _extensions(value, ns, expand_standard=False))
+    if not _KNOWN.issuperset(event.keys()):
+        append(_extensions({k: v for k, v in event.items() if k not in _KNOWN}, ns, expand_standard=True))
     return "".join(parts)
 
 
@@ -131,8 +134,12 @@ def _extensions(fields: Mapping[str, Any], ns: Mapping[str, str], *, expand_stan
     return "".join(sorted(items))
 
 
+@functools.lru_cache(maxsize=1024)
 def utc_millis(text: str) -> str:
-    """Any ISO 8601 time to UTC with exactly three decimals, rounding half up like GS1's tool."""
+    """Any ISO 8601 time to UTC with exactly three decimals, rounding half up like GS1's tool.
+
+    Cached because a burst of packs shares one eventTime; a refused time raises and is not cached.
+    """
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError as exc:
@@ -146,34 +153,36 @@ def utc_millis(text: str) -> str:
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_BARE_WORD = re.compile(r"[a-z_]+")
+
+
 @functools.lru_cache(maxsize=4096)
 def vocab(value: str, kind: str) -> str:
     """A CBV term as its web URI; bare words are the JSON-LD short form of exactly that URI."""
     for urn, web in _URN_VOCAB.items():
         if value.startswith(urn):
             return CBV + web + value[len(urn):]
-    if re.fullmatch(r"[a-z_]+", value):
+    if _BARE_WORD.fullmatch(value):
         return CBV + kind + value
     return canonical_value(value)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def canonical_value(text: str) -> str:
-    if text in _cache:
-        return _cache[text]
+    """One value as the CBV canonical form.
+
+    Cached per string because it is a pure function and every code is canonicalised more than once:
+    an item when commissioned and again when packed, a box as a parent and again as a child, and read
+    points, locations, work orders and lots in every event. The bound keeps memory flat on a long run.
+    """
     value = text.strip()
     if "urn:epcglobal:cbv:" in value:
         for urn, web in _URN_VOCAB.items():
             value = value.replace(urn, CBV + web)
     value = _numeric(value)
-    value = digital_link(value) or value
-    if len(_cache) < _CACHE_MAX and not text.startswith(_UNIQUE_PREFIXES):
-        _cache[text] = value  # read points, locations, work orders, lots repeat; EPCs do not
-    return value
+    return digital_link(value) or value
 
 
-_cache: dict[str, str] = {}
-_CACHE_MAX = 65536
-_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:lineagent:code:", "urn:epc:id:sscc:")
 _NUMERIC_START = frozenset("0123456789+-.")
 
 
@@ -200,33 +209,61 @@ _LGTIN = re.compile(r"urn:epc:class:lgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
 _DL = re.compile(
     r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?/?(\?[^#]*)?"
 )
+# The three shapes GS1's tool accepts as constrained DL, as one pattern (any of them, fully matched).
+_CONSTRAINED = re.compile(
+    r"(?:https://id\.gs1\.org/00/\d{18}"
+    rf"|https://id\.gs1\.org/01/\d{{14}}(/(21|10)/{_CHARS}{{0,20}})?"
+    rf"|https://id\.gs1\.org/414/\d{{13}}(/254/{_CHARS}{{0,20}})?)"
+)
+_AI_NAMES = {"gtin": "01", "sscc": "00", "gln": "414"}
+
+
+def _check_digit(body: str) -> int:
+    """gs1.check_digit for a body the URN patterns already proved to be digits (weights 3,1,3... from
+    the right), without its per-digit generator: an SSCC is new in every pallet event."""
+    total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
+    return (10 - total % 10) % 10
 
 
 def digital_link(uri: str) -> str | None:
-    """The constrained canonical GS1 Digital Link for an EPC URN or DL URI of a GS1 key, else None."""
-    if not uri.startswith(("urn:epc:", "http")):
+    """The constrained canonical GS1 Digital Link for an EPC URN or DL URI of a GS1 key, else None.
+
+    Dispatched on the scheme prefix: each URN pattern starts with its own literal prefix and the DL
+    pattern with http, so at most one pattern can match and only that one is tried.
+    """
+    if uri.startswith("http"):
+        return _constrain_dl(uri)
+    if not uri.startswith("urn:epc:"):
         return None
-    if m := _SGTIN.fullmatch(uri):
+    if uri.startswith("urn:epc:id:sgtin:"):
+        m = _SGTIN.fullmatch(uri)
+        if m is None or len(m[1]) + len(m[2]) != 13:
+            return None
         cp, ref, serial = m.groups()
-        if len(cp) + len(ref) == 13:
-            body = ref[0] + cp + ref[1:]
-            return f"https://id.gs1.org/01/{body}{check_digit(body)}/21/{serial.translate(_PCT)}"
-    if m := _SSCC.fullmatch(uri):
+        body = ref[0] + cp + ref[1:]
+        return f"https://id.gs1.org/01/{body}{_check_digit(body)}/21/{serial.translate(_PCT)}"
+    if uri.startswith("urn:epc:id:sscc:"):
+        m = _SSCC.fullmatch(uri)
+        if m is None or len(m[1]) + len(m[2]) != 17:
+            return None
         cp, ref = m.groups()
-        if len(cp) + len(ref) == 17:
-            body = ref[0] + cp + ref[1:]
-            return f"https://id.gs1.org/00/{body}{check_digit(body)}"
-    if m := _SGLN.fullmatch(uri):
+        body = ref[0] + cp + ref[1:]
+        return f"https://id.gs1.org/00/{body}{_check_digit(body)}"
+    if uri.startswith("urn:epc:id:sgln:"):
+        m = _SGLN.fullmatch(uri)
+        if m is None or len(m[1]) + len(m[2]) != 12:
+            return None
         cp, ref, ext = m.groups()
-        if len(cp) + len(ref) == 12:
-            gln = cp + ref + str(check_digit(cp + ref))
-            return f"https://id.gs1.org/414/{gln}" + ("" if ext == "0" else f"/254/{ext.translate(_PCT)}")
-    if m := _LGTIN.fullmatch(uri):
+        gln = cp + ref + str(_check_digit(cp + ref))
+        return f"https://id.gs1.org/414/{gln}" + ("" if ext == "0" else f"/254/{ext.translate(_PCT)}")
+    if uri.startswith("urn:epc:class:lgtin:"):
+        m = _LGTIN.fullmatch(uri)
+        if m is None or len(m[1]) + len(m[2]) != 13:
+            return None
         cp, ref, lot = m.groups()
-        if len(cp) + len(ref) == 13:
-            body = ref[0] + cp + ref[1:]
-            return f"https://id.gs1.org/01/{body}{check_digit(body)}/10/{lot.translate(_PCT)}"
-    return _constrain_dl(uri)
+        body = ref[0] + cp + ref[1:]
+        return f"https://id.gs1.org/01/{body}{_check_digit(body)}/10/{lot.translate(_PCT)}"
+    return None
 
 
 def _constrain_dl(uri: str) -> str | None:
@@ -234,14 +271,9 @@ def _constrain_dl(uri: str) -> str | None:
     m = _DL.fullmatch(uri)
     if not m:
         return None
-    ai = {"gtin": "01", "sscc": "00", "gln": "414"}.get(m.group(1), m.group(1))
-    key, qualifier = m.group(2), m.group(3) or ""
-    if ai == "01":
-        key = key.zfill(14) if len(key) in (8, 12, 13) else key
+    ai = _AI_NAMES.get(m[1], m[1])
+    key, qualifier = m[2], m[3] or ""
+    if ai == "01" and len(key) in (8, 12, 13):
+        key = key.zfill(14)
     out = f"https://id.gs1.org/{ai}/{key}{qualifier}"
-    valid = (
-        r"https://id\.gs1\.org/00/\d{18}",
-        rf"https://id\.gs1\.org/01/\d{{14}}(/(21|10)/{_CHARS}{{0,20}})?",
-        rf"https://id\.gs1\.org/414/\d{{13}}(/254/{_CHARS}{{0,20}})?",
-    )
-    return out if any(re.fullmatch(p, out) for p in valid) else None
+    return out if _CONSTRAINED.fullmatch(out) else None
