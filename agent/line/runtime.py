@@ -201,13 +201,15 @@ class LineRuntime:
             v.on_verdict[:] = [on_verdict]
         async with asyncio.TaskGroup() as tg:
             printing = [tg.create_task(p.run(job, job_stop), name=f"print:{n}") for n, p in self.printers.items()]
-            for n, v in self.verifiers.items():
-                tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
+            verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
+                         for n, v in self.verifiers.items()]
             tg.create_task(pack.run_threaded(), name="packing")
             tg.create_task(self._conveyor(job_stop), name="conveyor")
             done = await self._until_done(printing, stop)
             await self._run_line(False)
             job_stop.set()
+            if verifying:  # their last verdicts are committed and reported before packing ends
+                await asyncio.wait(verifying)
             if done:
                 pack.finish()
             else:
