@@ -5,10 +5,11 @@ reflectance, a defined aperture and 45-degree lighting, none of which a line cam
 stand in for reflectance. What they are for: catching a drifting printer (fading ink, a clogging head,
 a stretching stroke) long before its codes stop reading, and rejecting prints below a configured minimum.
 
-Why it is cheap (< 1 ms on a 640x480 frame): nothing is searched for again. The decoder already found
-the symbol's four corners and its version (hence the module grid), so the grader maps a fixed lattice of
-4 x 4 samples per module (cached per grid size) through the corners' homography and reads only those
-~10k pixels, bilinearly, in numpy. No warp of the frame, no per-module Python loop, no second pass.
+Why it is cheap (well under 1 ms on a 640x480 frame): nothing is searched for again. The decoder already
+found the symbol's four corners and its version (hence the module grid), so one small warpPerspective
+whose output IS the sampling lattice (4 x 4 samples per module plus a one-module border, ~10k samples for
+QR version 2) reads only the symbol; everything after is a handful of whole-array numpy operations on
+that lattice (per-grid-size index tables are cached). No per-module Python loop, no second pass.
 
 2D parameters, measured in the symbol's own rectified grid:
 - symbol contrast: spread of the brightest and darkest 2.5% of the samples (symbol plus a one-module
@@ -17,13 +18,16 @@ the symbol's four corners and its version (hence the module grid), so the grader
   percentile over modules, so a few weak modules count, not just the average);
 - axial and grid non-uniformity: where the module edges actually are against the nominal grid through
   the corners. The phase of the edge signal at the module frequency gives each block of ~5x5 modules its
-  grid offset in module widths; the spread of those offsets is grid non-uniformity, the difference
-  between the x and y pitch trends is axial non-uniformity. Because the grid is rectified first, a label
-  that is tilted or skewed under the camera (perspective) is not counted as print damage; what is counted
-  is the print's own distortion: a stroke stretched part-way (encoder slip), smear, displaced modules.
-  A uniform stretch of the whole symbol looks exactly like a tilted label in one image and is absorbed.
-  The phase wraps at half a module, so offsets saturate there (grade B/C); a grid worse than that rarely
-  decodes.
+  grid offset in module widths; a straight line through those offsets per axis is the fitted grid (it also
+  re-centres the modulation samples, so a decoder's corner a pixel off costs no modulation). The difference
+  of the x and y pitch trends is axial non-uniformity; the largest block offset off the fitted grid is grid
+  non-uniformity. Because the grid is rectified first, a label tilted or skewed under the camera
+  (perspective) is not counted as print damage; what is counted is the print's own distortion: a stroke
+  stretched part-way (encoder slip), displaced modules. A uniform stretch of the whole symbol looks exactly
+  like a tilted label in one image and is absorbed. Blocks whose edges are too smeared to place (blur,
+  motion: modulation grades that) or disagree inside the block are not trusted; with fewer than three
+  trusted blocks both parameters are reported ungraded. Offsets wrap at half a module (grade B/C); a pitch
+  error of more than ~10% inside a block breaks the block's agreement instead and shows in modulation.
 - tilt (reported, not graded): how far the fourth corner lies off the parallelogram through the other
   three, in module widths; it tells a crooked label or camera apart from a bad print.
 - unused error correction: zxing-cpp reports it (Barcode.extra["UEC"]) for QR and DataMatrix.
@@ -83,6 +87,11 @@ GN = (0.38, 0.50, 0.63, 0.75)  # lower is better, in module widths
 SC_1D = (0.70, 0.55, 0.40, 0.20)
 MOD_1D = (0.70, 0.60, 0.50, 0.40)
 SAMPLES_PER_MODULE = 4  # 4 x 4 bilinear samples per module: centre pair for modulation, edges for the grid
+# Lattice index (column, row) -> module units: sample j sits at (j + 0.5) / k - 1 (one border module).
+_K = SAMPLES_PER_MODULE
+LATTICE_TO_MODULES = np.array([[1 / _K, 0, 0.5 / _K - 1], [0, 1 / _K, 0.5 / _K - 1], [0, 0, 1]], np.float64)
+# Frame coordinates (pixel i covers [i, i + 1)) -> pixel index (pixel i's value sits at i): cv2's convention.
+FRAME_TO_INDEX = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], np.float64)
 BLOCK_MODULES = 5  # grid offsets are measured per block of about this many modules a side
 MIN_EDGE_SHARE = 0.25  # blocks with less edge signal than this share of the strongest are not trusted
 MIN_SHARPNESS = 0.1  # edge phasor / edge signal: a Gaussian blur of 0.34 module sigma is the limit
@@ -162,16 +171,6 @@ def _corners(symbol: Symbol) -> F64:
     return np.array(symbol.corners, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def _to_module_units(rows: int, cols: int) -> F64:
-    """Lattice sample index (column, row) -> module coordinates, k samples per module and a one-module
-    border: sample j sits at (j + 0.5) / k - 1. Cached per grid size; read-only because it is shared."""
-    k = SAMPLES_PER_MODULE
-    m = np.array([[1 / k, 0, 0.5 / k - 1], [0, 1 / k, 0.5 / k - 1], [0, 0, 1]], np.float64)
-    m.setflags(write=False)
-    return m
-
-
 @functools.lru_cache(maxsize=4)
 def _edge_weights() -> F32:
     """cos, -sin of 2 pi x and 1 at each of the k differences inside a module (x in module units): the
@@ -184,12 +183,11 @@ def _edge_weights() -> F32:
 
 
 def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
-    """Reflectance (0..1) on the lattice: k x k samples per module over the symbol and a one-module
-    border, mapped onto the frame through the corners' homography (bilinear, only these pixels read)."""
+    """Grey levels on the lattice: k x k samples per module over the symbol and a one-module border,
+    mapped onto the frame through the corners' homography (bilinear; only these pixels are read)."""
     unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
     hom = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
-    # Lattice index -> module units -> frame coordinates -> pixel index (pixel i's value sits at i + 0.5).
-    to_pixel = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], np.float64) @ hom @ _to_module_units(rows, cols)
+    to_pixel = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES  # lattice index -> pixel index
     k = SAMPLES_PER_MODULE
     size = ((cols + 2) * k, (rows + 2) * k)
     return np.asarray(cv2.warpPerspective(grey, to_pixel, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -218,33 +216,18 @@ class Fit:
 
 def _module_centres(area: F32, rows: int, cols: int, fit: Fit) -> F32:
     """Each module's reflectance at its measured centre (the nominal grid moved by the fitted edge
-    offsets), averaged over 2 x 2 points a quarter module apart: a small synthetic aperture. The fit is
-    separable (x by column, y by row), so the bilinear interpolation is two 1D passes."""
+    offsets), through a small synthetic aperture: the mean of four points a quarter module apart. The
+    2 x 2 box filter makes that mean; the fit is affine, so one warpAffine reads every centre."""
     k = SAMPLES_PER_MODULE
-    # Module coordinate m sits at lattice index (m + 1) * k - 0.5.
-    mx = (_aperture(cols) * (1 + fit.x_slope) + fit.x_offset + 1) * k - 0.5
-    my = (_aperture(rows) * (1 + fit.y_slope) + fit.y_offset + 1) * k - 0.5
-    x0, fx = _split(mx, area.shape[1])
-    y0, fy = _split(my, area.shape[0])
-    across = area[:, x0] * (1 - fx) + area[:, x0 + 1] * fx
-    points = across[y0] * (1 - fy)[:, None] + across[y0 + 1] * fy[:, None]
-    centres: F32 = points.reshape(rows, 2, cols, 2).mean(axis=(1, 3))
-    return centres
-
-
-@functools.lru_cache(maxsize=64)
-def _aperture(n: int) -> F64:
-    """Two points per module, a quarter module apart about its centre, in module units."""
-    a: F64 = (np.arange(n)[:, None] + np.array([0.375, 0.625])).ravel()
-    a.setflags(write=False)
-    return a
-
-
-def _split(index: F64, size: int) -> tuple[npt.NDArray[np.intp], F32]:
-    """Integer part (clamped inside the array) and fraction of fractional indices."""
-    index = np.clip(index, 0.0, size - 1.001)
-    whole = index.astype(np.intp)
-    return whole, (index - whole).astype(np.float32)
+    box = cv2.blur(area, (2, 2), borderType=cv2.BORDER_REPLICATE)  # box[i] averages area[i - 1 : i + 1]
+    # Module centre c + 0.5 -> lattice index ((c + 0.5) * (1 + slope) + offset + 1) * k - 0.5, and + 0.5
+    # for the box's half-sample shift.
+    sx, sy = (1 + fit.x_slope) * k, (1 + fit.y_slope) * k
+    to_lattice = np.array([[sx, 0, 0.5 * sx + (fit.x_offset + 1) * k],
+                           [0, sy, 0.5 * sy + (fit.y_offset + 1) * k]], np.float64)
+    centres = cv2.warpAffine(box, to_lattice, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(centres, np.float32)
 
 
 def _grade_2d(grey: Image, symbol: Symbol) -> list[Parameter]:
@@ -296,22 +279,38 @@ def _block_centres(rows: int, cols: int, block: int) -> tuple[F64, F64]:
     return cy, cx
 
 
-def _edge_phasors(grad: F32, rows: int, cols: int, block: int) -> F64:
-    """Per block of modules, along the rows of `grad`: [re, im, edge, spread].
+@functools.lru_cache(maxsize=64)
+def _per_module(cols: int) -> tuple[F32, F32]:
+    """Matrices over a row of cols * k samples: (edge weights per module, cols * 3 out; sum per module,
+    cols out). Cached per grid width: they turn the per-module sums into two small matrix products."""
+    k = SAMPLES_PER_MODULE
+    weighted = np.kron(np.eye(cols, dtype=np.float32), _edge_weights()).astype(np.float32)
+    summed = np.kron(np.eye(cols, dtype=np.float32), np.ones((k, 1), np.float32)).astype(np.float32)
+    weighted.setflags(write=False)
+    summed.setflags(write=False)
+    return weighted, summed
 
-    re + i im sums the edge signal times e^(-2 pi i x): its angle is the block's grid offset along x.
+
+def _edge_phasors(grad_x: F32, grad_y: F32, rows: int, cols: int, block: int) -> tuple[F64, F64]:
+    """Per block of modules, for x and for y: [re, im, edge, spread].
+
+    re + i im sums the edge signal times e^(-2 pi i x): its angle is the block's grid offset on that axis.
     edge sums the edge signal: |re + i im| / edge falls as edges smear (a Gaussian blur of sigma s
     modules gives exp(-2 pi^2 s^2); a streak one module long gives 0, where no edge can be placed).
-    spread sums |re + i im| per module row first: |re + i im| / spread is 1 when the rows agree on
+    spread sums |re + i im| per module first: |re + i im| / spread is 1 when the modules agree on
     where the grid is, and falls when they do not (a pitch that changes inside the block)."""
     k = SAMPLES_PER_MODULE
-    per_cell = (grad.reshape(-1, k) @ _edge_weights()).reshape(rows * k, cols, 3)
-    cells = np.empty((rows * k, cols, 4), np.float32)
-    cells[..., :3] = per_cell
-    np.hypot(per_cell[..., 0], per_cell[..., 1], out=cells[..., 3])
-    by_rows = np.add.reduceat(cells, np.arange(0, rows * k, block * k), axis=0)
-    out: F64 = np.add.reduceat(by_rows, np.arange(0, cols, block), axis=1).astype(np.float64)
-    return out
+    weighted, summed = _per_module(cols)
+    cells = np.empty((2, rows, cols, 4), np.float32)
+    # x: add each module's k sample lines, then weight the k differences across it.
+    cells[0, ..., :3] = (grad_x.reshape(rows, k, cols * k).sum(axis=1) @ weighted).reshape(rows, cols, 3)
+    # y: add each module's k sample columns, then weight the k differences down it.
+    across = (grad_y.reshape(rows * k, cols * k) @ summed).reshape(rows, k, cols).transpose(0, 2, 1)
+    cells[1, ..., :3] = (across.reshape(rows * cols, k) @ _edge_weights()).reshape(rows, cols, 3)
+    np.hypot(cells[..., 0], cells[..., 1], out=cells[..., 3])
+    by_rows = np.add.reduceat(cells, np.arange(0, rows, block), axis=1)
+    out: F64 = np.add.reduceat(by_rows, np.arange(0, cols, block), axis=2).astype(np.float64)
+    return out[0], out[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,17 +322,18 @@ class GridFit:
     grid: float | None
 
 
-def _axis(phasors: F64, at: F64) -> tuple[npt.NDArray[np.bool_], F64, F64, float, float]:
-    """Per block along one axis: (trusted, offset in modules, weight), and the fitted (offset, slope)."""
+def _axis(phasors: F64, at: F64) -> tuple[npt.NDArray[np.bool_], F64, float, float]:
+    """Per block along one axis: trusted?, offset in modules; then the fitted grid's offset and slope
+    (0, 0: the nominal grid, when too few blocks are trusted to fit one)."""
     weight = np.hypot(phasors[..., 0], phasors[..., 1])
     # A block counts when it has enough edges, sharp enough to place, that agree on where the grid is.
     # Edges smeared over a module (blur, motion) cannot place it: modulation grades that damage.
     ok = ((weight >= MIN_SHARPNESS * phasors[..., 2]) & (weight >= MIN_AGREEMENT * phasors[..., 3])
           & (weight >= MIN_EDGE_SHARE * weight.max()) & (weight > 0))
     offset = -np.arctan2(phasors[..., 1], phasors[..., 0]) / (2 * np.pi)  # wraps at half a module
-    if ok.sum() < MIN_BLOCKS or np.ptp(at[ok]) == 0:  # too few to trust: keep the nominal grid
-        return ok & False, offset, weight, 0.0, 0.0
-    return ok, offset, weight, *_trend(at[ok], offset[ok], weight[ok])
+    if ok.sum() < MIN_BLOCKS or np.ptp(at[ok]) == 0:
+        return np.zeros_like(ok), offset, 0.0, 0.0
+    return ok, offset, *_trend(at[ok], offset[ok], weight[ok])
 
 
 def _non_uniformity(symbol_area: F32, rows: int, cols: int) -> GridFit:
@@ -343,18 +343,15 @@ def _non_uniformity(symbol_area: F32, rows: int, cols: int) -> GridFit:
     the largest block offset left over after the fitted straight grid. What a straight, evenly pitched
     grid explains is the corners' placement or a uniform stretch; the print's own distortion is what is
     left. Each is None when fewer than MIN_BLOCKS blocks could be trusted."""
-    grad = np.zeros_like(symbol_area)
-    np.subtract(symbol_area[:, 1:], symbol_area[:, :-1], out=grad[:, :-1])  # the last column: the border
-    np.abs(grad, out=grad)
     block = max(3, min(BLOCK_MODULES, min(rows, cols) // 3))
-    px = _edge_phasors(grad, rows, cols, block)
-    grad = np.zeros_like(symbol_area.T)
-    np.subtract(symbol_area[1:, :].T, symbol_area[:-1, :].T, out=grad[:, :-1])
-    np.abs(grad, out=grad)
-    py = _edge_phasors(grad, cols, rows, block).transpose(1, 0, 2)
+    grad_x = np.zeros_like(symbol_area)  # the last column's edge is the border's: left at 0
+    np.abs(np.subtract(symbol_area[:, 1:], symbol_area[:, :-1], out=grad_x[:, :-1]), out=grad_x[:, :-1])
+    grad_y = np.zeros_like(symbol_area)
+    np.abs(np.subtract(symbol_area[1:, :], symbol_area[:-1, :], out=grad_y[:-1, :]), out=grad_y[:-1, :])
+    px, py = _edge_phasors(grad_x, grad_y, rows, cols, block)
     cy, cx = _block_centres(rows, cols, block)
-    ok_x, dx, _, x_off, x_slope = _axis(px, cx)
-    ok_y, dy, _, y_off, y_slope = _axis(py, cy)
+    ok_x, dx, x_off, x_slope = _axis(px, cx)
+    ok_y, dy, y_off, y_slope = _axis(py, cy)
     fit = Fit(x_off, x_slope, y_off, y_slope)
     axial = None
     if ok_x.any() and ok_y.any():
