@@ -6,11 +6,10 @@ rejected pack by hand, and "2 duplicates and 1 foreign code" is one trip to the 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agent.aggregation.model import LevelPlan, PackState, Reason, Violation
 from agent.ledger import CodeState
@@ -38,29 +37,42 @@ class CodeFacts(NamedTuple):
     parent: int | None
 
 
-# One statement for any number of codes (a JSON array bound as one parameter), so SQLite compiles it
-# once and keeps it in the statement cache; the lot comes from the few distinct jobs afterwards.
+# Plain `IN (?, ?, ...)` in chunks: measured faster than binding one JSON array through json_each
+# (no JSON text to build and parse per burst), and a burst's chunks repeat the same few sizes, so their
+# statements stay in the connection's statement cache. 999 is the oldest SQLite's variable limit.
 _FACTS_SQL = (
     "SELECT c.id, c.code, c.level, c.state, COALESCE(p.job, c.job), p.state, l.parent"
     " FROM codes c LEFT JOIN packs p ON p.code = c.id LEFT JOIN pack_links l ON l.child = c.id"
-    " WHERE c.code IN (SELECT value FROM json_each(?))"
+    " WHERE c.code IN ({})"
 )
+_CHUNK = 999
 _CODE_STATES = {s.value: s for s in CodeState}
 _PACK_STATES = {s.value: s for s in PackState}
 
 
+def _rows(conn: sqlite3.Connection, sql: str, keys: Sequence[object]) -> list[tuple[Any, ...]]:
+    """`sql` with its IN list filled per chunk of keys, as plain tuples (no Row objects: they cost more
+    than the index lookups behind them)."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    rows: list[tuple[Any, ...]] = []
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i:i + _CHUNK]
+        rows += cur.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
 def facts(conn: sqlite3.Connection, codes: Iterable[str]) -> dict[str, CodeFacts]:
-    rows = conn.execute(_FACTS_SQL, (json.dumps(list(dict.fromkeys(codes))),)).fetchall()
-    jobs = {r[4] for r in rows if r[4] is not None}
-    lots: dict[int, str] = {}
-    if jobs:
-        lots = dict(conn.execute("SELECT id, lot FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-                                 (json.dumps(sorted(jobs)),)).fetchall())
-    return {
-        r[1]: CodeFacts(r[0], r[1], r[2], _CODE_STATES[r[3]], r[4], lots.get(r[4]) if r[4] is not None else None,
-                        _PACK_STATES[r[5]] if r[5] else None, r[6])
-        for r in rows
-    }
+    """What the rules need of each code, read in one pass; codes the ledger does not hold are absent."""
+    rows = _rows(conn, _FACTS_SQL, list(dict.fromkeys(codes)))
+    jobs = sorted({r[4] for r in rows if r[4] is not None})
+    lots: dict[int, str] = dict(_rows(conn, "SELECT id, lot FROM jobs WHERE id IN ({})", jobs)) if jobs else {}
+    code_states, pack_states = _CODE_STATES, _PACK_STATES
+    out: dict[str, CodeFacts] = {}
+    for cid, code, level, state, job, pack_state, parent in rows:
+        out[code] = CodeFacts(cid, code, level, code_states[state], job, None if job is None else lots.get(job),
+                              pack_states[pack_state] if pack_state else None, parent)
+    return out
 
 
 def check_children(
