@@ -8,6 +8,7 @@ commit elsewhere stalled verification; at 2,000 items/min items went unread and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def test_verification_goes_on_while_the_ledger_is_held_and_reports_after_the_com
             await wait_for(lambda: line.sim.model.rejected[:2] == [3, 5])  # the gate acted meanwhile
             assert line.station.tracker.late_reads == 0
             assert line.verdicts == {}  # nothing is final before its commit
-            assert line.ledger.reader().execute(
-                "SELECT COUNT(*) FROM codes WHERE state IN ('verified', 'rejected')").fetchone()[0] == 0
+            with contextlib.closing(line.ledger.reader()) as committed:
+                assert committed.execute(
+                    "SELECT COUNT(*) FROM codes WHERE state IN ('verified', 'rejected')").fetchone()[0] == 0
         finally:
             release.set()
             await asyncio.to_thread(holder.join)
