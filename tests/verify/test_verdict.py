@@ -62,3 +62,24 @@ def test_reasons_name_what_was_read_and_expected(state_of: StateOf) -> None:
     assert "'A2'" in j.reason and "'A1'" in j.reason
     j = judge("A1", Observation(1, ("A1",), Grade.D), state_of, minimum=Grade.B)
     assert "grade D is below the minimum B" in j.reason
+
+
+def test_the_right_code_in_a_state_that_cannot_be_verified_is_rejected(tmp_path: Path) -> None:
+    """A code voided (or never sent) cannot be on a genuine product of this run, even where expected."""
+    ledger = Ledger(tmp_path / "v.db")
+    seed_codes(ledger, ["V1", "R1"])
+    with ledger.atomic() as conn:
+        conn.execute("UPDATE codes SET state = 'voided' WHERE code = 'V1'")
+        conn.execute("UPDATE codes SET state = 'returned' WHERE code = 'R1'")
+
+    def lookup(text: str) -> CodeState | None:
+        try:
+            return ledger.state_of(text)
+        except UnknownCode:
+            return None
+
+    for code in ("V1", "R1"):
+        j = judge(code, Observation(1, (code,)), lookup, minimum=Grade.C)
+        assert j.verdict is Verdict.MISMATCH and j.read == code
+        assert "cannot be on a product" in j.reason
+    ledger.close()
