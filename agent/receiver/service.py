@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.epcis import DocumentInvalid, jsonio
-from agent.epcis.document import validate_batch
+from agent.epcis.document import prepare, validate_batch
 from agent.receiver.store import EventStore
 from agent.sync.mqtt import broker_address, properties
 
@@ -52,6 +52,8 @@ class Receiver:
         self.prefix = prefix
         self.stats = ReceiverStats()
         self.validate_documents = validate_documents
+        if validate_documents:
+            prepare()  # the first batch's ack should not wait for the schema to compile
         self.subscription = f"$share/{group}/{prefix}/+/+/events"
         self.host, self.port, tls = broker_address(broker)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=True)

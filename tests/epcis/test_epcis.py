@@ -200,3 +200,21 @@ def test_fast_batch_validation_decides_exactly_like_the_full_schema(mutations: l
         except DocumentInvalid:
             outcomes.append("invalid")
     assert outcomes[0] == outcomes[1], (mutations, outcomes)
+
+
+_FIELD_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.from_regex(r"\A(urn:epc:id:sgtin:\d{7}\.\d{6}\.\w{1,8}|https?://[a-z.]{1,12}/\S{0,12}|\w{1,6}:\S{0,10})\Z"),
+    st.from_regex(r"\A\d{4}-\d{2}-\d{2}[tT ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([zZ]|[+-]\d{2}:?\d{2})?\Z"),
+    st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FIELD_VALUES)
+def test_field_checks_decide_exactly_like_the_compiled_schema_rule(value: Any) -> None:
+    """The receiver's per-field predicates are the schema's own rules, not an approximation of them."""
+    from agent.epcis.document import _check, _ok
+
+    for kind in ("time", "uri"):
+        assert _check(kind)(value) is _ok(kind, value), (kind, value)

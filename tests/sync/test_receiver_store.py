@@ -46,12 +46,30 @@ def _check(store: EventStore) -> None:
     assert store.store("s1", "L1", 1, first) == (0, 50)  # a re-sent batch
     assert store.store("s1", "L1", 2, first[40:] + _events(10, start=50)) == (10, 10)
     assert store.count() == 60
+    assert store.store("s1", "L1", 3, []) == (0, 0)
+
+
+def _order(rows: list[tuple[str, int, int]], batches: list[list[dict[str, Any]]]) -> None:
+    """Rows are inserted sorted by eventID; (batch, pos) must still give back the line's order."""
+    expected = [(e["eventID"], b, i) for b, events in enumerate(batches) for i, e in enumerate(events)]
+    assert sorted(rows, key=lambda r: (r[1], r[2])) == expected
 
 
 def test_sqlite_store_keeps_each_event_once(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "r.db"))
     assert isinstance(store, SqliteStore)
     _check(store)
+
+
+def test_stores_keep_the_lines_order_in_batch_and_pos(tmp_path: Path, pg_dsn: str) -> None:
+    batches = [_events(30, start=100), _events(30, start=200)]
+    for store in (SqliteStore(tmp_path / "o.db"), PostgresStore(pg_dsn)):
+        for b, events in enumerate(batches):
+            store.store("s1", "L1", b, events)
+        conn = store.conn
+        cur = conn.execute("SELECT event_id, batch, pos FROM epcis_events")
+        _order([(str(r[0]), int(r[1]), int(r[2])) for r in cur.fetchall()], batches)
+        store.close()
 
 
 def test_postgres_store_keeps_each_event_once(pg_dsn: str) -> None:
