@@ -8,6 +8,7 @@ eventID is left to the uplink, which sets it from the CBV event hash when it bui
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -22,22 +23,28 @@ KIND_DELETE = "aggregation.delete"
 KIND_DECOMMISSION = "aggregation.decommission"
 
 
+# A box or case code is turned into a URI twice within a pallet (as the parent of its own pack, then as
+# a child of the next level up); a small cache spares the second parse and percent-encoding.
+_epc = functools.lru_cache(maxsize=4096)(epc_for)
+
+
 def _uris(ctx: LineContext, codes: Sequence[str]) -> list[str]:
-    return [epc_for(c, ctx.company_prefix_length) for c in codes]
+    prefix_length = ctx.company_prefix_length
+    return [_epc(c, prefix_length) for c in codes]
 
 
 def journal_link(
     ledger: Ledger, ctx: LineContext, parent: str, children: Sequence[str], at: float, job: int | None
 ) -> int:
     """ADD, inside the caller's atomic block: the link and its event commit together."""
-    event = aggregation_event(ctx, epc_for(parent, ctx.company_prefix_length), _uris(ctx, children), at=at)
+    event = aggregation_event(ctx, _epc(parent, ctx.company_prefix_length), _uris(ctx, children), at=at)
     return ledger.append_event(KIND_ADD, {"epcis": event}, code=parent, job=job, uplink=True, at=at)
 
 
 def journal_unlink(
     ledger: Ledger, ctx: LineContext, parent: str, children: Sequence[str], at: float, job: int | None
 ) -> int:
-    event = aggregation_event(ctx, epc_for(parent, ctx.company_prefix_length), _uris(ctx, children), at=at,
+    event = aggregation_event(ctx, _epc(parent, ctx.company_prefix_length), _uris(ctx, children), at=at,
                               action=Action.DELETE)
     return ledger.append_event(KIND_DELETE, {"epcis": event}, code=parent, job=job, uplink=True, at=at)
 
