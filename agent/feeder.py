@@ -122,6 +122,10 @@ class Feeder:
         self._distrust = False  # the driver's last printed report contradicted the counter
         self._pushed_since_reconcile = False
         self._suspect_from: int | None = None  # first seq of a failed push since the last reconcile
+        self.recount_s = 0.5
+        self._last_progress: store.Progress | None = None
+        self._progress_at = 0.0
+        self._confirmed_since_count = 0  # confirmations since the last full progress count
         self._reconciled_at = float("-inf")  # monotonic time of the last reconcile's status read
 
     # ---- public -------------------------------------------------------------------------------
@@ -221,7 +225,7 @@ class Feeder:
             return False
         self.alarms.set(Alarm.CODER_FAULT, False)
         self.state = FeederState.FEEDING
-        progress = await asyncio.to_thread(store.progress, self.ledger, self.job)
+        progress = await asyncio.to_thread(self._progress)
         if status.fifo_depth is not None:
             depth = status.fifo_depth
         else:
@@ -326,7 +330,31 @@ class Feeder:
         else:
             n = 0
         self.ledger.maybe_commit()
+        self._confirmed_since_count += n
         return n
+
+    def _progress(self) -> store.Progress:
+        """The job's progress; recounted in full every `recount_s`, in between advanced by our own
+        confirmations. A full count scans the whole job, which at 100,000 codes would cost more
+        than a tick; an estimate that lags other writers by `recount_s` is harmless, because the
+        job is only called done on a full count."""
+        now = time.monotonic()
+        last = self._last_progress
+        if last is None or now - self._progress_at >= self.recount_s:
+            self._last_progress, self._progress_at, self._confirmed_since_count = (
+                store.progress(self.ledger, self.job), now, 0)
+            return self._last_progress
+        fresh = store.refresh(self.ledger, self.job, last)
+        ahead = store.Progress(done=last.done + self._confirmed_since_count, sent=fresh.sent,
+                               allocated=fresh.allocated, target=last.target)
+        if ahead.needed == 0 and ahead.sent == 0:  # looks done: make sure with a full count
+            self._last_progress, self._progress_at, self._confirmed_since_count = (
+                store.progress(self.ledger, self.job), now, 0)
+            return self._last_progress
+        return ahead
+
+    def _confirm_event(self, seq: int) -> None:
+        self._confirmed_since_count += store.confirm_upto(self.ledger, self.coder, self._trusted(seq))
 
     def _trusted(self, last_printed: int) -> int:
         """After a failed push nobody knows which of its records reached the FIFO, nor in what order
@@ -358,7 +386,7 @@ class Feeder:
             if self.printer.capabilities.counters:
                 self._wake.set()  # confirm from the next status, where the counter can check it
             else:
-                await asyncio.to_thread(store.confirm_upto, self.ledger, self.coder, self._trusted(event.seq))
+                await asyncio.to_thread(self._confirm_event, event.seq)
             return
         if event.at < self._reconciled_at:
             return  # seen before the last reconcile read the coder: that reconcile covered it

@@ -84,6 +84,17 @@ def progress(ledger: Ledger, job: int) -> Progress:
     )
 
 
+def refresh(ledger: Ledger, job: int, last: Progress) -> Progress:
+    """`last` with its sent and allocated counts re-read: both are small sets (an index range), so
+    this is cheap at every tick, while `progress` counts the whole job and runs only now and then."""
+    with ledger.lock:
+        counts = dict(ledger.conn.execute(
+            "SELECT state, COUNT(*) FROM codes WHERE job = ? AND state IN ('sent', 'allocated') "
+            "AND level = (SELECT level FROM jobs WHERE id = ?) GROUP BY state", (job, job)).fetchall())
+    return Progress(done=last.done, sent=int(counts.get("sent", 0)),
+                    allocated=int(counts.get("allocated", 0)), target=last.target)
+
+
 def allocated_codes(ledger: Ledger, job: int, limit: int) -> list[str]:
     """The job's reserved, never-sent codes of its own level, oldest first (shared by every coder on
     the job); parent codes aggregation allocated to the job are for labels, never for this coder."""
@@ -151,14 +162,17 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
     """
     with ledger.lock:
         rows = ledger.conn.execute(
-            "SELECT c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "SELECT c.code, f.job, f.seq FROM coder_feed f JOIN codes c ON c.id = f.code "
             "WHERE f.coder = ? AND f.seq <= ? AND c.state = 'sent' ORDER BY f.seq",
             (coder, last_printed),
         ).fetchall()
         if rows and print_count is not None:
             mark = get_mark(ledger, coder)
             if mark is not None and mark.print_count is not None:
-                allowed = print_count - mark.print_count - _confirmed_since(ledger, coder, mark)
+                # Seqs after a mark are contiguous and confirmed as a prefix, so everything between
+                # the mark and the first still-open seq is what was confirmed since the mark.
+                confirmed = max(0, int(rows[0][2]) - 1 - mark.settled_seq)
+                allowed = print_count - mark.print_count - confirmed
                 if len(rows) > allowed:
                     raise CounterMismatch(
                         f"coder {coder}: the driver reports seq {last_printed} printed, which would "
@@ -170,15 +184,6 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
 
 class CounterMismatch(LedgerError):
     """The coder's counter contradicts the printed records its driver reports."""
-
-
-def _confirmed_since(ledger: Ledger, coder: str, mark: Mark) -> int:
-    row = ledger.conn.execute(
-        "SELECT COUNT(*) FROM coder_feed f JOIN codes c ON c.id = f.code "
-        "WHERE f.coder = ? AND f.seq > ? AND c.state NOT IN ('sent', 'in_doubt', 'voided')",
-        (coder, mark.settled_seq),
-    ).fetchone()
-    return int(row[0])
 
 
 def confirm_by_count(ledger: Ledger, coder: str, mark: Mark, print_count: int) -> int:

@@ -333,7 +333,8 @@ def test_an_agent_killed_mid_job_is_reconciled_by_a_new_feeder(db_path: Path, ki
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             try:
-                await until(lambda: n_printed(ledger, job) >= 60, "60 printed by the first agent")
+                await until(lambda: n_printed(ledger, job) >= 60 and bool(states(ledger, job).get("sent")),
+                            "60 printed by the first agent and more in its coder's FIFO")
             finally:
                 agent.send_signal(signal.SIGKILL)
                 agent.wait()
