@@ -39,16 +39,24 @@ def with_event_id(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def document(
-    events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None
+    events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None,
+    owned: bool = False,
 ) -> dict[str, Any]:
-    """An EPCISDocument holding the events (each given its eventID), with our extension context."""
+    """An EPCISDocument holding the events (each given its eventID), with our extension context.
+
+    Events are copied, so the caller's dicts never change; `owned=True` says the caller hands them
+    over (the uplink's freshly parsed rows), and a dict that already has its eventID is used as is,
+    sparing a copy per event on a backlog drain.
+    """
     return {
         "@context": CONTEXT,
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": created or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "id": doc_id or f"urn:uuid:{uuid.uuid4()}",
-        "epcisBody": {"eventList": [with_event_id(e) for e in events]},
+        "epcisBody": {"eventList": [
+            e if owned and isinstance(e, dict) and e.get("eventID") else with_event_id(e) for e in events
+        ]},
     }
 
 

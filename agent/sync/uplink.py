@@ -117,8 +117,8 @@ class Uplink:
     # ---- outgoing -----------------------------------------------------------------------------
 
     def encode(self, batch: Batch) -> bytes:
-        doc = document(self.outbox.events(batch), doc_id=f"urn:lineagent:{self.topics.site}:{self.topics.line}"
-                       f":batch:{batch.id}")
+        doc = document(self.outbox.events(batch), owned=True,
+                       doc_id=f"urn:lineagent:{self.topics.site}:{self.topics.line}:batch:{batch.id}")
         raw = jsonio.dumps(doc)
         return zlib.compress(raw, 1) if self.cfg.compress else raw
 

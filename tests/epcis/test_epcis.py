@@ -218,3 +218,13 @@ def test_field_checks_decide_exactly_like_the_compiled_schema_rule(value: Any) -
 
     for kind in ("time", "uri"):
         assert _check(kind)(value) is _ok(kind, value), (kind, value)
+
+
+def test_document_copies_events_unless_handed_over() -> None:
+    given = commissioning_event(CTX, ["urn:lineagent:code:1"], at=AT, lot="L1")
+    bare = {k: v for k, v in given.items() if k != "eventID"}
+    copied = document([given, bare])["epcisBody"]["eventList"]
+    assert copied[0] == given and copied[0] is not given and "eventID" not in bare
+    owned = document([given, bare], owned=True)["epcisBody"]["eventList"]
+    assert owned[0] is given  # already complete: no copy on the uplink's drain
+    assert owned[1]["eventID"] == event_hash(bare) and "eventID" not in bare
