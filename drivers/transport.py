@@ -244,7 +244,7 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_s, self.first_s * self.factor**self.attempt)
+        ceiling = min(self.max_s, self.first_s * self.factor ** min(self.attempt, 64))  # no float overflow
         self.attempt += 1
         return (rng or random).uniform(ceiling / 2, ceiling)
 

@@ -230,7 +230,7 @@ class FramedPrinter(Printer):
             # After a timeout the late answer may still come: let it arrive with nobody waiting (it is
             # dropped) rather than be taken for the answer to this request.
             self._quiet_due = False
-            await asyncio.sleep(self.settings.timeout_s)
+            await asyncio.sleep(2 * self.settings.timeout_s)
         transport = self._linked()
         waiter = _Waiter(payload, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)  # before the write: the answer may beat the write's return

@@ -158,5 +158,7 @@ def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
     ceilings = [min(1.0, 0.1 * 2**i) for i in range(8)]
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert len(set(delays)) == len(delays)  # jittered: no two agents retry in lock-step
+    for _ in range(5000):  # a coder off for a weekend: the delay stays at the cap, no overflow
+        assert b.next_delay(rng) <= 1.0
     b.reset()
     assert b.next_delay(rng) <= 0.1

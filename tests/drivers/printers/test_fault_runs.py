@@ -92,10 +92,11 @@ async def fault_run(name: str, seed: int, products: int) -> None:
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_short_fault_run(name: str) -> None:
-    asyncio.run(asyncio.wait_for(fault_run(name, 1, 100), 60))
+    asyncio.run(asyncio.wait_for(fault_run(name, 1, 60), 60))
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_soak_fault_run(name: str, seed: int) -> None:
