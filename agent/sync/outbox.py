@@ -188,6 +188,19 @@ class Outbox:
 
     # ---- reporting ----------------------------------------------------------------------------
 
+    def drained(self) -> bool:
+        """Nothing left to deliver: `backlog()` would say 0 undelivered and 0 open batches.
+
+        Two EXISTS probes on the indexes instead of counting the backlog, because drain loops ask
+        this often while a million events may still wait.
+        """
+        row = self.conn.execute(
+            "SELECT EXISTS(SELECT 1 FROM events WHERE uplink = 1 AND seq > ?), "
+            "EXISTS(SELECT 1 FROM sync_batches WHERE acked_at IS NULL AND resend = 0)",
+            (self.cursor(),),
+        ).fetchone()
+        return not row[0] and not row[1]
+
     def backlog(self) -> Backlog:
         cursor = self.cursor()
         unbatched, oldest_unbatched = self.conn.execute(

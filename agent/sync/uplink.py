@@ -211,5 +211,4 @@ class Uplink:
         self._record_acks()
 
     def drained(self) -> bool:
-        b = self.outbox.backlog()
-        return b.undelivered_events == 0 and b.open_batches == 0
+        return self.outbox.drained()

@@ -44,10 +44,16 @@ def test_acks_of_one_poll_are_recorded_together_and_duplicates_told_apart(tmp_pa
     ob = Outbox(ledger)
     a, b, c = (ob.cut(10) for _ in range(3))
     assert a and b and c
+    assert not ob.drained()
     assert ob.mark_acked_many([(a.id, "stored"), (b.id, "invalid: no"), (a.id, "stored")]) == [True, True, False]
     assert ob.mark_acked_many([]) == []
     assert _row(ledger, b.id)[3] == "invalid: no" and _row(ledger, c.id)[2] is None
     assert [x.id for x in ob.unacked(10)] == [c.id]
+    assert not ob.drained()
+    ob.mark_acked(c.id, "stored")
+    assert ob.drained() and ob.backlog().undelivered_events == 0
+    ob.resend_since(0.0, 10)  # re-sent batches are duplicates: they never make the backlog undrained
+    assert ob.drained() and ob.backlog().open_batches == 0
     ob.close()
 
 
