@@ -41,6 +41,18 @@ from agent.ledger.states import ALLOCATABLE, TRANSITIONS, CodeState, UnknownCode
 
 _KIND = {s: f"code.{s.value}" for s in CodeState}
 
+try:  # orjson: ~10x faster than json for the journal's payloads (every pack writes one)
+    import orjson
+
+    def _dumps(obj: Any) -> str:
+        """Compact, sorted-key JSON; non-JSON values (dates, paths) as their str()."""
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str).decode()
+
+except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a bare install working
+
+    def _dumps(obj: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
+
 
 class LedgerError(RuntimeError):
     """A ledger operation that cannot be done as asked; the message says what and why."""
@@ -259,7 +271,7 @@ class Ledger:
                     code,
                     job,
                     int(uplink),
-                    json.dumps(payload or {}, separators=(",", ":"), sort_keys=True),
+                    _dumps(payload or {}),
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -321,10 +333,7 @@ class Ledger:
             if row is None:
                 self._refusal(code, target, expect)
             source = row[1]
-            if payload is None:
-                body = f'{{"from":"{source}"}}'
-            else:
-                body = json.dumps({"from": source, **payload}, separators=(",", ":"), default=str)
+            body = f'{{"from":"{source}"}}' if payload is None else _dumps({"from": source, **payload})
             try:
                 cur = self._conn.execute(
                     "INSERT INTO events(at, kind, code, job, uplink, payload) VALUES (?, ?, ?, ?, ?, ?)",
