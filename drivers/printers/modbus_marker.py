@@ -9,12 +9,23 @@ The map (addresses are 0-based Modbus addresses):
   record number n (0-based, counted since the marker powered up) goes into slot n % slots;
 - holding `queued_address` (2 registers, uint32 high word first): records the host has queued in total;
   the host writes it *after* the slot text, so the marker never prints half-written text;
+- holding `queued_address + 2` (2 registers, write-only): the count the host expects the marker to hold.
+  The host writes all four registers in one request (function 16, which a device applies whole); the
+  marker takes the new count only if its own count equals the expected one, else it answers exception 3
+  (illegal data value) and changes nothing. We assume the marker (or the gateway PLC in front of it)
+  implements this compare-and-set: without it, a panel stop landing between the host's read and its
+  write would be undone by the write (the queue count jumps back over discarded, stale or blank slots).
+  A stop resets the count to the printed count, so the compare fails exactly when a stop or power loss
+  discarded records since the host's read (a stop of an empty queue changes nothing and loses nothing);
 - input `printed_address` (2 registers, uint32): records the marker has printed in total; it survives
   a power loss (a product counter), unlike the queue;
 - input `status_address`: bit 0 running, bit 1 fault; input `fault_address`: bit per `FAULT_BITS`;
 - coils: `trigger_coil` (1 = print the next queued record now, for on-demand marking),
   `run_coil` (1 = start, 0 = stop; a stop discards the queue: the marker sets queued = printed),
   `reset_coil` (1 = clear faults).
+
+Every push also re-reads the marker's count first and refuses (Nak, nothing written) if it is not the
+count the driver last wrote: records queued behind a discarded queue would be printed out of place.
 
 Serialization: last_printed is the seq pushed as record number `printed - 1`; the driver keeps the
 seq of every record still queued. A FIFO loss shows up as the marker's queued count differing from what
@@ -79,6 +90,7 @@ FAULT_BITS: dict[int, Fault] = {
 }
 STATUS_RUNNING = 0x0001
 STATUS_FAULT = 0x0002
+ILLEGAL_VALUE = 3  # Modbus exception code: the marker refuses a queue count write whose expectation failed
 U32 = 1 << 32
 
 
@@ -105,7 +117,9 @@ class ModbusMarkerSettings(Strict):
     slots: int = Field(8, ge=1, le=256, description="text slots in the ring = FIFO capacity")
     text_address: int = Field(100, ge=0, le=65535)
     text_registers: int = Field(16, ge=1, le=123, description="registers per slot, 2 chars each")
-    queued_address: int = Field(10, ge=0, le=65534)
+    queued_address: int = Field(
+        10, ge=0, le=65532, description="4 holding registers: queued count, then the count the host expects"
+    )
     printed_address: int = Field(0, ge=0, le=65534)
     status_address: int = Field(2, ge=0, le=65535)
     fault_address: int = Field(3, ge=0, le=65535)
@@ -233,20 +247,29 @@ class ModbusMarker(Printer):
                           "clear_fifo() before pushing more")
             try:
                 await self._ensure_linked()
-                printed = join_u32(await self._link.read_input(s.printed_address, 2))
-                self._account(printed)
-                room = s.slots - (self._queued - printed) % U32
-                if len(texts) > room:
-                    raise BufferFull(
-                        f"{self.name}: {len(texts)} records pushed, room for {room} of {s.slots}"
-                    )
+                await self._verify_queue("before a push")
             except ModbusError as exc:
                 raise self._map(exc) from exc
+            room = s.slots - (self._queued - self._printed) % U32
+            if len(texts) > room:
+                raise BufferFull(f"{self.name}: {len(texts)} records pushed, room for {room} of {s.slots}")
             for seq, words in texts:
                 slot = self._queued % s.slots
+                new = (self._queued + 1) % U32
                 try:
                     await self._link.write_registers(s.text_address + slot * s.text_registers, words)
-                    await self._link.write_registers(s.queued_address, split_u32((self._queued + 1) % U32))
+                    await self._link.write_registers(s.queued_address, split_u32(new) + split_u32(self._queued))
+                except ModbusDeviceError as exc:
+                    if exc.exception_code != ILLEGAL_VALUE:
+                        raise self._map(exc) from exc
+                    # A definite refusal of the compare-and-set: the count moved under us (a stop or
+                    # power loss between our read and this write). Nothing of seq was queued.
+                    try:
+                        await self._verify_queue(f"count write for seq {seq} refused")
+                    except ModbusError as again:
+                        raise self._map(again) from again
+                    raise Nak(f"{self.name}: marker refused queue count {new} for seq {seq}: its queue "
+                              "changed since it was read (a stop or power loss)") from exc
                 except ModbusError as exc:
                     # Whether the count reached the marker is unknown: nothing may be queued behind it.
                     self._suspect = f"push of seq {seq} interrupted"
@@ -306,6 +329,21 @@ class ModbusMarker(Printer):
             if self._was_linked:
                 self._emit(PrintEventKind.LINK_DOWN, "link lost; reconnecting")
             await self._connect_locked()
+
+    async def _verify_queue(self, when: str) -> None:
+        """Read both counters; if the marker's count is not the one we wrote, the queue was discarded.
+
+        Raises Nak on a mismatch so that nothing is queued behind a queue the host no longer knows.
+        """
+        s = self.settings
+        queued = join_u32(await self._link.read_holding(s.queued_address, 2))
+        printed = join_u32(await self._link.read_input(s.printed_address, 2))
+        self._account(printed)
+        if queued != self._queued:
+            why = f"{when}: marker reports {queued} queued, driver queued {self._queued}"
+            self._mismatch(queued, printed, why)
+            self._queued = queued
+            raise Nak(f"{self.name}: {why}; the queue was discarded (a stop or power loss), nothing pushed")
 
     def _account(self, printed: int) -> None:
         """Turn the counter delta since the last poll into PRINTED events, oldest first."""

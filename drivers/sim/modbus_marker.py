@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
@@ -32,6 +33,7 @@ from drivers.printers.modbus_marker import (
     STATUS_RUNNING,
     U32,
     ModbusMarkerSettings,
+    join_u32,
     split_u32,
 )
 from drivers.sim.faults import FaultPlan, SimFault
@@ -55,14 +57,25 @@ class MarkerModel:
     printed_texts: list[str] = field(default_factory=list)  # the simulator's own record of its prints
     missed: int = 0  # products that passed unmarked (stopped, fault, or empty queue)
 
-    def write_holding(self, address: int, values: list[int]) -> None:
+    def write_holding(self, address: int, values: list[int]) -> bool:
+        """Store a register write; False (nothing stored) if it touches the queue count improperly.
+
+        The count is a compare-and-set (see drivers/printers/modbus_marker.py): only a whole 4-register
+        write [new, expected] whose expected count is the marker's own is taken, so a host that read the
+        count before a panel stop cannot undo the stop.
+        """
+        s = self.settings
+        if address < s.queued_address + 4 and address + len(values) > s.queued_address:
+            if address != s.queued_address or len(values) != 4:
+                return False
+            new, expected = join_u32(values[:2]), join_u32(values[2:])
+            if expected != self.queued:
+                return False
+            self.queued = new
+            return True
         for i, v in enumerate(values):
             self.holding[address + i] = v
-        s = self.settings
-        if address <= s.queued_address + 1 and address + len(values) > s.queued_address:
-            hi = self.holding.get(s.queued_address, 0)
-            lo = self.holding.get(s.queued_address + 1, 0)
-            self.queued = ((hi << 16) | lo) % U32
+        return True
 
     def read_holding(self, address: int) -> int:
         s = self.settings
@@ -156,6 +169,9 @@ class ModbusMarkerSim:
         self.plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.nak = False  # answer every request with exception "device busy"
         self.silent = asyncio.Event()  # set: requests are never answered
+        # Called with (address, values) on every register write before the marker applies it: lets a
+        # test land a panel stop at an exact point of the host's write sequence.
+        self.on_write: Callable[[int, list[int]], None] | None = None
         self._server: ModbusTcpServer | None = None
         self._conveyor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -213,7 +229,7 @@ class ModbusMarkerSim:
         """Power on: serve on settings.port; the conveyor (if any) starts moving."""
         s = self.settings
         coils = -(-(max(s.trigger_coil, s.run_coil, s.reset_coil) + 1) // 16) * 16
-        holding = max(s.text_address + s.slots * s.text_registers, s.queued_address + 2)
+        holding = max(s.text_address + s.slots * s.text_registers, s.queued_address + 4)
         inputs = max(s.printed_address + 2, s.status_address + 1, s.fault_address + 1,
                      s.identity_address + s.identity_registers)
         device = SimDevice(
@@ -306,7 +322,11 @@ class ModbusMarkerSim:
             await asyncio.Event().wait()
         m = self.model
         if function_code in (FC_WRITE_REGISTER, FC_WRITE_REGISTERS) and set_values is not None:
-            m.write_holding(address, [int(v) for v in set_values])
+            values = [int(v) for v in set_values]
+            if self.on_write is not None:
+                self.on_write(address, values)
+            if not m.write_holding(address, values):
+                return ExcCodes.ILLEGAL_VALUE
         elif function_code in (FC_WRITE_COIL, FC_WRITE_COILS) and set_values is not None:
             for i, v in enumerate(set_values):
                 m.write_coil(address + i, bool(v))

@@ -31,7 +31,7 @@ from tests.drivers.printers.pairs import RETRIES, TIMEOUT_S, Pair
 
 
 def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, 30))
 
 
 @asynccontextmanager
@@ -92,15 +92,26 @@ def test_model_prints_slots_in_ring_order_and_stop_discards_queue() -> None:
     m = MarkerModel(s)
     m.write_coil(s.run_coil, True)
     for n, text in enumerate(["AA", "BB", "CC"]):
-        m.write_holding(s.text_address + (n % 2) * 2, pack_text(text, 2))
-        m.write_holding(s.queued_address, split_u32(n + 1))
+        assert m.write_holding(s.text_address + (n % 2) * 2, pack_text(text, 2))
+        assert m.write_holding(s.queued_address, split_u32(n + 1) + split_u32(n))
         assert m.fire() == text
     assert m.fire() is None  # empty queue: the product passes unmarked
     assert Fault.BUFFER_EMPTY in m.faults
-    m.write_holding(s.queued_address, split_u32(4))
+    assert m.write_holding(s.queued_address, split_u32(4) + split_u32(3))
     m.write_coil(s.run_coil, False)
     assert m.depth == 0
     assert m.printed_texts == ["AA", "BB", "CC"]
+
+
+def test_model_takes_a_queue_count_only_as_a_compare_and_set_of_its_own_count() -> None:
+    s = ModbusMarkerSettings(slots=4, text_registers=2)
+    m = MarkerModel(s)
+    assert m.write_holding(s.queued_address, split_u32(2) + split_u32(0))
+    m.stop()  # the panel: queued := printed = 0
+    assert not m.write_holding(s.queued_address, split_u32(3) + split_u32(2))  # read before the stop
+    assert not m.write_holding(s.queued_address, split_u32(1))  # a bare count bypasses the compare
+    assert not m.write_holding(s.queued_address + 1, [5, 0, 0])
+    assert m.queued == 0
 
 
 def test_pushed_records_print_in_order_and_last_printed_follows_the_counter() -> None:
@@ -233,6 +244,79 @@ def test_no_server_is_link_down() -> None:
             await driver.connect()
         with pytest.raises(PrinterError):
             await driver.select_job("any")
+
+    run(go())
+
+
+def test_a_push_after_an_unseen_panel_stop_is_refused_and_the_stop_stays() -> None:
+    async def go() -> None:
+        async with pair() as (driver, sim):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            sim.model.fire()
+            await driver.status()  # the driver's last look: 2 queued
+            sim.model.stop()  # the operator, before the next push
+            sim.model.running = True
+            with pytest.raises(Nak, match="marker reports 1 queued, driver queued 3"):
+                await driver.push([Record(4, "D")])
+            assert sim.model.depth == 0  # the push did not bring back the discarded B and C
+            status = await driver.status()
+            assert (status.fifo_lost, status.last_printed) == (True, 1)
+            await driver.push([Record(5, "E")])  # the count is known again: pushes resume
+            sim.model.fire()
+            sim.model.fire()
+            assert sim.printed == ["A", "E"]
+            assert (await driver.status()).last_printed == 5
+
+    run(go())
+
+
+def test_a_stop_between_the_read_and_the_count_write_is_refused_by_the_marker() -> None:
+    async def go() -> None:
+        async with pair() as (driver, sim):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B")])
+            sim.model.fire()
+            s = sim.settings
+            sim.on_write = lambda address, _values: (  # the stop lands while seq 3's text is written
+                sim.model.stop() if address >= s.text_address else None
+            )
+            with pytest.raises(Nak, match="count write for seq 3 refused"):
+                await driver.push([Record(3, "C")])
+            sim.on_write = None
+            assert (sim.model.queued, sim.model.printed) == (1, 1)  # the stop stands; no stale slots
+            assert (await driver.status()).fifo_lost is True
+            sim.model.running = True
+            await driver.push([Record(4, "D")])
+            sim.model.fire()
+            assert sim.printed == ["A", "D"]
+            events = driver.events()
+            kinds = [(await anext(events)).kind for _ in range(3)]
+            assert kinds == [PrintEventKind.LINK_UP, PrintEventKind.PRINTED, PrintEventKind.FIFO_LOST]
+
+    run(go())
+
+
+def test_a_push_after_a_power_cycle_it_did_not_see_writes_no_stale_count() -> None:
+    async def go() -> None:
+        async with pair() as (driver, sim):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            sim.model.fire()
+            await driver.status()
+            await sim.power_loss()
+            await sim.start()
+            sim.model.running = True
+            for _ in range(3):  # the dead link, then the reconnect's own finding, may refuse a push
+                with suppress(LinkDown, DeviceTimeout, Nak):
+                    await driver.push([Record(4, "D")])
+                    break
+            sim.model.fire()
+            sim.model.fire()  # the queue holds only D: no stale count, so no blank slot is printed
+            assert sim.printed == ["A", "D"]
+            assert sim.model.missed == 1
+            status = await driver.status()
+            assert (status.last_printed, status.fifo_depth) == (4, 0)
 
     run(go())
 
