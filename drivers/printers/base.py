@@ -203,7 +203,7 @@ class FifoTracker:
         k = self._progress(tags, last_tag, depth)
         if k is not None:
             return self.printed_count(k)
-        matches = [k for k, tag in enumerate(tags) if tag == last_tag and tag != self.last_tag]
+        matches = [k for k, tag in enumerate(tags) if tag == last_tag]
         # Inconsistent: take the earliest match as printed (claiming a print that did not happen would
         # be worse than leaving it in doubt), and everything after it as lost.
         printed = self.printed_count(matches[0] + 1).printed if matches else ()
@@ -225,9 +225,7 @@ class FifoTracker:
         if self._stale(last_tag, depth - len(tags)):
             return 0
         for k, tag in enumerate(tags):
-            # A waiting record with the tag of the last confirmed print (a full FIFO, wrapped) is
-            # ambiguous: "all printed" or "cleared, nothing new". Never confirm on an ambiguity.
-            if tag == last_tag and tag != self.last_tag and len(tags) - (k + 1) == depth:
+            if tag == last_tag and len(tags) - (k + 1) == depth:
                 return k + 1
         return None
 
