@@ -11,6 +11,7 @@ All functions are synchronous (SQLite); the async feeder calls them through `asy
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,11 +161,13 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
     FIFO for printed ones; the counter cannot. Such a claim raises CounterMismatch and confirms
     nothing, so the caller reconciles and the codes end in doubt, never falsely printed.
     """
+    floors = _floors.setdefault(ledger, {})
+    floor = floors.get(coder, 0)
     with ledger.lock:
         rows = ledger.conn.execute(
             "SELECT c.code, f.job, f.seq FROM coder_feed f JOIN codes c ON c.id = f.code "
-            "WHERE f.coder = ? AND f.seq <= ? AND c.state = 'sent' ORDER BY f.seq",
-            (coder, last_printed),
+            "WHERE f.coder = ? AND f.seq > ? AND f.seq <= ? AND c.state = 'sent' ORDER BY f.seq",
+            (coder, floor, last_printed),
         ).fetchall()
         if rows and print_count is not None:
             mark = get_mark(ledger, coder)
@@ -179,7 +182,17 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
                         f"confirm {len(rows)} more records, but the coder's counter allows {allowed} "
                         f"(counter {print_count}, {mark.print_count} at the last reconcile)"
                     )
-        return _confirm(ledger, rows)
+        confirmed = _confirm(ledger, rows)
+        if rows:  # never past a record we have seen: a claim beyond what was pushed moves nothing
+            floors[coder] = max(floor, int(rows[-1][2]))
+        return confirmed
+
+
+# Per ledger and coder, a seq up to which no record is `sent` any more: every open record up to
+# it was confirmed by an earlier call. It bounds confirm_upto's scan to what is still open, so the cost stays
+# flat over a long job instead of growing with the coder's feed history. Held in memory only: a
+# new process starts from 0 (slower once, never wrong), and records only ever leave `sent`.
+_floors: weakref.WeakKeyDictionary[Ledger, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 class CounterMismatch(LedgerError):
