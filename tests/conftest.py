@@ -16,7 +16,7 @@ os.environ["COLUMNS"] = "200"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if SOAK:
         return
-    skip = pytest.mark.skip(reason="long soak/fault run: set LINEAGENT_SOAK=1 (scripts/bench runs it)")
+    skip = pytest.mark.skip(reason="long soak/fault run: run with LINEAGENT_SOAK=1 scripts/test")
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
