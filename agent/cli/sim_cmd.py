@@ -61,7 +61,10 @@ def printer(
             fail(str(exc), Exit.REFUSED)
     sim = cls(**options)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(sim, pty=pty, port=tcp, duration=duration))
+        try:
+            asyncio.run(_serve(sim, pty=pty, port=tcp, duration=duration))
+        except ValueError as exc:  # e.g. a TCP-only protocol asked for a pty
+            fail(str(exc), Exit.USAGE)
     console.print(f"printed {len(sim.printed)} records, counter {sim.counter}, missed {sim.missed} products")
 
 

@@ -43,6 +43,10 @@ FC_READ_COILS, FC_READ_HOLDING, FC_READ_INPUT = 1, 3, 4
 FC_WRITE_COIL, FC_WRITE_REGISTER, FC_WRITE_COILS, FC_WRITE_REGISTERS = 5, 6, 15, 16
 
 
+class UnsupportedLink(ValueError):
+    """The simulator cannot serve this kind of link (its protocol does not run over it)."""
+
+
 @dataclass
 class MarkerModel:
     """The marker's state; every method is synchronous and free of I/O so tests can drive it directly."""
@@ -197,7 +201,7 @@ class ModbusMarkerSim:
         return self.settings.port
 
     async def serve_pty(self) -> str:
-        raise NotImplementedError("the Modbus marker speaks Modbus TCP only; use --tcp PORT")
+        raise UnsupportedLink("the Modbus marker speaks Modbus TCP only; use --tcp PORT")
 
     def trigger(self, products: int = 1) -> int:
         """`products` pass the marker; print faults follow the seeded plan."""
