@@ -24,7 +24,7 @@ from drivers.printers.base import (
     Record,
 )
 from drivers.printers.modbus_marker import ModbusMarker, ModbusMarkerSettings, join_u32, split_u32
-from drivers.sim.modbus_marker import MarkerModel, ModbusMarkerSim
+from drivers.sim.modbus_marker import MarkerModel, ModbusMarkerSim, UnsupportedLink
 from tests.conftest import free_port
 from tests.drivers.printers.contract import CHECKS, Bench, run_check
 from tests.drivers.printers.pairs import RETRIES, TIMEOUT_S, Pair
@@ -354,7 +354,7 @@ def test_registry_interface_free_port_and_seeded_faults() -> None:
             assert sim.trigger(3) == 2  # the scheduled stop after print 2 cleared "C"
             st_ = await driver.status()
             assert (st_.last_printed, st_.fifo_lost, st_.state) == (2, True, PrinterState.IDLE)
-            with pytest.raises(NotImplementedError, match="TCP only"):
+            with pytest.raises(UnsupportedLink, match="TCP only"):
                 await sim.serve_pty()
         finally:
             await driver.close()
