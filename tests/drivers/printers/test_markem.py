@@ -12,12 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.printers.base import BufferFull, Fault, Nak, Printer, PrinterError, PrinterState, ProtocolError, Record
+from drivers.printers.base import BufferFull, Fault, Nak, Printer, PrinterState, ProtocolError, Record
 from drivers.printers.markem import MarkemNgpcl, MarkemSettings
 from drivers.printers.markem_codec import STATUS_REQUEST, Deframer, Message, encode, select_job, update_field
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
 from drivers.sim.markem import MarkemSim, MarkemSimProtocol
+from tests.drivers.printers.random_answers import only_printer_errors
 
 
 @pytest.mark.parametrize(
@@ -161,33 +162,10 @@ def test_faults_from_ds0_and_clear_fault_with_a_configured_message(link: str) ->
 # --- the driver against a device that answers random bytes: only typed errors come out --------------
 
 
-async def _answering(answer: bytes) -> tuple[asyncio.Server, int]:
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(4096):
-            writer.write(answer)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(client, "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.binary(min_size=1, max_size=40))
 def test_random_answers_raise_only_printer_errors(answer: bytes) -> None:
-    async def go() -> None:
-        server, port = await _answering(answer)
-        driver = make_driver(f"tcp://127.0.0.1:{port}")
-        try:
-            with contextlib.suppress(PrinterError):
-                await driver.connect()
-                await driver.status()
-                await driver.push([Record(1, "A")])
-        finally:
-            await driver.close()
-            server.close()
-
-    asyncio.run(asyncio.wait_for(go(), 20))
+    only_printer_errors(make_driver, answer)
 
 
 def make_driver(url: str) -> Printer:

@@ -20,7 +20,6 @@ from drivers.printers.base import (
     LinkDown,
     Nak,
     Printer,
-    PrinterError,
     PrinterState,
     PrintEvent,
     PrintEventKind,
@@ -41,6 +40,7 @@ from drivers.printers.videojet_codec import (
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
 from drivers.sim.videojet import VideojetSim, VideojetSimProtocol
+from tests.drivers.printers.random_answers import only_printer_errors
 
 U = PacketType.UPDATE_USER_FIELD
 
@@ -354,33 +354,10 @@ def test_a_refusal_inside_a_pipelined_window_names_exactly_the_refused_record(li
 # --- the driver against a device that answers random bytes: only typed errors come out --------------
 
 
-async def _answering(answer: bytes) -> tuple[asyncio.Server, int]:
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(4096):
-            writer.write(answer)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(client, "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.binary(min_size=1, max_size=40))
 def test_random_answers_raise_only_printer_errors(answer: bytes) -> None:
-    async def go() -> None:
-        server, port = await _answering(answer)
-        driver = make_driver(f"tcp://127.0.0.1:{port}")
-        try:
-            with contextlib.suppress(PrinterError):
-                await driver.connect()
-                await driver.status()
-                await driver.push([Record(1, "A")])
-        finally:
-            await driver.close()
-            server.close()
-
-    asyncio.run(asyncio.wait_for(go(), 20))
+    only_printer_errors(make_driver, answer)
 
 
 def make_driver(url: str) -> Printer:
