@@ -100,7 +100,8 @@ def run(quick: bool) -> dict[str, Figure]:
         raw_trans_s = time.perf_counter() - t0
         out["ledger.transitions_per_s"] = Figure(
             tn / trans_s, "transitions/s", tn / raw_trans_s, 20_000,
-            note="each: state check + update + journal event in a savepoint; 10 ms group commit, synchronous=FULL")
+            note="each: one guarded UPDATE ... RETURNING (the state check) + its journal INSERT; "
+                 "10 ms group commit, synchronous=FULL")
         raw.close()
         ledger.close()
     return out
