@@ -228,7 +228,11 @@ def test_a_stop_that_clears_the_fifo_puts_unconfirmed_codes_in_doubt(db_path: Pa
     async def body() -> None:
         ledger = Ledger(db_path)
         job = make_job(ledger, target=200, pool=600)
-        async with open_line(kind, rate=400) as line:
+        # Leibinger: 40 products/s, slow enough that its serial link (~250 records/s at 115,200 baud)
+        # keeps the FIFO filled, so the stop has something to discard. The Modbus marker stays at
+        # 400/s: at 40/s it falls into a reconcile loop after the stop (each clear_fifo is seen as a
+        # new FIFO loss) — a known open defect, written up in the issue note.
+        async with open_line(kind, rate=400 if kind == "modbus-tcp" else 40) as line:
             f = feeder(ledger, line, job)
             task = asyncio.create_task(f.run())
             await until(lambda: n_printed(ledger, job) >= 40 and line.depth() >= 3, "40 printed, FIFO filled")
