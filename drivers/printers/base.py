@@ -25,6 +25,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from drivers.printers.fifo import CoderKind, Fates
+
 
 class PrinterState(StrEnum):
     OFFLINE = "offline"  # no link
@@ -82,11 +84,19 @@ class PrintEvent:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    fifo_capacity: int
+    """What this coder model can do, as its manual says; the feeder relies on nothing else."""
+
+    fifo_capacity: int  # records the feeder may keep in the coder (indexed ring: coder's size - 1; single slot: 1)
     indexed: bool  # records carry an index the coder checks (refuses double/out-of-order prints)
     print_complete_events: bool  # the coder announces each print
     counters: bool  # the coder reports a product/print counter
     extra: dict[str, str] = field(default_factory=dict)
+    kind: CoderKind = CoderKind.COUNTED_FIFO
+    status: bool = True  # the coder can report its state (the Videojet 1710/1610DH cannot)
+    double_print_guard: bool = False  # the coder itself refuses to print one record twice
+    proves_flush: bool = False  # settle() can prove records FLUSHED (never printed)
+    # highest line rate the link can feed safely (single slot); None: no limit known
+    max_items_per_min: float | None = None
 
 
 class PrinterError(Exception):
@@ -138,7 +148,16 @@ class Printer(ABC):
     async def push(self, records: Sequence[Record]) -> None: ...
 
     @abstractmethod
-    async def clear_fifo(self) -> None: ...
+    async def clear_fifo(self) -> None:
+        """Empty the coder's queue. Never changes whether the coder is printing."""
+
+    async def settle(self) -> Settlement:
+        """Empty the coder's queue (without changing whether it prints), then account for every record
+        pushed and not yet reported printed. Printed records are reported through status.last_printed
+        (seqs print in order); `fates.flushed` are proven never printed; every other unsettled record
+        is in doubt. This default proves nothing flushed; drivers whose coder can prove it override."""
+        await self.clear_fifo()
+        return Settlement(await self.status(), Fates())
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -151,6 +170,12 @@ class Printer(ABC):
 
     @abstractmethod
     def events(self) -> AsyncIterator[PrintEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    status: PrinterStatus  # read after the flush: last_printed, print_count, state
+    fates: Fates  # what settle() proved about the records it accounted for
 
 
 class BadRecord(PrinterError):
