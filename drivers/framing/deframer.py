@@ -62,19 +62,26 @@ class Deframer:
         for token in spec.tokens:
             if buf.startswith(token):
                 return len(token), Frame(token, token, token=True)
+        for prefix, size in spec.tagged:
+            if buf.startswith(prefix):
+                return (size, Frame(buf[:size], buf[:size], token=True)) if len(buf) >= size else (0, None)
+        if buf[0] in spec.filler:
+            return 1, None
         if spec.start and not buf.startswith(spec.start):
             return self._skip_garbage(buf)
-        if any(t.startswith(buf) for t in spec.tokens) or (spec.start and spec.start.startswith(buf)):
+        if any(t.startswith(buf) for t in spec.tokens) or any(p.startswith(buf) for p, _ in spec.tagged) or (
+            spec.start and spec.start.startswith(buf)
+        ):
             return 0, None  # could still become a token or a start delimiter
         if spec.length is not None:
             return self._length_frame(buf)
         return self._delimited_frame(buf)
 
     def _skip_garbage(self, buf: bytes) -> tuple[int, FrameError | None]:
-        starts = [self.spec.start, *self.spec.tokens]
+        starts = [self.spec.start, *self.spec.tokens, *(prefix for prefix, _ in self.spec.tagged)]
         for i in range(len(buf)):
             rest = buf[i:]
-            if any(rest.startswith(s) or s.startswith(rest) for s in starts):
+            if rest[0] in self.spec.filler or any(rest.startswith(s) or s.startswith(rest) for s in starts):
                 if i == 0:
                     return 0, None
                 return i, FrameError(GARBAGE, buf[:i])

@@ -76,6 +76,9 @@ class FrameSpec:
     checksum: ChecksumSpec = field(default_factory=ChecksumSpec)
     tokens: tuple[bytes, ...] = ()  # standalone handshake tokens recognised outside frames
     max_payload: int = 4096
+    # Fixed-size replies outside frames, each (prefix, total size): WSI's `$XX`/`!XX` check sequences.
+    tagged: tuple[tuple[bytes, int], ...] = ()
+    filler: bytes = b""  # bytes dropped silently between frames (CR LF after NGPCL replies)
 
     def __post_init__(self) -> None:
         problems = spec_problems(self)
@@ -122,6 +125,14 @@ def spec_problems(spec: FrameSpec) -> list[str]:
             out.append("an empty token")
         elif spec.start and (token.startswith(spec.start) or spec.start.startswith(token)):
             out.append(f"token {token!r} overlaps the start delimiter")
+    for prefix, size in spec.tagged:
+        if not prefix or size <= len(prefix):
+            out.append(f"tagged reply {prefix!r} needs a prefix and a size longer than it")
+        elif spec.start and (prefix.startswith(spec.start) or spec.start.startswith(prefix)):
+            out.append(f"tagged reply {prefix!r} overlaps the start delimiter")
+    for b in spec.filler:
+        if spec.start[:1] == bytes([b]) or any(t[:1] == bytes([b]) for t in spec.tokens):
+            out.append(f"filler byte {bytes([b])!r} starts a frame or a token")
     if spec.max_payload < 1:
         out.append("max_payload must be at least 1")
     return out

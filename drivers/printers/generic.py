@@ -2,21 +2,25 @@
 
 Why: a site with a coder we have no driver for (Domino, KGK, Chinese CIJ/TIJ brands, whose protocols
 are closed: research/protocols.md) describes it in config/printers/<name>.yaml (model and rules in
-drivers/printers/generic_spec.py) instead of waiting for code. The proof that the description is
-rich enough: config/printers/leibinger.yaml drives this class through the same contract tests as the
-native Leibinger driver, against the same simulator.
+drivers/printers/generic_spec.py) instead of waiting for code. The proof that the description is rich
+enough: the files for the four protocols we know from primary sources (videojet_wsi, hitachi_rx,
+leibinger, markem_ngpcl) drive this class through the contract tests against the native simulators.
 
-What the file controls: framing and checksum; the handshake (an optional ENQ answered before each
-request, ACK/NAK as tokens or as text, a retransmit request, lock-step or pipelined record pushes);
-command templates with `{job}`, `{index}`, `{text}`, `{seq}`; reply regexes whose named groups carry
-values (status: state/error/cover; fifo: depth/capacity/last_index; counters: count); refusal codes
-mapped to typed faults; unsolicited print-complete messages; the FIFO's capacity and indexing.
+What the driver does with the file: frames requests, runs the handshake (ENQ before each framed
+request, a resend byte before repeating a request whose answer was lost, a device asking for a
+retransmit), checks each answer (a regex, or the check sequence computed from the request it answers,
+or no answer at all), maps refusals to typed errors, and keeps one FifoMirror (drivers/printers/fifo.py)
+of what the coder holds, advanced by the coder's last printed index, its print counter or its
+print-complete messages. Capabilities come from the file's `coder` section and the commands it has, so
+a coder that reports no counter is never promised one. Where the driver cannot prove what happened to a
+record (a reconnect, a stop it did not order, a depth that does not add up), the record is UNKNOWN.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 
@@ -28,6 +32,7 @@ from drivers.printers.base import (
     BadRecord,
     BufferFull,
     Capabilities,
+    DeviceTimeout,
     Fault,
     LinkDown,
     Nak,
@@ -37,16 +42,28 @@ from drivers.printers.base import (
     PrintEventKind,
     ProtocolError,
     Record,
+    Settlement,
 )
-from drivers.printers.framed import FramedSettings
-from drivers.printers.generic_spec import CommandModel, HandshakeMode, ProtocolModel, load_protocol, request_regex
-from drivers.printers.serializing import FifoReport, SerializingPrinter
+from drivers.printers.fifo import CoderKind, Fates, FifoMirror
+from drivers.printers.framed import FramedPrinter, FramedSettings
+from drivers.printers.generic_spec import (
+    CommandModel,
+    HandshakeMode,
+    ProtocolModel,
+    Reply,
+    load_protocol,
+    request_regex,
+)
+from drivers.transport import LinkClosed
+
+log = logging.getLogger(__name__)
+STOPPING = frozenset({Fault.INK_EMPTY, Fault.HEAD_FAULT, Fault.COVER_OPEN, Fault.OTHER})
 
 
 class GenericSettings(FramedSettings):
     protocol_file: str = Field(description="config/printers/<name>.yaml: a bare name or a path")
-    capacity: int | None = Field(None, ge=1, description="override the protocol file's fifo.capacity")
-    poll_s: float | None = Field(None, gt=0, description="poll the FIFO this often to emit PRINTED events")
+    capacity: int | None = Field(None, ge=1, description="override the protocol file's coder.capacity")
+    poll_s: float | None = Field(None, gt=0, description="poll the coder this often to emit PRINTED events")
 
     @field_validator("protocol_file")
     @classmethod
@@ -58,154 +75,333 @@ class GenericSettings(FramedSettings):
         return value
 
 
-class GenericPrinter(SerializingPrinter):
+class GenericPrinter(FramedPrinter):
     Settings = GenericSettings
 
     def __init__(self, settings: GenericSettings, *, name: str = "generic") -> None:
-        self.protocol: ProtocolModel = load_protocol(settings.protocol_file)
-        self.frame_spec = self.protocol.framing.spec()
-        p = self.protocol
-        super().__init__(settings, capacity=settings.capacity or p.fifo.capacity, name=name)
+        p = load_protocol(settings.protocol_file)
+        self.protocol: ProtocolModel = p
+        self.frame_spec = p.framing.spec()
+        super().__init__(settings, name=name)
         self.cfg = settings
         self.enc = p.encoding
-        if p.handshake.mode is HandshakeMode.LOCKSTEP:
-            self.window = 1
-        else:
-            self.window = min(settings.window, p.handshake.window)
+        coder = p.coder
+        if settings.capacity and coder.kind is not CoderKind.SINGLE_SLOT:
+            coder = coder.model_copy(update={"capacity": settings.capacity})
+        self.coder = coder
+        self.mirror = FifoMirror(coder.kind, coder.feeder_capacity)
+        self.window = 1 if p.handshake.mode is HandshakeMode.LOCKSTEP else min(settings.window, p.handshake.window)
         self.capabilities = Capabilities(
-            fifo_capacity=self.capacity,
-            indexed=p.fifo.indexed,
+            fifo_capacity=coder.feeder_capacity,
+            indexed=p.indexed,
             print_complete_events=any(e.kind == "printed" for e in p.events),
             counters=p.commands.counters is not None,
             extra={"protocol": p.name},
+            kind=coder.kind,
+            status=p.commands.status is not None,
+            double_print_guard=coder.double_print_guard,
+            proves_flush=coder.proves_flush and p.commands.clear_fifo is not None,
+            max_items_per_min=coder.max_items_per_min,
         )
         self._error = re.compile(p.errors.pattern) if p.errors.pattern else None
         self._retransmit = re.compile(p.handshake.retransmit) if p.handshake.retransmit else None
-        self._enq_reply = re.compile(p.handshake.enq_reply) if p.handshake.enq_reply else None
         self._event_rules = [(re.compile(e.match), e.kind) for e in p.events]
-        self._expect: dict[bytes, re.Pattern[str]] = {}  # request payload -> its answer regex (not pushes)
-        self._push_expect = re.compile(p.commands.push.expect)
+        self._commands = p.commands_by_name()
+        self._by_payload: dict[bytes, CommandModel] = {}  # request -> its command (not pushes: unbounded)
         self._push_request = request_regex(p.commands.push.send)
-        if p.handshake.enq:
-            self._expect[p.handshake.enq.encode("latin-1")] = re.compile(p.handshake.enq_reply or ".", re.DOTALL)
+        self.next_index = 1
+        self.last_index: int | None = None  # the coder's last printed index, as last reported
+        self.count_seen: int | None = None  # the coder's print counter, as last read
 
-    # --- wire helpers ----------------------------------------------------------------------------
+    # --- answers ---------------------------------------------------------------------------------
 
     def _text(self, frame: Frame) -> str:
         return frame.payload.decode(self.enc, errors="replace")
 
+    def _command_of(self, request: bytes) -> CommandModel | None:
+        cmd = self._by_payload.get(request)
+        if cmd is None and self._push_request.fullmatch(request.decode(self.enc, errors="replace")):
+            return self.protocol.commands.push
+        return cmd
+
+    def _check(self, request: bytes, reply: Frame) -> bool | None:
+        """A check sequence answering `request`: True executed, False refused; None: not a check
+        sequence. A check whose sum is not the request's is a line error (ProtocolError)."""
+        cs = self.protocol.check_sequence
+        if cs is None or not reply.token:
+            return None
+        for ok, prefix in ((True, cs.ok), (False, cs.refused)):
+            if prefix and reply.payload.startswith(prefix.encode("latin-1")):
+                if reply.payload[len(prefix):] != cs.of(request):
+                    raise ProtocolError(
+                        f"{self.name}: check sequence {reply.payload!r} is not the sum of {request[:24]!r} "
+                        f"({cs.of(request)!r}): a line error"
+                    )
+                return ok
+        return None
+
     def is_unsolicited(self, frame: Frame) -> bool:
-        return any(rx.search(self._text(frame)) for rx, _ in self._event_rules)
+        return not frame.token and any(rx.search(self._text(frame)) for rx, _ in self._event_rules)
 
     def on_unsolicited(self, frame: Frame) -> None:
-        text = self._text(frame)
         for rx, kind in self._event_rules:
-            m = rx.search(text)
+            m = rx.search(self._text(frame))
             if m is None or kind != "printed":
                 continue
             index = m.groupdict().get("index")
-            pending = [tag for _, tag in self.tracker.pending]
-            if index is not None and index.isdigit() and int(index) in pending:
-                self.report(self.tracker.printed_count(pending.index(int(index)) + 1))
+            if index is not None and index.isdigit():
+                self._report(self.mirror.printed_through(int(index)) or Fates())
+                self.last_index = int(index)
             elif index is None:
-                self.report(self.tracker.printed_count(1))
+                self._report(self.mirror.printed(1))
             return
 
     def reply_matches(self, request: bytes, reply: Frame) -> bool:
         """A late answer to an earlier request must not be taken for this one's: check its shape."""
-        expect = self._expect.get(request, self._push_expect)
         text = self._text(reply)
+        if request in self._raw_requests():
+            return True
+        try:
+            if self._check(request, reply) is not None:
+                return True
+        except ProtocolError:
+            return False  # someone else's check sequence, or a corrupt one: noise for this request
         if (self._error and self._error.search(text)) or (self._retransmit and self._retransmit.search(text)):
             return True
-        m = expect.search(text)
+        cmd = self._command_of(request)
+        if cmd is None or cmd.reply is not Reply.FRAME:
+            return False
+        m = re.search(cmd.expect, text)
         if m is None:
             return False
-        if expect is self._push_expect and "index" in m.groupdict():
-            # An answer naming its index must name ours: a late answer to an earlier push is not ours.
+        if cmd is self.protocol.commands.push and "index" in m.groupdict():
             sent = self._push_request.fullmatch(request.decode(self.enc, errors="replace"))
             return sent is None or int(sent.group("index")) == int(m.group("index"))
         return True
 
-    def _command(self, name: str) -> CommandModel:
-        cmd = getattr(self.protocol.commands, name)
-        if cmd is None:
-            raise PrinterError(f"{self.name}: protocol {self.protocol.name!r} has no commands.{name}")
-        assert isinstance(cmd, CommandModel)
-        return cmd
+    def _raw_requests(self) -> set[bytes]:
+        h = self.protocol.handshake
+        return {t.encode("latin-1") for t in (h.enq, h.resend) if t}
 
-    def _payload(self, cmd: CommandModel, values: Mapping[str, object], *, remember: bool = True) -> bytes:
-        try:
-            payload = cmd.send.format(**{"job": "", "index": 0, "text": "", "seq": 0, **values}).encode(self.enc)
-        except UnicodeEncodeError as exc:
-            raise BadRecord(f"{self.name}: {values} cannot be sent as {self.enc}: {exc.reason}") from None
-        if remember:  # record pushes are matched by the push regex instead: one entry per record would grow
-            self._expect[payload] = re.compile(cmd.expect)
-        return payload
-
-    async def _run(self, name: str, *, retry: bool = False, **values: object) -> dict[str, str]:
-        cmd = self._command(name)
-        payload = self._payload(cmd, values)
-        for _ in range(1 + self.cfg.retries):
-            if self.protocol.handshake.enq:
-                await self._enquire(retry)
-            reply = await self.exchange(payload, retry=retry)
-            if self._retransmit and self._retransmit.search(self._text(reply)):
-                continue
-            return self.parse(name, cmd, reply)
-        raise Nak(f"{self.name}: {name}: the device asked for a retransmit {1 + self.cfg.retries} times")
-
-    async def exchange_many(self, payloads: Sequence[bytes]) -> list[Frame | PrinterError]:
-        """With an ENQ handshake every record needs its own ENQ/ACK first: lock-step, one by one."""
-        if not self.protocol.handshake.enq:
-            return await super().exchange_many(payloads)
-        results: list[Frame | PrinterError] = []
-        for payload in payloads:
-            try:
-                await self._enquire(False)
-                results.append(await self.exchange(payload))
-            except LinkDown as exc:
-                results.extend([exc] * (len(payloads) - len(results)))
-                break
-            except PrinterError as exc:
-                results.append(exc)
-        return results
-
-    async def _enquire(self, retry: bool) -> None:
-        enq = self.protocol.handshake.enq.encode("latin-1")
-        reply = await self.exchange(enq, retry=retry, raw=True)
-        if self._enq_reply and not self._enq_reply.search(self._text(reply)):
-            raise Nak(f"{self.name}: ENQ answered {reply.payload[:20]!r}, not {self._enq_reply.pattern!r}")
-
-    def parse(self, name: str, cmd: CommandModel, reply: Frame) -> dict[str, str]:
+    def parse(self, name: str, cmd: CommandModel, request: bytes, reply: Frame) -> dict[str, str]:
         """The named groups of the answer; Nak/BufferFull for a refusal, ProtocolError for nonsense."""
         text = self._text(reply)
+        checked = self._check(request, reply)
+        refused = checked is False
+        code = ""
         if self._error is not None and (m := self._error.search(text)):
-            code = (m.groupdict().get("code") or "").strip()
-            fault = self.protocol.errors.codes.get(code)
+            refused, code = True, (m.groupdict().get("code") or "").strip()
+        if refused:
+            fault = self.protocol.errors.codes.get(code) or cmd.refused_means
             message = f"{self.name}: {name} refused" + (f" with code {code}" if code else "") + (
                 f" ({fault})" if fault else ""
             )
             if code in self.protocol.errors.buffer_full or fault is Fault.BUFFER_FULL:
                 raise BufferFull(message)
             raise Nak(message)
-        m = re.compile(cmd.expect).search(text)
+        if cmd.reply is Reply.CHECK:
+            if checked:
+                return {}
+            raise ProtocolError(f"{self.name}: {name} answered {text[:40]!r}, not its check sequence")
+        m = re.search(cmd.expect, text) if cmd.reply is Reply.FRAME else None
         if m is None:
             raise ProtocolError(f"{self.name}: answer {text[:60]!r} to {name} does not match {cmd.expect!r}")
         return {k: v for k, v in m.groupdict().items() if v is not None}
 
-    def _int(self, values: Mapping[str, str], key: str, what: str) -> int | None:
+    # --- requests --------------------------------------------------------------------------------
+
+    def _payload(self, name: str, cmd: CommandModel, values: Mapping[str, object]) -> bytes:
+        try:
+            payload = cmd.send.format(**{"job": "", "index": 0, "text": "", "seq": 0, **values}).encode(self.enc)
+        except UnicodeEncodeError as exc:
+            raise BadRecord(f"{self.name}: {values} cannot be sent as {self.enc}: {exc.reason}") from None
+        if name != "push":
+            self._by_payload[payload] = cmd
+        return payload
+
+    async def _run(self, name: str, *, retry: bool = False, **values: object) -> dict[str, str]:
+        cmd = self._commands.get(name)
+        if cmd is None:
+            raise PrinterError(f"{self.name}: protocol {self.protocol.name!r} has no commands.{name}")
+        payload = self._payload(name, cmd, values)
+        if cmd.reply is Reply.NONE:
+            await self._write_only(payload, raw=cmd.raw)
+            return {}
+        attempts = 1 + self.cfg.retries
+        for attempt in range(attempts):
+            try:
+                if self.protocol.handshake.enq and not cmd.raw:
+                    await self._enquire()
+                reply = await self.exchange(payload, raw=cmd.raw)
+            except (DeviceTimeout, ProtocolError):
+                if not retry or attempt + 1 == attempts:
+                    raise
+                await self._resend()
+                continue
+            if self._retransmit and self._retransmit.search(self._text(reply)):
+                continue
+            return self.parse(name, cmd, payload, reply)
+        raise Nak(f"{self.name}: {name}: the device asked for a retransmit {attempts} times")
+
+    async def _enquire(self) -> None:
+        h = self.protocol.handshake
+        reply = await self.exchange(h.enq.encode("latin-1"), raw=True)
+        if h.enq_reply and not re.search(h.enq_reply, self._text(reply)):
+            raise Nak(f"{self.name}: ENQ answered {reply.payload[:20]!r}, not {h.enq_reply!r}")
+
+    async def _resend(self) -> None:
+        """Before repeating a request whose answer was lost (Hitachi: DC2, answered ACK)."""
+        h = self.protocol.handshake
+        if not h.resend:
+            return
+        with contextlib.suppress(DeviceTimeout, ProtocolError):
+            reply = await self.exchange(h.resend.encode("latin-1"), raw=True)
+            if h.resend_reply and not re.search(h.resend_reply, self._text(reply)):
+                log.info("%s: resend answered %r", self.name, reply.payload[:20])
+
+    async def _write_only(self, payload: bytes, *, raw: bool = False) -> None:
+        """A request the coder does not answer (Leibinger set commands without echo mode)."""
+        wire = payload if raw else self._frame(payload)
+        async with self._lock:
+            try:
+                await self._linked().write(wire)
+            except LinkClosed as exc:
+                self._link_lost(str(exc))
+                raise LinkDown(str(exc)) from exc
+
+    # --- the coder's FIFO ------------------------------------------------------------------------
+
+    def _tag(self, k: int) -> int | None:
+        if not self.protocol.indexed:
+            return None
+        wrap = self.coder.index_wraps_at
+        return (self.next_index + k - 1) % wrap + 1 if wrap else self.next_index + k
+
+    def _report(self, fates: Fates) -> None:
+        for seq in fates.printed:
+            self.emit(PrintEventKind.PRINTED, seq=seq)
+        lost = fates.flushed + fates.unknown
+        if lost:
+            self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(lost)} records cleared before printing")
+
+    def _number(self, values: Mapping[str, str], key: str) -> int | None:
         if key not in values:
             return None
         try:
             return int(values[key])
         except ValueError:
-            raise ProtocolError(f"{self.name}: {what}: {key}={values[key]!r} is not a number") from None
+            raise ProtocolError(f"{self.name}: {key}={values[key]!r} is not a number") from None
 
-    # --- SerializingPrinter hooks ----------------------------------------------------------------
+    async def _progress(self, *, after_clear: bool = False) -> tuple[int | None, int | None, int | None]:
+        """Read what the coder says (fifo query, counter), advance the mirror, emit events. A depth
+        that does not add up means the queue changed behind our back: the rest is UNKNOWN. Returns
+        (depth, capacity, count)."""
+        depth = capacity = last = count = None
+        if self.protocol.commands.fifo is not None:
+            values = await self._run("fifo", retry=True)
+            depth, capacity = self._number(values, "depth"), self._number(values, "capacity")
+            last = self._number(values, "last_index") if self.protocol.indexed else None
+        if self.protocol.commands.counters is not None:
+            count = self._number(await self._run("counters", retry=True), "count")
+        fates = Fates()
+        if last is not None and last != self.last_index:
+            fates += self.mirror.printed_through(last) or Fates()
+            self.last_index = last
+        # One source of progress only, or a print is counted twice: the last index, else print-complete
+        # messages, else the counter.
+        counts = last is None and not self.capabilities.print_complete_events and not self.protocol.indexed
+        if count is not None and counts and self.count_seen is not None and count >= self.count_seen:
+            done = count - self.count_seen
+            fates += self.mirror.printed(done)
+            if done > len(fates.printed) and self.coder.kind is CoderKind.SINGLE_SLOT:
+                self.emit(PrintEventKind.FAULT, faults=frozenset({Fault.OTHER}),
+                          detail=f"{done - len(fates.printed)} prints with no new code: a code may repeat")
+        if count is not None:
+            self.count_seen = count
+        if depth is not None and not after_clear and depth != len(self.mirror):
+            fates += self.mirror.lose()
+        if depth == 0 and not self.mirror and last is not None:
+            self.next_index = (last % self.coder.index_wraps_at + 1) if self.coder.index_wraps_at else last + 1
+        self._report(fates)
+        return depth, capacity, count
 
-    def record_payload(self, record: Record, index: int) -> bytes:
-        values = {"index": index, "text": record.text, "seq": record.seq}
-        payload = self._payload(self._command("push"), values, remember=False)
+    async def push(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        push = self.protocol.commands.push
+        tags = [self._tag(k) for k in range(len(records))]
+        payloads = [self._record_payload(r, t) for r, t in zip(records, tags, strict=True)]
+        if len(records) > self.mirror.room:
+            await self._progress()
+            if len(records) > self.mirror.room:
+                raise BufferFull(f"{self.name}: {len(records)} records do not fit: {len(self.mirror)} of "
+                                 f"{self.mirror.capacity} places the coder may hold are taken")
+        if push.reply is Reply.NONE:
+            for payload in payloads:
+                await self._write_only(payload, raw=push.raw)
+            stored, error = 0, None
+        else:
+            stored, error = await self._push_answered(push, payloads)
+        self._pushed(records[:stored], tags[:stored])
+        if error is not None or push.reply is Reply.NONE:
+            held = await self._held_anyway(len(records) - stored)
+            self._pushed(records[stored:stored + held], tags[stored:stored + held])
+            if error is None and stored + held < len(records):
+                error = Nak(f"{self.name}: the coder took {stored + held} of {len(records)} records")
+                if len(self.mirror) + 1 >= self.coder.capacity:
+                    error = BufferFull(str(error))
+        if error is not None:
+            raise error
+
+    def _pushed(self, records: Sequence[Record], tags: Sequence[int | None]) -> None:
+        for record, tag in zip(records, tags, strict=True):
+            self.mirror.pushed(record.seq, tag)
+            if tag is not None:
+                self.next_index = tag + 1 if not self.coder.index_wraps_at else tag % self.coder.index_wraps_at + 1
+
+    async def _push_answered(self, push: CommandModel, payloads: Sequence[bytes]) -> tuple[int, PrinterError | None]:
+        if self.protocol.handshake.enq or push.raw or self.protocol.check_sequence is not None:
+            results: list[Frame | PrinterError] = []
+            for payload in payloads:  # an ENQ before each: lock-step, one by one
+                try:
+                    if self.protocol.handshake.enq:
+                        await self._enquire()
+                    results.append(await self.exchange(payload, raw=push.raw))
+                except PrinterError as exc:
+                    results.append(exc)
+                    break
+        else:
+            results = await self.exchange_many(payloads)
+        for i, (payload, result) in enumerate(zip(payloads, results, strict=False)):
+            try:
+                if isinstance(result, PrinterError):
+                    raise result
+                self.parse("push", push, payload, result)
+            except PrinterError as exc:
+                return i, exc
+        return len(results), None
+
+    async def _held_anyway(self, candidates: int) -> int:
+        """After a push nobody answered, or whose answer failed: how many more records the coder holds,
+        from its depth (a prefix of them: indexed coders refuse an index out of sequence)."""
+        if self.protocol.commands.fifo is None or candidates == 0:
+            return 0
+        try:
+            depth, _, _ = await self._progress(after_clear=True)
+        except PrinterError as exc:
+            log.warning("%s: cannot read the FIFO after a push: %s", self.name, exc)
+            return 0
+        return max(0, min(candidates, (depth or 0) - len(self.mirror)))
+
+    def _record_payload(self, record: Record, tag: int | None) -> bytes:
+        bad = sorted({c for c in record.text if c in self.protocol.text_forbidden})
+        if bad:
+            raise BadRecord(f"{self.name}: record seq {record.seq} {record.text!r} contains {bad!r}, "
+                            "which the protocol cannot carry")
+        values = {"index": tag or 0, "text": record.text, "seq": record.seq}
+        payload = self._payload("push", self.protocol.commands.push, values)
+        if self.protocol.commands.push.raw:
+            return payload
         try:  # can the framing carry it? (no escaping + a delimiter in the text: it cannot)
             carried = decode(self.frame_spec, encode(self.frame_spec, payload)) == payload
         except (FrameError, ValueError):
@@ -214,41 +410,27 @@ class GenericPrinter(SerializingPrinter):
             raise BadRecord(f"{self.name}: record seq {record.seq} {record.text!r} cannot be framed by this protocol")
         return payload
 
-    def check_push_reply(self, reply: Frame) -> None:
-        self.parse("push", self._command("push"), reply)
-
-    async def read_fifo(self) -> FifoReport:
-        values = await self._run("fifo", retry=True)
-        depth = self._int(values, "depth", "fifo") or 0
-        capacity = self._int(values, "capacity", "fifo") or self.capacity
-        last = self._int(values, "last_index", "fifo")
-        if not self.protocol.fifo.indexed:
-            last = None
-        count = None
-        if last is None and self.protocol.commands.counters is not None:
-            count = self._int(await self._run("counters", retry=True), "count", "counters")
-        return FifoReport(capacity, depth, last, count)
-
     # --- Printer API -----------------------------------------------------------------------------
 
     async def on_connected(self) -> None:
         if self.cfg.job:
             await self.select_job(self.cfg.job)
-        if self.protocol.commands.fifo is not None:
-            fifo = await self.read_fifo()
-            self.tracker.last_tag = fifo.last_index
-            self.count_seen = fifo.count
-            self.next_index = self.index_after(fifo.last_index or 0)
-            if fifo.waiting and self.protocol.commands.clear_fifo is not None:
-                await self._run("clear_fifo")  # untracked records from an earlier session: never print them
-                self.tracker.fifo_lost = True
-                self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {fifo.waiting} untracked records on connect")
+        depth, _, _ = await self._progress(after_clear=True)
+        if depth and self.protocol.commands.clear_fifo is not None:
+            await self._run("clear_fifo")  # untracked records from an earlier session: never print them
+            self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {depth} untracked records on connect")
+            await self._progress(after_clear=True)
         if self.cfg.poll_s:
             self._spawn(self._poll(self.cfg.poll_s), "poll")
 
     async def on_link_up(self) -> None:
-        if self.protocol.commands.fifo is not None:
-            await self.sync()
+        """After a reconnect or a silence: what the coder holds is only known if it can say so."""
+        if self.protocol.commands.fifo is None and self.protocol.commands.counters is None:
+            self._report(self.mirror.lose())
+            return
+        await self._progress()
+        if self.protocol.commands.fifo is None:
+            self._report(self.mirror.lose())
 
     async def identity(self) -> dict[str, str]:
         ident = {"protocol": self.protocol.name, "url": self.cfg.url}
@@ -257,63 +439,87 @@ class GenericPrinter(SerializingPrinter):
         return ident
 
     async def status(self) -> PrinterStatus:
-        values = await self._run("status", retry=True)
+        return await self._status()
+
+    async def _status(self, *, after_clear: bool = False) -> PrinterStatus:
+        values: dict[str, str] = {}
+        if self.protocol.commands.status is not None:
+            values = await self._run("status", retry=True)
         states = self.protocol.states
         faults: set[Fault] = set()
         error = values.get("error", "")
+        if states.error_mask is not None and error.isdigit():
+            error = str(int(error) & states.error_mask)
         if error not in states.no_error:
             faults.add(self.protocol.errors.codes.get(error, Fault.OTHER))
         if values.get("cover") in states.cover_open:
             faults.add(Fault.COVER_OPEN)
         state = values.get("state")
+        unlisted = state is not None and state not in states.printing + states.idle + states.fault
         printer_state = (
             PrinterState.PRINTING if state in states.printing else
-            PrinterState.FAULT if state in states.fault else PrinterState.IDLE
+            PrinterState.FAULT if state in states.fault or (state is None and faults & STOPPING) else
+            PrinterState.FAULT if unlisted and states.unlisted == "fault" else
+            PrinterState.IDLE
         )
-        depth = capacity = count = None
-        if self.protocol.commands.fifo is not None:
-            capacity, depth = await self.sync()
-        if self.protocol.commands.counters is not None:
-            count = self._int(await self._run("counters", retry=True), "count", "counters")
+        depth, capacity, count = await self._progress(after_clear=after_clear)
         return PrinterStatus(
             state=printer_state,
             faults=frozenset(faults),
             fifo_depth=depth,
-            fifo_capacity=capacity,
-            last_printed=self.tracker.last_printed,
+            fifo_capacity=capacity or self.coder.capacity,
+            last_printed=self.mirror.last_printed,
             print_count=count,
-            fifo_lost=self.tracker.fifo_lost,
+            fifo_lost=self.mirror.lost,
             detail=", ".join(f"{k}={v}" for k, v in sorted(values.items())),
         )
+
+    async def settle(self) -> Settlement:
+        """Empty the queue (if the file says how), count every print before that, then: proven
+        flushed where the coder can prove it, in doubt otherwise."""
+        if self.protocol.commands.clear_fifo is not None:
+            await self._run("clear_fifo")
+        status = await self._status(after_clear=True)
+        fates = self._after_clear(status.fifo_depth, cleared=self.protocol.commands.clear_fifo is not None)
+        return Settlement(status, fates)
+
+    def _after_clear(self, depth: int | None, *, cleared: bool) -> Fates:
+        """FLUSHED only if the file says the coder proves it AND the coder now reports an empty queue
+        (a clear nobody acknowledges may have been lost); UNKNOWN otherwise."""
+        empty = depth == 0 if self._has_depth else True
+        proven = cleared and self.capabilities.proves_flush and empty
+        fates = self.mirror.flushed() if proven else self.mirror.lose()
+        self._report(fates)
+        return fates
+
+    @property
+    def _has_depth(self) -> bool:
+        return self.protocol.commands.fifo is not None
 
     async def select_job(self, name: str) -> None:
         await self._run("select_job", job=name)
 
     async def clear_fifo(self) -> None:
-        await self._run("clear_fifo")
-        await self._after_clear()
+        depth = None
+        if self.protocol.commands.clear_fifo is not None:
+            await self._run("clear_fifo")
+            depth, _, _ = await self._progress(after_clear=True)
+        self._after_clear(depth, cleared=self.protocol.commands.clear_fifo is not None)
 
     async def start(self) -> None:
         await self._run("start")
 
     async def stop(self) -> None:
         await self._run("stop")
-        if self.protocol.fifo.clear_on_stop:
-            await self._after_clear()
+        if self.coder.clear_on_stop:
+            depth, _, _ = await self._progress(after_clear=True)
+            self._after_clear(depth, cleared=True)
 
     async def clear_fault(self) -> None:
         await self._run("clear_fault")
-
-    async def _after_clear(self) -> None:
-        """The FIFO was emptied on purpose: reconcile (catches prints just before), or mark all lost."""
-        if self.protocol.commands.fifo is not None:
-            await self.sync()
-        if len(self.tracker):
-            lost = self.tracker.lose()
-            self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(lost)} records cleared before printing")
 
     async def _poll(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             with contextlib.suppress(PrinterError):
-                await self.sync()
+                await self._progress()

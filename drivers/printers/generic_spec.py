@@ -2,9 +2,21 @@
 
 Why a file and not code: many coders on real lines (Domino, KGK, Chinese CIJ/TIJ brands) keep their
 protocol closed, and a site that has the manual can describe its bytes without us shipping guessed
-bytes in code (research/protocols.md). The file says how frames look (drivers/framing.py), how the
-handshake goes, which text to send for each command and how to read each answer (a regex whose named
-groups carry the values), what arrives unsolicited, and how the coder's FIFO behaves.
+bytes in code (research/protocols.md). The file must be rich enough to describe the four protocols we
+know from primary sources as they really are (config/printers/videojet_wsi.yaml, hitachi_rx.yaml,
+leibinger.yaml, markem_ngpcl.yaml, each citing its source):
+- framing (drivers/framing), plus fixed-size replies outside frames (`tagged`, WSI's `$XX`) and filler
+  bytes between frames (`filler`, the CR LF after NGPCL replies);
+- a reply check sequence computed from the HOST's packet (`check_sequence`: WSI answers `$XX`/`!XX`,
+  XX = sum mod 256 of the bytes between STX and ETX of the packet it answers);
+- the handshake: ENQ answered before each framed request, a byte the host sends before repeating a
+  request whose answer was lost (Hitachi's DC2), lock-step or pipelined pushes;
+- commands: a template to send (framed, or raw bytes such as Hitachi's `ESC #`), and how it is answered
+  (a frame matching a regex whose named groups carry values, the check sequence, or nothing at all, as
+  a Leibinger without echo mode answers a set command);
+- the coder: its kind (drivers/printers/fifo.py CoderKind), capacity, whether a stop clears it, whether
+  the driver can prove a flush, the coder's own double-print guard, the highest safe line rate; these
+  fill Capabilities, so the feeder relies on nothing the file does not state.
 
 Byte strings in the file are YAML strings taken byte for byte as latin-1, so "\\x02" is STX and
 "\\r" is CR. Every unknown key is refused with file, line and key (agent/config/loader.py).
@@ -30,8 +42,10 @@ from drivers.framing import (
     EscapeMode,
     FrameSpec,
     LengthSpec,
+    checksum_bytes,
 )
 from drivers.printers.base import Fault
+from drivers.printers.fifo import CoderKind
 
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "config" / "printers"
 
@@ -57,6 +71,11 @@ class LengthModel(Strict):
     includes_checksum: bool = False
 
 
+class TaggedModel(Strict):
+    prefix: str = Field(min_length=1, description="first byte(s) of a fixed-size reply sent outside frames")
+    size: int = Field(ge=2, le=64, description="its whole size in bytes, prefix included")
+
+
 class FramingModel(Strict):
     start: str = ""
     end: str = ""
@@ -66,6 +85,8 @@ class FramingModel(Strict):
     length: LengthModel | None = None
     checksum: ChecksumModel = Field(default_factory=ChecksumModel)
     tokens: list[str] = Field(default_factory=list, description="standalone bytes outside frames: ACK, NAK...")
+    tagged: list[TaggedModel] = Field(default_factory=list, description="fixed-size replies outside frames")
+    filler: str = Field("", description="bytes dropped silently between frames (e.g. CR LF after a reply)")
     max_payload: int = Field(4096, ge=1)
 
     @model_validator(mode="after")
@@ -92,7 +113,22 @@ class FramingModel(Strict):
             ),
             tokens=tuple(to_bytes(t) for t in self.tokens),
             max_payload=self.max_payload,
+            tagged=tuple((to_bytes(t.prefix), t.size) for t in self.tagged),
+            filler=to_bytes(self.filler),
         )
+
+
+class CheckSequenceModel(Strict):
+    """The coder answers a command with `ok` or `refused` + the checksum of the host's own payload."""
+
+    ok: str = Field(min_length=1, description="prefix of 'executed' (WSI: $)")
+    refused: str = Field("", description="prefix of 'unknown command or failed' (WSI: !); empty: none")
+    kind: ChecksumKind = ChecksumKind.SUM8
+    encoding: ChecksumEncoding = ChecksumEncoding.HEX
+
+    def of(self, payload: bytes) -> bytes:
+        """The check characters for a host payload (WSI Rev AD section 3: STX `RA` ETX -> `93`)."""
+        return checksum_bytes(ChecksumSpec(self.kind, self.encoding), payload)
 
 
 class HandshakeMode(StrEnum):
@@ -103,10 +139,12 @@ class HandshakeMode(StrEnum):
 class HandshakeModel(Strict):
     mode: HandshakeMode = HandshakeMode.LOCKSTEP
     window: int = Field(8, ge=1, le=256)
-    enq: str = Field("", description="sent before each request; the device must answer `enq_reply` first")
+    enq: str = Field("", description="sent before each framed request; the device must answer `enq_reply` first")
     enq_reply: str = Field("", description="regex the answer to enq must match (e.g. '^\\x06$' for ACK)")
     enq_answer: str = Field("", description="what a device answers an enq with (generic simulator only)")
-    retransmit: str = Field("", description="regex of an answer that asks to send the request again")
+    retransmit: str = Field("", description="regex of an answer that asks the host to send the request again")
+    resend: str = Field("", description="sent before repeating a request whose answer was lost (Hitachi DC2)")
+    resend_reply: str = Field("", description="regex the answer to `resend` must match")
 
 
 Template = str
@@ -130,9 +168,18 @@ def request_regex(template: str) -> re.Pattern[str]:
     return re.compile(out, re.DOTALL)
 
 
+class Reply(StrEnum):
+    FRAME = "frame"  # a frame (or token) matching `expect`
+    CHECK = "check"  # the check sequence of this request (check_sequence)
+    NONE = "none"  # nothing: the command is confirmed by a later query, if at all
+
+
 class CommandModel(Strict):
     send: Template = Field(description="payload text; {job}, {index}, {text}, {seq} are filled in")
-    expect: str = Field(description="regex an answer must match; named groups carry values")
+    raw: bool = Field(False, description="send the bytes as they are: no framing and no ENQ (Hitachi ESC #)")
+    reply: Reply = Reply.FRAME
+    expect: str = Field("", description="regex a frame reply must match; named groups carry values")
+    refused_means: Fault | None = Field(None, description="what a refusal of this command means (push: buffer_full)")
     answer: str | None = Field(
         None,
         description="what a conforming device answers (used by the generic simulator only); fields: "
@@ -161,12 +208,23 @@ class CommandModel(Strict):
             raise ValueError(f"bad regex {value!r}: {exc}") from None
         return value
 
+    @model_validator(mode="after")
+    def _reply(self) -> CommandModel:
+        if self.reply is Reply.FRAME and not self.expect:
+            raise ValueError("a command answered by a frame needs `expect` (or reply: check / none)")
+        if self.reply is not Reply.FRAME and self.expect:
+            raise ValueError(f"`expect` is for reply: frame, not reply: {self.reply}")
+        return self
+
+    def groups(self) -> set[str]:
+        return set(re.compile(self.expect).groupindex) if self.expect else set()
+
 
 class CommandsModel(Strict):
     push: CommandModel
-    status: CommandModel = Field(description="groups: state, error, cover (all optional)")
+    status: CommandModel | None = Field(None, description="groups: state, error, cover (all optional)")
     fifo: CommandModel | None = Field(None, description="groups: depth (required), capacity, last_index")
-    counters: CommandModel | None = Field(None, description="group: count")
+    counters: CommandModel | None = Field(None, description="group: count (the coder's print counter)")
     select_job: CommandModel | None = None
     start: CommandModel | None = None
     stop: CommandModel | None = None
@@ -176,10 +234,10 @@ class CommandsModel(Strict):
 
     @model_validator(mode="after")
     def _groups(self) -> CommandsModel:
-        if self.fifo is not None and "depth" not in re.compile(self.fifo.expect).groupindex:
-            raise ValueError("commands.fifo.expect needs a named group 'depth'")
-        if self.counters is not None and "count" not in re.compile(self.counters.expect).groupindex:
-            raise ValueError("commands.counters.expect needs a named group 'count'")
+        for name, group in (("fifo", "depth"), ("counters", "count")):
+            cmd = getattr(self, name)
+            if cmd is not None and group not in cmd.groups():
+                raise ValueError(f"commands.{name}.expect needs a named group '{group}'")
         return self
 
 
@@ -195,7 +253,9 @@ class StatesModel(Strict):
     idle: list[str] = Field(default_factory=lambda: ["0"], description="values of group 'state' meaning idle")
     fault: list[str] = Field(default_factory=list, description="values of group 'state' meaning a fault")
     no_error: list[str] = Field(default_factory=lambda: ["0", ""], description="values of group 'error'")
+    error_mask: int | None = Field(None, ge=1, description="AND a numeric 'error' with this first (flag bits)")
     cover_open: list[str] = Field(default_factory=lambda: ["1"])
+    unlisted: Literal["idle", "fault"] = Field("idle", description="a 'state' value in none of the lists")
 
 
 class EventModel(Strict):
@@ -204,30 +264,75 @@ class EventModel(Strict):
     answer: str | None = Field(None, description="the message as a device sends it, with {index} (simulator only)")
 
 
-class FifoModel(Strict):
-    capacity: int = Field(ge=1, le=65535)
-    indexed: bool = Field(True, description="records carry an index 1..capacity (wrapping) the coder checks")
-    clear_on_stop: bool = True
+class CoderModel(Strict):
+    """What the coder model can do, as its manual says: this fills the driver's Capabilities."""
+
+    kind: CoderKind
+    capacity: int = Field(ge=1, le=65535, description="records the coder itself holds (single slot: 1)")
+    index_wraps_at: int | None = Field(
+        None, ge=2, description="indexed coders: the index after this one is 1; none: indexes never wrap"
+    )
+    clear_on_stop: bool = Field(True, description="a print stop empties the coder's queue")
+    proves_flush: bool = Field(
+        False, description="after clear_fifo the coder's counter/last index proves what never printed"
+    )
+    double_print_guard: bool = Field(False, description="the coder itself refuses to print one record twice")
+    max_items_per_min: float | None = Field(None, gt=0, description="highest line rate the link can feed safely")
+
+    @model_validator(mode="after")
+    def _kind(self) -> CoderModel:
+        if self.kind is CoderKind.SINGLE_SLOT and self.capacity != 1:
+            raise ValueError("a single_slot coder has capacity 1")
+        return self
+
+    @property
+    def feeder_capacity(self) -> int:
+        """What the feeder may keep in the coder: an indexed ring keeps one place free (fifo.py)."""
+        if self.kind is CoderKind.INDEXED_FIFO:
+            return max(1, self.capacity - 1)
+        return self.capacity
 
 
 class ProtocolModel(Strict):
     name: str
     description: str = ""
     encoding: str = "latin-1"
+    text_forbidden: str = Field("", description="characters a record may not carry (field separators)")
     framing: FramingModel
+    check_sequence: CheckSequenceModel | None = None
     handshake: HandshakeModel = Field(default_factory=HandshakeModel)
-    fifo: FifoModel
+    coder: CoderModel
     commands: CommandsModel
     errors: ErrorsModel = Field(default_factory=ErrorsModel)
     states: StatesModel = Field(default_factory=StatesModel)
     events: list[EventModel] = Field(default_factory=list)
 
+    @property
+    def indexed(self) -> bool:
+        return self.coder.kind is CoderKind.INDEXED_FIFO
+
+    def commands_by_name(self) -> dict[str, CommandModel]:
+        return {
+            name: cmd for name in type(self.commands).model_fields
+            if isinstance(cmd := getattr(self.commands, name), CommandModel)
+        }
+
     @model_validator(mode="after")
     def _consistent(self) -> ProtocolModel:
-        if self.fifo.indexed and "index" not in template_fields(self.commands.push.send):
-            raise ValueError("fifo.indexed is true but commands.push.send has no {index}")
+        if self.indexed and "index" not in template_fields(self.commands.push.send):
+            raise ValueError("coder.kind is indexed_fifo but commands.push.send has no {index}")
         if self.handshake.enq and self.handshake.enq not in self.framing.tokens:
             raise ValueError("handshake.enq must also be listed in framing.tokens (it travels outside frames)")
+        checked = [n for n, c in self.commands_by_name().items() if c.reply is Reply.CHECK]
+        if checked and self.check_sequence is None:
+            raise ValueError(f"commands {checked} are answered by the check sequence, but check_sequence is not set")
+        if self.check_sequence is not None:
+            prefixes = {t.prefix for t in self.framing.tagged}
+            for prefix in (self.check_sequence.ok, self.check_sequence.refused):
+                if prefix and prefix not in prefixes:
+                    raise ValueError(f"check_sequence prefix {prefix!r} must be a framing.tagged prefix")
+        if self.commands.push.reply is Reply.NONE and self.commands.fifo is None:
+            raise ValueError("a push nobody answers needs commands.fifo to confirm what the coder took")
         for event in self.events:
             # Index-less print messages and a FIFO query would each count the same print once.
             if event.kind == "printed" and "index" not in re.compile(event.match).groupindex and self.commands.fifo:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from drivers.framing import Frame
 from drivers.printers.base import Fault
-from drivers.printers.generic_spec import CommandModel, ProtocolModel, load_protocol, request_regex
+from drivers.printers.fifo import CoderKind
+from drivers.printers.generic_spec import CommandModel, ProtocolModel, Reply, load_protocol, request_regex
 from drivers.sim.base import STOPPING, SimCoder, SimRecord
 from drivers.sim.faults import FaultPlan
 
@@ -36,15 +37,14 @@ class GenericSim(SimCoder):
         self.protocol = protocol if isinstance(protocol, ProtocolModel) else load_protocol(str(protocol))
         self.frame_spec = self.protocol.framing.spec()
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
-        self.capacity = capacity or self.protocol.fifo.capacity
+        coder = self.protocol.coder
+        self.capacity = coder.capacity if coder.kind is CoderKind.SINGLE_SLOT else capacity or coder.capacity
         self.enc = self.protocol.encoding
-        commands = self.protocol.commands
         self._commands: list[tuple[str, CommandModel, re.Pattern[str]]] = [
-            (name, cmd, request_regex(cmd.send))
-            for name in type(commands).model_fields
-            if isinstance(cmd := getattr(commands, name), CommandModel)
+            (name, cmd, request_regex(cmd.send)) for name, cmd in self.protocol.commands_by_name().items()
         ]
         self._tokens = set(self.frame_spec.tokens)
+        self._request = b""  # the payload being answered (a check sequence is computed from it)
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -75,6 +75,9 @@ class GenericSim(SimCoder):
 
     def _refuse(self, fault: Fault | None) -> bytes:
         errors = self.protocol.errors
+        cs = self.protocol.check_sequence
+        if cs is not None and cs.refused and not errors.answer:
+            return cs.refused.encode("latin-1") + cs.of(self._request)
         codes = [c for c, f in errors.codes.items() if f is fault] if fault else []
         if fault is Fault.BUFFER_FULL and errors.buffer_full:
             codes = errors.buffer_full
@@ -89,6 +92,8 @@ class GenericSim(SimCoder):
         return self._refuse(None)
 
     def on_print(self, record: SimRecord) -> bytes | None:
+        if self.protocol.coder.kind is CoderKind.SINGLE_SLOT:
+            self.fifo.appendleft(record)  # a user field prints again on the next trigger until replaced
         for event in self.protocol.events:
             if event.kind == "printed" and event.answer is not None:
                 return self._send(event.answer.format(index=record.tag))
@@ -99,17 +104,21 @@ class GenericSim(SimCoder):
     def handle(self, frame: Frame) -> bytes | None:
         text = frame.payload.decode(self.enc, errors="replace")
         handshake = self.protocol.handshake
-        if frame.token:
-            return self._send(handshake.enq_answer) if text == handshake.enq and handshake.enq_answer else None
+        self._request = frame.payload
+        if frame.token and text in (handshake.enq, handshake.resend):
+            return self._send(handshake.enq_answer) if handshake.enq_answer else None
         for name, cmd, rx in self._commands:
             m = rx.fullmatch(text)
-            if m is None:
+            if m is None or cmd.raw != frame.token:
                 continue
             refusal = self._act(name, m.groupdict())
             if refusal is not None:
                 return refusal
             values = self._values()
             values.update({k: v for k, v in m.groupdict().items() if k == "index"})
+            cs = self.protocol.check_sequence
+            if cmd.reply is Reply.CHECK and cs is not None:
+                return cs.ok.encode("latin-1") + cs.of(frame.payload)
             return self._send(cmd.answer.format(**values)) if cmd.answer is not None else None
         return self._refuse(None)
 
@@ -121,7 +130,7 @@ class GenericSim(SimCoder):
             self.job = groups.get("job", "")
         elif name == "start":
             self.start_printing()
-        elif name == "stop" and self.protocol.fifo.clear_on_stop:
+        elif name == "stop" and self.protocol.coder.clear_on_stop:
             self.stop_printing()
         elif name == "stop":
             self.running = False
@@ -133,12 +142,21 @@ class GenericSim(SimCoder):
 
     def _store(self, groups: dict[str, str]) -> bytes | None:
         index = int(groups.get("index") or 0)
-        if self.protocol.fifo.indexed:
-            if not 1 <= index <= self.capacity:
-                return self._refuse(Fault.SEQUENCE_ERROR)
-            if index != self.expected_index():
-                return self._refuse(Fault.SEQUENCE_ERROR)
+        if self.protocol.indexed and index != self._expected_index():
+            return self._refuse(Fault.SEQUENCE_ERROR)
         if not self.store(groups.get("text", ""), index):
             return self._refuse(Fault.BUFFER_FULL)
         self.faults.discard(Fault.BUFFER_EMPTY)
         return None
+
+    def _expected_index(self) -> int:
+        """The index after the newest record held or, with the FIFO empty, after the last printed."""
+        last = self.fifo[-1].tag if self.fifo else self.last_tag
+        wrap = self.protocol.coder.index_wraps_at
+        return last % wrap + 1 if wrap else last + 1
+
+    def store(self, text: str, tag: int = 0) -> bool:
+        """A single slot is overwritten by every update (WSI `U`): it never refuses for lack of room."""
+        if self.protocol.coder.kind is CoderKind.SINGLE_SLOT and not self._force_full:
+            self.fifo.clear()
+        return super().store(text, tag)

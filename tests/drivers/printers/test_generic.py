@@ -42,7 +42,7 @@ def line_of(path: Path, needle: str) -> int:
         ('{send: "S",', '{send: "S{colour}",', "commands.status.send", "unknown template field"),
         ("expect: '^c(?P<count>\\d+)$'", "expect: '^c(?P<count>\\d+'", "commands.counters.expect", "bad regex"),
         ("kind: xor", "kind: crc99", "framing.checksum.kind", "Input should be"),
-        ("  capacity: 64", "  capacity: 0", "fifo.capacity", "greater than or equal to 1"),
+        ("  capacity: 64", "  capacity: 0", "coder.capacity", "greater than or equal to 1"),
     ],
 )
 def test_protocol_file_errors_name_file_line_and_key(
@@ -62,7 +62,7 @@ def test_protocol_file_errors_name_file_line_and_key(
     [
         ('  tokens: ["\\x05", "\\x06", "\\x15", "\\x12"]', '  tokens: ["\\x06", "\\x15", "\\x12"]',
          "handshake.enq must also be listed in framing.tokens"),
-        ('"B{index:03d}{text}"', '"B{text}"', "commands.push.send has no {index}"),
+        ('"B{index:03d}{text}"', '"B{text}"', "coder.kind is indexed_fifo but commands.push.send has no {index}"),
         ("match: '^p(?P<index>\\d{3})$'", "match: '^p\\d{3}$'", "needs a named group 'index'"),
         ('  end: "\\x03"', '  end: ""', "end delimiter or a length field"),
     ],
