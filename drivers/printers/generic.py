@@ -22,14 +22,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from pydantic import Field, field_validator
 
 from agent.config.loader import ConfigError
-from drivers.framing import Frame, FrameError, decode, encode
+from drivers.framing import Frame
 from drivers.printers.base import (
-    BadRecord,
     BufferFull,
     Capabilities,
     DeviceTimeout,
@@ -37,7 +36,6 @@ from drivers.printers.base import (
     LinkDown,
     Nak,
     PrinterError,
-    PrinterState,
     PrinterStatus,
     PrintEventKind,
     ProtocolError,
@@ -46,18 +44,17 @@ from drivers.printers.base import (
 )
 from drivers.printers.fifo import CoderKind, Fates, FifoMirror
 from drivers.printers.framed import FramedPrinter, FramedSettings
+from drivers.printers.generic_codec import GenericCodec
 from drivers.printers.generic_spec import (
     CommandModel,
     HandshakeMode,
     ProtocolModel,
     Reply,
     load_protocol,
-    request_regex,
 )
 from drivers.transport import LinkClosed
 
 log = logging.getLogger(__name__)
-STOPPING = frozenset({Fault.INK_EMPTY, Fault.HEAD_FAULT, Fault.COVER_OPEN, Fault.OTHER})
 
 
 class GenericSettings(FramedSettings):
@@ -103,49 +100,21 @@ class GenericPrinter(FramedPrinter):
             proves_flush=coder.proves_flush and p.commands.clear_fifo is not None,
             max_items_per_min=coder.max_items_per_min,
         )
-        self._error = re.compile(p.errors.pattern) if p.errors.pattern else None
-        self._retransmit = re.compile(p.handshake.retransmit) if p.handshake.retransmit else None
+        self.codec = GenericCodec(p, name=name)
         self._event_rules = [(re.compile(e.match), e.kind) for e in p.events]
         self._commands = p.commands_by_name()
-        self._by_payload: dict[bytes, CommandModel] = {}  # request -> its command (not pushes: unbounded)
-        self._push_request = request_regex(p.commands.push.send)
         self.next_index = 1
         self.last_index: int | None = None  # the coder's last printed index, as last reported
         self.count_seen: int | None = None  # the coder's print counter, as last read
 
     # --- answers ---------------------------------------------------------------------------------
 
-    def _text(self, frame: Frame) -> str:
-        return frame.payload.decode(self.enc, errors="replace")
-
-    def _command_of(self, request: bytes) -> CommandModel | None:
-        cmd = self._by_payload.get(request)
-        if cmd is None and self._push_request.fullmatch(request.decode(self.enc, errors="replace")):
-            return self.protocol.commands.push
-        return cmd
-
-    def _check(self, request: bytes, reply: Frame) -> bool | None:
-        """A check sequence answering `request`: True executed, False refused; None: not a check
-        sequence. A check whose sum is not the request's is a line error (ProtocolError)."""
-        cs = self.protocol.check_sequence
-        if cs is None or not reply.token:
-            return None
-        for ok, prefix in ((True, cs.ok), (False, cs.refused)):
-            if prefix and reply.payload.startswith(prefix.encode("latin-1")):
-                if reply.payload[len(prefix):] != cs.of(request):
-                    raise ProtocolError(
-                        f"{self.name}: check sequence {reply.payload!r} is not the sum of {request[:24]!r} "
-                        f"({cs.of(request)!r}): a line error"
-                    )
-                return ok
-        return None
-
     def is_unsolicited(self, frame: Frame) -> bool:
-        return not frame.token and any(rx.search(self._text(frame)) for rx, _ in self._event_rules)
+        return not frame.token and any(rx.search(self.codec.text(frame)) for rx, _ in self._event_rules)
 
     def on_unsolicited(self, frame: Frame) -> None:
         for rx, kind in self._event_rules:
-            m = rx.search(self._text(frame))
+            m = rx.search(self.codec.text(frame))
             if m is None or kind != "printed":
                 continue
             index = m.groupdict().get("index")
@@ -157,73 +126,15 @@ class GenericPrinter(FramedPrinter):
             return
 
     def reply_matches(self, request: bytes, reply: Frame) -> bool:
-        """A late answer to an earlier request must not be taken for this one's: check its shape."""
-        text = self._text(reply)
-        if request in self._raw_requests():
-            return True
-        try:
-            if self._check(request, reply) is not None:
-                return True
-        except ProtocolError:
-            return False  # someone else's check sequence, or a corrupt one: noise for this request
-        if (self._error and self._error.search(text)) or (self._retransmit and self._retransmit.search(text)):
-            return True
-        cmd = self._command_of(request)
-        if cmd is None or cmd.reply is not Reply.FRAME:
-            return False
-        m = re.search(cmd.expect, text)
-        if m is None:
-            return False
-        if cmd is self.protocol.commands.push and "index" in m.groupdict():
-            sent = self._push_request.fullmatch(request.decode(self.enc, errors="replace"))
-            return sent is None or int(sent.group("index")) == int(m.group("index"))
-        return True
-
-    def _raw_requests(self) -> set[bytes]:
-        h = self.protocol.handshake
-        return {t.encode("latin-1") for t in (h.enq, h.resend) if t}
-
-    def parse(self, name: str, cmd: CommandModel, request: bytes, reply: Frame) -> dict[str, str]:
-        """The named groups of the answer; Nak/BufferFull for a refusal, ProtocolError for nonsense."""
-        text = self._text(reply)
-        checked = self._check(request, reply)
-        refused = checked is False
-        code = ""
-        if self._error is not None and (m := self._error.search(text)):
-            refused, code = True, (m.groupdict().get("code") or "").strip()
-        if refused:
-            fault = self.protocol.errors.codes.get(code) or cmd.refused_means
-            message = f"{self.name}: {name} refused" + (f" with code {code}" if code else "") + (
-                f" ({fault})" if fault else ""
-            )
-            if code in self.protocol.errors.buffer_full or fault is Fault.BUFFER_FULL:
-                raise BufferFull(message)
-            raise Nak(message)
-        if cmd.reply is Reply.CHECK:
-            if checked:
-                return {}
-            raise ProtocolError(f"{self.name}: {name} answered {text[:40]!r}, not its check sequence")
-        m = re.search(cmd.expect, text) if cmd.reply is Reply.FRAME else None
-        if m is None:
-            raise ProtocolError(f"{self.name}: answer {text[:60]!r} to {name} does not match {cmd.expect!r}")
-        return {k: v for k, v in m.groupdict().items() if v is not None}
+        return self.codec.matches(request, reply)
 
     # --- requests --------------------------------------------------------------------------------
-
-    def _payload(self, name: str, cmd: CommandModel, values: Mapping[str, object]) -> bytes:
-        try:
-            payload = cmd.send.format(**{"job": "", "index": 0, "text": "", "seq": 0, **values}).encode(self.enc)
-        except UnicodeEncodeError as exc:
-            raise BadRecord(f"{self.name}: {values} cannot be sent as {self.enc}: {exc.reason}") from None
-        if name != "push":
-            self._by_payload[payload] = cmd
-        return payload
 
     async def _run(self, name: str, *, retry: bool = False, **values: object) -> dict[str, str]:
         cmd = self._commands.get(name)
         if cmd is None:
             raise PrinterError(f"{self.name}: protocol {self.protocol.name!r} has no commands.{name}")
-        payload = self._payload(name, cmd, values)
+        payload = self.codec.payload(name, cmd, values)
         if cmd.reply is Reply.NONE:
             await self._write_only(payload, raw=cmd.raw)
             return {}
@@ -238,15 +149,15 @@ class GenericPrinter(FramedPrinter):
                     raise
                 await self._resend()
                 continue
-            if self._retransmit and self._retransmit.search(self._text(reply)):
+            if self.codec.retransmit(reply):
                 continue
-            return self.parse(name, cmd, payload, reply)
+            return self.codec.parse(name, cmd, payload, reply)
         raise Nak(f"{self.name}: {name}: the device asked for a retransmit {attempts} times")
 
     async def _enquire(self) -> None:
         h = self.protocol.handshake
         reply = await self.exchange(h.enq.encode("latin-1"), raw=True)
-        if h.enq_reply and not re.search(h.enq_reply, self._text(reply)):
+        if h.enq_reply and not re.search(h.enq_reply, self.codec.text(reply)):
             raise Nak(f"{self.name}: ENQ answered {reply.payload[:20]!r}, not {h.enq_reply!r}")
 
     async def _resend(self) -> None:
@@ -256,7 +167,7 @@ class GenericPrinter(FramedPrinter):
             return
         with contextlib.suppress(DeviceTimeout, ProtocolError):
             reply = await self.exchange(h.resend.encode("latin-1"), raw=True)
-            if h.resend_reply and not re.search(h.resend_reply, self._text(reply)):
+            if h.resend_reply and not re.search(h.resend_reply, self.codec.text(reply)):
                 log.info("%s: resend answered %r", self.name, reply.payload[:20])
 
     async def _write_only(self, payload: bytes, *, raw: bool = False) -> None:
@@ -284,14 +195,6 @@ class GenericPrinter(FramedPrinter):
         if lost:
             self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(lost)} records cleared before printing")
 
-    def _number(self, values: Mapping[str, str], key: str) -> int | None:
-        if key not in values:
-            return None
-        try:
-            return int(values[key])
-        except ValueError:
-            raise ProtocolError(f"{self.name}: {key}={values[key]!r} is not a number") from None
-
     async def _progress(self, *, after_clear: bool = False) -> tuple[int | None, int | None, int | None]:
         """Read what the coder says (fifo query, counter), advance the mirror, emit events. A depth
         that does not add up means the queue changed behind our back: the rest is UNKNOWN. Returns
@@ -299,10 +202,10 @@ class GenericPrinter(FramedPrinter):
         depth = capacity = last = count = None
         if self.protocol.commands.fifo is not None:
             values = await self._run("fifo", retry=True)
-            depth, capacity = self._number(values, "depth"), self._number(values, "capacity")
-            last = self._number(values, "last_index") if self.protocol.indexed else None
+            depth, capacity = self.codec.number(values, "depth"), self.codec.number(values, "capacity")
+            last = self.codec.number(values, "last_index") if self.protocol.indexed else None
         if self.protocol.commands.counters is not None:
-            count = self._number(await self._run("counters", retry=True), "count")
+            count = self.codec.number(await self._run("counters", retry=True), "count")
         fates = Fates()
         if last is not None and last != self.last_index:
             fates += self.mirror.printed_through(last) or Fates()
@@ -330,7 +233,7 @@ class GenericPrinter(FramedPrinter):
             return
         push = self.protocol.commands.push
         tags = [self._tag(k) for k in range(len(records))]
-        payloads = [self._record_payload(r, t) for r, t in zip(records, tags, strict=True)]
+        payloads = [self.codec.record_payload(r, t) for r, t in zip(records, tags, strict=True)]
         if len(records) > self.mirror.room:
             await self._progress()
             if len(records) > self.mirror.room:
@@ -376,7 +279,7 @@ class GenericPrinter(FramedPrinter):
             try:
                 if isinstance(result, PrinterError):
                     raise result
-                self.parse("push", push, payload, result)
+                self.codec.parse("push", push, payload, result)
             except PrinterError as exc:
                 return i, exc
         return len(results), None
@@ -392,23 +295,6 @@ class GenericPrinter(FramedPrinter):
             log.warning("%s: cannot read the FIFO after a push: %s", self.name, exc)
             return 0
         return max(0, min(candidates, (depth or 0) - len(self.mirror)))
-
-    def _record_payload(self, record: Record, tag: int | None) -> bytes:
-        bad = sorted({c for c in record.text if c in self.protocol.text_forbidden})
-        if bad:
-            raise BadRecord(f"{self.name}: record seq {record.seq} {record.text!r} contains {bad!r}, "
-                            "which the protocol cannot carry")
-        values = {"index": tag or 0, "text": record.text, "seq": record.seq}
-        payload = self._payload("push", self.protocol.commands.push, values)
-        if self.protocol.commands.push.raw:
-            return payload
-        try:  # can the framing carry it? (no escaping + a delimiter in the text: it cannot)
-            carried = decode(self.frame_spec, encode(self.frame_spec, payload)) == payload
-        except (FrameError, ValueError):
-            carried = False
-        if not carried:
-            raise BadRecord(f"{self.name}: record seq {record.seq} {record.text!r} cannot be framed by this protocol")
-        return payload
 
     # --- Printer API -----------------------------------------------------------------------------
 
@@ -445,27 +331,11 @@ class GenericPrinter(FramedPrinter):
         values: dict[str, str] = {}
         if self.protocol.commands.status is not None:
             values = await self._run("status", retry=True)
-        states = self.protocol.states
-        faults: set[Fault] = set()
-        error = values.get("error", "")
-        if states.error_mask is not None and error.isdigit():
-            error = str(int(error) & states.error_mask)
-        if error not in states.no_error:
-            faults.add(self.protocol.errors.codes.get(error, Fault.OTHER))
-        if values.get("cover") in states.cover_open:
-            faults.add(Fault.COVER_OPEN)
-        state = values.get("state")
-        unlisted = state is not None and state not in states.printing + states.idle + states.fault
-        printer_state = (
-            PrinterState.PRINTING if state in states.printing else
-            PrinterState.FAULT if state in states.fault or (state is None and faults & STOPPING) else
-            PrinterState.FAULT if unlisted and states.unlisted == "fault" else
-            PrinterState.IDLE
-        )
+        printer_state, faults = self.codec.read_status(values)
         depth, capacity, count = await self._progress(after_clear=after_clear)
         return PrinterStatus(
             state=printer_state,
-            faults=frozenset(faults),
+            faults=faults,
             fifo_depth=depth,
             fifo_capacity=capacity or self.coder.capacity,
             last_printed=self.mirror.last_printed,
