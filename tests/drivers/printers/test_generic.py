@@ -10,9 +10,21 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config
-from drivers.framing import Frame
-from drivers.printers.base import Nak, PrintEventKind, Record
+from drivers.framing import Deframer, Frame
+from drivers.printers.base import (
+    BadRecord,
+    BufferFull,
+    Capabilities,
+    Fault,
+    Nak,
+    PrinterState,
+    PrintEventKind,
+    ProtocolError,
+    Record,
+)
+from drivers.printers.fifo import CoderKind
 from drivers.printers.generic import GenericPrinter, GenericSettings
+from drivers.printers.generic_codec import GenericCodec
 from drivers.printers.generic_spec import PROTOCOL_DIR, load_protocol, request_regex
 from drivers.sim.generic import GenericSim
 
@@ -154,3 +166,126 @@ def test_print_complete_messages_become_printed_events_without_polling() -> None
             await sim.close()
 
     run(main())
+
+
+# --- the sources' own examples through the shipped protocol files ---------------------------------
+
+
+def codec(name: str) -> GenericCodec:
+    return GenericCodec(load_protocol(name))
+
+
+def answer(c: GenericCodec, wire: bytes) -> Frame:
+    items = Deframer(c.frame_spec).feed(wire)
+    assert len(items) == 1 and isinstance(items[0], Frame), items
+    return items[0]
+
+
+def reply_to(c: GenericCodec, name: str, wire: bytes, **values: object) -> dict[str, str]:
+    cmd = c.protocol.commands_by_name()[name]
+    return c.parse(name, cmd, c.payload(name, cmd, values), answer(c, wire))
+
+
+@pytest.mark.parametrize(
+    ("payload", "check"),
+    [(b"RA", b"93"), (b"RB", b"94"), (b"GA", b"88"), (b"Q", b"51")],  # Rev AD 3.16 examples; 4.5
+)
+def test_wsi_check_sequence_is_the_sum_of_the_hosts_packet(payload: bytes, check: bytes) -> None:
+    cs = load_protocol("videojet_wsi").check_sequence
+    assert cs is not None and cs.of(payload) == check
+
+
+def test_wsi_commands_are_answered_by_their_own_check_sequence() -> None:
+    c = codec("videojet_wsi")
+    assert c.wire("start") == b"\x02O1\x03"
+    assert c.wire("push", text="AB12") == b"\x02USERIAL\nAB12\x03"
+    assert reply_to(c, "start", b"$80") == {}  # "O1" = 4F + 31
+    with pytest.raises(Nak):
+        reply_to(c, "start", b"!80")
+    with pytest.raises(ProtocolError, match="line error"):
+        reply_to(c, "start", b"$8D")  # the old driver's constant: not this packet's sum
+    with pytest.raises(ProtocolError):
+        reply_to(c, "counters", b"$88")  # a query answers with data, not a check
+
+
+def test_wsi_queries_answer_a_packet_without_a_type_letter() -> None:
+    c = codec("videojet_wsi")
+    assert c.wire("counters") == b"\x02GA\x03"
+    assert reply_to(c, "counters", b"\x0200000678\x03") == {"count": "00000678"}  # Rev AD 3.15 example 1
+    assert reply_to(c, "identity", b"\x021.0.385W        \x03")["part_number"] == "1.0.385W"  # 3.10
+    values = reply_to(c, "status", b"\x020000001\x03")  # 3.11: six hex error characters + alarm
+    assert values == {"error": "000000", "alarm": "1"}
+    assert c.read_status(values) == (PrinterState.IDLE, frozenset())
+    assert c.read_status(reply_to(c, "status", b"\x028000004\x03"))[0] is PrinterState.FAULT
+
+
+def test_wsi_record_text_cannot_carry_the_field_separator() -> None:
+    with pytest.raises(BadRecord):
+        codec("videojet_wsi").record_payload(Record(1, "A\nB"), None)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "wire"),
+    [
+        ("select_job", {"job": "0012"}, "02 1f 20 31 30 30 31 32 03"),  # RX manual rev D 5.3.3-3
+        ("push", {"text": "ABC"}, "02 10 31 41 42 43 03"),  # 5.3.2-5 (1), print item 1
+        ("clear_fifo", {}, "02 1f 76 03"),  # 5.9.3-2 clear buffer
+        ("start", {}, "02 1f 77 03"),  # 5.9.3-2 restart printing
+        ("clear_fault", {}, "02 1f 72 34 03"),  # 5.3.9 fault clear
+        ("status", {}, "1b 23"),  # HitachiProtocol.cs BuildFetchString: ESC # sent bare
+    ],
+)
+def test_hitachi_requests_match_the_manual(name: str, values: dict[str, object], wire: str) -> None:
+    assert codec("hitachi_rx").wire(name, **values) == bytes.fromhex(wire)
+
+
+def test_hitachi_answers_are_ack_nak_and_the_status_frame() -> None:
+    c = codec("hitachi_rx")
+    assert reply_to(c, "push", b"\x06", text="A") == {}
+    with pytest.raises(BufferFull):  # 5.9.4: NAK = the buffer could not hold it
+        reply_to(c, "push", b"\x15", text="A")
+    values = reply_to(c, "status", b"\x0211120\x03")  # HPStatus.cs: online, receiving, ready, no alarm
+    assert c.read_status(values) == (PrinterState.PRINTING, frozenset())
+    assert c.read_status(reply_to(c, "status", b"\x0211180\x03"))[0] is PrinterState.FAULT  # cover open
+
+
+def test_leibinger_public_captures() -> None:
+    c = codec("leibinger")
+    values = reply_to(c, "status", b"^0=RS2\t6\t0\t0\t80\t0\r\n")  # serialine.py capture while printing
+    assert c.read_status(values) == (PrinterState.PRINTING, frozenset())
+    flagged = str((1 << 25) | 1015)  # bits 25-31 are flags: the error is 1015, buffer full
+    assert c.read_status({"state": "5", "error": flagged}) == (PrinterState.IDLE, frozenset({Fault.BUFFER_FULL}))
+    assert reply_to(c, "fifo", b"^0=SM256\t3\t12\t0\t0\t7\r") == {"capacity": "256", "depth": "3", "last_index": "12"}
+    assert c.record_payload(Record(5, "A^B\\C"), 12) == b"=MR12\tA^B\\C"
+    assert c.wire("push", index=12, text="A^B") == b"^0=MR12\tA\\^B\r"
+    assert c.wire("select_job", job="LOT") == b"^0=JL\\FFSDISK\\JOBS\\LOT\r"  # Leibinger.cs jobLoadCMD
+
+
+def test_markem_captures_with_trailing_cr_lf() -> None:
+    c = codec("markem_ngpcl")
+    assert c.wire("push", text="X1") == b"{~JU0||0|SERIAL|X1|}"
+    assert c.wire("select_job", job="JOB.job") == b"{~JS0|JOB.job|0|}"
+    stream = b"{~JS0|}\r\n{~JU0|}\r\n{~DS0|0|1|0|0|0|2|0|000000000|06|1|}\r\n"
+    items = Deframer(c.frame_spec).feed(stream)
+    assert all(isinstance(i, Frame) for i in items)
+    payloads = [i.payload for i in items if isinstance(i, Frame)]
+    assert payloads == [b"~JS0|", b"~JU0|", b"~DS0|0|1|0|0|0|2|0|000000000|06|1|"]
+    assert c.read_status(reply_to(c, "status", b"{~DS0|0|1|0|0|0|2|0|000000000|06|1|}\r\n"))[0] is PrinterState.PRINTING
+    assert c.read_status(reply_to(c, "status", b"{~DS0|0|0|0|0|0|2|0|000000000|11|1|}"))[0] is PrinterState.IDLE
+    with pytest.raises(Nak):
+        reply_to(c, "select_job", b"{~JS1|}\r\n", job="NOPE")
+    with pytest.raises(BadRecord):
+        c.record_payload(Record(1, "A|B"), None)
+
+
+def test_each_file_states_what_its_coder_can_do() -> None:
+    def caps(name: str) -> Capabilities:
+        return GenericPrinter(GenericSettings(url="loop://", protocol_file=name)).capabilities
+
+    wsi, hitachi, leibinger, markem = (caps(n) for n in ("videojet_wsi", "hitachi_rx", "leibinger", "markem_ngpcl"))
+    assert (wsi.kind, wsi.fifo_capacity, wsi.counters, wsi.max_items_per_min) == (CoderKind.SINGLE_SLOT, 1, True, 120)
+    assert (hitachi.kind, hitachi.fifo_capacity, hitachi.counters, hitachi.proves_flush) == (
+        CoderKind.COUNTED_FIFO, 100, False, False)
+    assert (leibinger.kind, leibinger.fifo_capacity, leibinger.indexed, leibinger.proves_flush) == (
+        CoderKind.INDEXED_FIFO, 255, True, True)
+    assert (markem.kind, markem.counters, markem.status) == (CoderKind.SINGLE_SLOT, False, True)
