@@ -36,6 +36,7 @@ from drivers.printers.base import (
     LinkDown,
     Nak,
     PrinterError,
+    PrinterState,
     PrinterStatus,
     PrintEventKind,
     ProtocolError,
@@ -106,6 +107,8 @@ class GenericPrinter(FramedPrinter):
         self.next_index = 1
         self.last_index: int | None = None  # the coder's last printed index, as last reported
         self.count_seen: int | None = None  # the coder's print counter, as last read
+        self._printing = False  # the coder was printing at the last look (a stop empties its queue)
+        self._restart_due = False  # a clear_fifo since the last start (Hitachi needs "restart")
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class GenericPrinter(FramedPrinter):
         payload = self.codec.payload(name, cmd, values)
         if cmd.reply is Reply.NONE:
             await self._write_only(payload, raw=cmd.raw)
+            await self._confirm(name, cmd)
             return {}
         attempts = 1 + self.cfg.retries
         for attempt in range(attempts):
@@ -151,8 +155,25 @@ class GenericPrinter(FramedPrinter):
                 continue
             if self.codec.retransmit(reply):
                 continue
-            return self.codec.parse(name, cmd, payload, reply)
+            answer = self.codec.parse(name, cmd, payload, reply)
+            await self._confirm(name, cmd)
+            return answer
         raise Nak(f"{self.name}: {name}: the device asked for a retransmit {attempts} times")
+
+    async def _confirm(self, name: str, cmd: CommandModel) -> None:
+        """A command nobody answers is confirmed by the state it leads to, or refused (Nak)."""
+        if cmd.confirm is None:
+            return
+        want = PrinterState.PRINTING if cmd.confirm == "printing" else PrinterState.IDLE
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.timeout_s * (2 + self.cfg.retries)
+        while True:
+            state, _, values = await self._state()
+            if state is want:
+                return
+            if loop.time() >= deadline:
+                raise Nak(f"{self.name}: {name} not carried out: the coder reports {values or state}")
+            await asyncio.sleep(0.02)
 
     async def _enquire(self) -> None:
         h = self.protocol.handshake
@@ -221,10 +242,15 @@ class GenericPrinter(FramedPrinter):
                           detail=f"{done - len(fates.printed)} prints with no new code: a code may repeat")
         if count is not None:
             self.count_seen = count
-        if depth is not None and not after_clear and depth != len(self.mirror):
+        held = len(self.mirror)
+        fits = depth is None or depth == held or (self.coder.depth_excludes_next and depth == held - 1)
+        if not after_clear and not fits:
             fates += self.mirror.lose()
-        if depth == 0 and not self.mirror and last is not None:
-            self.next_index = (last % self.coder.index_wraps_at + 1) if self.coder.index_wraps_at else last + 1
+        if depth is not None and fits and self.mirror and not after_clear:
+            depth = len(self.mirror)  # what the coder holds, the loaded record included
+        if not depth and not self.mirror and last is not None:  # empty: number on after the last print
+            wrap = self.coder.index_wraps_at
+            self.next_index = last % wrap + 1 if wrap else max(self.next_index, last + 1)
         self._report(fates)
         return depth, capacity, count
 
@@ -240,21 +266,31 @@ class GenericPrinter(FramedPrinter):
                 raise BufferFull(f"{self.name}: {len(records)} records do not fit: {len(self.mirror)} of "
                                  f"{self.mirror.capacity} places the coder may hold are taken")
         if push.reply is Reply.NONE:
-            for payload in payloads:
-                await self._write_only(payload, raw=push.raw)
-            stored, error = 0, None
-        else:
-            stored, error = await self._push_answered(push, payloads)
+            await self._push_unanswered(push, records, tags, payloads)
+            return
+        stored, error = await self._push_answered(push, payloads)
         self._pushed(records[:stored], tags[:stored])
-        if error is not None or push.reply is Reply.NONE:
+        if error is not None:
             held = await self._held_anyway(len(records) - stored)
             self._pushed(records[stored:stored + held], tags[stored:stored + held])
-            if error is None and stored + held < len(records):
-                error = Nak(f"{self.name}: the coder took {stored + held} of {len(records)} records")
-                if len(self.mirror) + 1 >= self.coder.capacity:
-                    error = BufferFull(str(error))
-        if error is not None:
             raise error
+
+    async def _push_unanswered(
+        self, push: CommandModel, records: Sequence[Record], tags: Sequence[int | None], payloads: Sequence[bytes]
+    ) -> None:
+        """Nobody answers a push (Leibinger without echo): every record is in the mirror from the moment
+        it is sent (held, printed or in doubt), then the coder's status and FIFO say what it took."""
+        self._pushed(records, tags)
+        for payload in payloads:
+            await self._write_only(payload, raw=push.raw)
+        status = await self._look()
+        refused = status.faults & {Fault.BUFFER_FULL, Fault.SEQUENCE_ERROR}
+        if refused:
+            if self.protocol.commands.clear_fault is not None:
+                await self._run("clear_fault")  # acknowledge the refusal this push caused
+            self._report(self.mirror.lose())
+            text = f"{self.name}: records refused by the coder ({', '.join(sorted(refused))})"
+            raise BufferFull(text) if Fault.BUFFER_FULL in refused else Nak(text)
 
     def _pushed(self, records: Sequence[Record], tags: Sequence[int | None]) -> None:
         for record, tag in zip(records, tags, strict=True):
@@ -301,11 +337,18 @@ class GenericPrinter(FramedPrinter):
     async def on_connected(self) -> None:
         if self.cfg.job:
             await self.select_job(self.cfg.job)
-        depth, _, _ = await self._progress(after_clear=True)
-        if depth and self.protocol.commands.clear_fifo is not None:
+        first = await self._look(after_clear=True)
+        left = first.fifo_depth or self.coder.depth_excludes_next  # a depth that leaves one out may hide one
+        if left and self.protocol.commands.clear_fifo is not None:
             await self._run("clear_fifo")  # untracked records from an earlier session: never print them
-            self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {depth} untracked records on connect")
-            await self._progress(after_clear=True)
+            self._restart_due = True
+            if first.fifo_depth:
+                self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {first.fifo_depth} untracked records on connect")
+            await self._look(after_clear=True)
+        if self.protocol.indexed and self.coder.flush_may_keep_next and not self.coder.index_wraps_at:
+            # A record an earlier session left may still print under an index after the last one:
+            # number ours beyond any such, so its print is never taken for one of ours.
+            self.next_index = max(self.next_index, (self.last_index or 0) + self.coder.capacity + 1)
         if self.cfg.poll_s:
             self._spawn(self._poll(self.cfg.poll_s), "poll")
 
@@ -325,16 +368,28 @@ class GenericPrinter(FramedPrinter):
         return ident
 
     async def status(self) -> PrinterStatus:
-        return await self._status()
+        return await self._look()
 
-    async def _status(self, *, after_clear: bool = False) -> PrinterStatus:
-        values: dict[str, str] = {}
-        if self.protocol.commands.status is not None:
-            values = await self._run("status", retry=True)
-        printer_state, faults = self.codec.read_status(values)
-        depth, capacity, count = await self._progress(after_clear=after_clear)
+    async def _state(self) -> tuple[PrinterState | None, frozenset[Fault], dict[str, str]]:
+        if self.protocol.commands.status is None:
+            return None, frozenset(), {}
+        values = await self._run("status", retry=True)
+        state, faults = self.codec.read_status(values)
+        return state, faults, values
+
+    async def _look(self, *, after_clear: bool = False) -> PrinterStatus:
+        """Status, then the FIFO: a coder seen to stop printing (at its panel, on an error) emptied a
+        queue that clears on stop, after the prints its last index or counter still counts."""
+        state, faults, values = await self._state()
+        stopped = self._printing and state is not None and state is not PrinterState.PRINTING
+        if state is not None:
+            self._printing = state is PrinterState.PRINTING
+        depth, capacity, count = await self._progress(after_clear=after_clear or stopped)
+        if stopped and self.coder.clear_on_stop and not after_clear:
+            self._report(self.mirror.lose())
+            depth = 0 if depth is not None else None
         return PrinterStatus(
-            state=printer_state,
+            state=state or PrinterState.IDLE,
             faults=faults,
             fifo_depth=depth,
             fifo_capacity=capacity or self.coder.capacity,
@@ -349,16 +404,22 @@ class GenericPrinter(FramedPrinter):
         flushed where the coder can prove it, in doubt otherwise."""
         if self.protocol.commands.clear_fifo is not None:
             await self._run("clear_fifo")
-        status = await self._status(after_clear=True)
+            self._restart_due = True
+        status = await self._look(after_clear=True)
         fates = self._after_clear(status.fifo_depth, cleared=self.protocol.commands.clear_fifo is not None)
         return Settlement(status, fates)
 
     def _after_clear(self, depth: int | None, *, cleared: bool) -> Fates:
         """FLUSHED only if the file says the coder proves it AND the coder now reports an empty queue
-        (a clear nobody acknowledges may have been lost); UNKNOWN otherwise."""
+        (a clear nobody acknowledges may have been lost); UNKNOWN otherwise. Where a clear may keep the
+        record loaded for the next print, that one stays in doubt."""
         empty = depth == 0 if self._has_depth else True
         proven = cleared and self.capabilities.proves_flush and empty
-        fates = self.mirror.flushed() if proven else self.mirror.lose()
+        fates = Fates()
+        if proven and self.coder.flush_may_keep_next and self.mirror:
+            fates = Fates(unknown=(self.mirror.pending.popleft()[0],))
+            self.mirror.lost = True
+        fates += self.mirror.flushed() if proven else self.mirror.lose()
         self._report(fates)
         return fates
 
@@ -373,17 +434,24 @@ class GenericPrinter(FramedPrinter):
         depth = None
         if self.protocol.commands.clear_fifo is not None:
             await self._run("clear_fifo")
-            depth, _, _ = await self._progress(after_clear=True)
+            self._restart_due = True
+            depth = (await self._look(after_clear=True)).fifo_depth
         self._after_clear(depth, cleared=self.protocol.commands.clear_fifo is not None)
 
     async def start(self) -> None:
+        if self._restart_due and self.protocol.commands.restart is not None:
+            await self._run("restart")  # Hitachi 5.9.3-2: "restart printing" after "clear buffer"
+            await asyncio.sleep(self.coder.restart_settle_s)
+        self._restart_due = False
         await self._run("start")
+        self._printing = self._printing or self.protocol.commands.start is not None
 
     async def stop(self) -> None:
         await self._run("stop")
-        if self.coder.clear_on_stop:
-            depth, _, _ = await self._progress(after_clear=True)
-            self._after_clear(depth, cleared=True)
+        self._printing = False
+        if self.coder.clear_on_stop:  # the stop emptied the queue: what it held never printed, or did
+            await self._look(after_clear=True)
+            self._report(self.mirror.lose())
 
     async def clear_fault(self) -> None:
         await self._run("clear_fault")

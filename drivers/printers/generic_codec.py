@@ -163,6 +163,8 @@ class GenericCodec:
             faults.add(self.protocol.errors.codes.get(error, Fault.OTHER))
         if values.get("cover") in states.cover_open:
             faults.add(Fault.COVER_OPEN)
+        if values.get("link") in states.link_down:
+            return PrinterState.FAULT, frozenset(faults | {Fault.OTHER})  # off-line: the coder ignores us
         state = values.get("state")
         listed = states.printing + states.idle + states.fault
         if state in states.printing:

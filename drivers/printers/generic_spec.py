@@ -180,6 +180,9 @@ class CommandModel(Strict):
     reply: Reply = Reply.FRAME
     expect: str = Field("", description="regex a frame reply must match; named groups carry values")
     refused_means: Fault | None = Field(None, description="what a refusal of this command means (push: buffer_full)")
+    confirm: Literal["printing", "idle"] | None = Field(
+        None, description="poll status until the coder reports this state (a command nobody answers)"
+    )
     answer: str | None = Field(
         None,
         description="what a conforming device answers (used by the generic simulator only); fields: "
@@ -230,6 +233,7 @@ class CommandsModel(Strict):
     stop: CommandModel | None = None
     clear_fault: CommandModel | None = None
     clear_fifo: CommandModel | None = None
+    restart: CommandModel | None = Field(None, description="sent before start after a clear_fifo (Hitachi 77H)")
     identity: CommandModel | None = Field(None, description="named groups become the identity dict")
 
     @model_validator(mode="after")
@@ -255,6 +259,7 @@ class StatesModel(Strict):
     no_error: list[str] = Field(default_factory=lambda: ["0", ""], description="values of group 'error'")
     error_mask: int | None = Field(None, ge=1, description="AND a numeric 'error' with this first (flag bits)")
     cover_open: list[str] = Field(default_factory=lambda: ["1"])
+    link_down: list[str] = Field(default_factory=list, description="values of group 'link' meaning off-line")
     unlisted: Literal["idle", "fault"] = Field("idle", description="a 'state' value in none of the lists")
 
 
@@ -278,6 +283,13 @@ class CoderModel(Strict):
     )
     double_print_guard: bool = Field(False, description="the coder itself refuses to print one record twice")
     max_items_per_min: float | None = Field(None, gt=0, description="highest line rate the link can feed safely")
+    depth_excludes_next: bool = Field(
+        False, description="the reported depth leaves out the record loaded for the next print"
+    )
+    flush_may_keep_next: bool = Field(
+        False, description="clear_fifo may leave the record loaded for the next print: it stays in doubt"
+    )
+    restart_settle_s: float = Field(0.0, ge=0, description="wait after `restart` before printing may start")
 
     @model_validator(mode="after")
     def _kind(self) -> CoderModel:

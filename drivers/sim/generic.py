@@ -142,18 +142,21 @@ class GenericSim(SimCoder):
 
     def _store(self, groups: dict[str, str]) -> bytes | None:
         index = int(groups.get("index") or 0)
-        if self.protocol.indexed and index != self._expected_index():
+        if self.protocol.indexed and self._expected_index() not in (None, index):
             return self._refuse(Fault.SEQUENCE_ERROR)
         if not self.store(groups.get("text", ""), index):
             return self._refuse(Fault.BUFFER_FULL)
         self.faults.discard(Fault.BUFFER_EMPTY)
         return None
 
-    def _expected_index(self) -> int:
-        """The index after the newest record held or, with the FIFO empty, after the last printed."""
-        last = self.fifo[-1].tag if self.fifo else self.last_tag
+    def _expected_index(self) -> int | None:
+        """The index after the newest record held or, with the FIFO empty, after the last printed; an
+        index that never wraps may start anywhere once the FIFO is empty (None)."""
         wrap = self.protocol.coder.index_wraps_at
-        return last % wrap + 1 if wrap else last + 1
+        if not wrap:
+            return self.fifo[-1].tag + 1 if self.fifo else None
+        last = self.fifo[-1].tag if self.fifo else self.last_tag
+        return last % wrap + 1
 
     def store(self, text: str, tag: int = 0) -> bool:
         """A single slot is overwritten by every update (WSI `U`): it never refuses for lack of room."""

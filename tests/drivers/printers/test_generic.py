@@ -214,8 +214,9 @@ def test_wsi_queries_answer_a_packet_without_a_type_letter() -> None:
     assert reply_to(c, "counters", b"\x0200000678\x03") == {"count": "00000678"}  # Rev AD 3.15 example 1
     assert reply_to(c, "identity", b"\x021.0.385W        \x03")["part_number"] == "1.0.385W"  # 3.10
     values = reply_to(c, "status", b"\x020000001\x03")  # 3.11: six hex error characters + alarm
-    assert values == {"error": "000000", "alarm": "1"}
-    assert c.read_status(values) == (PrinterState.IDLE, frozenset())
+    assert values == {"error": "000000", "state": "1"}
+    assert c.read_status(values) == (PrinterState.PRINTING, frozenset())  # alarm bit 0: green
+    assert c.read_status(reply_to(c, "status", b"\x020000002\x03"))[0] is PrinterState.IDLE  # amber
     assert c.read_status(reply_to(c, "status", b"\x028000004\x03"))[0] is PrinterState.FAULT
 
 
@@ -230,7 +231,9 @@ def test_wsi_record_text_cannot_carry_the_field_separator() -> None:
         ("select_job", {"job": "0012"}, "02 1f 20 31 30 30 31 32 03"),  # RX manual rev D 5.3.3-3
         ("push", {"text": "ABC"}, "02 10 31 41 42 43 03"),  # 5.3.2-5 (1), print item 1
         ("clear_fifo", {}, "02 1f 76 03"),  # 5.9.3-2 clear buffer
-        ("start", {}, "02 1f 77 03"),  # 5.9.3-2 restart printing
+        ("restart", {}, "02 1f 77 03"),  # 5.9.3-2 restart printing
+        ("start", {}, "02 1f 72 32 03"),  # 5.3.9 deflection voltage control (ON): ready
+        ("stop", {}, "02 1f 72 33 03"),  # 5.3.9 deflection voltage control (OFF): standby
         ("clear_fault", {}, "02 1f 72 34 03"),  # 5.3.9 fault clear
         ("status", {}, "1b 23"),  # HitachiProtocol.cs BuildFetchString: ESC # sent bare
     ],
@@ -246,6 +249,7 @@ def test_hitachi_answers_are_ack_nak_and_the_status_frame() -> None:
         reply_to(c, "push", b"\x15", text="A")
     values = reply_to(c, "status", b"\x0211120\x03")  # HPStatus.cs: online, receiving, ready, no alarm
     assert c.read_status(values) == (PrinterState.PRINTING, frozenset())
+    assert c.read_status(reply_to(c, "status", b"\x0210120\x03"))[0] is PrinterState.FAULT  # off-line
     assert c.read_status(reply_to(c, "status", b"\x0211180\x03"))[0] is PrinterState.FAULT  # cover open
 
 
@@ -274,6 +278,10 @@ def test_markem_captures_with_trailing_cr_lf() -> None:
     assert c.read_status(reply_to(c, "status", b"{~DS0|0|0|0|0|0|2|0|000000000|11|1|}"))[0] is PrinterState.IDLE
     with pytest.raises(Nak):
         reply_to(c, "select_job", b"{~JS1|}\r\n", job="NOPE")
+    guide = reply_to(c, "status", b"{~DS0|1|0|0|0|0|1|000000005|06|1|}")  # Usage Guide v25 5.11 example
+    assert guide["state"] == "06"
+    assert reply_to(c, "counters", b"{~CV0|TOTAL|000000123|BATCH|000000005|}\r\n") == {"count": "000000123"}
+    assert c.wire("start") == b"{~ST|06|}" and c.wire("stop") == b"{~ST|04|}"  # 5.22
     with pytest.raises(BadRecord):
         c.record_payload(Record(1, "A|B"), None)
 
@@ -288,4 +296,4 @@ def test_each_file_states_what_its_coder_can_do() -> None:
         CoderKind.COUNTED_FIFO, 100, False, False)
     assert (leibinger.kind, leibinger.fifo_capacity, leibinger.indexed, leibinger.proves_flush) == (
         CoderKind.INDEXED_FIFO, 255, True, True)
-    assert (markem.kind, markem.counters, markem.status) == (CoderKind.SINGLE_SLOT, False, True)
+    assert (markem.kind, markem.counters, markem.status) == (CoderKind.SINGLE_SLOT, True, True)
