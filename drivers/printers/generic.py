@@ -140,6 +140,8 @@ class GenericPrinter(FramedPrinter):
         payload = self.codec.payload(name, cmd, values)
         if cmd.reply is Reply.NONE:
             await self._write_only(payload, raw=cmd.raw)
+            if cmd.confirm is None and name != "status" and self.protocol.commands.status is not None:
+                await self._state()  # a barrier: answered only once the coder has read the command
             await self._confirm(name, cmd)
             return {}
         attempts = 1 + self.cfg.retries
@@ -151,7 +153,8 @@ class GenericPrinter(FramedPrinter):
             except (DeviceTimeout, ProtocolError):
                 if not retry or attempt + 1 == attempts:
                     raise
-                await self._resend()
+                if self.protocol.handshake.enq and not cmd.raw:
+                    await self._resend()  # Hitachi 5.3.1 (2): DC2 when an ENQ'd request went unanswered
                 continue
             if self.codec.retransmit(reply):
                 continue
@@ -388,6 +391,8 @@ class GenericPrinter(FramedPrinter):
         if stopped and self.coder.clear_on_stop and not after_clear:
             self._report(self.mirror.lose())
             depth = 0 if depth is not None else None
+        if depth is None and self.coder.kind is CoderKind.SINGLE_SLOT:
+            depth = len(self.mirror)  # the field holds the code sent last until the counter shows it printed
         return PrinterStatus(
             state=state or PrinterState.IDLE,
             faults=faults,
