@@ -26,8 +26,6 @@ from drivers.framing import (
 )
 from drivers.printers.base import ProtocolError
 from drivers.printers.generic_spec import load_protocol
-from drivers.printers.leibinger import FRAME_SPEC as LEIBINGER
-from drivers.printers.leibinger import split_reply
 
 STX, ETX, ESC, ACK, NAK = b"\x02", b"\x03", b"\x1b", b"\x06", b"\x15"
 HITACHI_LIKE = FrameSpec(
@@ -46,6 +44,9 @@ SLIP_LIKE = FrameSpec(
     checksum=ChecksumSpec(ChecksumKind.SUM8),
 )
 NGPCL_LIKE = FrameSpec(start=b"{", end=b"}")
+LEIBINGER = FrameSpec(start=b"^0", end=b"\r", escape=b"\\", escape_mode=EscapeMode.PREFIX, escaped=b"^\\")
+WSI_LIKE = FrameSpec(start=STX, end=ETX, tagged=((b"$", 3), (b"!", 3)))
+NGPCL_CRLF = FrameSpec(start=b"{", end=b"}", filler=b"\r\n")
 SPECS = {
     "leibinger": LEIBINGER,
     "hitachi": HITACHI_LIKE,
@@ -54,7 +55,10 @@ SPECS = {
     "imaje": IMAJE_LIKE,
     "slip": SLIP_LIKE,
     "ngpcl": NGPCL_LIKE,
-    "generic-leibinger": load_protocol("leibinger").framing.spec(),
+    "wsi": WSI_LIKE,
+    "ngpcl-crlf": NGPCL_CRLF,
+    **{f"file-{name}": load_protocol(name).framing.spec()
+       for name in ("leibinger", "videojet_wsi", "hitachi_rx", "markem_ngpcl", "example_stx")},
 }
 
 
@@ -186,11 +190,32 @@ def test_random_bytes_raise_only_typed_errors(name: str, chunks: list[bytes]) ->
         decode(SPECS[name], b"".join(chunks))
 
 
-@settings(max_examples=300, deadline=None)
-@given(payload=st.binary(max_size=80))
-def test_leibinger_reply_parser_raises_only_protocol_errors(payload: bytes) -> None:
-    try:
-        head, fields = split_reply(payload)
-    except ProtocolError:
-        return
-    assert head[0] in "!=?" and isinstance(fields, list)
+def test_tagged_replies_and_filler_survive_any_split() -> None:
+    """WSI answers `$XX`/`!XX` outside frames (Rev AD section 3); NGPCL replies are followed by CR LF."""
+    wsi = b"$93" + STX + b"00000678" + ETX + b"!94" + b"\xff" + b"$8D"
+    for cut in range(len(wsi) + 1):
+        deframer = Deframer(WSI_LIKE)
+        items = deframer.feed(wsi[:cut]) + deframer.feed(wsi[cut:])
+        frames = [(i.payload, i.token) for i in items if isinstance(i, Frame)]
+        assert frames == [(b"$93", True), (b"00000678", False), (b"!94", True), (b"$8D", True)], cut
+        assert [e.reason for e in items if isinstance(e, FrameError)] == [GARBAGE]
+    ngpcl = b"{~JS0|}\r\n{~JU0|}\r\n\r\n{~DS0|0|06|1|}\r\n"
+    for cut in range(len(ngpcl) + 1):
+        deframer = Deframer(NGPCL_CRLF)
+        items = deframer.feed(ngpcl[:cut]) + deframer.feed(ngpcl[cut:])
+        assert [i.payload for i in items if isinstance(i, Frame)] == [b"~JS0|", b"~JU0|", b"~DS0|0|06|1|"], cut
+        assert not [i for i in items if isinstance(i, FrameError)]
+        assert deframer.pending == b""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"start": b"$", "end": b"\x03", "tagged": ((b"$", 3),)}, "overlaps the start"),
+        ({"start": STX, "end": ETX, "tagged": ((b"$", 1),)}, "size longer than it"),
+        ({"start": b"{", "end": b"}", "filler": b"{"}, "starts a frame"),
+    ],
+)
+def test_tagged_and_filler_that_cannot_work_are_refused(kwargs: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        FrameSpec(**kwargs)  # type: ignore[arg-type]
