@@ -61,13 +61,13 @@ class GenericSim(SimCoder):
         else:
             state = states.idle[0]
         return {
-            "depth": len(self.fifo), "capacity": self.capacity, "last_index": self.last_tag, "count": self.counter,
+            "depth": max(len(self.fifo) - 1, 0) if self.protocol.coder.depth_excludes_next else len(self.fifo), "capacity": self.capacity, "last_index": self.last_tag, "count": self.counter,
             "state": state, "error": self._error_code(), "cover": "0", "job": self.job, "index": 0,
         }
 
     def _error_code(self) -> str:
         codes = self.protocol.errors.codes
-        for fault in sorted(self.faults):
+        for fault in sorted(self.faults, key=lambda f: f not in (Fault.BUFFER_FULL, Fault.SEQUENCE_ERROR)):
             for code, mapped in codes.items():
                 if mapped is fault:
                     return code
@@ -143,11 +143,18 @@ class GenericSim(SimCoder):
     def _store(self, groups: dict[str, str]) -> bytes | None:
         index = int(groups.get("index") or 0)
         if self.protocol.indexed and self._expected_index() not in (None, index):
-            return self._refuse(Fault.SEQUENCE_ERROR)
+            return self._refused(Fault.SEQUENCE_ERROR)
         if not self.store(groups.get("text", ""), index):
-            return self._refuse(Fault.BUFFER_FULL)
+            return self._refused(Fault.BUFFER_FULL)
         self.faults.discard(Fault.BUFFER_EMPTY)
         return None
+
+    def _refused(self, fault: Fault) -> bytes | None:
+        """A push nobody answers is refused through the status error (until clear_fault), others aloud."""
+        if self.protocol.commands.push.reply is Reply.NONE:
+            self.faults.add(fault)
+            return None
+        return self._refuse(fault)
 
     def _expected_index(self) -> int | None:
         """The index after the newest record held or, with the FIFO empty, after the last printed; an
