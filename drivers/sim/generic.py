@@ -60,8 +60,9 @@ class GenericSim(SimCoder):
             state = states.printing[0]
         else:
             state = states.idle[0]
+        depth = max(len(self.fifo) - 1, 0) if self.protocol.coder.depth_excludes_next else len(self.fifo)
         return {
-            "depth": max(len(self.fifo) - 1, 0) if self.protocol.coder.depth_excludes_next else len(self.fifo), "capacity": self.capacity, "last_index": self.last_tag, "count": self.counter,
+            "depth": depth, "capacity": self.capacity, "last_index": self.last_tag, "count": self.counter,
             "state": state, "error": self._error_code(), "cover": "0", "job": self.job, "index": 0,
         }
 
