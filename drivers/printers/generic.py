@@ -110,6 +110,11 @@ class GenericPrinter(FramedPrinter):
         self._printing = False  # the coder was printing at the last look (a stop empties its queue)
         self._restart_due = False  # a clear_fifo since the last start (Hitachi needs "restart")
 
+    @property
+    def tracker(self) -> FifoMirror:
+        """The mirror under the name callers of the old SerializingPrinter use (`len(driver.tracker)`)."""
+        return self.mirror
+
     # --- answers ---------------------------------------------------------------------------------
 
     def is_unsolicited(self, frame: Frame) -> bool:
