@@ -1,7 +1,7 @@
 """The generic configurable coder driver: every byte of the protocol comes from a protocol file.
 
-Why: a site with a coder we have no driver for (Domino, KGK, Chinese CIJ/TIJ brands, whose protocols
-are closed: research/protocols.md) describes it in config/printers/<name>.yaml (model and rules in
+Why: a site with a coder we have no driver for (Domino, KGK, Chinese CIJ/TIJ brands, whose vendors
+publish no protocol) describes it in config/printers/<name>.yaml (model and rules in
 drivers/printers/generic_spec.py) instead of waiting for code. The proof that the description is rich
 enough: the files for the four protocols we know from primary sources (videojet_wsi, hitachi_rx,
 leibinger, markem_ngpcl) drive this class through the contract tests against the native simulators.
@@ -22,73 +22,41 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Sequence
 
-from pydantic import Field, field_validator
-
-from agent.config.loader import ConfigError
 from drivers.framing import Frame
 from drivers.printers.base import (
     BufferFull,
     Capabilities,
-    DeviceTimeout,
     Fault,
-    LinkDown,
     Nak,
     PrinterError,
     PrinterState,
     PrinterStatus,
     PrintEventKind,
-    ProtocolError,
     Record,
     Settlement,
 )
 from drivers.printers.fifo import CoderKind, Fates, FifoMirror
-from drivers.printers.framed import FramedPrinter, FramedSettings
-from drivers.printers.generic_codec import GenericCodec
-from drivers.printers.generic_spec import (
-    CommandModel,
-    HandshakeMode,
-    ProtocolModel,
-    Reply,
-    load_protocol,
-)
-from drivers.transport import LinkClosed
+from drivers.printers.generic_link import GenericLink, GenericSettings
+from drivers.printers.generic_spec import CommandModel, Reply
 
+__all__ = ["GenericPrinter", "GenericSettings"]
 log = logging.getLogger(__name__)
 
 
-class GenericSettings(FramedSettings):
-    protocol_file: str = Field(description="config/printers/<name>.yaml: a bare name or a path")
-    capacity: int | None = Field(None, ge=1, description="override the protocol file's coder.capacity")
-    poll_s: float | None = Field(None, gt=0, description="poll the coder this often to emit PRINTED events")
-
-    @field_validator("protocol_file")
-    @classmethod
-    def _loads(cls, value: str) -> str:
-        try:
-            load_protocol(value)
-        except ConfigError as exc:
-            raise ValueError(f"protocol file does not validate:\n{exc}") from None
-        return value
-
-
-class GenericPrinter(FramedPrinter):
+class GenericPrinter(GenericLink):
     Settings = GenericSettings
 
     def __init__(self, settings: GenericSettings, *, name: str = "generic") -> None:
-        p = load_protocol(settings.protocol_file)
-        self.protocol: ProtocolModel = p
-        self.frame_spec = p.framing.spec()
         super().__init__(settings, name=name)
-        self.cfg = settings
-        self.enc = p.encoding
+        p = self.protocol
         coder = p.coder
         if settings.capacity and coder.kind is not CoderKind.SINGLE_SLOT:
             coder = coder.model_copy(update={"capacity": settings.capacity})
         self.coder = coder
         self.mirror = FifoMirror(coder.kind, coder.feeder_capacity)
-        self.window = 1 if p.handshake.mode is HandshakeMode.LOCKSTEP else min(settings.window, p.handshake.window)
         self.capabilities = Capabilities(
             fifo_capacity=coder.feeder_capacity,
             indexed=p.indexed,
@@ -101,12 +69,11 @@ class GenericPrinter(FramedPrinter):
             proves_flush=coder.proves_flush and p.commands.clear_fifo is not None,
             max_items_per_min=coder.max_items_per_min,
         )
-        self.codec = GenericCodec(p, name=name)
         self._event_rules = [(re.compile(e.match), e.kind) for e in p.events]
-        self._commands = p.commands_by_name()
         self.next_index = 1
         self.last_index: int | None = None  # the coder's last printed index, as last reported
         self.count_seen: int | None = None  # the coder's print counter, as last read
+        self._recent: deque[int] = deque(maxlen=256)  # indexes confirmed printed, newest last
         self._printing = False  # the coder was printing at the last look (a stop empties its queue)
         self._restart_due = False  # a clear_fifo since the last start (Hitachi needs "restart")
 
@@ -127,87 +94,11 @@ class GenericPrinter(FramedPrinter):
                 continue
             index = m.groupdict().get("index")
             if index is not None and index.isdigit():
-                self._report(self.mirror.printed_through(int(index)) or Fates())
+                self._report(self._printed_through(int(index)))
                 self.last_index = int(index)
             elif index is None:
                 self._report(self.mirror.printed(1))
             return
-
-    def reply_matches(self, request: bytes, reply: Frame) -> bool:
-        return self.codec.matches(request, reply)
-
-    # --- requests --------------------------------------------------------------------------------
-
-    async def _run(self, name: str, *, retry: bool = False, **values: object) -> dict[str, str]:
-        cmd = self._commands.get(name)
-        if cmd is None:
-            raise PrinterError(f"{self.name}: protocol {self.protocol.name!r} has no commands.{name}")
-        payload = self.codec.payload(name, cmd, values)
-        if cmd.reply is Reply.NONE:
-            await self._write_only(payload, raw=cmd.raw)
-            if cmd.confirm is None and name != "status" and self.protocol.commands.status is not None:
-                await self._state()  # a barrier: answered only once the coder has read the command
-            await self._confirm(name, cmd)
-            return {}
-        attempts = 1 + self.cfg.retries
-        for attempt in range(attempts):
-            try:
-                if self.protocol.handshake.enq and not cmd.raw:
-                    await self._enquire()
-                reply = await self.exchange(payload, raw=cmd.raw)
-            except (DeviceTimeout, ProtocolError):
-                if not retry or attempt + 1 == attempts:
-                    raise
-                if self.protocol.handshake.enq and not cmd.raw:
-                    await self._resend()  # Hitachi 5.3.1 (2): DC2 when an ENQ'd request went unanswered
-                continue
-            if self.codec.retransmit(reply):
-                continue
-            answer = self.codec.parse(name, cmd, payload, reply)
-            await self._confirm(name, cmd)
-            return answer
-        raise Nak(f"{self.name}: {name}: the device asked for a retransmit {attempts} times")
-
-    async def _confirm(self, name: str, cmd: CommandModel) -> None:
-        """A command nobody answers is confirmed by the state it leads to, or refused (Nak)."""
-        if cmd.confirm is None:
-            return
-        want = PrinterState.PRINTING if cmd.confirm == "printing" else PrinterState.IDLE
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.timeout_s * (2 + self.cfg.retries)
-        while True:
-            state, _, values = await self._state()
-            if state is want:
-                return
-            if loop.time() >= deadline:
-                raise Nak(f"{self.name}: {name} not carried out: the coder reports {values or state}")
-            await asyncio.sleep(0.02)
-
-    async def _enquire(self) -> None:
-        h = self.protocol.handshake
-        reply = await self.exchange(h.enq.encode("latin-1"), raw=True)
-        if h.enq_reply and not re.search(h.enq_reply, self.codec.text(reply)):
-            raise Nak(f"{self.name}: ENQ answered {reply.payload[:20]!r}, not {h.enq_reply!r}")
-
-    async def _resend(self) -> None:
-        """Before repeating a request whose answer was lost (Hitachi: DC2, answered ACK)."""
-        h = self.protocol.handshake
-        if not h.resend:
-            return
-        with contextlib.suppress(DeviceTimeout, ProtocolError):
-            reply = await self.exchange(h.resend.encode("latin-1"), raw=True)
-            if h.resend_reply and not re.search(h.resend_reply, self.codec.text(reply)):
-                log.info("%s: resend answered %r", self.name, reply.payload[:20])
-
-    async def _write_only(self, payload: bytes, *, raw: bool = False) -> None:
-        """A request the coder does not answer (Leibinger set commands without echo mode)."""
-        wire = payload if raw else self._frame(payload)
-        async with self._lock:
-            try:
-                await self._linked().write(wire)
-            except LinkClosed as exc:
-                self._link_lost(str(exc))
-                raise LinkDown(str(exc)) from exc
 
     # --- the coder's FIFO ------------------------------------------------------------------------
 
@@ -216,6 +107,14 @@ class GenericPrinter(FramedPrinter):
             return None
         wrap = self.coder.index_wraps_at
         return (self.next_index + k - 1) % wrap + 1 if wrap else self.next_index + k
+
+    def _printed_through(self, tag: int) -> Fates:
+        """The coder's last started print carries `tag`: it and every record before it printed."""
+        tags = [t for _, t in self.mirror.pending]
+        if tag not in tags:
+            return Fates()
+        self._recent.extend(t for t in tags[: tags.index(tag) + 1] if t is not None)
+        return self.mirror.printed_through(tag) or Fates()
 
     def _report(self, fates: Fates) -> None:
         for seq in fates.printed:
@@ -236,9 +135,13 @@ class GenericPrinter(FramedPrinter):
         if self.protocol.commands.counters is not None:
             count = self.codec.number(await self._run("counters", retry=True), "count")
         fates = Fates()
+        stale = 0  # prints we already counted (print-complete messages) after the coder took this report
         if last is not None and last != self.last_index:
-            fates += self.mirror.printed_through(last) or Fates()
-            self.last_index = last
+            if last in self._recent and last != self._recent[-1]:
+                stale = len(self._recent) - 1 - max(i for i, tag in enumerate(self._recent) if tag == last)
+            else:
+                fates += self._printed_through(last)
+                self.last_index = last
         # One source of progress only, or a print is counted twice: the last index, else print-complete
         # messages, else the counter.
         counts = last is None and not self.capabilities.print_complete_events and not self.protocol.indexed
@@ -250,7 +153,7 @@ class GenericPrinter(FramedPrinter):
                           detail=f"{done - len(fates.printed)} prints with no new code: a code may repeat")
         if count is not None:
             self.count_seen = count
-        held = len(self.mirror)
+        held = len(self.mirror) + stale
         fits = depth is None or depth == held or (self.coder.depth_excludes_next and depth == held - 1)
         if not after_clear and not fits:
             fates += self.mirror.lose()
@@ -306,28 +209,6 @@ class GenericPrinter(FramedPrinter):
             if tag is not None:
                 self.next_index = tag + 1 if not self.coder.index_wraps_at else tag % self.coder.index_wraps_at + 1
 
-    async def _push_answered(self, push: CommandModel, payloads: Sequence[bytes]) -> tuple[int, PrinterError | None]:
-        if self.protocol.handshake.enq or push.raw or self.protocol.check_sequence is not None:
-            results: list[Frame | PrinterError] = []
-            for payload in payloads:  # an ENQ before each: lock-step, one by one
-                try:
-                    if self.protocol.handshake.enq:
-                        await self._enquire()
-                    results.append(await self.exchange(payload, raw=push.raw))
-                except PrinterError as exc:
-                    results.append(exc)
-                    break
-        else:
-            results = await self.exchange_many(payloads)
-        for i, (payload, result) in enumerate(zip(payloads, results, strict=False)):
-            try:
-                if isinstance(result, PrinterError):
-                    raise result
-                self.codec.parse("push", push, payload, result)
-            except PrinterError as exc:
-                return i, exc
-        return len(results), None
-
     async def _held_anyway(self, candidates: int) -> int:
         """After a push nobody answered, or whose answer failed: how many more records the coder holds,
         from its depth (a prefix of them: indexed coders refuse an index out of sequence)."""
@@ -377,13 +258,6 @@ class GenericPrinter(FramedPrinter):
 
     async def status(self) -> PrinterStatus:
         return await self._look()
-
-    async def _state(self) -> tuple[PrinterState | None, frozenset[Fault], dict[str, str]]:
-        if self.protocol.commands.status is None:
-            return None, frozenset(), {}
-        values = await self._run("status", retry=True)
-        state, faults = self.codec.read_status(values)
-        return state, faults, values
 
     async def _look(self, *, after_clear: bool = False) -> PrinterStatus:
         """Status, then the FIFO: a coder seen to stop printing (at its panel, on an error) emptied a

@@ -2,7 +2,7 @@
 
 Why a file and not code: many coders on real lines (Domino, KGK, Chinese CIJ/TIJ brands) keep their
 protocol closed, and a site that has the manual can describe its bytes without us shipping guessed
-bytes in code (research/protocols.md). The file must be rich enough to describe the four protocols we
+bytes in code. The file must be rich enough to describe the four protocols we
 know from primary sources as they really are (config/printers/videojet_wsi.yaml, hitachi_rx.yaml,
 leibinger.yaml, markem_ngpcl.yaml, each citing its source):
 - framing (drivers/framing), plus fixed-size replies outside frames (`tagged`, WSI's `$XX`) and filler
