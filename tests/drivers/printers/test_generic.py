@@ -21,6 +21,7 @@ from drivers.printers.base import (
     PrintEventKind,
     ProtocolError,
     Record,
+    Settlement,
 )
 from drivers.printers.fifo import CoderKind
 from drivers.printers.generic import GenericPrinter, GenericSettings
@@ -297,3 +298,40 @@ def test_each_file_states_what_its_coder_can_do() -> None:
     assert (leibinger.kind, leibinger.fifo_capacity, leibinger.indexed, leibinger.proves_flush) == (
         CoderKind.INDEXED_FIFO, 255, True, True)
     assert (markem.kind, markem.counters, markem.status) == (CoderKind.SINGLE_SLOT, True, True)
+
+
+# --- settle(): what the driver can prove after emptying the coder's queue ---------------------------
+
+
+async def settled(protocol: str, pushed: int, printed: int) -> tuple[Settlement, GenericSim]:
+    sim = GenericSim(protocol=protocol, capacity=16)
+    driver = GenericPrinter(GenericSettings(url=f"tcp://127.0.0.1:{await sim.serve_tcp(0)}", protocol_file=protocol,
+                                            capacity=16, timeout_s=0.3))
+    await driver.connect()
+    try:
+        for seq in range(1, pushed + 1):  # one by one: a single slot takes the next only after a print
+            await driver.push([Record(seq, f"S{seq}")])
+            if seq <= printed:
+                await driver.start()
+                sim.trigger(1)
+                await driver.status()
+        return await driver.settle(), sim
+    finally:
+        await driver.close()
+        await sim.close()
+
+
+def test_settle_proves_a_flush_where_the_file_says_the_coder_can() -> None:
+    async def main() -> None:
+        # example_stx: X empties the queue, Q's last printed index proves the rest never printed.
+        result, sim = await settled("example_stx", pushed=5, printed=2)
+        assert (result.status.last_printed, result.fates.flushed, result.fates.unknown) == (2, (3, 4, 5), ())
+        assert sim.printed == ["S1", "S2"] and not sim.fifo
+        # leibinger: !FF may keep the record loaded for the next print: that one stays in doubt.
+        result, _ = await settled("leibinger", pushed=5, printed=2)
+        assert (result.status.last_printed, result.fates.flushed, result.fates.unknown) == (2, (4, 5), (3,))
+        # videojet_wsi: a user field cannot be emptied; what it holds is in doubt.
+        result, _ = await settled("videojet_wsi", pushed=3, printed=2)
+        assert (result.status.last_printed, result.fates.flushed, result.fates.unknown) == (2, (), (3,))
+
+    run(main())
