@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.config import ConfigError, load_config
 from drivers.framing import Deframer, Frame
@@ -335,3 +336,61 @@ def test_settle_proves_a_flush_where_the_file_says_the_coder_can() -> None:
         assert (result.status.last_printed, result.fates.flushed, result.fates.unknown) == (2, (), (3,))
 
     run(main())
+
+
+def variant(tmp_path: Path, base: str, old: str, new: str) -> Path:
+    text = (PROTOCOL_DIR / f"{base}.yaml").read_text()
+    assert old in text, old
+    path = tmp_path / f"{base}-variant.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("base", "old", "new", "key", "message"),
+    [
+        ("videojet_wsi", "  capacity: 1\n", "  capacity: 4\n", "coder", "a single_slot coder has capacity 1"),
+        ("videojet_wsi", "  kind: single_slot", "  kind: ring", "coder.kind", "Input should be"),
+        ("videojet_wsi", "  encoding: hex\n", "  encoding: hex\n  colour: red\n", "check_sequence.colour",
+         "unknown key"),
+        ("videojet_wsi", '{send: "O1", reply: check}', '{send: "O1", reply: frame}', "commands.start",
+         "needs `expect`"),
+        ("markem_ngpcl", "{send: \"~ST|06|\", expect:", "{send: \"~ST|06|\", reply: none, expect:", "commands.start",
+         "`expect` is for reply: frame"),
+        ("leibinger", "  depth_excludes_next: true", "  depth_excludes_next: maybe", "coder.depth_excludes_next",
+         "valid boolean"),
+    ],
+)
+def test_new_keys_are_checked_with_file_line_and_key(
+    tmp_path: Path, base: str, old: str, new: str, key: str, message: str
+) -> None:
+    path = variant(tmp_path, base, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_protocol(str(path))
+    issue = info.value.issues[0]
+    assert (issue.file, issue.key) == (str(path), key)
+    assert message in issue.message
+    assert issue.line is not None
+
+
+@pytest.mark.parametrize(
+    ("base", "old", "new", "message"),
+    [
+        ("videojet_wsi", "check_sequence:", "unused_check_sequence:", "unknown key"),
+        ("videojet_wsi", '    - {prefix: "!", size: 3}\n', "", "must be a framing.tagged prefix"),
+    ],
+)
+def test_files_that_cannot_work_with_the_new_keys_are_refused(
+    tmp_path: Path, base: str, old: str, new: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_protocol(str(variant(tmp_path, base, old, new)))
+
+
+def test_a_push_nobody_answers_needs_a_fifo_query(tmp_path: Path) -> None:
+    data = yaml.safe_load((PROTOCOL_DIR / "leibinger.yaml").read_text())
+    del data["commands"]["fifo"]
+    path = tmp_path / "no-sm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"needs commands\.fifo to confirm"):
+        load_protocol(str(path))
