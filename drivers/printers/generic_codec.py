@@ -53,6 +53,10 @@ class GenericCodec:
         if bad:
             raise BadRecord(f"{self.name}: record seq {record.seq} {record.text!r} contains {bad!r}, "
                             "which the protocol cannot carry")
+        limit = self.protocol.text_max
+        if limit is not None and len(record.text) > limit:
+            raise BadRecord(f"{self.name}: record seq {record.seq} has {len(record.text)} characters; "
+                            f"the coder takes at most {limit}")
         values = {"index": tag or 0, "text": record.text, "seq": record.seq}
         payload = self.payload("push", self.protocol.commands.push, values)
         if self.protocol.commands.push.raw:

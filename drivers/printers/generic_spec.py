@@ -310,6 +310,7 @@ class ProtocolModel(Strict):
     description: str = ""
     encoding: str = "latin-1"
     text_forbidden: str = Field("", description="characters a record may not carry (field separators)")
+    text_max: int | None = Field(None, ge=1, description="the longest record text the coder takes")
     framing: FramingModel
     check_sequence: CheckSequenceModel | None = None
     handshake: HandshakeModel = Field(default_factory=HandshakeModel)

@@ -222,9 +222,12 @@ def test_wsi_queries_answer_a_packet_without_a_type_letter() -> None:
     assert c.read_status(reply_to(c, "status", b"\x028000004\x03"))[0] is PrinterState.FAULT
 
 
-def test_wsi_record_text_cannot_carry_the_field_separator() -> None:
-    with pytest.raises(BadRecord):
-        codec("videojet_wsi").record_payload(Record(1, "A\nB"), None)
+def test_wsi_record_text_is_printable_ascii_of_at_most_50_characters() -> None:
+    c = codec("videojet_wsi")
+    for text in ("A\nB", "A\x01B", "X" * 51, "Ä"):  # 3: 20h-7Fh, 0Ah separates fields; 3.6: 1-50 characters
+        with pytest.raises(BadRecord):
+            c.record_payload(Record(1, text), None)
+    assert c.record_payload(Record(1, "X" * 50), None) == b"USERIAL\n" + b"X" * 50
 
 
 @pytest.mark.parametrize(
