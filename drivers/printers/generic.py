@@ -76,6 +76,8 @@ class GenericPrinter(GenericLink):
         self._recent: deque[int] = deque(maxlen=256)  # indexes confirmed printed, newest last
         self._printing = False  # the coder was printing at the last look (a stop empties its queue)
         self._restart_due = False  # a clear_fifo since the last start (Hitachi needs "restart")
+        self._flush_due = False  # the coder may hold records the mirror does not: empty it before a push
+        self._attempted_next = 1  # the index after the last one ever sent
 
     @property
     def tracker(self) -> FifoMirror:
@@ -157,6 +159,7 @@ class GenericPrinter(GenericLink):
         fits = depth is None or depth == held or (self.coder.depth_excludes_next and depth == held - 1)
         if not after_clear and not fits:
             fates += self.mirror.lose()
+            self._flush_due = True  # the coder may hold records we do not know: never number into them
         if depth is not None and fits and self.mirror and not after_clear:
             depth = len(self.mirror)  # what the coder holds, the loaded record included
         if not depth and not self.mirror and last is not None:  # empty: number on after the last print
@@ -176,6 +179,12 @@ class GenericPrinter(GenericLink):
             if len(records) > self.mirror.room:
                 raise BufferFull(f"{self.name}: {len(records)} records do not fit: {len(self.mirror)} of "
                                  f"{self.mirror.capacity} places the coder may hold are taken")
+        if self._flush_due:
+            await self._resync()
+            tags = [self._tag(k) for k in range(len(records))]
+            payloads = [self.codec.record_payload(r, t) for r, t in zip(records, tags, strict=True)]
+        if tags[-1] is not None:
+            self._attempted_next = self._after(tags[-1])
         if push.reply is Reply.NONE:
             await self._push_unanswered(push, records, tags, payloads)
             return
@@ -184,7 +193,34 @@ class GenericPrinter(GenericLink):
         if error is not None:
             held = await self._held_anyway(len(records) - stored)
             self._pushed(records[stored:stored + held], tags[stored:stored + held])
+            if not isinstance(error, Nak) or held:  # no clean refusal: the coder may hold more than we know
+                self._flush_due = True
             raise error
+        if self.coder.kind is CoderKind.SINGLE_SLOT and self.protocol.commands.counters is not None:
+            # The field holds the new code from its acknowledgement on: prints counted before this read
+            # were of the previous code (a repeat), never of this one.
+            self.count_seen = self.codec.number(await self._run("counters", retry=True), "count")
+
+    def _after(self, tag: int) -> int:
+        wrap = self.coder.index_wraps_at
+        return tag % wrap + 1 if wrap else tag + 1
+
+    async def _resync(self) -> None:
+        """After a push with an unknown outcome or a queue that did not add up: empty the coder before
+        the next push, then number on from what it reports, so no index of ours can meet one it holds."""
+        self._flush_due = False
+        if self.protocol.commands.clear_fifo is None:
+            self.next_index = self._attempted_next  # never reuse an index that may be in the coder
+            return
+        await self._run("clear_fifo")
+        self._restart_due = True
+        status = await self._look(after_clear=True)
+        self._after_clear(status.fifo_depth, cleared=True)
+        if status.fifo_depth == 0 and self.last_index is not None:
+            wrap = self.coder.index_wraps_at
+            self.next_index = self._after(self.last_index) if wrap else max(self._attempted_next, self.last_index + 1)
+        else:
+            self.next_index = self._attempted_next
 
     async def _push_unanswered(
         self, push: CommandModel, records: Sequence[Record], tags: Sequence[int | None], payloads: Sequence[bytes]
@@ -200,6 +236,7 @@ class GenericPrinter(GenericLink):
             if self.protocol.commands.clear_fault is not None:
                 await self._run("clear_fault")  # acknowledge the refusal this push caused
             self._report(self.mirror.lose())
+            self._flush_due = True  # what it kept of this push is settled by a flush before the next
             text = f"{self.name}: records refused by the coder ({', '.join(sorted(refused))})"
             raise BufferFull(text) if Fault.BUFFER_FULL in refused else Nak(text)
 
@@ -243,6 +280,7 @@ class GenericPrinter(GenericLink):
 
     async def on_link_up(self) -> None:
         """After a reconnect or a silence: what the coder holds is only known if it can say so."""
+        self._flush_due = True  # answers lost in the outage may hide records the coder took
         if self.protocol.commands.fifo is None and self.protocol.commands.counters is None:
             self._report(self.mirror.lose())
             return
