@@ -29,11 +29,11 @@ import yaml
 
 from agent.config import LineConfig, load_config
 from agent.config.stations import StationKind
+from agent.config.verify import VerifySettings
 from agent.line.broker import Broker, free_port
 from agent.line.simcamera import PositionCamera
 from agent.receiver.service import Receiver
 from agent.receiver.store import SqliteStore
-from agent.verify.station import VerifySettings
 from drivers.sim import load_simulator
 from drivers.sim.camera import Defect, Defects, SimCameraSettings, render
 from drivers.sim.plc import PlcSim

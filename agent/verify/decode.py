@@ -22,49 +22,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 import cv2
 import numpy as np
 import zxingcpp
-from pydantic import Field, model_validator
 
-from agent.config.base import Strict
-from agent.verify.regions import Region
+from agent.config.regions import Region
+from agent.config.verify import Backend, CodeFormat, DecoderSettings, Gs1Text, Stage
 from drivers.cameras.base import Image
 
 Point = tuple[float, float]
-
-
-class CodeFormat(StrEnum):
-    QR = "qr"
-    DATAMATRIX = "datamatrix"
-    CODE128 = "code128"
-    EAN13 = "ean13"
-    CODE39 = "code39"
-
-    @property
-    def linear(self) -> bool:
-        return self in (CodeFormat.CODE128, CodeFormat.EAN13, CodeFormat.CODE39)
-
-
-class Backend(StrEnum):
-    ZXING = "zxing"  # zxing-cpp: QR, DataMatrix (incl. GS1), 1D; the fast, robust default
-    PYZBAR = "pyzbar"  # ZBar: QR and 1D only; kept as a cross-check and for sites that standardised on it
-
-
-class Gs1Text(StrEnum):
-    ELEMENT_STRING = "element_string"  # 01...<GS>21... (GS = 0x1D)
-    HRI = "hri"  # (01)...(21)...
-
-
-class Stage(StrEnum):
-    CROP = "crop"  # the print region (the whole frame when no region is set)
-    BLUR = "blur"  # the region, Gaussian-blurred
-    HALF = "half"  # the region at half scale
-    DOUBLE = "double"  # the region at twice the scale
-    FULL = "full"  # the whole frame (a print outside its region)
-    NONE = "none"  # nothing read
 
 
 _ZX_FORMATS = {
@@ -77,28 +44,6 @@ _ZX_FORMATS = {
 _FROM_ZX = {v: k for k, v in _ZX_FORMATS.items()}
 _ZBAR_NAMES = {"QRCODE": CodeFormat.QR, "CODE128": CodeFormat.CODE128, "EAN13": CodeFormat.EAN13,
                "CODE39": CodeFormat.CODE39}
-
-
-class DecoderSettings(Strict):
-    """Decode options; sits under a verify station or a camera in the line config."""
-
-    backend: Backend = Backend.ZXING
-    formats: list[CodeFormat] = Field(default_factory=lambda: [CodeFormat.QR, CodeFormat.DATAMATRIX], min_length=1)
-    region: Region | None = None  # the print region in frame pixels; None decodes the whole frame
-    fallback: list[Stage] = Field(default_factory=lambda: [Stage.BLUR, Stage.HALF, Stage.DOUBLE, Stage.FULL])
-    blur_sigma: float = Field(1.5, gt=0, le=10)
-    deadline_ms: float | None = Field(25.0, gt=0)  # per item; None: every stage runs
-    try_invert: bool = False  # light-on-dark prints (laser on dark cartons) need True
-    gs1_text: Gs1Text = Gs1Text.ELEMENT_STRING
-    expect: int = Field(1, ge=1, le=500)  # codes per image (aggregation: the case's count)
-
-    @model_validator(mode="after")
-    def _backend_formats(self) -> DecoderSettings:
-        if self.backend is Backend.PYZBAR and CodeFormat.DATAMATRIX in self.formats:
-            raise ValueError("the pyzbar backend cannot read DataMatrix; use backend: zxing")
-        if Stage.CROP in self.fallback or Stage.NONE in self.fallback:
-            raise ValueError("fallback lists only blur, half, double and full (crop always runs first)")
-        return self
 
 
 @dataclass(frozen=True, slots=True)

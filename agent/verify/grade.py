@@ -41,14 +41,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from agent.config.base import Strict
-from agent.verify.decode import CodeFormat, DecodeResult, Symbol
+from agent.config.verify import CodeFormat, Grade, GradeSettings
+from agent.verify.decode import DecodeResult, Symbol
 from drivers.cameras.base import Image
 
 F64 = npt.NDArray[np.float64]
@@ -59,24 +58,7 @@ INDICATIVE = (
 )
 
 
-class Grade(StrEnum):
-    A = "A"
-    B = "B"
-    C = "C"
-    D = "D"
-    F = "F"
 
-    @property
-    def points(self) -> int:
-        return {"A": 4, "B": 3, "C": 2, "D": 1, "F": 0}[self.value]
-
-    @classmethod
-    def from_points(cls, points: float) -> Grade:
-        """ISO rounding of an averaged grade: 3.5 and up is A, 2.5 B, 1.5 C, 0.5 D."""
-        for grade, floor in ((cls.A, 3.5), (cls.B, 2.5), (cls.C, 1.5), (cls.D, 0.5)):
-            if points >= floor:
-                return grade
-        return cls.F
 
 
 # Grade floors A, B, C, D (ISO/IEC 15415 and 15416); below D is F.
@@ -128,10 +110,6 @@ class GradeReport:
     @classmethod
     def no_read(cls) -> GradeReport:
         return cls(Grade.F, (Parameter("decode", None, Grade.F, "no symbol decoded"),), None)
-
-
-class GradeSettings(Strict):
-    minimum: Grade = Grade.C  # prints graded below this are rejected as low grade
 
 
 def module_grid(symbol: Symbol) -> tuple[int, int] | None:
