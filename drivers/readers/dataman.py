@@ -22,6 +22,7 @@ command_ids off) and works with either response mode. In Silent mode (the reader
 answer is the read string or the no-read string on its own line. In Extended mode the `[0]` reply is
 skipped, `[1]` carries a read string, 100-105 become ReaderStatusError, 2-99 (events, images,
 statistics the reader may push) are skipped. A command id in the reply must be the one sent.
+Lines end at CR, LF or CR LF (the read string's trailer is an output-format setting on the reader).
 Read strings are NOT unescaped: the guide escapes command arguments, not results, so a backslash in
 a code is kept as it was printed; GS (0x1D) in GS1 data arrives as the raw byte.
 
@@ -40,7 +41,7 @@ from itertools import count
 
 from pydantic import Field
 
-from drivers.readers.base import ACK, Ack, CodeReader, ReaderProtocolError, ReaderSettings, ReaderStatusError, split_at
+from drivers.readers.base import ACK, Ack, CodeReader, ReaderProtocolError, ReaderSettings, ReaderStatusError
 
 FOOTER = b"\r\n"
 STATUS = {
@@ -77,6 +78,21 @@ def encode_command(command: str, command_id: int | None = None) -> bytes:
 def escape_argument(text: str) -> str:
     """A quoted DMCC string argument with the six characters the guide says must be escaped."""
     return '"' + "".join(_ARG_ESCAPES.get(ch, ch) for ch in text) + '"'
+
+
+def take_line(buf: bytearray) -> bytes | None:
+    """One line from the front of `buf`, None if incomplete. Replies end in the CR LF footer; read
+    strings end in whatever trailer the reader's output formatting sets, so CR, LF and CR LF all end
+    a line and empty lines are skipped."""
+    while bytes(buf[:1]) in (b"\r", b"\n"):
+        del buf[:1]
+    ends = [i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0]
+    if not ends:
+        return None
+    end = min(ends)
+    line = bytes(buf[:end])
+    del buf[: end + 1]
+    return line
 
 
 def parse_reply(line: bytes) -> Reply | None:
@@ -119,7 +135,7 @@ class DataMan(CodeReader):
         return encode_command("TRIGGER ON", self._expect_id)
 
     def next_frame(self, buf: bytearray) -> bytes | None:
-        return split_at(buf, FOOTER)
+        return take_line(buf)
 
     def interpret(self, frame: bytes) -> str | Ack | None:
         try:
@@ -154,4 +170,4 @@ class DataMan(CodeReader):
 
 
 __all__ = ["FOOTER", "STATUS", "DataMan", "DataManSettings", "Reply", "encode_command", "escape_argument",
-           "parse_reply"]
+           "parse_reply", "take_line"]

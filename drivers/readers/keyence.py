@@ -18,11 +18,11 @@ Primary sources, followed here and in drivers/sim/readers.py:
   (commit 61d07d3, 2024-03-20): TCP port 9004, `LON\\r`/`LOFF\\r`, and the SR-1000 error-code table
   for `ER,<command>,<code>` transcribed from the SR-1000 User's Manual (00-05, 10-14, 20-23, 99).
 
-What the driver does: it sends `ESC LON CR` (or `ESC STX LON ETX`), skips `OK,LON`/`OK,LOFF` (and
-works without them), turns `ER,<cmd>,<ee>` into ReaderStatusError naming the code, the reading-error
+What the driver does: it sends `ESC LON CR` (or `ESC STX LON ETX`), reads frames in either framing
+(the reader answers in the command's framing but sends data in its data setting), skips `OK,LON`
+and `OK,LOFF` (and works without them), turns `ER,<cmd>,<ee>` into ReaderStatusError naming the code, the reading-error
 string (`ERROR`) into a no-read, `OVER` into ReaderProtocolError, anything else into the read string.
-In CR framing a stray LF before a frame is dropped, so a reader whose data terminator is set to CR LF
-still works.
+A LF before a frame is dropped, so a reader whose data terminator is set to CR LF still works.
 
 Left out: `LOFF` (the driver triggers one-shot reads; level-trigger mode is the reader's job),
 parameter banks (`LON,bb`), tuning/preset/configuration commands (`WP`/`RP`), appended data (time,
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from drivers.readers.base import ACK, Ack, CodeReader, ReaderProtocolError, ReaderSettings, ReaderStatusError, split_at
+from drivers.readers.base import ACK, Ack, CodeReader, ReaderProtocolError, ReaderSettings, ReaderStatusError
 
 ESC, STX, ETX, CR, LF = b"\x1b", b"\x02", b"\x03", b"\r", b"\n"
 ACKS = frozenset({"OK,LON", "OK,LOFF"})
@@ -72,20 +72,34 @@ def encode_command(command: str, framing: Framing = Framing.CR, *, clear: bool =
     return (ESC if clear else b"") + framed
 
 
-def take_frame(buf: bytearray, framing: Framing) -> bytes | None:
+def take_frame(buf: bytearray) -> bytes | None:
     """One frame's body from the front of `buf` (header/terminator removed), None if incomplete.
 
-    Raises ValueError for an ETX-terminated frame without an STX (noise, or a CR-framed reader)."""
-    if framing is Framing.CR:
-        frame = split_at(buf, CR)
-        return None if frame is None else frame.lstrip(LF)
-    frame = split_at(buf, ETX)
-    if frame is None:
+    Both framings are recognised frame by frame, whatever the driver sends: the reader answers a
+    command in the command's framing but sends read data in its data header/terminator setting, and
+    the two need not agree. Bytes before an STX are dropped; an ETX with no STX before it raises
+    ValueError (noise). A LF before a frame (a CR LF data terminator) is dropped."""
+    while buf[:1] == LF:
+        del buf[:1]
+    if buf[:1] == STX:
+        end = buf.find(ETX)
+        if end < 0:
+            return None
+        frame = bytes(buf[:end])
+        del buf[: end + 1]
+        return frame[frame.rfind(STX) + 1 :]
+    ends = [i for i in (buf.find(CR), buf.find(ETX)) if i >= 0]
+    if not ends:
         return None
+    end = min(ends)
+    frame, by_etx = bytes(buf[:end]), buf[end:end + 1] == ETX
+    del buf[: end + 1]
     start = frame.rfind(STX)
-    if start < 0:
+    if start >= 0:
+        return frame[start + 1 :]  # noise before an STX frame
+    if by_etx:
         raise ValueError(f"frame without STX: {frame!r}")
-    return frame[start + 1 :]
+    return frame
 
 
 def parse_error(text: str) -> tuple[str, int] | None:
@@ -116,7 +130,7 @@ class KeyenceSR(CodeReader):
 
     def next_frame(self, buf: bytearray) -> bytes | None:
         try:
-            return take_frame(buf, self.cfg.framing)
+            return take_frame(buf)
         except ValueError as exc:
             raise ReaderProtocolError(f"reader {self.name}: {exc}") from exc
 

@@ -19,6 +19,7 @@ from drivers.readers.dataman import (
     encode_command,
     escape_argument,
     parse_reply,
+    take_line,
 )
 from drivers.sim.readers import DmccSim, Outcome
 
@@ -152,3 +153,17 @@ def test_the_simulator_takes_commands_split_across_reads() -> None:
     assert sim.feed(b"||>TRIG") == b""
     assert sim.feed(b"GER ON\r") == b""
     assert sim.feed(b"\n") == b"C1\r\n"
+
+
+@pytest.mark.parametrize(("stream", "lines", "rest"), [
+    (b"||0:1[0]\r\nC1\r\n", [b"||0:1[0]", b"C1"], b""),
+    (b"C1\rC2\nC3\r\n\r\nC4", [b"C1", b"C2", b"C3"], b"C4"),  # any trailer; empty lines skipped
+    (b"C1\r", [b"C1"], b""),
+])
+def test_lines_end_at_the_footer_or_any_trailer(stream: bytes, lines: list[bytes], rest: bytes) -> None:
+    buf = bytearray(stream)
+    got = []
+    while (line := take_line(buf)) is not None:
+        got.append(line)
+    assert got == lines
+    assert bytes(buf) == rest

@@ -32,6 +32,8 @@ KINDS: dict[str, Kind] = {
     "dataman-plain": (lambda: DmccSim(response=DmccSim.EXTENDED),
                       lambda url, kw: DataMan(DataManSettings(url=url, timeout_s=0.3, command_ids=False, **kw))),
     "keyence": (KeyenceSim, lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, **kw))),
+    "keyence-mixed": (KeyenceSim,  # commands in STX/ETX, data setting none/CR
+                      lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, framing="stx_etx", **kw))),
     "keyence-sr600": (lambda: KeyenceSim(ack=False),
                       lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, **kw))),
     "keyence-stx": (lambda: KeyenceSim(stx_etx=True),
