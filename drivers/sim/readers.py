@@ -21,7 +21,8 @@ Sources (the same documents the drivers cite; the simulators do not import the d
 
 Each trigger takes the next entry of `results`: a string to report, or an `Outcome` fault. An empty
 queue answers with the no-read string, as a reader with nothing in front of it does.
-Left out: every command other than the trigger family and DMCC's COM.DMCC-RESPONSE get/set.
+Left out: every command other than the trigger family, and for DMCC GET/SET of COM.DMCC-RESPONSE and
+SYMBOL.DATAMATRIX (the guide's own examples); other parameters answer 102.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import tty
 from abc import ABC, abstractmethod
 from collections import deque
 from enum import StrEnum
+from typing import ClassVar
 
 
 class Outcome(StrEnum):
@@ -103,11 +105,14 @@ class DmccSim(SimProtocol):
 
     _HEADER = re.compile(rb"^\|\|(\d*(?::\d*)?)>(.*)$", re.DOTALL)
     SILENT, EXTENDED = 0, 1
+    PARAMETERS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "COM.DMCC-RESPONSE": ("0", "1"), "SYMBOL.DATAMATRIX": ("ON", "OFF")}
 
     def __init__(self, no_read: str = "NOREAD", *, response: int = SILENT) -> None:
         super().__init__()
         self.no_read = no_read
         self.response = response  # COM.DMCC-RESPONSE: 0 Silent (factory default), 1 Extended
+        self.settings = {"SYMBOL.DATAMATRIX": "ON"}
 
     def step(self, buf: bytearray) -> bytes | None:
         end = buf.find(CRLF)
@@ -131,15 +136,27 @@ class DmccSim(SimProtocol):
             return self._trigger(options)
         if words == ["TRIGGER", "OFF"]:
             return self._reply(options, 0)
-        if words[:2] == ["GET", "COM.DMCC-RESPONSE"] and len(words) == 2:
-            return self._reply(options, 0, str(self.response).encode())
-        if words[:2] == ["SET", "COM.DMCC-RESPONSE"]:
-            if len(words) != 3 or words[2] not in ("0", "1"):
-                return self._reply(options, 102)
-            before = self._reply(options, 0)  # answered in the mode the command arrived in
-            self.response = int(words[2])
-            return before
-        return self._reply(options, 101)
+        if not words or words[0] not in ("GET", "SET"):
+            return self._reply(options, 101)
+        if len(words) < 2 or words[1] not in self.PARAMETERS:
+            return self._reply(options, 102)
+        name = words[1]
+        if words[0] == "GET":
+            return self._reply(options, 0, self._get(name).encode()) if len(words) == 2 else self._reply(options, 102)
+        if len(words) != 3 or words[2] not in self.PARAMETERS[name]:
+            return self._reply(options, 102)
+        before = self._reply(options, 0)  # answered in the mode the command arrived in
+        self._set(name, words[2])
+        return before
+
+    def _get(self, name: str) -> str:
+        return str(self.response) if name == "COM.DMCC-RESPONSE" else self.settings[name]
+
+    def _set(self, name: str, value: str) -> None:
+        if name == "COM.DMCC-RESPONSE":
+            self.response = int(value)
+        else:
+            self.settings[name] = value
 
     def _trigger(self, options: bytes) -> bytes:
         result = self.next_result()

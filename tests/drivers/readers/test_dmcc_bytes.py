@@ -125,6 +125,12 @@ SILENT, EXTENDED = DmccSim.SILENT, DmccSim.EXTENDED
     (EXTENDED, [], b"||>GET COM.DMCC-RESPONSE\r\n", b"||[0]1\r\n"),
     (SILENT, [], b"||>SET COM.DMCC-RESPONSE 1\r\n||>GET COM.DMCC-RESPONSE\r\n", b"||[0]1\r\n"),
     (EXTENDED, [], b"||>SET COM.DMCC-RESPONSE 7\r\n", b"||[102]\r\n"),
+    (SILENT, [], b"||>GET SYMBOL.DATAMATRIX\r\n", b"ON"),  # Control Commands 3.5, Examples
+    (EXTENDED, [], b"||>GET SYMBOL.DATAMATRIX\r\n", b"||[0]ON\r\n"),  # idem
+    (SILENT, [], b"||>SET SYMBOL.DATAMATRIX ON\r\n", b""),  # idem: no response
+    (EXTENDED, [], b"||>SET SYMBOL.DATAMATRIX ON\r\n", b"||[0]\r\n"),  # idem
+    (EXTENDED, [], b"||>SET SYMBOL.DATAMATRIX MAYBE\r\n", b"||[102]\r\n"),
+    (EXTENDED, [], b"||>GET NO.SUCH-PARAMETER\r\n", b"||[102]\r\n"),
     (EXTENDED, [], b"||>FROBNICATE\r\n", b"||[101]\r\n"),
     (SILENT, [], b"||>FROBNICATE\r\n", b""),  # Silent: invalid commands are ignored
     (EXTENDED, ["C1"], b"TRIGGER ON\r\n", b""),  # no || header: not a command
