@@ -53,6 +53,8 @@ from drivers.plc import PlcError
 
 log = logging.getLogger(__name__)
 
+PLC_CYCLE_S = 0.25  # heartbeat and stack light; a PLC watchdog of 1-3 s sees several beats per period
+
 
 def quiet_pymodbus() -> None:
     """pymodbus messages (and their frame dumps) only when the operator asked for them (-v)."""
@@ -131,7 +133,7 @@ class LineRuntime:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
-                tg.create_task(self._lights(stop), name="lights")
+                tg.create_task(self._plc_cycle(stop), name="plc-cycle")
                 if self.cfg.mqtt is not None:
                     tg.create_task(self._sync(sync_stop), name="sync-uplink")
                 await self._jobs(stop)
@@ -141,6 +143,12 @@ class LineRuntime:
                 stop.set()
                 sync_stop.set()
         finally:
+            # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
+            # coders do, so no product passes a coder that no longer prints. If even this fails (the
+            # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self._run_line(False)
             sync_stop.set()
             for v in self.verifiers.values():
                 await v.close()
@@ -148,7 +156,10 @@ class LineRuntime:
                 await p.halt()
             await asyncio.to_thread(self.ledger.commit)
             self.state = RuntimeState.STOPPED
-            self._write_status()
+            try:
+                self._write_status()
+            except Exception:  # the last record must not hide why the runtime ended
+                log.exception("final status record not written")
         return self.runs
 
     async def _jobs(self, stop: asyncio.Event) -> None:
@@ -241,6 +252,8 @@ class LineRuntime:
     async def _run_line(self, run: bool) -> None:
         for v in self.verifiers.values():
             try:
+                if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
+                    await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
@@ -249,10 +262,17 @@ class LineRuntime:
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
-    async def _lights(self, stop: asyncio.Event) -> None:
+    async def _plc_cycle(self, stop: asyncio.Event) -> None:
+        """Every PLC_CYCLE_S: the heartbeat (the PLC stops the conveyor when it stops changing: the
+        agent dead, hung or restarting) and the stack light when it changed."""
         plcs = {v.plc_name: v.plc for v in self.verifiers.values()}
         shown: Light | None = None
         while not stop.is_set():
+            for name, plc in plcs.items():
+                try:
+                    await plc.heartbeat()
+                except PlcError as exc:
+                    log.debug("%s: heartbeat not written: %s", name, exc)  # its own alarm is on the board
             light = self.board.light(running=self.line_running)
             if light is not shown and plcs:
                 try:
@@ -263,7 +283,7 @@ class LineRuntime:
                 except PlcError as exc:
                     log.debug("stack light not set: %s", exc)  # the PLC's own alarm is on the board
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.25):
+                async with asyncio.timeout(PLC_CYCLE_S):
                     await stop.wait()
 
     async def _sync(self, sync_stop: threading.Event) -> None:
