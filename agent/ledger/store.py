@@ -1,23 +1,18 @@
-"""The ledger store: SQLite in WAL mode with group commit and a transactional outbox.
+"""The ledger store: SQLite in WAL mode, group commit by one writer, a transactional outbox.
 
 Why group commit: an fsync per item costs 5-10x the item's own work on an industrial SSD, yet a code
-must be durably `sent` before its bytes leave for the coder. So transitions accumulate in one open
-SQLite transaction and are committed together when the group window ends, when the group is full,
-or at once when a caller needs durability (`commit()` / `durable=True`). Each transition and its
-journal event are written inside their own SAVEPOINT, so they are applied together or not at all,
-and they become durable in the same commit. `Receipt.group` tells a caller which commit makes its
-transition durable; `is_durable(receipt)` says whether that commit happened.
+must be durably `sent` before its bytes leave for the coder. So writes join one open transaction,
+the group, which the writer (agent.ledger.writer) ends when its window passes, when it is full, or at
+once when a caller needs durability (`commit()` / `durable=True`). Each write returns a `Receipt`
+bound to its group: `receipt.durable` turns true when that group's COMMIT returned, `receipt.failed`
+when the group was lost (and `receipt.error` says why); never both, never one after the other.
 
-The connection is shared between threads behind one lock (asyncio executors call in from worker
-threads); readers that must not wait on the writer open their own connection with `reader()`.
+Every state change of a code goes through `transition` or `transition_many` (and `allocate`, which
+takes codes from the pool): a guarded UPDATE that only matches legal source states, from the one
+table in agent.ledger.states; the file itself refuses any other move (a trigger, migration 6).
 
-Why checkpoints run on a thread of their own: SQLite's automatic WAL checkpoint runs inside the
-COMMIT that crosses the threshold, i.e. under the ledger lock and the connection's mutex, and with
-synchronous=FULL it fsyncs the database file as well as the WAL. Every thread using the writer
-connection (the feeder, packing, the verify station's writer) then stalled for the length of a
-checkpoint, up to 300 ms on a busy line PC. So the writer connection has `wal_autocheckpoint=0`, and
-a checkpointer thread with its own connection runs PASSIVE checkpoints, which never wait for and never
-block the writer or the readers: a commit costs one WAL fsync, nothing more.
+Readers that must not wait on the writer open their own connection with `reader()`; reads that must
+see the open group's uncommitted writes go through `conn` holding `lock`.
 """
 
 from __future__ import annotations
@@ -28,16 +23,19 @@ import getpass
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from agent.ledger.checkpoint import Checkpointer
+from agent.ledger.receipts import Group, LedgerError, Receipt, durable_group
 from agent.ledger.schema import migrate
 from agent.ledger.states import ALLOCATABLE, TRANSITIONS, CodeState, UnknownCode, check_transition
+from agent.ledger.writer import Writer, WriterLock
+
+__all__ = ["Ledger", "LedgerError", "Receipt", "os_user"]
 
 _KIND = {s: f"code.{s.value}" for s in CodeState}
 
@@ -54,18 +52,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a b
         return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
 
 
-class LedgerError(RuntimeError):
-    """A ledger operation that cannot be done as asked; the message says what and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Proof that a transition is applied; durable once the ledger's commit group passes `group`."""
-
-    code: str
-    state: CodeState
-    event_seq: int
-    group: int
+_EVENT_SQL = "INSERT INTO events(at, kind, code, job, uplink, payload) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def os_user() -> str:
@@ -84,75 +71,49 @@ class Ledger:
         group_max: int = 5000,
         synchronous: str = "FULL",
         checkpoint_every_s: float = 0.5,
+        busy_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
+        memory = str(path) == ":memory:"
+        if not memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.group_window_s = group_window_s
-        self.group_max = group_max
-        self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=10.0
-            )
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=busy_timeout_s)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
-        self._conn.row_factory = sqlite3.Row
+        conn.row_factory = sqlite3.Row
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk when it returns. Group commit keeps this affordable.
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute("PRAGMA cache_size=-65536")
-            migrate(self._conn)
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA cache_size=-65536")
+            migrate(conn)
         except sqlite3.DatabaseError as exc:
-            self._conn.close()
+            conn.close()
             raise LedgerError(f"{path} is not a usable lineagent ledger: {exc}") from exc
-        self.checkpoints = 0  # PASSIVE checkpoints the checkpointer thread ran
-        self._stop_checkpoints = threading.Event()
-        self._checkpointer: threading.Thread | None = None
-        if str(path) != ":memory:":
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, args=(checkpoint_every_s,), name=f"ledger-checkpoint:{self.path.name}",
-                daemon=True)
-            self._checkpointer.start()
-        self._group = 1  # the group currently collecting transitions
-        self._committed = 0  # the last group made durable
-        self._pending = 0
-        self._group_started = 0.0
-        self._savepoints = 0
+        self._conn = conn
+        self._checkpointer: Checkpointer | None = None
+        if not memory:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see agent.ledger.checkpoint
+            self._checkpointer = Checkpointer(self.path, checkpoint_every_s)
+        self._w = Writer(conn, window_s=group_window_s, group_max=group_max, name=self.path.name)
+        self._lock = self._w.lock
 
     # ---- life cycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._stop_checkpoints.set()
+        """Commit the open group, stop the writer and checkpointer threads, close the file."""
         if self._checkpointer is not None:
-            self._checkpointer.join()
+            self._checkpointer.close()
+        self._w.close()
         with self._lock:
-            if self._conn.in_transaction:
-                self.commit()
             if self._checkpointer is not None:
                 with contextlib.suppress(sqlite3.Error):  # a reader still open: the next open finishes it
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
-
-    def _checkpoint_loop(self, every_s: float) -> None:
-        """Copy committed WAL pages into the database file without any lock the writer needs."""
-        try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
-        except sqlite3.Error:
-            return  # the writer connection still checkpoints when it closes
-        try:
-            while not self._stop_checkpoints.wait(every_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.checkpoints += 1
-                except sqlite3.Error:
-                    continue  # PASSIVE does what it can; the next round retries
-        finally:
-            conn.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -166,8 +127,30 @@ class Ledger:
         return self._conn
 
     @property
-    def lock(self) -> threading.RLock:
+    def lock(self) -> WriterLock:
+        """Held, the connection is the holder's: reads see the open group, writes join it."""
         return self._lock
+
+    @property
+    def checkpoints(self) -> int:
+        return self._checkpointer.count if self._checkpointer is not None else 0
+
+    @property
+    def group_window_s(self) -> float:
+        return self._w.window_s
+
+    @group_window_s.setter
+    def group_window_s(self, value: float) -> None:
+        self._w.window_s = value
+
+    @property
+    def group_max(self) -> int:
+        return self._w.group_max
+
+    @property
+    def commit_failures(self) -> int:
+        """Groups lost since the ledger opened (each one's receipts say why)."""
+        return self._w.failures
 
     def reader(self) -> sqlite3.Connection:
         """A separate read-only connection that sees committed data and never blocks the writer."""
@@ -177,76 +160,76 @@ class Ledger:
 
     # ---- group commit -------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        if not self._conn.in_transaction:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._group_started = time.monotonic()
-
     def commit(self) -> int:
-        """Make everything applied so far durable; returns the group number now durable."""
-        with self._lock:
-            if self._savepoints:
-                raise LedgerError("commit() inside an atomic() block; leave the block first")
-            if self._conn.in_transaction:
-                try:
-                    self._conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    raise LedgerError(f"ledger commit failed ({exc}); nothing of this group is kept") from exc
-                self._committed = self._group
-                self._group += 1
-                self._pending = 0
-            return self._committed
+        """Make everything written so far durable; returns the number of the group now durable.
 
-    def rollback(self) -> None:
-        """Drop every uncommitted transition of the open group (used when a commit failed)."""
+        Raises LedgerError if that group's COMMIT failed: the group was rolled back, every receipt of
+        it reads failed, and the caller must not act on any of it.
+        """
         with self._lock:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            self._pending = 0
-            self._savepoints = 0
+            return self._w.end_now().number
+
+    def commit_group(self) -> Group:
+        """Like commit(), but returns the group that ended (durable or failed) instead of raising."""
+        with self._lock:
+            return self._w.end_now(raise_on_failure=False)
+
+    def rollback(self, reason: str = "rolled back by the caller") -> None:
+        """Abandon the open group (a test's stand-in for a crash); its receipts all read failed.
+
+        Not a recovery step: after a failed commit the writer has already rolled the group back, and
+        a rollback then would throw away the next group, other threads' writes.
+        """
+        with self._lock:
+            self._w.abandon(reason)
 
     def maybe_commit(self) -> None:
-        """Commit when the group window has passed or the group is full; call from a timer too."""
+        """End the group if its window passed or it is full (the writer's timer does this anyway)."""
         with self._lock:
-            if self._savepoints or not self._conn.in_transaction:
-                return
-            if (
-                self._pending >= self.group_max
-                or time.monotonic() - self._group_started >= self.group_window_s
-            ):
-                self.commit()
+            self._w.due()
 
     def is_durable(self, receipt: Receipt) -> bool:
-        return receipt.group <= self._committed
+        return receipt.durable
 
     @property
     def open_group(self) -> int:
-        return self._group
+        return self._w.open_number
 
     @contextmanager
     def atomic(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """All statements inside apply together or not at all; `durable=True` commits at the end."""
+        """All statements inside apply together or not at all; `durable=True` commits at the end.
+
+        The lock is held for the whole block, so no group ends in the middle of it. With
+        `durable=True` a failed commit raises LedgerError after the block.
+        """
+        w = self._w
         with self._lock:
-            self._begin()
-            name = f"sp{self._savepoints}"
+            w.group()
+            name = f"sp{w.savepoints}"
             self._conn.execute(f"SAVEPOINT {name}")
-            self._savepoints += 1
+            w.savepoints += 1
             try:
                 yield self._conn
-            except BaseException:
-                self._savepoints -= 1
-                self._conn.execute(f"ROLLBACK TO {name}")
-                self._conn.execute(f"RELEASE {name}")
+            except BaseException as exc:
+                w.savepoints -= 1
+                try:
+                    self._conn.execute(f"ROLLBACK TO {name}")
+                    self._conn.execute(f"RELEASE {name}")
+                except sqlite3.Error:
+                    w.check(exc)
                 raise
-            self._savepoints -= 1
-            self._conn.execute(f"RELEASE {name}")
-            self._pending += 1
+            w.savepoints -= 1
+            try:
+                self._conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                w.check(exc)
+                raise LedgerError(f"ledger write failed ({exc}); the block was not applied") from exc
             if durable:
-                if self._savepoints:
+                if w.savepoints:
                     raise LedgerError("durable=True inside another atomic() block")
-                self.commit()
-            elif not self._savepoints:
-                self.maybe_commit()
+                w.end_now()
+            else:
+                w.wrote()
 
     # ---- the journal --------------------------------------------------------------------------
 
@@ -262,23 +245,18 @@ class Ledger:
     ) -> int:
         """Append to the journal inside the caller's atomic block (or the open group)."""
         with self._lock:
-            self._begin()
-            cur = self._conn.execute(
-                "INSERT INTO events(at, kind, code, job, uplink, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    time.time() if at is None else at,
-                    kind,
-                    code,
-                    job,
-                    int(uplink),
-                    _dumps(payload or {}),
-                ),
-            )
+            self._w.group()
+            try:
+                cur = self._conn.execute(_EVENT_SQL, (time.time() if at is None else at, kind, code, job,
+                                                      int(uplink), _dumps(payload or {})))
+            except sqlite3.Error as exc:
+                self._w.check(exc)
+                raise
             return int(cur.lastrowid or 0)
 
     def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None) -> None:
         """Record an operator action with the OS user who ran it; durable at once."""
-        with self.atomic(durable=not self._savepoints):
+        with self.atomic(durable=not self._w.savepoints):
             self._conn.execute(
                 "INSERT INTO audit(at, os_user, action, args, result) VALUES (?, ?, ?, ?, ?)",
                 (time.time(), user or os_user(), action, json.dumps(args, default=str), result),
@@ -316,35 +294,40 @@ class Ledger:
         (the feeder only confirms codes it sent), so a surprise is an error, not a silent change.
 
         Hot path (tens of thousands a second): one guarded UPDATE ... RETURNING does the state
-        check and the change in one statement, the journal INSERT follows. Should that INSERT
-        fail, the UPDATE is undone; should the undo fail too, the whole uncommitted group is
-        rolled back and LedgerError raised, so a state is never kept without its event.
+        check and the change in one statement, the journal INSERT follows, both inside a savepoint
+        so that a failed INSERT undoes the UPDATE: a state is never kept without its event.
         """
         sources = self._sources(target, expect)
         now = time.time() if at is None else at
+        conn, w = self._conn, self._w
         with self._lock:
-            self._begin()
-            group = self._group
-            row = self._conn.execute(
-                f"UPDATE codes SET prev_state = state, state = ?, updated_at = ?, job = COALESCE(?, job) "
-                f"WHERE code = ? AND state IN ({sources}) RETURNING id, prev_state, job",
-                (target.value, now, job, code),
-            ).fetchone()
-            if row is None:
-                self._refusal(code, target, expect)
-            source = row[1]
-            body = f'{{"from":"{source}"}}' if payload is None else _dumps({"from": source, **payload})
+            g = w.group()
+            conn.execute("SAVEPOINT t")
             try:
-                cur = self._conn.execute(
-                    "INSERT INTO events(at, kind, code, job, uplink, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                    (now, kind or _KIND[target], code, job if job is not None else row[2], int(uplink), body),
-                )
+                row = conn.execute(
+                    "UPDATE codes SET prev_state = state, state = ?, updated_at = ?, job = COALESCE(?, job) "
+                    f"WHERE code = ? AND state IN ({sources}) RETURNING prev_state, job",
+                    (target.value, now, job, code),
+                ).fetchone()
+                if row is None:
+                    conn.execute("RELEASE t")
+                    self._refusal(code, target, expect)
+                source = row[0]
+                body = f'{{"from":"{source}"}}' if payload is None else _dumps({"from": source, **payload})
+                cur = conn.execute(_EVENT_SQL, (now, kind or _KIND[target], code,
+                                                job if job is not None else row[1], int(uplink), body))
+                conn.execute("RELEASE t")
             except sqlite3.Error as exc:
-                self._undo(row[0], source, exc)
-            self._pending += 1
-            if not self._savepoints:
-                self.maybe_commit()
-            return Receipt(code, target, int(cur.lastrowid or 0), group)
+                self._undo_savepoint("t", exc)
+            w.wrote()
+            return Receipt(code, target, int(cur.lastrowid or 0), g.number, g)
+
+    def _undo_savepoint(self, name: str, exc: sqlite3.Error) -> NoReturn:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+        self._w.check(exc)
+        raise LedgerError(f"ledger write failed ({exc}); the transition was not applied") from exc
 
     @staticmethod
     @functools.cache
@@ -370,20 +353,6 @@ class Ledger:
             f"code {code!r} is {current}, expected {' or '.join(sorted(allowed))} before {target}"
         )
 
-    def _undo(self, code_id: int, source: str, exc: sqlite3.Error) -> NoReturn:
-        try:
-            self._conn.execute(
-                "UPDATE codes SET state = prev_state, prev_state = NULL WHERE id = ? AND prev_state = ?",
-                (code_id, source),
-            )
-        except sqlite3.Error:
-            self.rollback()
-            raise LedgerError(
-                f"ledger write failed ({exc}) and could not be undone; the uncommitted group was "
-                "rolled back (nothing durable was lost)"
-            ) from exc
-        raise LedgerError(f"ledger write failed ({exc}); the transition was not applied") from exc
-
     def transition_many(
         self,
         codes: Sequence[str],
@@ -392,19 +361,20 @@ class Ledger:
         expect: CodeState,
         kind: str | None = None,
         job: int | None = None,
-    ) -> int:
+        at: float | None = None,
+    ) -> Receipt:
         """Move many codes that are all in `expect` to `target` in one step, journaled as one event.
 
-        Used where one physical act moves a batch (a FIFO refill, a reconcile after a stop). All or
-        nothing: if any code is not in `expect`, nothing changes and the error names it.
+        Used where one physical act moves a batch (a FIFO refill, a reconcile after a stop, the
+        labels of a burst of packs). All or nothing: if any code is not in `expect`, nothing changes
+        and the error names it. The receipt's `code` is the first code, `count` how many moved.
         """
         check_transition("*", expect, target)
         if not codes:
-            return self._group
-        now = time.time()
-        with self._lock:
-            group = self._group
+            return Receipt("", target, 0, 0, durable_group(), count=0)
+        now = time.time() if at is None else at
         with self._lock, self.atomic():
+            g = self._w.group()
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch(code TEXT PRIMARY KEY)")
             self._conn.execute("DELETE FROM _batch")
             self._conn.executemany("INSERT INTO _batch(code) VALUES (?)", ((c,) for c in codes))
@@ -417,17 +387,17 @@ class Ledger:
                 detail = ", ".join(f"{r[0]!r} is {r[1] or 'unknown'}" for r in bad)
                 raise LedgerError(f"cannot move {len(codes)} codes {expect} -> {target}: {detail}")
             self._conn.execute(
-                "UPDATE codes SET state = ?, updated_at = ?, job = COALESCE(?, job) "
+                "UPDATE codes SET prev_state = state, state = ?, updated_at = ?, job = COALESCE(?, job) "
                 "WHERE code IN (SELECT code FROM _batch)",
                 (target.value, now, job),
             )
-            self.append_event(
+            seq = self.append_event(
                 kind or f"codes.{target.value}",
                 {"from": expect.value, "count": len(codes), "codes": list(codes)},
                 job=job,
                 at=now,
             )
-        return group
+        return Receipt(codes[0], target, seq, g.number, g, count=len(codes))
 
     def allocate(self, job: int, level: str, count: int) -> list[str]:
         """Reserve the next `count` pooled codes of `level` for `job`; durable before returning.
@@ -442,8 +412,8 @@ class Ledger:
         with self._lock:
             with self.atomic():
                 rows = self._conn.execute(
-                    "UPDATE codes SET state = 'allocated', job = ?, updated_at = ? WHERE id IN "
-                    "(SELECT id FROM codes INDEXED BY codes_pool WHERE level = ? "
+                    "UPDATE codes SET prev_state = state, state = 'allocated', job = ?, updated_at = ? "
+                    "WHERE id IN (SELECT id FROM codes INDEXED BY codes_pool WHERE level = ? "
                     f" AND state IN ({pool}) ORDER BY id LIMIT ?) RETURNING id, code",
                     (job, time.time(), level, count),
                 ).fetchall()
