@@ -121,9 +121,9 @@ class Recorder:
         try:
             self.ledger.commit()
             self.commits += 1
-        except LedgerError as exc:
+        except LedgerError as exc:  # the ledger already rolled that group back; a rollback here would
+            # throw away the next group, other threads' writes
             log.error("%s: commit of %d verdict writes failed: %s", self._thread.name, len(group), exc)
-            self.ledger.rollback()
             results = [(w, None, exc) for w, _, _ in results]
         self.written += len(group)
         for work, result, error in results:
