@@ -147,8 +147,9 @@ class LedgerCore:
     def commit(self) -> int:
         """Make everything written so far durable; returns the number of the group now durable.
 
-        Raises LedgerError if that group's COMMIT failed: the group was rolled back, every receipt of
-        it reads failed, and the caller must not act on any of it.
+        Raises LedgerError if a group holding any write of the calling thread since its last
+        commit was lost (this COMMIT failed, or the timer's did meanwhile): the group was rolled
+        back, every receipt of it reads failed, and the caller must not act on any of it.
         """
         with self._lock:
             return self._w.end_now().number

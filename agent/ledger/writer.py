@@ -29,6 +29,14 @@ import time
 from agent.ledger.receipts import Group, LedgerError, durable_group
 
 
+class _Mine(threading.local):
+    """Per thread: the groups it wrote into that are not yet known durable (so commit() can tell)."""
+
+    def __init__(self) -> None:
+        self.last: Group | None = None
+        self.unsettled: list[Group] = []
+
+
 class Writer:
     """Group lifecycle on one connection: begin lazily, end on the timer, on demand or when full."""
 
@@ -47,18 +55,27 @@ class Writer:
         self._pending = 0
         self._opened_at = 0.0
         self._stop = False
+        self._mine = _Mine()
         self._thread = threading.Thread(target=self._run, name=f"ledger-writer:{name}", daemon=True)
         self._thread.start()
 
     # ---- for the ledger's write paths (all hold the lock) ------------------------------------
 
     def group(self) -> Group:
-        """The open group, beginning one (BEGIN IMMEDIATE) if none is open."""
+        """The open group, beginning one (BEGIN IMMEDIATE) if none is open; noted as this thread's."""
         g = self._open
-        if g is not None:
-            if self.conn.in_transaction:
-                return g
-            self._fail(g, "SQLite rolled the transaction back on its own (an I/O or disk-full error)")
+        if g is None or not self.conn.in_transaction:
+            g = self._begin(g)
+        mine = self._mine
+        if mine.last is not g:
+            mine.last = g
+            mine.unsettled = [x for x in mine.unsettled if not x.durable]
+            mine.unsettled.append(g)
+        return g
+
+    def _begin(self, stale: Group | None) -> Group:
+        if stale is not None:
+            self._fail(stale, "SQLite rolled the transaction back on its own (an I/O or disk-full error)")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -99,16 +116,26 @@ class Writer:
             self._end(self._open)
 
     def end_now(self, *, raise_on_failure: bool = True) -> Group:
-        """End the open group now (the caller holds the lock); returns the group that ended."""
+        """End the open group now (the caller holds the lock); report on this thread's writes.
+
+        Raises LedgerError if any group this thread wrote into since its last commit was lost,
+        even one the timer ended meanwhile: a commit() that returns means every write of the
+        caller is on disk. Returns the lost group (raise_on_failure=False), else the one ended.
+        """
         if self.savepoints:
             raise LedgerError("commit() inside an atomic() block; leave the block first")
         g = self._open
-        if g is None:
-            return self._last
-        self._end(g)
-        if g.failed and raise_on_failure:
-            raise LedgerError(f"ledger commit of group {g.number} failed; nothing of it is kept: {g.error}")
-        return g
+        if g is not None:
+            self._end(g)
+        mine = self._mine
+        lost = next((x for x in mine.unsettled if x.failed), None)
+        mine.unsettled = []
+        if lost is not None:
+            if raise_on_failure:
+                raise LedgerError(f"ledger commit of group {lost.number} failed; nothing of it is kept: "
+                                  f"{lost.error}")
+            return lost
+        return g if g is not None else self._last
 
     def abandon(self, reason: str) -> Group | None:
         """Roll the open group back on purpose; every receipt of it reads failed with `reason`."""
@@ -120,6 +147,8 @@ class Writer:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
             self._fail(g, reason)
+            if g in self._mine.unsettled:  # the caller knows: its own next commit() need not say so
+                self._mine.unsettled.remove(g)
         return g
 
     # ---- the writer thread ------------------------------------------------------------------

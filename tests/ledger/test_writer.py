@@ -78,6 +78,42 @@ def test_a_failed_commit_loses_only_its_group_and_every_receipt_of_it_says_so(db
     led.close()
 
 
+def test_commit_reports_a_loss_the_timer_found_first(db_path: Path) -> None:
+    """A part that wrote, then calls commit() after the ledger's timer already ended (and lost) its
+    group, is told: commit() returning means every write of the caller is on disk."""
+    led = Ledger(db_path, group_window_s=0.05)
+    seed_codes(led, ["A", "B"])
+    outcome: dict[str, object] = {}
+    wrote, go_on = threading.Event(), threading.Event()
+
+    def part() -> None:
+        r = led.transition("A", CodeState.ALLOCATED)
+        wrote.set()
+        go_on.wait()
+        outcome["durable"] = r.durable
+        try:
+            led.commit()
+            outcome["commit"] = "returned"
+        except LedgerError as exc:
+            outcome["commit"] = str(exc)
+
+    t = threading.Thread(target=part)
+    t.start()
+    wrote.wait()
+    _poison(led)  # joins the same group; the ledger's timer then ends it, and the COMMIT fails
+    poisoned = led.transition("B", CodeState.ALLOCATED)
+    assert poisoned.wait(timeout=60) is False and poisoned.failed
+    go_on.set()
+    t.join()
+    assert outcome["durable"] is False
+    assert "FOREIGN KEY" in str(outcome["commit"])
+    lost = led.commit_group()  # this thread wrote into it too: told once, then its slate is clean
+    assert lost.failed and lost.number == poisoned.group
+    led.commit()
+    assert led.commit_failures == 1
+    led.close()
+
+
 def test_a_durable_atomic_block_reports_its_failed_commit(db_path: Path) -> None:
     led = Ledger(db_path, group_window_s=3600)
     seed_codes(led, ["A"])
