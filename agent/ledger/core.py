@@ -185,7 +185,9 @@ class LedgerCore:
         """All statements inside apply together or not at all; `durable=True` commits at the end.
 
         The lock is held for the whole block, so no group ends in the middle of it. With
-        `durable=True` a failed commit raises LedgerError after the block.
+        `durable=True` a failed commit raises LedgerError after the block. Receipts taken inside a
+        block that raises are void (their writes were undone with the block), whatever their group
+        becomes: the block's exception is the answer, not the receipt.
         """
         w = self._w
         with self._lock:

@@ -11,7 +11,8 @@ to the loop in submission order. So "reported final after its commit" holds for 
 the loop never waits on an fsync.
 
 A write that raises reports its exception; a commit that fails reports the commit's error for every
-write of the group (none of them is durable) after rolling the group back.
+write of the group (none of them is durable; the ledger rolled the group back, and so does it when
+its own timer ended the group and that commit failed: `commit()` says so to the thread that wrote).
 """
 
 from __future__ import annotations
