@@ -40,19 +40,22 @@ TO_VERIFIED: dict[CodeState, list[CodeState]] = {
 def to_verified(ledger: Ledger, parents: Sequence[rules.CodeFacts], *, job: int | None, at: float) -> None:
     """Walk pack parent codes to `verified` hop by hop through the ledger's guarded transitions.
 
-    Each hop is a journaled transition the transition table allows (and the ledger file's trigger
-    re-checks); a burst moves all parents that share a state with one statement per hop.
+    Each hop is a guarded transition the transition table allows (and the ledger file's trigger
+    re-checks): one code walks with one journal event, a burst moves all parents that share a state
+    with one statement and one event per hop.
     """
     by_state: dict[CodeState, list[str]] = {}
     for f in parents:
         by_state.setdefault(f.state, []).append(f.code)
     for state, codes in by_state.items():
         source = state
+        if not TO_VERIFIED[state]:
+            continue
+        if len(codes) == 1:
+            ledger.walk(codes[0], TO_VERIFIED[state], expect=state, job=job, at=at)
+            continue
         for hop in TO_VERIFIED[state]:
-            if len(codes) == 1:
-                ledger.transition(codes[0], hop, expect=source, job=job, at=at)
-            else:
-                ledger.transition_many(codes, hop, expect=source, job=job, at=at)
+            ledger.transition_many(codes, hop, expect=source, job=job, at=at)
             source = hop
 
 _INFO_SQL = (

@@ -69,18 +69,14 @@ class Ledger(LedgerCore):
         check and the change in one statement, the journal INSERT follows, both inside a savepoint
         so that a failed INSERT undoes the UPDATE: a state is never kept without its event.
         """
-        sources = self._sources(target, expect)
+        update = self._update_sql(target, expect)
         now = time.time() if at is None else at
         conn, w = self._conn, self._w
         with self._lock:
             g = w.group()
             conn.execute("SAVEPOINT t")
             try:
-                row = conn.execute(
-                    "UPDATE codes SET prev_state = state, state = ?, updated_at = ?, job = COALESCE(?, job) "
-                    f"WHERE code = ? AND state IN ({sources}) RETURNING prev_state, job",
-                    (target.value, now, job, code),
-                ).fetchone()
+                row = conn.execute(update, (target.value, now, job, code)).fetchone()
                 if row is None:
                     conn.execute("RELEASE t")
                     self._refusal(code, target, expect)
@@ -94,6 +90,49 @@ class Ledger(LedgerCore):
             w.wrote()
             return Receipt(code, target, int(cur.lastrowid or 0), g.number, g)
 
+    def walk(
+        self,
+        code: str,
+        path: Sequence[CodeState],
+        *,
+        expect: CodeState,
+        kind: str | None = None,
+        payload: dict[str, Any] | None = None,
+        job: int | None = None,
+        at: float | None = None,
+    ) -> Receipt:
+        """Move one code from `expect` through every state of `path`, each hop a guarded transition,
+        journaled as one event (`from`, `via`); all hops or none.
+
+        For one physical act that the table models as several moves: a pack's label code printed
+        and read in the same instant goes available -> allocated -> printed -> verified.
+        """
+        if not path:
+            raise LedgerError(f"code {code!r}: walk() needs at least one step")
+        now = time.time() if at is None else at
+        conn, w = self._conn, self._w
+        with self._lock:
+            g = w.group()
+            conn.execute("SAVEPOINT w")
+            try:
+                source, row = expect, None
+                for hop in path:
+                    row = conn.execute(self._update_sql(hop, source), (hop.value, now, job, code)).fetchone()
+                    if row is None:
+                        conn.execute("ROLLBACK TO w")
+                        conn.execute("RELEASE w")
+                        self._refusal(code, hop, source)
+                    source = hop
+                assert row is not None
+                body = dumps({"from": expect.value, "via": [h.value for h in path[:-1]], **(payload or {})})
+                cur = conn.execute(EVENT_SQL, (now, kind or _KIND[path[-1]], code,
+                                                job if job is not None else row[1], 0, body))
+                conn.execute("RELEASE w")
+            except sqlite3.Error as exc:
+                self._undo_savepoint("w", exc)
+            w.wrote()
+            return Receipt(code, path[-1], int(cur.lastrowid or 0), g.number, g)
+
     def _undo_savepoint(self, name: str, exc: sqlite3.Error) -> NoReturn:
         with contextlib.suppress(sqlite3.Error):
             self._conn.execute(f"ROLLBACK TO {name}")
@@ -103,18 +142,21 @@ class Ledger(LedgerCore):
 
     @staticmethod
     @functools.cache
-    def _sources_for(target: CodeState, expect: frozenset[CodeState] | None) -> str:
+    def _update_for(target: CodeState, expect: frozenset[CodeState] | None) -> str:
+        """The guarded UPDATE: it matches only a code in a legal source state for `target`."""
         legal = {s for s, nxt in TRANSITIONS.items() if target in nxt}
         if expect is not None:
             legal &= expect
         # Literal values: they come from our own enum, never from input.
-        return ", ".join(f"'{s.value}'" for s in sorted(legal)) or "NULL"
+        sources = ", ".join(f"'{s.value}'" for s in sorted(legal)) or "NULL"
+        return ("UPDATE codes SET prev_state = state, state = ?, updated_at = ?, job = COALESCE(?, job) "
+                f"WHERE code = ? AND state IN ({sources}) RETURNING prev_state, job")
 
-    def _sources(self, target: CodeState, expect: CodeState | Iterable[CodeState] | None) -> str:
+    def _update_sql(self, target: CodeState, expect: CodeState | Iterable[CodeState] | None) -> str:
         if expect is None:
-            return self._sources_for(target, None)
+            return self._update_for(target, None)
         exp = frozenset({expect}) if isinstance(expect, CodeState) else frozenset(expect)
-        return self._sources_for(target, exp)
+        return self._update_for(target, exp)
 
     def _refusal(self, code: str, target: CodeState, expect: CodeState | Iterable[CodeState] | None) -> NoReturn:
         """The guarded UPDATE matched nothing: say precisely why."""
