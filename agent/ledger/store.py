@@ -7,7 +7,7 @@ once when a caller needs durability (`commit()` / `durable=True`). Each write re
 bound to its group: `receipt.durable` turns true when that group's COMMIT returned, `receipt.failed`
 when the group was lost (and `receipt.error` says why); never both, never one after the other.
 
-Every state change of a code goes through `transition` or `transition_many` (and `allocate`, which
+Every state change of a code goes through `transition`, `walk` or `transition_many` (and `allocate`, which
 takes codes from the pool): a guarded UPDATE that only matches legal source states, from the one
 table in agent.ledger.states; the file itself refuses any other move (a trigger, migration 6).
 
