@@ -138,6 +138,8 @@ def test_the_scanner_finds_what_it_must() -> None:
 
 
 def test_no_state_change_bypasses_the_guarded_path() -> None:
+    """Every product source (bench/ is left out on purpose: its raw-sqlite baselines write their
+    own scratch files, not a ledger, to measure what the bare database costs)."""
     offenders = []
     for folder in ("agent", "drivers", "scripts"):
         for path in sorted((REPO / folder).rglob("*")):
