@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config.verify import CodeFormat, Grade, GradeSettings
-from agent.verify.decode import DecodeResult, Symbol
+from agent.verify.decode import DecodeResult, Symbol, single_threaded_cv
 from drivers.cameras.base import Image
 
 F64 = npt.NDArray[np.float64]
@@ -131,6 +131,7 @@ class Grader:
     """Stateless apart from the shared lattice cache: safe to call from an executor thread."""
 
     def __init__(self, settings: GradeSettings | None = None) -> None:
+        single_threaded_cv()  # the lattice is ~120x120 samples: OpenCV's pool costs more than it saves
         self.settings = settings or GradeSettings()
 
     def grade_result(self, image: Image, result: DecodeResult) -> list[GradeReport]:
@@ -161,12 +162,42 @@ def _edge_weights() -> F32:
     return w
 
 
+def _lattice_to_pixel(corners: F64, rows: int, cols: int) -> F64:
+    """The homography from lattice index to pixel index: the module grid [0, cols] x [0, rows] onto the
+    four corners (Heckbert's closed-form square-to-quad, in plain floats: a twentieth of the CPU of
+    cv2.getPerspectiveTransform's 8x8 solve plus two 3x3 matrix products), with LATTICE_TO_MODULES on
+    the right and FRAME_TO_INDEX on the left folded in. The corners are taken in float32, as the solve
+    took them."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners.astype(np.float32).astype(np.float64).tolist()
+    dx1, dx2, dx3 = x1 - x2, x3 - x2, x0 - x1 + x2 - x3
+    dy1, dy2, dy3 = y1 - y2, y3 - y2, y0 - y1 + y2 - y3
+    den = dx1 * dy2 - dx2 * dy1
+    if den == 0:  # three corners on a line: no homography; let OpenCV say what it makes of it
+        unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
+        hom: F64 = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
+        out: F64 = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES
+        return out
+    g = (dx3 * dy2 - dx2 * dy3) / den
+    h = (dx1 * dy3 - dx3 * dy1) / den
+    a, b, d, e = x1 - x0 + g * x1, x3 - x0 + h * x3, y1 - y0 + g * y1, y3 - y0 + h * y3
+    # Unit square -> quad is [[a, b, x0], [d, e, y0], [g, h, 1]]; lattice index j -> module (j + 0.5) / k - 1
+    # -> unit square ((j + 0.5) / k - 1) / cols: scale su and shift tu per axis.
+    k = SAMPLES_PER_MODULE
+    su, tu = 1 / (k * cols), (0.5 / k - 1) / cols
+    sv, tv = 1 / (k * rows), (0.5 / k - 1) / rows
+    m = ((a * su, b * sv, a * tu + b * tv + x0),
+         (d * su, e * sv, d * tu + e * tv + y0),
+         (g * su, h * sv, g * tu + h * tv + 1.0))
+    # FRAME_TO_INDEX: pixel index = frame coordinate - 0.5 (times w, in homogeneous coordinates).
+    return np.array([[m[0][i] - 0.5 * m[2][i] for i in range(3)],
+                     [m[1][i] - 0.5 * m[2][i] for i in range(3)],
+                     list(m[2])], np.float64)
+
+
 def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
     """Grey levels on the lattice: k x k samples per module over the symbol and a one-module border,
     mapped onto the frame through the corners' homography (bilinear; only these pixels are read)."""
-    unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
-    hom = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
-    to_pixel = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES  # lattice index -> pixel index
+    to_pixel = _lattice_to_pixel(corners, rows, cols)  # lattice index -> pixel index
     k = SAMPLES_PER_MODULE
     size = ((cols + 2) * k, (rows + 2) * k)
     return np.asarray(cv2.warpPerspective(grey, to_pixel, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
