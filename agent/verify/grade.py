@@ -174,7 +174,7 @@ def _lattice_to_pixel(corners: F64, rows: int, cols: int) -> F64:
     den = dx1 * dy2 - dx2 * dy1
     if den == 0:  # three corners on a line: no homography; let OpenCV say what it makes of it
         unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
-        hom: F64 = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
+        hom = np.asarray(cv2.getPerspectiveTransform(unit, corners.astype(np.float32)), np.float64)
         out: F64 = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES
         return out
     g = (dx3 * dy2 - dx2 * dy3) / den
