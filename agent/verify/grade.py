@@ -39,6 +39,7 @@ Overall = the lowest graded parameter; no decode = F.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -133,6 +134,15 @@ class Grader:
     def __init__(self, settings: GradeSettings | None = None) -> None:
         single_threaded_cv()  # the lattice is ~120x120 samples: OpenCV's pool costs more than it saves
         self.settings = settings or GradeSettings()
+        self._offered = itertools.count()  # next() is atomic under the GIL: safe across executor threads
+
+    def sampled(self, image: Image, symbol: Symbol) -> GradeReport | None:
+        """The grade of one read in `settings.every` (the first offered, then every every-th); None for
+        the reads in between, which are judged ungraded. With the default every = 1, always the grade."""
+        every = self.settings.every
+        if every > 1 and next(self._offered) % every:
+            return None
+        return self.grade(image, symbol)
 
     def grade_result(self, image: Image, result: DecodeResult) -> list[GradeReport]:
         """One report per symbol read; a single F report when nothing was read."""
