@@ -216,7 +216,9 @@ def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
 
 def _extremes(samples: Image) -> tuple[float, float]:
     """The 2.5th and 97.5th percentile grey levels (0..1), from a histogram: no sort of the samples."""
-    cumulative = np.cumsum(np.bincount(samples.ravel(), minlength=256))
+    # cv2.calcHist counts a uint8 image directly (exact in float32 below 2^24 samples); np.bincount first
+    # widens every sample to int64.
+    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     n = int(cumulative[-1])
     lo, hi = np.searchsorted(cumulative, (0.025 * n, 0.975 * n))
     return float(lo) / 255, float(hi) / 255
@@ -258,7 +260,7 @@ def _grade_2d(grey: Image, symbol: Symbol) -> list[Parameter]:
     corners = _corners(symbol)
     warped = _sample(grey, corners, rows, cols)
     r_min, r_max = _extremes(warped)
-    area: F32 = warped.astype(np.float32) * np.float32(1 / 255)
+    area: F32 = np.multiply(warped, np.float32(1 / 255), dtype=np.float32)
     sc = r_max - r_min
     params = [Parameter("symbol contrast", sc, grade_of(sc, SC_2D))]
     k = SAMPLES_PER_MODULE
@@ -300,6 +302,15 @@ def _block_centres(rows: int, cols: int, block: int) -> tuple[F64, F64]:
 
 
 @functools.lru_cache(maxsize=64)
+def _stacked_centres(rows: int, cols: int, block: int) -> F64:
+    """The block centres along each block's own axis: [column positions, row positions]."""
+    cy, cx = _block_centres(rows, cols, block)
+    out: F64 = np.stack([cx, cy])
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
 def _per_module(cols: int) -> tuple[F32, F32]:
     """Matrices over a row of cols * k samples: (edge weights per module, cols * 3 out; sum per module,
     cols out). Cached per grid width: they turn the per-module sums into two small matrix products."""
@@ -311,8 +322,8 @@ def _per_module(cols: int) -> tuple[F32, F32]:
     return weighted, summed
 
 
-def _edge_phasors(grad_x: F32, grad_y: F32, rows: int, cols: int, block: int) -> tuple[F64, F64]:
-    """Per block of modules, for x and for y: [re, im, edge, spread].
+def _edge_phasors(grad_x: F32, grad_y: F32, rows: int, cols: int, block: int) -> F64:
+    """Per block of modules, for x (out[0]) and for y (out[1]): [re, im, edge, spread].
 
     re + i im sums the edge signal times e^(-2 pi i x): its angle is the block's grid offset on that axis.
     edge sums the edge signal: |re + i im| / edge falls as edges smear (a Gaussian blur of sigma s
@@ -322,15 +333,20 @@ def _edge_phasors(grad_x: F32, grad_y: F32, rows: int, cols: int, block: int) ->
     k = SAMPLES_PER_MODULE
     weighted, summed = _per_module(cols)
     cells = np.empty((2, rows, cols, 4), np.float32)
+    # grad_x lacks the last column and grad_y the last row (the border's edge, 0): the matrices' last
+    # row is left out, and the last row of the y sums is 0.
     # x: add each module's k sample lines, then weight the k differences across it.
-    cells[0, ..., :3] = (grad_x.reshape(rows, k, cols * k).sum(axis=1) @ weighted).reshape(rows, cols, 3)
+    cells[0, ..., :3] = (grad_x.reshape(rows, k, cols * k - 1).sum(axis=1) @ weighted[:-1]).reshape(rows, cols, 3)
     # y: add each module's k sample columns, then weight the k differences down it.
-    across = (grad_y.reshape(rows * k, cols * k) @ summed).reshape(rows, k, cols).transpose(0, 2, 1)
+    down = np.empty((rows * k, cols), np.float32)
+    np.matmul(grad_y, summed, out=down[:-1])
+    down[-1] = 0
+    across = down.reshape(rows, k, cols).transpose(0, 2, 1)
     cells[1, ..., :3] = (across.reshape(rows * cols, k) @ _edge_weights()).reshape(rows, cols, 3)
     np.hypot(cells[..., 0], cells[..., 1], out=cells[..., 3])
     by_rows = np.add.reduceat(cells, np.arange(0, rows, block), axis=1)
     out: F64 = np.add.reduceat(by_rows, np.arange(0, cols, block), axis=2).astype(np.float64)
-    return out[0], out[1]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,18 +358,23 @@ class GridFit:
     grid: float | None
 
 
-def _axis(phasors: F64, at: F64) -> tuple[npt.NDArray[np.bool_], F64, float, float]:
-    """Per block along one axis: trusted?, offset in modules; then the fitted grid's offset and slope
-    (0, 0: the nominal grid, when too few blocks are trusted to fit one)."""
+def _axes(phasors: F64, at: F64) -> list[tuple[npt.NDArray[np.bool_], F64, float, float]]:
+    """Per axis (x, then y; both axes in one pass over the stacked blocks), per block: trusted?, offset
+    in modules; then the fitted grid's offset and slope (0, 0: the nominal grid, when too few blocks
+    are trusted to fit one)."""
     weight = np.hypot(phasors[..., 0], phasors[..., 1])
     # A block counts when it has enough edges, sharp enough to place, that agree on where the grid is.
     # Edges smeared over a module (blur, motion) cannot place it: modulation grades that damage.
     ok = ((weight >= MIN_SHARPNESS * phasors[..., 2]) & (weight >= MIN_AGREEMENT * phasors[..., 3])
-          & (weight >= MIN_EDGE_SHARE * weight.max()) & (weight > 0))
+          & (weight >= MIN_EDGE_SHARE * weight.max(axis=(1, 2), keepdims=True)) & (weight > 0))
     offset = -np.arctan2(phasors[..., 1], phasors[..., 0]) / (2 * np.pi)  # wraps at half a module
-    if ok.sum() < MIN_BLOCKS or np.ptp(at[ok]) == 0:
-        return np.zeros_like(ok), offset, 0.0, 0.0
-    return ok, offset, *_trend(at[ok], offset[ok], weight[ok])
+    out: list[tuple[npt.NDArray[np.bool_], F64, float, float]] = []
+    for trusted, off, w, a in zip(ok, offset, weight, at, strict=True):
+        if trusted.sum() < MIN_BLOCKS or np.ptp(a[trusted]) == 0:
+            out.append((np.zeros_like(trusted), off, 0.0, 0.0))
+        else:
+            out.append((trusted, off, *_trend(a[trusted], off[trusted], w[trusted])))
+    return out
 
 
 def _non_uniformity(symbol_area: F32, rows: int, cols: int) -> GridFit:
@@ -364,14 +385,13 @@ def _non_uniformity(symbol_area: F32, rows: int, cols: int) -> GridFit:
     grid explains is the corners' placement or a uniform stretch; the print's own distortion is what is
     left. Each is None when fewer than MIN_BLOCKS blocks could be trusted."""
     block = max(3, min(BLOCK_MODULES, min(rows, cols) // 3))
-    grad_x = np.zeros_like(symbol_area)  # the last column's edge is the border's: left at 0
-    np.abs(np.subtract(symbol_area[:, 1:], symbol_area[:, :-1], out=grad_x[:, :-1]), out=grad_x[:, :-1])
-    grad_y = np.zeros_like(symbol_area)
-    np.abs(np.subtract(symbol_area[1:, :], symbol_area[:-1, :], out=grad_y[:-1, :]), out=grad_y[:-1, :])
-    px, py = _edge_phasors(grad_x, grad_y, rows, cols, block)
+    # |difference| of neighbouring samples; the last column's (row's) edge would be the border's and
+    # counts as 0, which _edge_phasors does by leaving it out. cv2.absdiff: one pass, exact in float32.
+    grad_x = np.asarray(cv2.absdiff(symbol_area[:, 1:], symbol_area[:, :-1]), np.float32)
+    grad_y = np.asarray(cv2.absdiff(symbol_area[1:, :], symbol_area[:-1, :]), np.float32)
     cy, cx = _block_centres(rows, cols, block)
-    ok_x, dx, x_off, x_slope = _axis(px, cx)
-    ok_y, dy, y_off, y_slope = _axis(py, cy)
+    (ok_x, dx, x_off, x_slope), (ok_y, dy, y_off, y_slope) = _axes(
+        _edge_phasors(grad_x, grad_y, rows, cols, block), _stacked_centres(rows, cols, block))
     fit = Fit(x_off, x_slope, y_off, y_slope)
     axial = None
     if ok_x.any() and ok_y.any():
