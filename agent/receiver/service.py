@@ -161,8 +161,18 @@ class Receiver:
     def start(self) -> None:
         """Connect and serve in background threads (paho's reconnects on its own); returns at once."""
         self._connect()
-        self._worker = threading.Thread(target=self._serve, name="receiver-store", daemon=True)
+        self._worker = threading.Thread(target=self._serve_logged, name="receiver-store", daemon=True)
         self._worker.start()
+
+    def _serve_logged(self) -> None:
+        """The store thread of start(): a store that fails stops the service loudly (nothing more is
+        acked; the broker keeps every unacked batch for the next receiver)."""
+        try:
+            self._serve()
+        except Exception:
+            log.exception("the receiver's store failed; it stops storing and acking")
+            self.client.disconnect()
+            raise
 
     def stop(self) -> None:
         """Store and ack what has arrived, then disconnect."""
