@@ -91,6 +91,11 @@ class DecoderSettings(Strict):
 
 class GradeSettings(Strict):
     minimum: Grade = Grade.C  # prints graded below this are rejected as low grade
+    # Grade one read in `every` (the first always): 1, the default, grades every item. A larger value
+    # trades the grade of the items between samples (they are judged on their read alone, so a print
+    # below `minimum` between samples passes) for CPU per item; for lines where the grade is watched
+    # as a process trend rather than enforced per item.
+    every: int = Field(1, ge=1)
 
 
 class VerifySettings(Strict):

@@ -359,7 +359,8 @@ def observe_image(seq: int, image: Image, decoder: Decoder, grader: Grader | Non
     region = decoder.settings.region
     crop = region.crop(image) if region is not None else image
     if result.symbols:
-        grade = grader.grade(image, result.symbols[0]).overall if grader is not None else None
+        report = grader.sampled(image, result.symbols[0]) if grader is not None else None
+        grade = report.overall if report is not None else None
         return Observation(seq, tuple(s.text for s in result.symbols), grade,
                            at=time.monotonic() if at is None else at)
     return Observation(seq, (), None, blank=not ink_seen(crop), at=time.monotonic() if at is None else at)
