@@ -76,7 +76,7 @@ def _protocols() -> list[Protocol]:
         from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
         from drivers.sim.hitachi import HitachiSim
 
-        out.append(Protocol("hitachi", 200, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
+        out.append(Protocol("hitachi", 100, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
                             lambda u, c: HitachiBuffer(HitachiSettings(url=u, buffer_size=c, baud=BAUD))))
     return out
 
