@@ -168,10 +168,13 @@ class HitachiBuffer(StreamCoder):
         await self.link.write(bytes([byte]))
         return await self._answer(what)
 
-    async def _send(self, text: bytes, what: str) -> bool:
-        """One text: [ENQ -> ACK,] STX text ETX [BCC] -> ACK/NAK. False: refused (NAK to ENQ or text)."""
+    async def _send(self, text: bytes, what: str, *, data: bool = False) -> bool:
+        """One text: [ENQ -> ACK,] STX text ETX [BCC] -> ACK/NAK. False: refused (NAK to ENQ or text).
+        A data set is not sent once the coder is known off-line (an unsolicited status before the ACK)."""
         if self.settings.use_enq and not await self._control(ENQ, f"answer to ENQ before {what}"):
             return False
+        if data and self._mode_lost is not None:
+            raise Nak(f"{self.name}: {what} not sent: {self._mode_lost}")
         await self.link.write(frame(text, self.settings.bcc))
         return await self._answer(f"answer to {what}")
 
@@ -294,7 +297,7 @@ class HitachiBuffer(StreamCoder):
             for seq, text, n_items in texts:
                 if self._mode_lost is not None:
                     raise Nak(f"{self.name}: refused: {self._mode_lost}")
-                if not await self._send(text, f"data set for seq {seq}"):
+                if not await self._send(text, f"data set for seq {seq}", data=True):
                     if not await self._online():
                         raise Nak(f"{self.name}: seq {seq} refused: the coder is off-line")
                     raise BufferFull(f"{self.name}: seq {seq} refused: the communication buffer is full")
