@@ -22,6 +22,7 @@ What the public protocol can and cannot tell, and what this driver makes of it:
   events, state FAULT, every push refused, until an operator has re-armed the coder and calls
   clear_fault(). Back on-line, the driver erases its print items (a DLE + item number with no text,
   5.3.2-1 (2)) so a coder repeating in standard mode prints no code (`blank_after_mode_loss`).
+- stop() puts the coder on standby and then clears the buffer (a stop at the panel keeps it).
 - "Clear buffer" and "restart printing" are sent only while the coder is not printing (5.9.3-2 (2)):
   clear_fifo()/settle() refuse (Nak) while it is Ready. After a clear, the data set already fetched
   for the next print may still print, so nothing is proven flushed: every pending record is UNKNOWN.
@@ -300,7 +301,9 @@ class HitachiBuffer(StreamCoder):
                 if not await self._send(text, f"data set for seq {seq}", data=True):
                     if not await self._online():
                         raise Nak(f"{self.name}: seq {seq} refused: the coder is off-line")
-                    raise BufferFull(f"{self.name}: seq {seq} refused: the communication buffer is full")
+                    hint = ("" if len(self.mirror) > 1 else "; so early a refusal suggests the coder is not "
+                            "set up for the buffer (buffer function enabled, overwrite-enabled, t=fixed: 5.9.2 (1))")
+                    raise BufferFull(f"{self.name}: seq {seq} refused: the communication buffer is full{hint}")
                 if len(self.mirror) >= MIRROR_MAX:
                     self.mirror.pending.popleft()  # provably consumed by a print; no claim that it printed
                 self.mirror.pushed(seq)
@@ -354,8 +357,14 @@ class HitachiBuffer(StreamCoder):
         await self._exchange(op)
 
     async def stop(self) -> None:
-        """Standby (deflection voltage off): the buffer is kept (5.9.2 (2))."""
-        await self._exchange(lambda: self._must(self.cmd.remote(Remote.STANDBY), "standby"))
+        """Standby (deflection voltage off), then clear the buffer: the coder itself keeps its buffer over
+        a stop (5.9.2 (2)), but nothing queued by a stopped host may land on a product later."""
+
+        async def op() -> None:
+            await self._must(self.cmd.remote(Remote.STANDBY), "standby")
+            await self._clear_locked()
+
+        await self._exchange(op)
 
     async def clear_fault(self) -> None:
         async def op() -> None:

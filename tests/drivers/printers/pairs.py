@@ -112,7 +112,7 @@ HITACHI_CANNOT = frozenset({
     "buffer_full_raises",  # the full buffer does raise BufferFull; the check then reads fifo_depth
     "device_refusing_full_raises",  # reads last_printed
     "garbage_raises_protocol_error_and_recovers",  # reads fifo_depth at the end
-    "stop_clears_fifo",  # a stop (standby) keeps the buffer (5.9.2 (2)); it reads last_printed
+    "stop_clears_fifo",  # stop() does clear the buffer (standby, then clear); the check reads last_printed
     "stop_at_the_panel_is_noticed",  # same: a panel stop keeps the buffer, nothing is lost
     "power_loss",  # reads last_printed; after the outage the driver latches the off-line fault
 })

@@ -281,13 +281,19 @@ def test_capabilities_identity_status_and_prints(link: str) -> None:
             assert s.trigger(3) == 3
             assert s.printed == [r.text for r in recs(1, 3)]
             assert (await d.status()).state is PrinterState.PRINTING
-            await d.stop()  # standby keeps the buffer
+            s.stop_printing()  # a stop at the panel (standby) keeps the buffer
             assert (await d.status()).state is PrinterState.IDLE
             await d.start()
             assert s.trigger(3) == 2 and s.printed[3:] == [r.text for r in recs(4, 2)]
             assert (await d.status()).faults == {Fault.BUFFER_EMPTY}
             await d.clear_fault()
             assert (await d.status()).state is PrinterState.IDLE
+            await d.push(recs(6, 2))
+            await d.stop()  # the driver's stop also clears the buffer: nothing left to land later
+            assert (await d.status()).fifo_lost
+            assert PrintEventKind.FIFO_LOST in [e.kind for e in await drain(d)]
+            await d.start()
+            assert s.trigger(1) == 0 and len(s.printed) == 5
 
     run(go())
 
@@ -353,7 +359,7 @@ def test_clear_only_while_not_printing_and_restart_settles(link: str) -> None:
             await d.start()
             with pytest.raises(Nak, match="not printing"):
                 await d.clear_fifo()
-            await d.stop()
+            s.stop_printing()
             settled = await d.settle()  # clear buffer, then restart at once (N = 0)
             assert settled.fates.unknown == (1, 2, 3) and not settled.fates.flushed
             assert settled.status.fifo_lost
