@@ -14,6 +14,9 @@ What it answers (manual section in brackets):
   + 14 digits ETX [5.3.8, 5.3.10, 5.4.2]; ESC # (1BH 23H) status, answered STX '1' c r o a ETX (C#).
 - Framed ESC2 texts: 76H clear buffer, 77H restart printing [5.9.3-2], 72H + 30H..34H remote
   operation, always ACK even when it cannot act [5.3.9-2], 20H 31H + 4 digits print data recall [5.3.3].
+  The "existing machine" ESC texts the manual lists beside them: ESC 2DH clear, ESC 77H restart,
+  ESC 71H remote operation, ESC 55H + 3 digits / ESC 25H + 2 digits recall, bare ESC 79H/7AH
+  on/off-line and ESC 7BH time inquiry (answered STX ESC 7CH ..).
 Printing [5.9.2]: the first data set is fetched when Ready is set and one per print after that; a
 print with nothing fetched raises the "Communication Buffer Fault" (empty buffer fault enabled,
 timing print start, N = data number at fault) [5.9.2 examples 5, 6]. A panel stop (standby) keeps the
@@ -116,14 +119,15 @@ class HitachiSimProtocol:
     def _bare(self, head: bytes) -> bytes:
         if head == bytes([ESC, 0x23]):
             return self.status_reply()
-        if head == bytes([ESC2, 0x73]):
+        if head in (bytes([ESC2, 0x73]), bytes([ESC, 0x79])):
             self.go_online()
             return bytes([ACK])
-        if head == bytes([ESC2, 0x74]):
+        if head in (bytes([ESC2, 0x74]), bytes([ESC, 0x7A])):
             self.go_offline()
             return bytes([ACK])
-        if head == bytes([ESC2, 0x75]):
-            return bytes([STX, ESC2, 0x7F]) + time.strftime("%Y%m%d%H%M%S").encode() + bytes([ETX])
+        if head in (bytes([ESC2, 0x75]), bytes([ESC, 0x7B])):
+            reply = bytes([ESC2, 0x7F]) if head[0] == ESC2 else bytes([ESC, 0x7C])
+            return bytes([STX]) + reply + time.strftime("%Y%m%d%H%M%S").encode() + bytes([ETX])
         return bytes([NAK])
 
     def status_reply(self) -> bytes:
@@ -143,28 +147,31 @@ class HitachiSimProtocol:
             return bytes([NAK])
         if text[0] == DLE:
             return bytes([ACK if self._contents(text) else NAK])
-        if text[0] != ESC2 or len(text) < 2:
+        if text[0] not in (ESC, ESC2) or len(text) < 2:
             return bytes([NAK])
-        head, rest = text[1], text[2:]
-        if head in (0x76, 0x77) and not rest:
+        # ESC2 headers, or the "existing machine" ESC headers the RX also accepts (5.3.3, 5.3.9, 5.9.3-2)
+        esc2, head, rest = text[0] == ESC2, text[1], text[2:]
+        clear, restart, remote = (0x76, 0x77, 0x72) if esc2 else (0x2D, 0x77, 0x71)
+        if head in (clear, restart) and not rest:
             if time.monotonic() - self.last_print < self.print_s:
                 return bytes([NAK])
-            if head == 0x76:
+            if head == clear:
                 self.buffer.clear()  # the fetched data set stays: it "may be printed" (5.9.3-2 (1))
             else:
                 self.fetched, self.restart_at = None, time.monotonic()
                 self._fetch()
             return bytes([ACK])
-        if head == 0x72 and len(rest) == 1 and 0x30 <= rest[0] <= 0x34:
+        if head == remote and len(rest) == 1 and 0x30 <= rest[0] <= 0x34:
             self._remote(rest[0])
             return bytes([ACK])
-        if head == 0x20 and rest[:1] == b"1" and len(rest) == 5 and rest[1:].isdigit():
-            number = int(rest[1:])
-            if not 1 <= number <= 2000:
-                return bytes([NAK])
-            self.job = str(number)
-            return bytes([ACK])
-        return bytes([NAK])
+        size = {(True, 0x20): 5, (False, 0x55): 3, (False, 0x25): 2}.get((esc2, head))  # recall (5.3.3)
+        number = rest[1:] if esc2 else rest  # ESC2 20H carries classification 31H first
+        if size is None or len(rest) != size or (esc2 and rest[0] != 0x31) or not number.isdigit():
+            return bytes([NAK])
+        if not 1 <= int(number) <= 2000:
+            return bytes([NAK])  # an unregistered number: error 020
+        self.job = str(int(number))
+        return bytes([ACK])
 
     # -- the printer --------------------------------------------------------------------------
     def _contents(self, text: bytes) -> bool:

@@ -222,6 +222,15 @@ def test_sim_clear_and_restart_rules_5_9_3_2() -> None:
     assert [s.fire(), s.fire()] == ["A", "B"]
 
 
+def test_sim_existing_machine_messages() -> None:
+    s = sim()
+    assert s.receive(H("02 1B 2D 03") + H("02 1B 77 03")) == ACK + ACK  # 5.9.3-2 existing machine message
+    assert s.receive(H("02 1B 5A 03")) == NAK  # the C# client's PX/PXR restart is not an RX text
+    assert s.receive(H("02 1B 71 34 03")) == ACK  # 5.3.9-1 existing machine fault clear
+    assert s.receive(b"\x02\x1bU012\x03") == ACK and s.job == "12"  # 5.3.3-1 ESC 55H + 3 digits
+    assert s.receive(b"\x1b\x7b")[:3] == b"\x02\x1b\x7c"  # 5.3.10 existing machine time output
+
+
 def test_sim_bcc_and_injections() -> None:
     s = sim(bcc=True)
     assert s.receive(frame(b"\x101A", Bcc.XOR)) == ACK
@@ -394,6 +403,21 @@ def test_job_call_up_bcc_and_no_enq(link: str) -> None:
             await d.push(recs(1, 2))
             await d.start()
             assert s.trigger(2) == 2
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_esc_headers_of_older_models(link: str) -> None:
+    async def go() -> None:
+        async with linked(link, model=Model.PX, legacy_restart_header=0x77) as (d, s):
+            assert (await d.identity())["clock"]
+            await d.clear_fifo()  # STX ESC 2DH ETX, then STX ESC 77H ETX as the RX manual lists them
+            await d.push(recs(1, 1))  # PX: 10 characters per item, items 1 and 2
+            await d.start()
+            assert s.trigger(1) == 1 and s.printed == ["LOT7-000001"]
+            with pytest.raises(Nak, match="not settled"):
+                await d.select_job("12")
 
     run(go())
 
