@@ -127,6 +127,7 @@ class HitachiBuffer(StreamCoder):
         self._restart_pending = False
         self._restart_at: float | None = None  # monotonic time of the last restart's ACK
         self._items_used = 1
+        self._started = False  # what start()/stop() last commanded (the state without a status query)
 
     # -- reading the stream -------------------------------------------------------------------
     def _reset_parser(self) -> None:
@@ -223,9 +224,9 @@ class HitachiBuffer(StreamCoder):
                            PrintEvent(PrintEventKind.FAULT, now, faults=frozenset({Fault.OTHER}), detail=why)])
 
     def _doubt(self, why: str) -> None:
-        fates = self.mirror.lose()
-        if fates.unknown:
-            self._publish([PrintEvent(PrintEventKind.FIFO_LOST, time.monotonic(), detail=why)])
+        """A lost or garbled answer does not clear the coder's buffer: the failed call tells its caller
+        (a failed push is reconciled by the feeder), and a coder that lost power goes silent until the
+        link is declared down, after which `_after_outage` latches the fault."""
 
     async def _probe(self) -> None:
         await self._online()
@@ -263,7 +264,8 @@ class HitachiBuffer(StreamCoder):
                 online = st.online
             else:
                 online = await self._online()
-                state, faults, detail = PrinterState.IDLE, set(), "no status query: state not known"
+                state = PrinterState.PRINTING if self._started else PrinterState.IDLE
+                faults, detail = set(), "no status query: the state is what this driver last commanded"
             if self._mode_lost is not None:
                 if online and self.settings.blank_after_mode_loss and not self._blanked:
                     await self._blank()
@@ -353,6 +355,7 @@ class HitachiBuffer(StreamCoder):
                 await asyncio.sleep(max(0.0, wait))
             if self.settings.status_query and (st := await self._query()).state is not PrinterState.PRINTING:
                 raise Nak(f"{self.name}: the coder did not become ready: {st.detail}")
+            self._started = True
 
         await self._exchange(op)
 
@@ -362,6 +365,7 @@ class HitachiBuffer(StreamCoder):
 
         async def op() -> None:
             await self._must(self.cmd.remote(Remote.STANDBY), "standby")
+            self._started = False
             await self._clear_locked()
 
         await self._exchange(op)

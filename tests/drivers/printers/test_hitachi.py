@@ -408,6 +408,21 @@ def test_job_call_up_bcc_and_no_enq(link: str) -> None:
 
 
 @pytest.mark.parametrize("link", LINKS)
+def test_without_the_status_query_dc2_tells_off_line(link: str) -> None:
+    async def go() -> None:
+        async with linked(link, status_query=False) as (d, s):
+            assert not d.capabilities.status
+            await d.push(recs(1, 2))
+            await d.start()
+            assert (await d.status()).state is PrinterState.PRINTING and s.trigger(2) == 2
+            s.hitachi.go_offline()
+            st = await d.status()  # DC2 answered NAK (5.4.1)
+            assert (st.state, st.fifo_lost) == (PrinterState.FAULT, True)
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
 def test_esc_headers_of_older_models(link: str) -> None:
     async def go() -> None:
         async with linked(link, model=Model.PX, legacy_restart_header=0x77) as (d, s):
