@@ -10,8 +10,14 @@ What the public protocol can and cannot tell, and what this driver makes of it:
   sets remain or were consumed, and nothing announces a print: no counter, no print-complete. So
   `last_printed`, `fifo_depth` and `print_count` stay None, Capabilities say counters=False,
   print_complete_events=False, proves_flush=False, and prints are confirmed by the camera only.
-- The status query gives on/off-line, "reception possible", the operation state (Ready = printing,
-  standby, stop, faults including "Communication Buffer Fault") and the alarm (ink low).
+- The status query (the C# client marks it "PX, PXR, RX -- SOP-04": an option; `status_query: false`
+  falls back to DC2, which only tells on/off-line) gives on/off-line, "reception possible", the
+  operation state (Ready = printing, standby, stop, faults including "Communication Buffer Fault")
+  and the alarm (ink low).
+- The coder setup 5.9.2 (1) requires (buffer function enabled, overwrite-enabled, t=fixed, buffer
+  repeat count 1, empty buffer fault at print start) cannot be read back: neither source documents a
+  reply that holds it. What the driver checks is the coder's status, and a refusal of the first data
+  sets (an overwrite-protected coder takes one text, then refuses until it printed) names that setup.
 - A push answered NAK means the buffer is full (5.9.4 (1)) unless the coder is off-line; the status
   query (or DC2 without it) tells which.
 - Going off-line clears the buffer and the coder prints its current content on every product in
@@ -98,7 +104,7 @@ class HitachiSettings(StreamSettings):
     first_item: int = Field(1, ge=1, le=100, description="print item that takes the code (5.3.2-2)")
     item_chars: int | None = Field(None, ge=1, le=80, description="chars per item; None: 10 on ESC models, "
                                                                    "one item per code on RX-class")
-    status_query: bool = Field(True, description="ESC # status query (PX/PXR: needs option SOP-04)")
+    status_query: bool = Field(True, description="ESC # status query (C#: PX, PXR, RX with option SOP-04)")
     restart_settle_s: float = Field(0.5, ge=0, le=10, description="wait after restart's ACK (5.9.3-2: 500 ms)")
     legacy_restart_header: int = Field(0x5A, ge=0x20, le=0x7F, description="ESC model restart header (C#: 5AH)")
     latch_after_outage: bool = Field(True, description="a link outage latches the off-line fault")

@@ -59,6 +59,8 @@ class HitachiSimProtocol:
     empty_fault: bool = True
     online_at_power_up: bool = False
     online: bool = True
+    overwrite_enabled: bool = True  # the setup 5.9.2 (1) requires; False shows what a wrong setup does
+    receptive: bool = True  # "ready for reception" (overwrite-protected: cleared by each text, 5.5.1 (1))
     buffer_mode: bool = True  # the buffer function is armed (it is lost by going off-line)
     operation: int = STANDBY
     alarm: int = 0x30
@@ -114,7 +116,9 @@ class HitachiSimProtocol:
     def _control(self, b: int) -> bytes:
         if b == DC3:
             return bytes([ACK])
-        return bytes([ACK if self.online else NAK])
+        if b == DC2 and self.online:
+            self.receptive = True  # 5.5.1 (1) (b): DC2 makes the printer ready for reception again
+        return bytes([ACK if self.online and (b == DC2 or self.receptive) else NAK])
 
     def _bare(self, head: bytes) -> bytes:
         if head == bytes([ESC, 0x23]):
@@ -131,7 +135,7 @@ class HitachiSimProtocol:
         return bytes([NAK])
 
     def status_reply(self) -> bytes:
-        reception = self.online and self.room_items() > 0
+        reception = self.online and self.receptive and self.room_items() > 0
         return bytes([STX, 0x31, 0x30 + self.online, 0x30 + reception, self.operation, self.alarm, ETX])
 
     def _text(self, raw: bytes) -> bytes:
@@ -192,7 +196,10 @@ class HitachiSimProtocol:
         if self.model.force_full:
             self.model.force_full -= 1
             return False
+        if not self.receptive:
+            return False
         self.buffer.append(items)
+        self.receptive = self.overwrite_enabled
         if self.fetched is None and self.operation == READY:
             self._fetch()
         return True
@@ -241,7 +248,7 @@ class HitachiSimProtocol:
             if self.fetched is not None:  # else (empty buffer fault disabled): the last content again
                 self.message.update(self.fetched)
                 self.fetched = None
-        self.last_print = now
+        self.last_print, self.receptive = now, True
         text = b"".join(self.message[k] for k in sorted(self.message)).decode("latin-1")
         m.printed.append(text)
         m.counter += 1
@@ -283,11 +290,12 @@ class HitachiSim(StreamSim):
         print_s: float = 0.0,
         empty_fault: bool = True,
         online_at_power_up: bool = False,
+        overwrite_enabled: bool = True,
     ) -> None:
         self.hitachi = HitachiSimProtocol(
             CoderModel(capacity=capacity or 100), refill_n=refill_n, bcc=bcc, sets=capacity,
             restart_delay_s=restart_delay_s, print_s=print_s, empty_fault=empty_fault,
-            online_at_power_up=online_at_power_up,
+            online_at_power_up=online_at_power_up, overwrite_enabled=overwrite_enabled,
         )
         self.hitachi.inject.banned = bytes([ACK, NAK, STX, ETX, ENQ])
         super().__init__(self.hitachi, rate_per_min=rate_per_min, baud=baud, faults=faults)

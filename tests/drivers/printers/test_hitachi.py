@@ -361,6 +361,17 @@ def test_full_buffer_and_offline_refusals(link: str) -> None:
 
 
 @pytest.mark.parametrize("link", LINKS)
+def test_a_coder_left_overwrite_protected_is_named(link: str) -> None:
+    async def go() -> None:
+        async with linked(link, {"overwrite_enabled": False}) as (d, _sim):
+            await d.push(recs(1, 1))
+            with pytest.raises(BufferFull, match="overwrite-enabled"):  # 5.5.1 (1): ENQ now answered NAK
+                await d.push(recs(2, 1))
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
 def test_clear_only_while_not_printing_and_restart_settles(link: str) -> None:
     async def go() -> None:
         async with linked(link, {"restart_delay_s": 0.2}, restart_settle_s=0.2) as (d, s):
