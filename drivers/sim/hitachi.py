@@ -26,6 +26,8 @@ product in standard mode, also back on-line, until the buffer function is set up
 once [5.5.1 (2)]. A print start within `restart_delay_s` of the ACK to "restart printing" is the
 "Invalid Data Change Timing" fault [5.9.3-2 (2), 5.9.4 (2)]. Power-up: buffer empty, ink stopped,
 on-line only with "Comm. port ON at power-up" [5.2.1; default off].
+`overwrite_enabled=False` shows a coder left "overwrite-protected": after each text it answers ENQ
+with NAK until it printed or got DC2 [5.5.1 (1)].
 Assumptions where the manual is silent (pessimistic, so a driver built on them stays safe): "clear
 buffer" / "restart printing" during a print (within `print_s` of a print start) are NAK'd; the BCC is
 the XOR of text and ETX; a buffered text answered NAK stores nothing.
@@ -136,7 +138,8 @@ class HitachiSimProtocol:
 
     def status_reply(self) -> bytes:
         reception = self.online and self.receptive and self.room_items() > 0
-        return bytes([STX, 0x31, 0x30 + self.online, 0x30 + reception, self.operation, self.alarm, ETX])
+        alarm = 0x31 if Fault.INK_LOW in self.model.faults else self.alarm  # "Ink Low Warning"
+        return bytes([STX, 0x31, 0x30 + self.online, 0x30 + reception, self.operation, alarm, ETX])
 
     def _text(self, raw: bytes) -> bytes:
         end = raw.index(ETX)

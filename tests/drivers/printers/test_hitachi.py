@@ -459,7 +459,9 @@ def test_garbage_silence_and_power_loss(link: str) -> None:
             with pytest.raises(DeviceTimeout):
                 await d.status()
             await d.push(recs(1, 4))
-            assert (await d.status()).state is PrinterState.IDLE
+            s.inject(SimFault.INK_LOW)
+            st = await d.status()
+            assert (st.state, st.faults) == (PrinterState.IDLE, {Fault.INK_LOW})
             await s.power_off()
             with pytest.raises(LinkDown):
                 for _ in range(10):
