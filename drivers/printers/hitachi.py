@@ -155,22 +155,22 @@ class HitachiBuffer(StreamCoder):
 
     async def _answer(self, what: str) -> bool:
         """ACK/NAK; an unsolicited status text (SOP-04) or ENQ on the way is acknowledged and noted."""
-        while True:
+        answer: bool | None = None
+        while answer is None or self._rx:  # unsolicited traffic may also follow the answer
             b = await self._byte(what)
             if b == ENQ:
                 await self.link.write(bytes([ACK]))
-                continue
-            if b == STX:
+            elif b == STX:
                 self._note(parse_status(await self._rest_of_text(what)))
                 await self.link.write(bytes([ACK]))
-                continue
-            try:
-                ok = parse_answer(b)
-            except ProtocolError as exc:
-                raise ProtocolError(f"{self.name}: {exc} ({what})") from exc
-            if self._rx:
-                raise ProtocolError(f"{self.name}: {bytes(self._rx[:8])!r} after the {what}")
-            return ok
+            elif answer is not None:
+                raise ProtocolError(f"{self.name}: 0x{b:02X} after the {what}")
+            else:
+                try:
+                    answer = parse_answer(b)
+                except ProtocolError as exc:
+                    raise ProtocolError(f"{self.name}: {exc} ({what})") from exc
+        return answer
 
     async def _control(self, byte: int, what: str) -> bool:
         await self.link.write(bytes([byte]))
