@@ -10,8 +10,9 @@ What the public protocol can and cannot tell, and what this driver makes of it:
   sets remain or were consumed, and nothing announces a print: no counter, no print-complete. So
   `last_printed`, `fifo_depth` and `print_count` stay None, Capabilities say counters=False,
   print_complete_events=False, proves_flush=False, and prints are confirmed by the camera only.
-- The status query (the C# client marks it "PX, PXR, RX -- SOP-04": an option; `status_query: false`
-  falls back to DC2, which only tells on/off-line) gives on/off-line, "reception possible", the
+- The status query (not in the RX manual; the C# client marks it "PX, PXR, RX -- SOP-04": an option.
+  `status_query` None (default) tries it on every (re)connect and, if the coder does not answer it
+  while it does answer DC2, uses DC2, which only tells on/off-line) gives on/off-line, "reception possible", the
   operation state (Ready = printing, standby, stop, faults including "Communication Buffer Fault")
   and the alarm (ink low).
 - The coder setup 5.9.2 (1) requires (buffer function enabled, overwrite-enabled, t=fixed, buffer
@@ -45,8 +46,10 @@ guess, off by default), job call-up on ESC models (sources disagree), the undocu
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from pydantic import Field
@@ -55,6 +58,7 @@ from drivers.printers.base import (
     BadRecord,
     BufferFull,
     Capabilities,
+    DeviceTimeout,
     Fault,
     Nak,
     PrinterState,
@@ -92,7 +96,9 @@ from drivers.printers.hitachi_codec import (
 )
 from drivers.printers.stream_coder import StreamCoder, StreamSettings
 
+log = logging.getLogger(__name__)
 MIRROR_MAX = BUFFER_ITEMS + 1  # at most 100 data sets in the buffer plus the one fetched for the next print
+UNSOLICITED_MAX = 8  # ENQs and status texts taken while waiting for one ACK/NAK
 
 
 class HitachiSettings(StreamSettings):
@@ -104,7 +110,8 @@ class HitachiSettings(StreamSettings):
     first_item: int = Field(1, ge=1, le=100, description="print item that takes the code (5.3.2-2)")
     item_chars: int | None = Field(None, ge=1, le=80, description="chars per item; None: 10 on ESC models, "
                                                                    "one item per code on RX-class")
-    status_query: bool = Field(True, description="ESC # status query (C#: PX, PXR, RX with option SOP-04)")
+    status_query: bool | None = Field(None, description="ESC # status query (C#: PX, PXR, RX with option "
+                                                        "SOP-04); None: used when the coder answers it")
     restart_settle_s: float = Field(0.5, ge=0, le=10, description="wait after restart's ACK (5.9.3-2: 500 ms)")
     legacy_restart_header: int = Field(0x5A, ge=0x20, le=0x7F, description="ESC model restart header (C#: 5AH)")
     latch_after_outage: bool = Field(True, description="a link outage latches the off-line fault")
@@ -121,7 +128,7 @@ class HitachiBuffer(StreamCoder):
         self.item_chars = settings.item_chars or (80 if settings.model.esc2 else 10)
         self.capabilities = Capabilities(
             fifo_capacity=settings.buffer_size, indexed=False, print_complete_events=False, counters=False,
-            kind=CoderKind.COUNTED_FIFO, status=settings.status_query, double_print_guard=False,
+            kind=CoderKind.COUNTED_FIFO, status=settings.status_query is not False, double_print_guard=False,
             proves_flush=False,
             extra={"protocol": "hitachi-buffer", "model": settings.model.value,
                    "confirmation": "none from the coder: prints are confirmed by the camera"},
@@ -134,6 +141,7 @@ class HitachiBuffer(StreamCoder):
         self._restart_at: float | None = None  # monotonic time of the last restart's ACK
         self._items_used = 1
         self._started = False  # what start()/stop() last commanded (the state without a status query)
+        self._use_status = settings.status_query is not False
 
     # -- reading the stream -------------------------------------------------------------------
     def _reset_parser(self) -> None:
@@ -156,7 +164,9 @@ class HitachiBuffer(StreamCoder):
     async def _answer(self, what: str) -> bool:
         """ACK/NAK; an unsolicited status text (SOP-04) or ENQ on the way is acknowledged and noted."""
         answer: bool | None = None
-        while answer is None or self._rx:  # unsolicited traffic may also follow the answer
+        for _ in range(UNSOLICITED_MAX):
+            if answer is not None and not self._rx:  # unsolicited traffic may also follow the answer
+                return answer
             b = await self._byte(what)
             if b == ENQ:
                 await self.link.write(bytes([ACK]))
@@ -170,7 +180,7 @@ class HitachiBuffer(StreamCoder):
                     answer = parse_answer(b)
                 except ProtocolError as exc:
                     raise ProtocolError(f"{self.name}: {exc} ({what})") from exc
-        return answer
+        raise ProtocolError(f"{self.name}: unsolicited ENQ/status without end while waiting for the {what}")
 
     async def _control(self, byte: int, what: str) -> bool:
         await self.link.write(bytes([byte]))
@@ -206,7 +216,7 @@ class HitachiBuffer(StreamCoder):
 
     async def _online(self) -> bool:
         """Whether the coder is on-line: the status query, or DC2 (ACK on-line, NAK off-line: 5.4.1)."""
-        if self.settings.status_query:
+        if self._use_status:
             return (await self._query()).online
         online = await self._control(DC2, "answer to DC2")
         if not online:
@@ -235,6 +245,21 @@ class HitachiBuffer(StreamCoder):
         link is declared down, after which `_after_outage` latches the fault."""
 
     async def _probe(self) -> None:
+        if self.settings.status_query is None:
+            try:
+                await self._query()
+            except (DeviceTimeout, Nak, ProtocolError) as exc:
+                await self._resync()
+                if self._use_status:
+                    log.warning("%s: no answer to the status query ESC # (%s); trying DC2 (on/off-line only)",
+                                self.name, exc)
+                self._use_status = False
+                self.capabilities = replace(self.capabilities, status=False)
+                await self._online()  # DC2; silence here too: no coder there at all
+                return
+            self._use_status = True
+            self.capabilities = replace(self.capabilities, status=True)
+            return
         await self._online()
 
     async def _after_outage(self) -> None:
@@ -264,7 +289,7 @@ class HitachiBuffer(StreamCoder):
 
     async def status(self) -> PrinterStatus:
         async def op() -> PrinterStatus:
-            if self.settings.status_query:
+            if self._use_status:
                 st = await self._query()
                 state, faults, detail = st.state, set(st.faults), st.detail
                 online = st.online
@@ -320,7 +345,7 @@ class HitachiBuffer(StreamCoder):
         await self._exchange(op, stores=True)
 
     async def _clear_locked(self) -> Fates:
-        st = await self._query() if self.settings.status_query else None
+        st = await self._query() if self._use_status else None
         if st is not None and not st.online:
             return self.mirror.lose()  # the coder cleared its buffer itself when it went off-line
         if st is not None and st.state is PrinterState.PRINTING:
@@ -349,7 +374,7 @@ class HitachiBuffer(StreamCoder):
         async def op() -> None:
             if self._mode_lost is not None:
                 raise Nak(f"{self.name}: {self._mode_lost}; re-arm the coder and clear the fault first")
-            st = await self._query() if self.settings.status_query else None
+            st = await self._query() if self._use_status else None
             if self._restart_pending:
                 if st is not None and st.state is PrinterState.PRINTING:
                     raise Nak(f"{self.name}: 'restart printing' only while not printing (5.9.3-2 (2))")
@@ -359,7 +384,7 @@ class HitachiBuffer(StreamCoder):
             if self._restart_at is not None:
                 wait = self._restart_at + self.settings.restart_settle_s - time.monotonic()
                 await asyncio.sleep(max(0.0, wait))
-            if self.settings.status_query and (st := await self._query()).state is not PrinterState.PRINTING:
+            if self._use_status and (st := await self._query()).state is not PrinterState.PRINTING:
                 raise Nak(f"{self.name}: the coder did not become ready: {st.detail}")
             self._started = True
 
@@ -378,7 +403,7 @@ class HitachiBuffer(StreamCoder):
 
     async def clear_fault(self) -> None:
         async def op() -> None:
-            st = await self._query() if self.settings.status_query else None
+            st = await self._query() if self._use_status else None
             online = st.online if st is not None else await self._online()
             if not online:
                 raise Nak(f"{self.name}: the coder is still off-line; switch it on-line and re-arm its buffer")

@@ -62,6 +62,7 @@ class HitachiSimProtocol:
     online_at_power_up: bool = False
     online: bool = True
     overwrite_enabled: bool = True  # the setup 5.9.2 (1) requires; False shows what a wrong setup does
+    answers_status: bool = True  # the status query is an option (C#: SOP-04); without it: silence
     receptive: bool = True  # "ready for reception" (overwrite-protected: cleared by each text, 5.5.1 (1))
     buffer_mode: bool = True  # the buffer function is armed (it is lost by going off-line)
     operation: int = STANDBY
@@ -124,7 +125,7 @@ class HitachiSimProtocol:
 
     def _bare(self, head: bytes) -> bytes:
         if head == bytes([ESC, 0x23]):
-            return self.status_reply()
+            return self.status_reply() if self.answers_status else b""
         if head in (bytes([ESC2, 0x73]), bytes([ESC, 0x79])):
             self.go_online()
             return bytes([ACK])
@@ -294,11 +295,13 @@ class HitachiSim(StreamSim):
         empty_fault: bool = True,
         online_at_power_up: bool = False,
         overwrite_enabled: bool = True,
+        answers_status: bool = True,
     ) -> None:
         self.hitachi = HitachiSimProtocol(
             CoderModel(capacity=capacity or 100), refill_n=refill_n, bcc=bcc, sets=capacity,
             restart_delay_s=restart_delay_s, print_s=print_s, empty_fault=empty_fault,
             online_at_power_up=online_at_power_up, overwrite_enabled=overwrite_enabled,
+            answers_status=answers_status,
         )
         self.hitachi.inject.banned = bytes([ACK, NAK, STX, ETX, ENQ])
         super().__init__(self.hitachi, rate_per_min=rate_per_min, baud=baud, faults=faults)

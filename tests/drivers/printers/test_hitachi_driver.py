@@ -214,10 +214,12 @@ def test_job_call_up_bcc_and_no_enq(link: str) -> None:
     run(go())
 
 
-@pytest.mark.parametrize("link", LINKS)
-def test_without_the_status_query_dc2_tells_off_line(link: str) -> None:
+@pytest.mark.parametrize(("link", "fitted"), [("pty", True), ("tcp", True), ("pty", False), ("tcp", False)])
+def test_without_the_status_query_dc2_tells_off_line(link: str, fitted: bool) -> None:
+    """`status_query: false`, or a coder that does not answer ESC # (no option SOP-04) in the default."""
+
     async def go() -> None:
-        async with linked(link, status_query=False) as (d, s):
+        async with linked(link, {"answers_status": fitted}, status_query=False if fitted else None) as (d, s):
             assert not d.capabilities.status
             await d.push(recs(1, 2))
             await d.start()
