@@ -348,7 +348,7 @@ class HitachiBuffer(StreamCoder):
         st = await self._query() if self._use_status else None
         if st is not None and not st.online:
             return self.mirror.lose()  # the coder cleared its buffer itself when it went off-line
-        if st is not None and st.state is PrinterState.PRINTING:
+        if st.state is PrinterState.PRINTING if st is not None else self._started:
             raise Nak(f"{self.name}: 'clear buffer' only while not printing (RX manual 5.9.3-2 (2)); stop first")
         await self._must(self.cmd.clear_buffer, "clear buffer")
         self._restart_pending = True
