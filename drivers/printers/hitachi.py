@@ -316,6 +316,9 @@ class HitachiBuffer(StreamCoder):
             text = recall(int(name))
         except ValueError as exc:
             raise Nak(f"{self.name}: job {name!r}: the coder calls up print data by number 1..2000") from exc
+        if len(self.mirror):
+            raise Nak(f"{self.name}: call up print data before codes are queued (RX manual 5.9.3-3); "
+                      f"{len(self.mirror)} are in the buffer: clear it first")
         await self._exchange(lambda: self._must(text, f"call-up of print data {name}"))
 
     async def push(self, records: Sequence[Record]) -> None:

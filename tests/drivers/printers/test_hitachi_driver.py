@@ -208,6 +208,8 @@ def test_job_call_up_bcc_and_no_enq(link: str) -> None:
             with pytest.raises(Nak, match=r"1\.\.2000"):
                 await d.select_job("JOB-42")
             await d.push(recs(1, 2))
+            with pytest.raises(Nak, match=r"5\.9\.3-3"):
+                await d.select_job("13")
             await d.start()
             assert s.trigger(2) == 2
 
