@@ -145,6 +145,8 @@ class HitachiSimProtocol:
     def _text(self, raw: bytes) -> bytes:
         end = raw.index(ETX)
         text = raw[1:end]
+        if end + 1 > 3000:
+            return bytes([NAK])  # 5.3.1 (8): at most 3000 bytes including STX and ETX
         if self.bcc:
             check = 0
             for b in text + bytes([ETX]):

@@ -164,6 +164,7 @@ def test_sim_buffer_holds_100_items_and_1000_characters() -> None:
     assert all(s.receive(data_set("C" * 80)) == ACK for _ in range(12))  # 960 characters
     assert s.receive(data_set("C" * 80)) == NAK
     assert s.receive(frame(print_contents([(1, "A")]) + b"\x10\x32B" * 8)) == NAK  # 9 items at once
+    assert s.receive(b"\x02\x10\x31" + b"A" * 2998 + b"\x03") == NAK  # 3001 bytes (5.3.1 (8))
 
 
 def test_sim_prints_one_set_per_print_and_faults_when_empty() -> None:
