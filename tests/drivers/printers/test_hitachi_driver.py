@@ -19,6 +19,7 @@ from drivers.printers.base import (
     Fault,
     LinkDown,
     Nak,
+    PrinterError,
     PrinterState,
     PrintEvent,
     PrintEventKind,
@@ -334,3 +335,32 @@ def test_an_unsolicited_offline_status_latches_the_fault(after: bool) -> None:
                                     b"\x05", b"\x0211120", b"\x06\x0211120\x03", b"\x06\x02\x03"])
 def test_random_answers_raise_only_printer_errors(answer: bytes) -> None:
     only_printer_errors(lambda url: HitachiBuffer(HitachiSettings(url=url, timeout_s=0.1, retries=0)), answer)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_wire_faults_never_print_a_code_twice(seed: int) -> None:
+    """Seeded wire faults on every request; a record whose push failed is never sent again (it is in
+    doubt, as the feeder does). Everything the coder acknowledged prints once, in order; nothing else."""
+
+    async def go() -> None:
+        spec = f"nak:0.05,garbage:0.05,silence:0.03,buffer_full:0.05,seed={seed}"
+        async with linked("tcp", {"faults": spec}, timeout_s=0.1, link_down_after=50) as (d, s):
+            acked: list[str] = []
+            for _ in range(20):  # start() itself may meet a fault
+                with contextlib.suppress(PrinterError):
+                    await d.start()
+                    break
+            for r in recs(1, 120):
+                try:
+                    await d.push([r])
+                    acked.append(r.text)
+                except PrinterError:
+                    pass  # in doubt: never sent again
+                if r.seq % 4 == 0:  # products pass, never more than are queued (an empty buffer faults)
+                    s.trigger(min(2, len(acked) - len(s.printed)))
+            s.plan.rates.clear()
+            s.trigger(len(acked) - len(s.printed))
+            assert s.printed[: len(acked)] == acked and len(set(s.printed)) == len(s.printed)
+            assert len(s.printed) == len(acked)
+
+    run(go())
