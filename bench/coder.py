@@ -76,7 +76,8 @@ def _protocols() -> list[Protocol]:
         from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
         from drivers.sim.hitachi import HitachiSim
 
-        out.append(Protocol("hitachi", 200, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
+        # the buffer holds 100 items / 1,000 characters (RX manual 5.9.2): 32 of the 31-character codes
+        out.append(Protocol("hitachi", 32, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
                             lambda u, c: HitachiBuffer(HitachiSettings(url=u, buffer_size=c, baud=BAUD))))
     return out
 

@@ -96,16 +96,25 @@ def _markem(url: str, capacity: int) -> Printer:
 
 
 def _hitachi(url: str, capacity: int) -> Printer:
-    return HitachiBuffer(HitachiSettings(url=url, buffer_size=capacity, timeout_s=TIMEOUT_S, retries=RETRIES))
+    return HitachiBuffer(HitachiSettings(url=url, buffer_size=capacity, timeout_s=TIMEOUT_S, retries=RETRIES,
+                                         restart_settle_s=HITACHI_RESTART_S))
 
 
-# The public Hitachi protocol reports no depth, counter or print-complete, and has no job call-up in
-# the pages we follow: every check that reads last_printed / fifo_depth or selects a job cannot apply.
-# What it can show (refusals, restart after N sets, clear, off-line, power loss) is in test_hitachi.py.
+# The Hitachi buffer (RX manual rev D 5.9) reports no depth, no counter and no print-complete, and the
+# status query (ESC #) gives only on-line, reception, operation and alarm: every check that reads
+# last_printed / fifo_depth / print_count cannot apply. Its own versions are in test_hitachi.py.
+HITACHI_RESTART_S = 0.05
 HITACHI_CANNOT = frozenset({
-    "identity_and_idle_status", "select_job", "prints_confirmed_in_order", "index_wraps_over_many_refills",
-    "buffer_full_raises", "device_refusing_full_raises", "garbage_raises_protocol_error_and_recovers",
-    "stop_clears_fifo", "stop_at_the_panel_is_noticed", "power_loss",
+    "identity_and_idle_status",  # fifo_depth is None: the coder cannot say how many sets it holds
+    "select_job",  # print data call-up takes a message number 1..2000 (5.3.3), not a name
+    "prints_confirmed_in_order",  # no counter, no print-complete: prints are confirmed by the camera
+    "index_wraps_over_many_refills",  # no index and no last_printed
+    "buffer_full_raises",  # the full buffer does raise BufferFull; the check then reads fifo_depth
+    "device_refusing_full_raises",  # reads last_printed
+    "garbage_raises_protocol_error_and_recovers",  # reads fifo_depth at the end
+    "stop_clears_fifo",  # stop() does clear the buffer (standby, then clear); the check reads last_printed
+    "stop_at_the_panel_is_noticed",  # same: a panel stop keeps the buffer, nothing is lost
+    "power_loss",  # reads last_printed; after the outage the driver latches the off-line fault
 })
 
 PAIRS: list[Pair] = [
@@ -118,5 +127,6 @@ PAIRS: list[Pair] = [
          _generic("example_stx")),
     Pair("videojet_wsi", lambda cap: VideojetSim(capacity=cap), _videojet),
     Pair("markem_ngpcl", lambda cap: MarkemSim(capacity=cap), _markem),
-    Pair("hitachi", lambda cap: HitachiSim(capacity=cap, refill_n=0), _hitachi, skip=HITACHI_CANNOT),
+    Pair("hitachi", lambda cap: HitachiSim(capacity=cap, restart_delay_s=HITACHI_RESTART_S), _hitachi,
+         skip=HITACHI_CANNOT),
 ]
