@@ -190,10 +190,15 @@ class MarkemNgpcl(StreamCoder):
         return int(raw)
 
     async def _device_status(self) -> tuple[str, ...]:
+        """The nine core fields of 5.11, found by the 9-character allocation-remaining field: the guide's
+        example has it 7th after the status, real coders send one more leading field (always 0 in the
+        captures), so it is 8th there; adopter data may follow the mode."""
         body = self._body(await self._request(DEVICE_STATUS, "DS", "device status"), "device status")
-        if len(body) < 9 or any(f not in ("0", "1") for f in body[:4]) or body[7] not in PACKML:
+        offset = 1 if len(body) >= 10 and len(body[7]) == 9 else 0
+        core = body[offset:offset + 9]
+        if len(core) < 9 or len(core[6]) != 9 or any(f not in ("0", "1") for f in core[:4]) or core[7] not in PACKML:
             raise ProtocolError(f"{self.name}: device status ~DS {body!r} is not the layout of section 5.11")
-        return body
+        return core
 
     # -- the slot -----------------------------------------------------------------------------
     def _publish_fates(self, fates: Fates, why: str) -> None:
@@ -329,8 +334,9 @@ class MarkemNgpcl(StreamCoder):
             if before is not None:
                 self._account(before)
             if len(records) > self.mirror.room:
-                raise BufferFull(f"{self.name}: a single-slot coder holds one code; seq "
-                                 f"{self.mirror.pending[0][0]} is not proven printed yet")
+                waiting = f"seq {self.mirror.pending[0][0]} is not proven printed yet" if self.mirror.pending else \
+                    f"{len(records)} records pushed"
+                raise BufferFull(f"{self.name}: a single-slot coder holds one code; {waiting}")
             record = records[0]
             self.mirror.pushed(record.seq)  # from here a lost answer leaves it in doubt (_doubt)
             self._slot_seq, self._baseline = None, None
@@ -357,8 +363,6 @@ class MarkemNgpcl(StreamCoder):
                     self._doubt(f"{after - before} print(s) while seq {record.seq} was imaged")
                     return
                 self._baseline = after
-            if len(records) > 1:
-                raise BufferFull(f"{self.name}: seq {record.seq} stored; a single slot takes one code at a time")
 
         await self._exchange(op, stores=True)
 

@@ -10,7 +10,8 @@ CR LF, the status field is on (`{~DS0|...}`, `{~JN0|...}`, `{~FC0|...}`), an unk
 The coder (section 10.2, 5.5-5.7): one job with one updatable user-input field. A Job Update replaces
 the field and images it; every trigger prints whatever the field holds (the field keeps its value,
 5.6 reads it back), so a code not replaced in time prints twice; a stop does not empty the field and
-nor (the sim's choice, the document is silent) does a power loss. Device Status (5.11) reports the
+nor (the sim's choice, the document is silent) does a power loss. Device Status (5.11) reports, after
+the leading field real coders send (always 0 in the captures, absent from the guide's example), the
 producing / aborted / warning / imaging-complete flags, the result of the last select or update and
 the PackML state (section 6): READY 04 at rest, PRODUCING 06, HELD 11, ABORTED 09 when a stopping
 fault happens (captured "beam stop": aborted and warning flags set). State Change (5.22) targets only
@@ -131,6 +132,7 @@ class MarkemSimProtocol:
     jobs: tuple[str, ...] | None = None  # the coder's jobs; None: any name exists
     job: str = ""
     reply_status: bool = True  # the coder's 'status field' setting (4.4.3)
+    ds_lead: bool = True  # real coders send one more field before the producing flag (captures); the guide none
     inject: Injection = field(default_factory=lambda: Injection(banned=b"{}~|\x02\x03"))
     held: bool = False
     last_update: str = "0"  # 5.11 result of the last job select or update
@@ -181,7 +183,8 @@ class MarkemSimProtocol:
                 warning = aborted or Fault.INK_LOW in m.faults
                 flags = ("1" if m.running and not aborted else "0", "1" if aborted else "0",
                          "1" if warning else "0", "1" if m.imaged else "0")
-                return self._response("DS", *flags, self.last_update, "0", "000000000", self.state, "1")
+                lead = ("0",) if self.ds_lead else ()
+                return self._response("DS", *lead, *flags, self.last_update, "0", "000000000", self.state, "1")
             case "JR":  # 5.3 / 5.4
                 return self._response("JN", self.job, ok=bool(self.job)) if f == ("",) else None
             case "JS":  # 5.2
@@ -227,12 +230,10 @@ class MarkemSimProtocol:
     def _update(self, pairs: tuple[str, ...], ident: str) -> Message:
         """Field name/value pairs of a select or update: every field must be in the image (10.2)."""
         names, values = pairs[0::2], pairs[1::2]
-        if any(name != self.field_name for name in names):
-            self.last_update = "4"
+        if any(name != self.field_name for name in names):  # 5.11 has no result code for it: unchanged
             return Message(ident, ("1",))
         for value in values:
             if not self.slot_model.enqueue(value):
-                self.last_update = "4"
                 return Message(ident, ("1",))
         self.last_update = "2"
         return Message(ident, ("0",))
@@ -265,8 +266,9 @@ class MarkemSim(StreamSim):
         field_name: str = "SERIAL",
         jobs: tuple[str, ...] | None = None,
         reply_status: bool = True,
+        ds_lead: bool = True,
     ) -> None:
         del capacity
         protocol = MarkemSimProtocol(SlotModel(capacity=1), field_name=field_name, jobs=jobs,
-                                     reply_status=reply_status)
+                                     reply_status=reply_status, ds_lead=ds_lead)
         super().__init__(protocol, rate_per_min=rate_per_min, baud=baud, faults=faults)
