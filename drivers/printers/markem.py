@@ -32,9 +32,12 @@ from ABORTED, the PackML way out if the coder permits it (there is no fault-rese
 
 Left out / settings with the safe default: the checkfield, Unicode and traditional-vs-printable are
 device settings (codec docstring; `delimiters` here); the reply status field is a device setting
-(4.4.3), on in every capture (`reply_status`); how long imaging takes is not published (`imaging_s`,
-conservative); when the count counts a print (start or end) is not published, so nothing is ever
-proven FLUSHED (proves_flush False): a code whose print is not counted goes in doubt.
+(4.4.3), on in every capture (`reply_status`; the counts reply shows which, and wins); how long
+imaging takes is not published (`imaging_s`, conservative); when the count counts a print (start or
+end) is not published, so nothing is ever proven FLUSHED (proves_flush False): a code whose print is
+not counted goes in doubt. Clear to Send (5.12, `~DC`/`~DV`) and Print Status (5.20, `~PS`/`~PR`) are
+requests, not unsolicited messages (4.4.3: "There are no unsolicited responses"); the driver does not
+need them. Multi-head line references and the 5600/5800 print queue (11.1.3) are not covered.
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ class MarkemNgpcl(StreamCoder):
         self._baseline: int | None = None  # the count when the field's code was cleanly imaged
         self._slot_seq: int | None = None  # seq of the code the field holds (None: void or unknown)
         self._must_void = False  # the field may hold a code in doubt: overwrite it first
+        self._status_field = settings.reply_status  # what the coder does, once its ~CV showed it
         self._job = ""
 
     @staticmethod
@@ -172,7 +176,7 @@ class MarkemNgpcl(StreamCoder):
 
     def _body(self, reply: Message, what: str) -> tuple[str, ...]:
         """A response's fields without the optional status character (4.4.3)."""
-        if not self.settings.reply_status:
+        if not self._status_field:
             return reply.fields
         if not reply.fields or reply.fields[0] not in ("0", "1"):
             raise ProtocolError(f"{self.name}: {what}: ~{reply.ident} {reply.fields!r} has no status character "
@@ -182,7 +186,14 @@ class MarkemNgpcl(StreamCoder):
         return reply.fields[1:]
 
     async def _read_count(self) -> int:
-        body = self._body(await self._request(COUNTS_REQUEST, "CV", "counts"), "counts")
+        reply = await self._request(COUNTS_REQUEST, "CV", "counts")
+        if reply.fields[:1] == ("TOTAL",) or reply.fields[1:2] == ("TOTAL",):
+            # 5.15 always sends TOTAL first: whether a status character precedes it shows the setting
+            seen = reply.fields[:1] != ("TOTAL",)
+            if seen != self._status_field:
+                log.warning("%s: the coder's status field is %s; following it", self.name, "on" if seen else "off")
+                self._status_field = seen
+        body = self._body(reply, "counts")
         counts = dict(zip(body[0::2], body[1::2], strict=False))
         raw = counts.get("TOTAL", "").strip()
         if not (raw.isascii() and raw.isdigit()):

@@ -456,6 +456,11 @@ def test_other_device_settings_status_field_off_and_stx_etx(link: str) -> None:
             s.trigger(1)
             st_ = await driver.status()
             assert (st_.state, st_.last_printed) == (PrinterState.PRINTING, 1)
+        async with pair(link, MarkemSim(reply_status=False)) as (driver, s):  # the setting is wrong
+            await driver.start()
+            await driver.push([Record(1, "A")])  # the counts reply showed the coder's setting
+            s.trigger(1)
+            assert (await driver.status()).last_printed == 1
 
     run(go())
 
