@@ -195,7 +195,7 @@ class MarkemNgpcl(StreamCoder):
                 self._status_field = seen
         body = self._body(reply, "counts")
         counts = dict(zip(body[0::2], body[1::2], strict=False))
-        raw = counts.get("TOTAL", "").strip()
+        raw = counts.get("TOTAL", "").strip(" \x00")
         if not (raw.isascii() and raw.isdigit()):
             raise ProtocolError(f"{self.name}: no TOTAL count in ~CV {body!r}")
         return int(raw)
@@ -359,9 +359,15 @@ class MarkemNgpcl(StreamCoder):
                 self._must_void = True  # what the field holds now is not worth a guess
                 raise
             if self.settings.read_back:
-                fc = self._body(await self._request(read_field(self.settings.field_name), "FC", "read back"),
-                                "read back")
-                if fc[:2] != (self.settings.field_name, record.text):
+                try:
+                    fc = self._body(await self._request(read_field(self.settings.field_name), "FC", "read back"),
+                                    "read back")
+                except Nak:  # the coder says the field is not there: the code cannot print
+                    self.mirror.pending.pop()
+                    self._must_void = True
+                    raise
+                name, value = (f.rstrip("\x00") for f in (*fc[:2], "", "")[:2])  # 4.2: NUL padding
+                if name.casefold() != self.settings.field_name.casefold() or value != record.text:
                     self.mirror.pending.pop()
                     self._must_void = True
                     raise Nak(f"{self.name}: field {self.settings.field_name!r} reads {fc!r} after the update "

@@ -340,6 +340,33 @@ def test_refused_updates_are_naks_and_leave_nothing_pending(link: str) -> None:
     run(go())
 
 
+class TakesUnknownFields(MarkemSimProtocol):
+    """"Markem accepts unknown fields, but readback will fail" (GlenCashen emulator/emulator.py, ~JU0)."""
+
+    def _update(self, pairs: tuple[str, ...], ident: str) -> SimMessage:
+        known = [x for name, value in zip(pairs[0::2], pairs[1::2], strict=True) if name == self.field_name
+                 for x in (name, value)]
+        super()._update(tuple(known), ident)
+        return SimMessage(ident, ("0",))
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_an_update_the_field_did_not_take_is_caught_by_the_read_back(link: str) -> None:
+    async def go() -> None:
+        sim = MarkemSim()
+        sim.protocol = TakesUnknownFields(SlotModel(capacity=1), inject=sim.protocol.inject)
+        async with pair(link, sim, field_name="Batch1") as (driver, s):
+            await driver.start()
+            with pytest.raises(Nak, match="read back"):
+                await driver.push([Record(1, "A")])
+            s.trigger(1)
+            st_ = await driver.status()
+            assert (st_.last_printed, st_.fifo_depth) == (None, 0)  # the print was not of seq 1
+            assert s.printed == [""]
+
+    run(go())
+
+
 @pytest.mark.parametrize("link", LINKS)
 def test_a_stop_keeps_the_code_in_the_field(link: str) -> None:
     async def go() -> None:
