@@ -98,6 +98,10 @@ LAST_UPDATE = {"0": "none", "1": "processing", "2": "complete", "3": "failed: al
 PRODUCING, READY = "06", "04"
 
 
+class Unparsed(Nak):
+    """`~NK1|` (5.1): the coder could not parse the packet, so nothing in it was carried out."""
+
+
 class MarkemSettings(StreamSettings):
     field_name: str = Field("SERIAL", min_length=1, description="the job's user-input field that carries the code")
     delimiters: Delimiters = Field(Delimiters.PRINTABLE, description="the coder's packet delimiter setting")
@@ -160,7 +164,7 @@ class MarkemNgpcl(StreamCoder):
             self._inbox.extend(self._deframer.feed(await self.link.read(self.timeout_s, f"~{expect} ({what})")))
         reply = self._inbox.pop(0)
         if reply.is_nak:
-            raise Nak(f"{self.name}: coder could not parse ~{message.ident} ({what}): ~NK{'|'.join(reply.fields)}|")
+            raise Unparsed(f"{self.name}: coder could not parse ~{message.ident} ({what}): ~NK{''.join(reply.fields)}")
         if reply.ident != expect:
             raise ProtocolError(f"{self.name}: asked ~{message.ident} ({what}), got ~{reply.ident} {reply.fields!r}")
         return reply
@@ -358,30 +362,40 @@ class MarkemNgpcl(StreamCoder):
                 self.mirror.pending.pop()  # refused: the field was not updated (5.5, 10.2)
                 self._must_void = True  # what the field holds now is not worth a guess
                 raise
-            if self.settings.read_back:
-                try:
-                    fc = self._body(await self._request(read_field(self.settings.field_name), "FC", "read back"),
-                                    "read back")
-                except Nak:  # the coder says the field is not there: the code cannot print
-                    self.mirror.pending.pop()
-                    self._must_void = True
-                    raise
-                name, value = (f.rstrip("\x00") for f in (*fc[:2], "", "")[:2])  # 4.2: NUL padding
-                if name.casefold() != self.settings.field_name.casefold() or value != record.text:
-                    self.mirror.pending.pop()
-                    self._must_void = True
-                    raise Nak(f"{self.name}: field {self.settings.field_name!r} reads {fc!r} after the update "
-                              f"of seq {record.seq}: not taken (is it a user-input field of the job?)")
-            self._slot_seq = record.seq
-            if before is not None:
-                after = await self._read_count()
-                self._count = after
-                if after != before:
-                    self._doubt(f"{after - before} print(s) while seq {record.seq} was imaged")
-                    return
-                self._baseline = after
+            try:
+                await self._taken(record, before)
+            except Unparsed as exc:  # the update WAS taken; what followed was not understood
+                self._doubt(f"seq {record.seq} stored, then {exc}")
+                raise ProtocolError(f"{self.name}: seq {record.seq} stored, then {exc}: in doubt") from exc
 
         await self._exchange(op, stores=True)
+
+    async def _taken(self, record: Record, before: int | None) -> None:
+        """After an accepted update: prove the field holds the code, and that no print crossed it."""
+        if self.settings.read_back:
+            try:
+                fc = self._body(await self._request(read_field(self.settings.field_name), "FC", "read back"),
+                                "read back")
+            except Unparsed:
+                raise
+            except Nak:  # ~FC1: the coder says the field is not there: the code cannot print
+                self.mirror.pending.pop()
+                self._must_void = True
+                raise
+            name, value = (f.rstrip("\x00") for f in (*fc[:2], "", "")[:2])  # 4.2: NUL padding
+            if name.casefold() != self.settings.field_name.casefold() or value != record.text:
+                self.mirror.pending.pop()
+                self._must_void = True
+                raise Nak(f"{self.name}: field {self.settings.field_name!r} reads {fc!r} after the update "
+                          f"of seq {record.seq}: not taken (is it a user-input field of the job?)")
+        self._slot_seq = record.seq
+        if before is not None:
+            after = await self._read_count()
+            self._count = after
+            if after != before:
+                self._doubt(f"{after - before} print(s) while seq {record.seq} was imaged")
+                return
+            self._baseline = after
 
     async def clear_fifo(self) -> None:
         """A field cannot be emptied, only overwritten: the void text replaces the code."""

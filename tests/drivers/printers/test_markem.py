@@ -27,6 +27,7 @@ from drivers.printers.base import (
     LinkDown,
     Nak,
     Printer,
+    PrinterError,
     PrinterState,
     PrintEvent,
     PrintEventKind,
@@ -547,3 +548,61 @@ def test_every_captured_status_reads_as_its_state(ds: bytes, state: PrinterState
             server.close()
 
     run(go())
+
+
+# -- a seeded fault run: the driver never confirms a print that did not happen ---------------------------
+
+FAULTS = "nak:0.03,garbage:0.03,silence:0.01,buffer_full:0.02,stop:0.02,power_loss:0.005,ink_low:0.01,down=0.05"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fault_run_confirms_only_real_prints(seed: int) -> None:
+    async def go() -> None:
+        sim = MarkemSim(faults=f"{FAULTS},seed={seed}")
+        driver = MarkemNgpcl(MarkemSettings(url=f"tcp://127.0.0.1:{await sim.serve_tcp(0)}", timeout_s=0.1,
+                                            retries=1))
+        texts: dict[int, str] = {}
+        refused: set[int] = set()
+        events: list[PrintEvent] = []
+        seq = 0
+
+        async def collect() -> None:
+            async for e in driver.events():
+                events.append(e)
+
+        collector = asyncio.create_task(collect())
+        try:
+            for _ in range(20):
+                with contextlib.suppress(PrinterError):
+                    await driver.connect()
+                    break
+            for _ in range(300):
+                with contextlib.suppress(PrinterError):
+                    st_ = await driver.status()
+                    if st_.state is PrinterState.FAULT:
+                        await driver.clear_fault()
+                    elif st_.state is not PrinterState.PRINTING:
+                        await driver.start()
+                    elif st_.fifo_depth == 0:
+                        seq += 1
+                        texts[seq] = f"S{seq}"
+                        try:
+                            await driver.push([Record(seq, texts[seq])])
+                        except Nak:
+                            refused.add(seq)  # refused or not taken: the field does not hold it
+                sim.trigger(1)
+            with contextlib.suppress(PrinterError):
+                await driver.settle()
+            await asyncio.sleep(0)
+        finally:
+            collector.cancel()
+            await driver.close()
+            await sim.close()
+        confirmed = [e.seq for e in events if e.kind is PrintEventKind.PRINTED and e.seq is not None]
+        printed = set(sim.printed) - {""}
+        assert len(confirmed) == len(set(confirmed)), "a seq was confirmed twice"
+        assert {texts[s] for s in confirmed} <= printed, "the driver confirmed a print that did not happen"
+        assert not {texts[s] for s in refused} & printed, "a code the coder refused was printed"
+        assert len(confirmed) > 20, "the run made no progress"
+
+    asyncio.run(asyncio.wait_for(go(), 60))
