@@ -23,12 +23,12 @@ refuses `~CR`) confirms nothing: counters False, the feeder must confirm from el
 Whatever may still sit in the field with an uncertain fate (a lost answer, a power loss, a job select
 that may restore stored values) is overwritten with `void_text` so it cannot print again.
 
-Status: Device Status (5.11) `~DS0|producing|aborted|warning|imaged|result|alloc|remaining|SS|M|`,
-PackML state SS and mode M from section 6. PRINTING only in PRODUCING (06 with the producing flag);
-ABORTING/ABORTED (08/09, the captured "beam stop") is FAULT; every other state is IDLE. No queue is lost
-by a stop (the field keeps its code), so a stop costs nothing in doubt. start/stop are State Change
-(5.22) `~ST|06|` / `~ST|04|` (SmartDate targets READY, PRODUCING, HELD only); clear_fault asks READY
-from ABORTED, the PackML way out if the coder permits it (there is no fault-reset message).
+Status: Device Status (5.11) `~DS0|producing|aborted|warning|imaged|result|alloc|remaining|SS|M|`
+(real coders send one more field first: codec `device_status_core`), PackML state SS, mode M (6).
+PRINTING only in PRODUCING (06 with the producing flag); ABORTING/ABORTED (08/09, the captured "beam
+stop") is FAULT; every other state is IDLE. A stop loses nothing (the field keeps its code).
+start/stop are State Change (5.22) `~ST|06|` / `~ST|04|` (SmartDate targets READY, PRODUCING, HELD
+only); clear_fault asks READY from ABORTED, the PackML way out if permitted (no fault-reset message).
 
 Left out / settings with the safe default: the checkfield, Unicode and traditional-vs-printable are
 device settings (codec docstring; `delimiters` here); the reply status field is a device setting
@@ -68,12 +68,17 @@ from drivers.printers.markem_codec import (
     COUNTS_REQUEST,
     DEVICE_STATUS,
     JOB_REQUEST,
+    LAST_UPDATE,
+    PACKML,
+    PACKML_MODES,
     VERSION_REQUEST,
     Deframer,
     Delimiters,
     Message,
     check_text,
+    device_status_core,
     encode,
+    field_value,
     read_field,
     select_job,
     state_change,
@@ -83,18 +88,6 @@ from drivers.printers.stream_coder import StreamCoder, StreamSettings
 
 log = logging.getLogger(__name__)
 
-# Section 6 (PackML Tag Naming V1.0 codes): code -> (name, what the feeder sees)
-PACKML: dict[str, tuple[str, PrinterState]] = {
-    "00": ("undefined", PrinterState.IDLE), "01": ("off", PrinterState.IDLE),
-    "02": ("stopped", PrinterState.IDLE), "03": ("starting", PrinterState.IDLE),
-    "04": ("ready", PrinterState.IDLE), "05": ("standby", PrinterState.IDLE),
-    "06": ("producing", PrinterState.PRINTING), "07": ("stopping", PrinterState.IDLE),
-    "08": ("aborting", PrinterState.FAULT), "09": ("aborted", PrinterState.FAULT),
-    "10": ("holding", PrinterState.IDLE), "11": ("held", PrinterState.IDLE),
-}
-PACKML_MODES = {"0": "undefined", "1": "automatic", "2": "semi-automatic", "3": "manual", "4": "idle"}
-LAST_UPDATE = {"0": "none", "1": "processing", "2": "complete", "3": "failed: allocation in progress",
-               "4": "failed: file missing"}
 PRODUCING, READY = "06", "04"
 
 
@@ -204,16 +197,14 @@ class MarkemNgpcl(StreamCoder):
             raise ProtocolError(f"{self.name}: no TOTAL count in ~CV {body!r}")
         return int(raw)
 
+    async def _field_value(self) -> str | None:
+        """5.7: the field's value, None when the job has no such field."""
+        fc = (await self._request(read_field(self.settings.field_name), "FC", "read back")).fields
+        return field_value(fc, self.settings.field_name, status_field=self._status_field)
+
     async def _device_status(self) -> tuple[str, ...]:
-        """The nine core fields of 5.11, found by the 9-character allocation-remaining field: the guide's
-        example has it 7th after the status, real coders send one more leading field (always 0 in the
-        captures), so it is 8th there; adopter data may follow the mode."""
         body = self._body(await self._request(DEVICE_STATUS, "DS", "device status"), "device status")
-        offset = 1 if len(body) >= 10 and len(body[7]) == 9 else 0
-        core = body[offset:offset + 9]
-        if len(core) < 9 or len(core[6]) != 9 or any(f not in ("0", "1") for f in core[:4]) or core[7] not in PACKML:
-            raise ProtocolError(f"{self.name}: device status ~DS {body!r} is not the layout of section 5.11")
-        return core
+        return device_status_core(body)
 
     # -- the slot -----------------------------------------------------------------------------
     def _publish_fates(self, fates: Fates, why: str) -> None:
@@ -259,8 +250,16 @@ class MarkemNgpcl(StreamCoder):
         self._slot_seq = None
         self._baseline = None
         self._must_void = True
-        await self._command(update_fields([(self.settings.field_name, self.settings.void_text)],
-                                          self.settings.update_timing), "void the field")
+        try:
+            await self._command(update_fields([(self.settings.field_name, self.settings.void_text)],
+                                              self.settings.update_timing), "void the field")
+        except Unparsed:
+            raise
+        except Nak as exc:  # refused: fine only if the job has no such field (nothing can print from it)
+            value = await self._field_value()
+            if value not in (None, "", self.settings.void_text):
+                raise Nak(f"{exc}: the field holds {value!r}, a code in doubt that may print again; set "
+                          "void_text to a value the field's data mask accepts") from exc
         self._must_void = False
         if self.settings.confirm == "counter":
             self._baseline = self._count = await self._read_count()
@@ -275,7 +274,11 @@ class MarkemNgpcl(StreamCoder):
                 raise Nak(f"{exc}; a coder without counts needs confirm='none'") from exc
 
     async def _after_outage(self) -> None:
-        await self._void()
+        """The field may still hold a code whose fate is unknown: void it (status() retries if refused)."""
+        try:
+            await self._void()
+        except Nak as exc:
+            log.warning("%s: %s", self.name, exc)
 
     # -- the Printer interface ----------------------------------------------------------------
     async def identity(self) -> dict[str, str]:
@@ -373,20 +376,11 @@ class MarkemNgpcl(StreamCoder):
     async def _taken(self, record: Record, before: int | None) -> None:
         """After an accepted update: prove the field holds the code, and that no print crossed it."""
         if self.settings.read_back:
-            try:
-                fc = self._body(await self._request(read_field(self.settings.field_name), "FC", "read back"),
-                                "read back")
-            except Unparsed:
-                raise
-            except Nak:  # ~FC1: the coder says the field is not there: the code cannot print
+            value = await self._field_value()
+            if value != record.text:  # not there, or another value: this code cannot print
                 self.mirror.pending.pop()
                 self._must_void = True
-                raise
-            name, value = (f.rstrip("\x00") for f in (*fc[:2], "", "")[:2])  # 4.2: NUL padding
-            if name.casefold() != self.settings.field_name.casefold() or value != record.text:
-                self.mirror.pending.pop()
-                self._must_void = True
-                raise Nak(f"{self.name}: field {self.settings.field_name!r} reads {fc!r} after the update "
+                raise Nak(f"{self.name}: field {self.settings.field_name!r} reads {value!r} after the update "
                           f"of seq {record.seq}: not taken (is it a user-input field of the job?)")
         self._slot_seq = record.seq
         if before is not None:

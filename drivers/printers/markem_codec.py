@@ -31,12 +31,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from drivers.printers.base import ProtocolError
+from drivers.printers.base import PrinterState, ProtocolError
 
 STX, ETX = 0x02, 0x03
 MAX_MESSAGE = 4096
 FORBIDDEN = frozenset("{}|~\x00\x02\x03\r\n")  # control characters of section 4, NUL padding, line ends
 BETWEEN = b"\r\n\t \x00"  # what a coder may send between packets (CR LF after every reply)
+
+
+# Section 6, codes of the PackML Tag Naming document V1.0: code -> (state, what the feeder sees). Only
+# PRODUCING prints; ABORTING/ABORTED stop on a fault (the captured "beam stop" is 09).
+PACKML: dict[str, tuple[str, PrinterState]] = {
+    "00": ("undefined", PrinterState.IDLE), "01": ("off", PrinterState.IDLE),
+    "02": ("stopped", PrinterState.IDLE), "03": ("starting", PrinterState.IDLE),
+    "04": ("ready", PrinterState.IDLE), "05": ("standby", PrinterState.IDLE),
+    "06": ("producing", PrinterState.PRINTING), "07": ("stopping", PrinterState.IDLE),
+    "08": ("aborting", PrinterState.FAULT), "09": ("aborted", PrinterState.FAULT),
+    "10": ("holding", PrinterState.IDLE), "11": ("held", PrinterState.IDLE),
+}
+PACKML_MODES = {"0": "undefined", "1": "automatic", "2": "semi-automatic", "3": "manual", "4": "idle"}
+# 5.11 "Result of last job select or job update"
+LAST_UPDATE = {"0": "none", "1": "processing", "2": "complete", "3": "failed: allocation in progress",
+               "4": "failed: file missing"}
 
 
 class Delimiters(StrEnum):
@@ -134,6 +150,30 @@ def decode(inner: bytes) -> Message:
     if not body.endswith("|"):
         raise ProtocolError(f"NGPCL message {inner!r}: each body field must end with '|'")
     return Message(ident, tuple(body[:-1].split("|")))
+
+
+def device_status_core(body: tuple[str, ...]) -> tuple[str, ...]:
+    """The nine core fields of 5.11 (after the status character), found by the 9-character
+    allocation-remaining field: 7th in the guide's example, 8th from real coders, which send one more
+    leading field (always 0 in the GlenCashen captures); adopter data may follow the mode."""
+    offset = 1 if len(body) >= 10 and len(body[7]) == 9 else 0
+    core = body[offset:offset + 9]
+    if len(core) < 9 or len(core[6]) != 9 or any(f not in ("0", "1") for f in core[:4]) or core[7] not in PACKML:
+        raise ProtocolError(f"device status ~DS {body!r} is not the layout of section 5.11")
+    return core
+
+
+def field_value(fields: tuple[str, ...], name: str, *, status_field: bool) -> str | None:
+    """5.7 Field Contents -> the value (NUL padding of 4.2 stripped); None: the job has no such field."""
+    if status_field:
+        if fields[:1] == ("1",):
+            return None
+        fields = fields[1:] if fields[:1] == ("0",) else ()
+    elif fields == ("",):
+        return None
+    if len(fields) < 2 or fields[0].rstrip("\x00").casefold() != name.casefold():
+        raise ProtocolError(f"field read answered ~FC {fields!r}")
+    return fields[1].rstrip("\x00")
 
 
 class Deframer:

@@ -46,7 +46,9 @@ from drivers.printers.markem_codec import (
     Message,
     clear_to_send,
     decode,
+    device_status_core,
     encode,
+    field_value,
     print_status,
     read_field,
     select_job,
@@ -108,6 +110,33 @@ def test_the_guides_examples_decode(inner: str, ident: str, fields: tuple[str, .
     assert decode(inner.encode()) == Message(ident, fields)
     for start, end in ((b"{", b"}"), (b"\x02", b"\x03")):  # printable and traditional delimiters
         assert Deframer().feed(start + inner.encode() + end) == [Message(ident, fields)]
+
+
+@pytest.mark.parametrize(("body", "core"), [
+    (("0", "1", "0", "0", "0", "2", "0", "000000000", "06", "1"),  # captured: one more leading field
+     ("1", "0", "0", "0", "2", "0", "000000000", "06", "1")),
+    (("1", "0", "0", "0", "0", "1", "000000005", "06", "1", "X"),  # the guide's, with adopter data
+     ("1", "0", "0", "0", "0", "1", "000000005", "06", "1")),
+])
+def test_device_status_layouts(body: tuple[str, ...], core: tuple[str, ...]) -> None:
+    assert device_status_core(body) == core
+
+
+@pytest.mark.parametrize("body", [(), ("0", "1"), ("2", "0", "0", "0", "0", "1", "000000005", "06", "1"),
+                                  ("1", "0", "0", "0", "0", "1", "000000005", "12", "1")])
+def test_device_status_that_does_not_fit_is_a_protocol_error(body: tuple[str, ...]) -> None:
+    with pytest.raises(ProtocolError):
+        device_status_core(body)
+
+
+def test_field_contents_with_and_without_the_status_field() -> None:
+    assert field_value(("0", "Batch1", "T0067"), "batch1", status_field=True) == "T0067"
+    assert field_value(("0", "F", "A\x00\x00"), "F", status_field=True) == "A"  # 4.2 NUL padding
+    assert field_value(("1",), "F", status_field=True) is None
+    assert field_value(("Field1Name", "Field1Value"), "Field1Name", status_field=False) == "Field1Value"
+    assert field_value(("",), "F", status_field=False) is None
+    with pytest.raises(ProtocolError):
+        field_value(("0", "Other", "X"), "F", status_field=True)
 
 
 def test_traditional_delimiters_encode_with_stx_etx() -> None:
@@ -358,12 +387,41 @@ def test_an_update_the_field_did_not_take_is_caught_by_the_read_back(link: str) 
         sim.protocol = TakesUnknownFields(SlotModel(capacity=1), inject=sim.protocol.inject)
         async with pair(link, sim, field_name="Batch1") as (driver, s):
             await driver.start()
-            with pytest.raises(Nak, match="read back"):
+            with pytest.raises(Nak, match="not taken"):
                 await driver.push([Record(1, "A")])
             s.trigger(1)
             st_ = await driver.status()
             assert (st_.last_printed, st_.fifo_depth) == (None, 0)  # the print was not of seq 1
             assert s.printed == [""]
+
+    run(go())
+
+
+class MaskedField(MarkemSimProtocol):
+    """A field whose data validation mask (5.5) refuses an empty value."""
+
+    def _update(self, pairs: tuple[str, ...], ident: str) -> SimMessage:
+        if "" in pairs[1::2]:
+            return SimMessage(ident, ("1",))
+        return super()._update(pairs, ident)
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_a_field_that_refuses_the_void_text_is_reported_until_void_text_fits(link: str) -> None:
+    async def go() -> None:
+        for void_text in ("", "VOID"):
+            sim = MarkemSim()
+            sim.protocol = MaskedField(SlotModel(capacity=1), inject=sim.protocol.inject)
+            async with pair(link, sim, void_text=void_text) as (driver, _):
+                await driver.push([Record(1, "ONE")])
+                if void_text:
+                    await driver.clear_fifo()
+                    assert sim.protocol.slot_model.slot == "VOID"
+                else:
+                    with pytest.raises(Nak, match="void_text"):
+                        await driver.clear_fifo()
+        async with pair(link, field_name="NOT_IN_THE_JOB") as (driver, _):
+            await driver.clear_fifo()  # no such field: nothing can print from it, nothing to void
 
     run(go())
 
