@@ -26,7 +26,8 @@ that may restore stored values) is overwritten with `void_text` so it cannot pri
 Status: Device Status (5.11) `~DS0|producing|aborted|warning|imaged|result|alloc|remaining|SS|M|`
 (real coders send one more field first: codec `device_status_core`), PackML state SS, mode M (6).
 PRINTING only in PRODUCING (06 with the producing flag); ABORTING/ABORTED (08/09, the captured "beam
-stop") is FAULT; every other state is IDLE. A stop loses nothing (the field keeps its code).
+stop") is FAULT; every other state is IDLE. A stop at the panel loses nothing (the field keeps its
+code, which prints on after a restart: the count tells); stop() voids the field after READY.
 start/stop are State Change (5.22) `~ST|06|` / `~ST|04|` (SmartDate targets READY, PRODUCING, HELD
 only); clear_fault asks READY from ABORTED, the PackML way out if permitted (no fault-reset message).
 
@@ -407,8 +408,14 @@ class MarkemNgpcl(StreamCoder):
         await self._exchange(lambda: self._command(state_change(PRODUCING), "print start (PRODUCING)"))
 
     async def stop(self) -> None:
-        """READY: the field keeps its code, so nothing is lost or put in doubt by a stop."""
-        await self._exchange(lambda: self._command(state_change(READY), "print stop (READY)"))
+        """READY, then void the field: it would keep its code and print it again on the first product
+        after a restart. A code not yet counted goes in doubt (one at most)."""
+
+        async def op() -> None:
+            await self._command(state_change(READY), "print stop (READY)")
+            await self._void()
+
+        await self._exchange(op, stores=True)
 
     async def clear_fault(self) -> None:
         async def op() -> None:

@@ -427,18 +427,24 @@ def test_a_field_that_refuses_the_void_text_is_reported_until_void_text_fits(lin
 
 
 @pytest.mark.parametrize("link", LINKS)
-def test_a_stop_keeps_the_code_in_the_field(link: str) -> None:
+def test_a_panel_stop_keeps_the_code_and_stop_voids_it(link: str) -> None:
     async def go() -> None:
         async with pair(link) as (driver, s):
             await driver.push([Record(1, "A")])
             await driver.start()
-            await driver.stop()
-            s.stop_printing()  # and once more at the panel
+            s.stop_printing()  # at the panel: the field keeps its code
             st_ = await driver.status()
             assert (st_.state, st_.fifo_lost, st_.fifo_depth) == (PrinterState.IDLE, False, 1)
             await driver.start()
             s.trigger(1)
             assert (await driver.status()).last_printed == 1
+            await driver.push([Record(2, "B")])
+            await driver.stop()  # B never printed: in doubt, and voided so a restart cannot print A or B
+            st_ = await driver.status()
+            assert (st_.state, st_.fifo_lost, st_.fifo_depth, st_.last_printed) == (PrinterState.IDLE, True, 0, 1)
+            await driver.start()
+            s.trigger(1)
+            assert s.printed == ["A", ""]
 
     run(go())
 
