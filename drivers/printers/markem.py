@@ -293,7 +293,8 @@ class MarkemNgpcl(StreamCoder):
             job = jn.fields[-1] if jn.fields else ""
             ds = await self._device_status()
             return {"model": "Markem-Imaje NextGen (NGPCL)", "protocol": "markem-ngpcl", "version": version,
-                    "job": job, "state": PACKML[ds[7]][0], "field": self.settings.field_name}
+                    "job": job, "state": PACKML[ds[7]][0], "field": self.settings.field_name,
+                    "kind": "single slot", "max items/min": f"{self.capabilities.max_items_per_min:g}"}
 
         return await self._exchange(op, retry=True)
 
