@@ -68,10 +68,9 @@ def _protocols() -> list[Protocol]:
         from drivers.printers.markem import MarkemNgpcl, MarkemSettings
         from drivers.sim.markem import MarkemSim
 
-        out.append(Protocol("markem_ngpcl", 64, lambda c: MarkemSim(capacity=c, baud=BAUD),
-                            lambda u, c: MarkemNgpcl(MarkemSettings(url=u, fifo_depth=c, baud=BAUD,
-                                                                    start_code="PS0",
-                                                                    clear_faults_code="EC0"))))
+        # A single slot (NGPCL Usage Guide v25, 10.2): one code in the coder at a time.
+        out.append(Protocol("markem_ngpcl", 1, lambda c: MarkemSim(baud=BAUD),
+                            lambda u, c: MarkemNgpcl(MarkemSettings(url=u, baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
         from drivers.sim.hitachi import HitachiSim
