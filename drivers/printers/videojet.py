@@ -324,6 +324,7 @@ class VideojetWsi(StreamCoder):
     async def _after_outage(self) -> None:
         """The coder may have lost power: its counter is no proof across it. Doubt, then void."""
         self._lose("link was down (power loss?)")
+        self._print_on = None
         await self._repair()
 
     # -- the Printer interface ------------------------------------------------------------------------

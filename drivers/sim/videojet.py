@@ -93,6 +93,7 @@ class VideojetSim(SimCoder):
         self.jet_on = True
         self.message_text = ""
         self.clock = ""
+        self.packets: list[bytes] = []  # every packet body received, in order (tests read what a host sent)
 
     # -- answers -------------------------------------------------------------------------------------
     def _ok(self, body: bytes) -> bytes:
@@ -121,6 +122,7 @@ class VideojetSim(SimCoder):
 
     def handle(self, frame: Frame) -> bytes | None:
         body = frame.payload
+        self.packets.append(body)
         if not body or not 0x41 <= body[0] <= 0x5A:
             return self._fail(body)
         if any(not (0x20 <= b <= 0x7F or b == 0x0A) for b in body[1:]):
