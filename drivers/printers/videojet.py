@@ -61,7 +61,9 @@ from drivers.printers.videojet_codec import (
     Alarm,
     CheckSeq,
     Cmd,
+    Counter,
     DataPacket,
+    QueryCheck,
     Reply,
     ReplyReader,
     VideojetModel,
@@ -84,18 +86,6 @@ DEFAULT_FAULT_CODES = {"IL": Fault.INK_LOW, "IE": Fault.INK_EMPTY, "HF": Fault.H
                        "BE": Fault.BUFFER_EMPTY, "CO": Fault.COVER_OPEN, "OT": Fault.OTHER}
 
 
-class Counter(StrEnum):
-    PRINT = "A"  # 3.15: print counter
-    PRODUCT = "B"  # 3.15: product counter
-
-
-class QueryCheck(StrEnum):
-    AUTO = "auto"  # found out at connect from the answer to `H`
-    NONE = "none"  # the data packet alone (3.15's examples)
-    BEFORE = "before"  # `$XX` then the data packet
-    AFTER = "after"  # the data packet then `$XX`
-
-
 class Holds(StrEnum):
     """What the user field holds, as far as the driver can prove."""
 
@@ -112,7 +102,7 @@ class VideojetSettings(StreamSettings):
     void_text: str = Field("", max_length=50, description="text that voids the field; empty: clear it with D")
     void_after_print: bool = Field(True, description="void the field as soon as status() sees its code printed")
     query_check: QueryCheck = Field(QueryCheck.AUTO, description="check sequence around query replies")
-    turnaround_s: float = Field(0.020, ge=0, le=5, description="coder time to answer one packet (manual: none)")
+    turnaround_s: float = Field(0.020, gt=0, le=5, description="coder time to answer one packet (manual: none)")
     rate_code_len: int = Field(50, ge=1, le=50, description="code length max_items_per_min is computed for")
 
     @field_validator("user_field")
@@ -191,16 +181,25 @@ class VideojetWsi(StreamCoder):
         self._in_step()
 
     async def _query(self, cmd: Cmd, *fields: str) -> DataPacket:
+        """The data packet, with or without a check sequence (query_check; AUTO settles on the first)."""
         sent = body(cmd, *fields)
         await self._send(frame(sent))
         first = await self._reply(f"answer to WSI {cmd.name}")
-        if isinstance(first, CheckSeq):  # `!XX`, or the `$XX` some coders put before the data
+        if isinstance(first, CheckSeq):  # `!XX`, or a `$XX` before the data
             self._check(first, sent)
             first = await self._reply(f"data packet for WSI {cmd.name}")
+            self._mode = QueryCheck.BEFORE if self._mode is QueryCheck.AUTO else self._mode
         if not isinstance(first, DataPacket):
             raise ProtocolError(f"{self.name}: two check sequences and no data for WSI {cmd.name}")
         if self._mode is QueryCheck.AFTER:
             self._check(await self._reply(f"check sequence after the {cmd.name} data"), sent)
+        elif self._mode is QueryCheck.AUTO:
+            try:
+                self._check(await self._reply(f"a check sequence after the {cmd.name} data (none is normal)"), sent)
+                self._mode = QueryCheck.AFTER
+            except DeviceTimeout:
+                self._mode = QueryCheck.NONE
+            log.info("%s: query replies come as %s", self.name, self._mode.value)
         self._in_step()
         return first
 
@@ -254,8 +253,7 @@ class VideojetWsi(StreamCoder):
             log.warning("%s: seq %s in doubt: %s", self.name, fates.unknown, why)
             self._event(PrintEventKind.FIFO_LOST, fates.unknown[0], f"seq {fates.unknown[0]} in doubt: {why}")
 
-    def _doubt(self, why: str) -> None:
-        self._lose(why)
+    _doubt = _lose  # StreamCoder: silence or a garbled answer to a store
 
     async def _repair(self) -> None:
         """A field of unknown content may hold an in-doubt code that prints on every product: void it."""
@@ -296,30 +294,8 @@ class VideojetWsi(StreamCoder):
         await self._exchange(self._repair)
 
     async def _probe(self) -> None:
-        """`H` (every model has it); with query_check=auto, also how the coder frames query replies."""
-        sent = body(Cmd.PART_NUMBER)
-        if self._mode is not QueryCheck.AUTO:
-            part_number(await self._query(Cmd.PART_NUMBER))
-            return
-        await self._send(frame(sent))
-        first = await self._reply("answer to WSI PART_NUMBER")
-        if isinstance(first, CheckSeq):
-            self._check(first, sent)
-            part_number(self._data(await self._reply("data packet for WSI PART_NUMBER")))
-            self._mode = QueryCheck.BEFORE
-            return
-        part_number(first)
-        try:
-            self._check(await self._reply("a check sequence after the H data (none is normal)"), sent)
-            self._mode = QueryCheck.AFTER
-        except DeviceTimeout:
-            self._mode = QueryCheck.NONE
-        log.info("%s: query replies framed as %s", self.name, self._mode.value)
-
-    def _data(self, reply: Reply) -> DataPacket:
-        if not isinstance(reply, DataPacket):
-            raise ProtocolError(f"{self.name}: {reply} where a data packet was due")
-        return reply
+        """`H`, which every model answers; the first query also settles query_check=auto."""
+        part_number(await self._query(Cmd.PART_NUMBER))
 
     async def _after_outage(self) -> None:
         """The coder may have lost power: its counter is no proof across it. Doubt, then void."""
@@ -389,11 +365,12 @@ class VideojetWsi(StreamCoder):
         record = records[0]
 
         async def op() -> None:
-            if self._needs_settle is not None:
-                raise Nak(f"{self.name}: a record is in doubt ({self._needs_settle}); settle() before pushing")
             if self.counters:
                 await self._repair()
                 self._observe(await self._read_counter())
+                await self._repair()  # a counter that went back re-bases here
+            if self._needs_settle is not None:
+                raise Nak(f"{self.name}: a record is in doubt ({self._needs_settle}); settle() before pushing")
             seq = self._pending()
             if seq is not None:
                 why = "not yet counted" if self.counters else f"never provable on a {self.settings.model.value}"

@@ -59,6 +59,20 @@ class Cmd(StrEnum):
     SET_DATE_TIME = "Z"
 
 
+class Counter(StrEnum):
+    PRINT = "A"  # 3.15: print counter
+    PRODUCT = "B"  # 3.15: product counter
+
+
+class QueryCheck(StrEnum):
+    """How a query's data packet comes (section 3 vs the examples of 3.15; see the module docstring)."""
+
+    AUTO = "auto"  # found out at connect from the answer to `H`
+    NONE = "none"  # the data packet alone (3.15's examples)
+    BEFORE = "before"  # `$XX` then the data packet
+    AFTER = "after"  # the data packet then `$XX`
+
+
 class VideojetModel(StrEnum):
     V1210 = "1210"
     V1220 = "1220"
@@ -326,4 +340,6 @@ def max_items_per_min(*, baud: int | None, turnaround_s: float, field_name_len: 
     e = exchange_s(3, 2 + 7 + query_check_len, baud, turnaround_s)  # STX E ETX
     d = exchange_s(3 + field_name_len, CHECK_LEN, baud, turnaround_s) if void_after_print else 0.0
     cycle = 2 * (g + e) + d + g + u + g
+    if cycle <= 0:
+        raise ValueError("an item takes no time on this link: give a baud rate or a turnaround")
     return 60.0 / cycle

@@ -30,13 +30,14 @@ from drivers.printers.base import (
     Record,
 )
 from drivers.printers.counted_fifo import CountedFifo
-from drivers.printers.fifo import CoderKind
-from drivers.printers.videojet import QueryCheck, VideojetSettings, VideojetWsi
+from drivers.printers.fifo import CoderKind, Fates
+from drivers.printers.videojet import VideojetSettings, VideojetWsi
 from drivers.printers.videojet_codec import (
     Alarm,
     CheckSeq,
     Cmd,
     DataPacket,
+    QueryCheck,
     ReplyReader,
     VideojetModel,
     check_sequence,
@@ -291,6 +292,7 @@ def test_one_code_at_a_time_each_proven_by_the_print_counter(link: str) -> None:
             assert (st_.last_printed, st_.fifo_depth, st_.print_count) == (2, 0, 2)
             assert [e.seq for e in await drain(driver) if e.kind is PrintEventKind.PRINTED] == [1, 2]
             assert s.printed == ["C1", "C2"] and s.fields["SERIAL"] == ""  # voided once seen printed
+            assert b"USERIAL\nC1" in s.packets  # the code exactly as given: the host sends no checksum
 
     run(go())
 
@@ -383,6 +385,38 @@ def test_a_refused_update_is_not_in_the_coder_and_may_be_pushed_again(link: str)
             assert (st_.fifo_depth, st_.fifo_lost, s.fields["SERIAL"]) == (0, False, "")
             await driver.push([Record(2, "C2")])
             assert (await driver.status()).fifo_depth == 1 and s.fields["SERIAL"] == "C2"
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_a_counter_reset_at_the_panel_proves_nothing(link: str) -> None:
+    async def go() -> None:
+        async with linked(link) as (driver, s):
+            await driver.start()
+            await driver.push([Record(1, "C1")])
+            s.trigger()
+            await driver.push([Record(2, "C2")])
+            s.counter = 0  # reset at the printer (3.16 R A does the same): the count goes back from 1 to 0
+            st_ = await driver.status()
+            assert (st_.last_printed, st_.fifo_lost) == (1, True)
+            with pytest.raises(Nak, match="settle"):
+                await driver.push([Record(3, "C3")])
+            assert (await driver.settle()).fates == Fates(printed=(1,), unknown=(2,))
+
+    run(go())
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_select_job_settles_the_field_and_checks_the_selection(link: str) -> None:
+    async def go() -> None:
+        async with linked(link, VideojetSim(messages=["JOB-A", "JOB-B"])) as (driver, s):
+            await driver.push([Record(1, "C1")])
+            await driver.select_job("JOB-B")
+            assert (s.job, s.fields["SERIAL"]) == ("JOB-B", "")
+            with pytest.raises(Nak, match="unknown command or failed"):
+                await driver.select_job("JOB-C")  # 3.1: an unknown message leaves JOB-B selected
+            assert (await driver.settle()).fates.flushed == (1,)
 
     run(go())
 
