@@ -132,6 +132,7 @@ class VideojetWsi(StreamCoder):
         self._holds = Holds.UNKNOWN
         self._fates = Fates()  # facts not yet handed out by settle()
         self._needs_settle: str | None = None  # why pushes wait for settle()
+        self._stale: int | None = None  # a printed seq the field may still hold while its content is unknown
         self._print_on: bool | None = None  # the last O this driver sent
         baud = None if settings.url.startswith("tcp://") else settings.baud
         rate = max_items_per_min(
@@ -207,10 +208,26 @@ class VideojetWsi(StreamCoder):
         return counter_value(await self._query(Cmd.GET_COUNTER, self.settings.counter.value))
 
     async def _void(self) -> None:
-        if self.settings.void_text:
-            await self._command(Cmd.UPDATE_USER_FIELD, self.settings.user_field, self.settings.void_text)
-        else:
-            await self._command(Cmd.CLEAR_USER_FIELD, self.settings.user_field)
+        """Without a clear `$XX` the field may be void or not: whatever it held is then in doubt."""
+        try:
+            if self.settings.void_text:
+                await self._command(Cmd.UPDATE_USER_FIELD, self.settings.user_field, self.settings.void_text)
+            else:
+                await self._command(Cmd.CLEAR_USER_FIELD, self.settings.user_field)
+        except Nak:
+            raise  # `!XX`: not executed, the field is as it was
+        except BaseException:
+            self._lose("no clear answer to the void")
+            raise
+        self._holds = Holds.VOID
+
+    async def _count_after(self, what: str) -> int:
+        """The reading that proves a change of the field; without it the pending record is in doubt."""
+        try:
+            return await self._read_counter()
+        except BaseException:
+            self._lose(f"the counter after the {what} was not read")
+            raise
 
     # -- the field and the counter --------------------------------------------------------------------
     def _event(self, kind: PrintEventKind, seq: int | None = None, detail: str = "") -> None:
@@ -244,9 +261,10 @@ class VideojetWsi(StreamCoder):
 
     def _lose(self, why: str) -> None:
         """The field's record may or may not be on a product: in doubt; pushes wait for settle()."""
+        if self._holds is Holds.PRINTED:  # a printed code may stay in the field until _repair voids it
+            self._stale = self.slot.last_printed
         fates = self.slot.lose()
         self._holds = Holds.UNKNOWN
-        self._count = None
         if fates.unknown:
             self._fates += fates
             self._needs_settle = why
@@ -256,35 +274,39 @@ class VideojetWsi(StreamCoder):
     _doubt = _lose  # StreamCoder: silence or a garbled answer to a store
 
     async def _repair(self) -> None:
-        """A field of unknown content may hold an in-doubt code that prints on every product: void it."""
-        if self._holds is Holds.UNKNOWN:
-            await self._void()
-            self._holds = Holds.VOID
-            self._count = await self._read_counter() if self.counters else None
+        """A field of unknown content may hold a code that prints on every product: void it, re-base."""
+        if self._holds is not Holds.UNKNOWN:
+            return
+        await self._void()
+        try:
+            count = await self._read_counter() if self.counters else None
+        except BaseException:
+            self._holds = Holds.UNKNOWN  # void, but nothing re-based: the next call repairs again
+            raise
+        if self._stale is not None and (count is None or count != self._count):
+            self._event(PrintEventKind.FAULT, self._stale, f"seq {self._stale} may have been printed again: "
+                        "products passed while the field's content was unknown")
+        self._count, self._stale = count, None
 
     async def _flush(self) -> None:
         """Read, void, read: every print before the void is counted, so what did not print is FLUSHED."""
-        if not self.counters:
-            await self._void()
+        if not self.counters or self._holds is Holds.UNKNOWN:
             self._lose("the field was voided; this model cannot say whether it printed (no G)")
-            self._holds = Holds.VOID
+            await self._repair()
             self._needs_settle = None
             return
-        if self._holds is Holds.UNKNOWN:
-            self._lose("field content unknown")
-        else:
-            self._observe(await self._read_counter())
+        self._observe(await self._read_counter())
         before = self._count
         await self._void()
-        after = await self._read_counter()
+        after = await self._count_after("void")
         seq = self._pending()
-        if seq is not None and before is not None and after == before:
+        if seq is not None and after == before:
             self._fates += self.slot.flushed()
         elif seq is not None:
-            self._lose(f"{after - (before or after)} product(s) passed while the field was voided")
-        elif before is not None and after > before:
-            self._event(PrintEventKind.FAULT, self.slot.last_printed, f"{after - before} product(s) passed while "
-                        "the field was voided: each got the last code again or a void print")
+            self._lose("a product passed while the field was voided")
+        elif before is not None and after != before:
+            self._event(PrintEventKind.FAULT, self.slot.last_printed, f"seq {self.slot.last_printed} may have "
+                        "been printed again: products passed while the field was voided")
         self._count, self._holds, self._needs_settle = after, Holds.VOID, None
 
     # -- connection -----------------------------------------------------------------------------------
@@ -322,9 +344,9 @@ class VideojetWsi(StreamCoder):
             if self.counters:
                 count = await self._read_counter()
                 self._observe(count)
+                await self._repair()  # a counter that went back leaves nothing provable: void, re-base
                 if self._holds is Holds.PRINTED and self.settings.void_after_print:
                     await self._void()
-                    self._holds = Holds.VOID
             e = error_status(await self._query(Cmd.ERROR_STATUS))
             if e.alarm & Alarm.RED:
                 state = PrinterState.FAULT
@@ -375,6 +397,9 @@ class VideojetWsi(StreamCoder):
             if seq is not None:
                 why = "not yet counted" if self.counters else f"never provable on a {self.settings.model.value}"
                 raise BufferFull(f"{self.name}: seq {seq} holds the field, {why}; seq {record.seq} must wait")
+            prev = self.slot.last_printed if self._holds is Holds.PRINTED else None
+            if prev is not None and self.settings.void_after_print:
+                await self._void()  # should the update fail, the field holds nothing that printed already
             self.slot.pushed(record.seq)  # from here a lost answer leaves it in doubt (_doubt)
             try:
                 await self._command(Cmd.UPDATE_USER_FIELD, self.settings.user_field, record.text)
@@ -383,10 +408,12 @@ class VideojetWsi(StreamCoder):
                 raise
             self._holds = Holds.RECORD
             if self.counters:
-                before, after = self._count, await self._read_counter()
+                before, after = self._count, await self._count_after("update")
                 if after != before:
                     self._event(PrintEventKind.FAULT, record.seq, f"a product passed while seq {record.seq} was "
                                 "being written: it got this code, the previous one again, or a void print")
+                    if prev is not None:
+                        self._event(PrintEventKind.FAULT, prev, f"seq {prev} may have been printed again")
                     self._lose("a product passed while the field was being replaced")
                     await self._repair()
 

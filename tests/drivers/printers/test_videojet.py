@@ -536,6 +536,72 @@ def test_faults_come_from_the_error_bits_and_the_traffic_light(link: str) -> Non
     run(go())
 
 
+FAULTS = "nak:0.03,garbage:0.03,silence:0.02,stop:0.01,power_loss:0.005,ink_low:0.01,down=0.05"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 39, 46])
+def test_under_random_faults_every_fact_the_driver_states_is_true(seed: int) -> None:
+    """Confirmed printed -> printed with its text; flushed -> never printed, not even later; a code
+    printed twice was reported (FAULT) or put in doubt. Now and then two products pass per code."""
+
+    async def go() -> None:
+        sim = VideojetSim(faults=f"{FAULTS},seed={seed}")
+        driver = VideojetWsi(VideojetSettings(url=f"tcp://127.0.0.1:{await sim.serve_tcp(0)}",
+                                              model=VideojetModel.V1620, timeout_s=0.1, retries=1))
+        events: list[PrintEvent] = []
+
+        async def watch() -> None:
+            async for e in driver.events():
+                events.append(e)
+
+        watcher = asyncio.create_task(watch())
+        fates, seq, rng = Fates(), 0, sim.plan.rng
+        for _ in range(20):
+            with contextlib.suppress(PrinterError):
+                await driver.connect()
+                break
+        try:
+            for _ in range(600):
+                if len(sim.printed) >= 80:
+                    break
+                try:
+                    if (await driver.status()).state is PrinterState.IDLE:
+                        await driver.start()
+                    seq += 1  # a seq is used once, whatever happens to its push
+                    try:
+                        await driver.push([Record(seq, f"S{seq}")])
+                    except BufferFull:
+                        pass
+                    except Nak as exc:
+                        if "settle" in str(exc):
+                            fates += (await driver.settle()).fates
+                    if rng.random() < 0.1:  # a reconcile before the product comes: a flush to prove
+                        fates += (await driver.settle()).fates
+                except PrinterError:
+                    await asyncio.sleep(0.01)  # a power loss lasts 50 ms: products pass meanwhile
+                sim.trigger(2 if rng.random() < 0.05 else 1)
+            for _ in range(50):
+                try:
+                    fates += (await driver.settle()).fates
+                    break
+                except PrinterError:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the watcher takes the last events
+        finally:
+            await driver.close()
+            watcher.cancel()
+            await sim.close()
+        printed = {e.seq for e in events if e.kind is PrintEventKind.PRINTED}
+        reported = {e.seq for e in events if e.kind in (PrintEventKind.FAULT, PrintEventKind.FIFO_LOST)}
+        assert {f"S{n}" for n in printed} <= set(sim.printed), "confirmed a print that did not happen"
+        assert not {f"S{n}" for n in fates.flushed} & set(sim.printed), "a flushed code was printed"
+        assert not printed & set(fates.flushed) and len(printed) > 20
+        twice = {int(t[1:]) for t in sim.printed if sim.printed.count(t) > 1}
+        assert twice <= reported | set(fates.unknown), f"unreported repeats {twice - reported}"
+
+    run(go())
+
+
 async def _answering(answer: bytes) -> tuple[asyncio.Server, str]:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.read(4096):
