@@ -8,20 +8,21 @@ confirmation) and the head-2 port 3102.
 
 Why single slot: 3.6 "deletes the current user field content before the new text is inserted". The
 coder has no queue; it prints whatever the field holds on every product. So:
-- one record at a time. push() refuses (BufferFull) while the record in the field is not proven printed;
-- proof is the print counter (`G A`; `G B`, the product counter, is a setting: the manual does not say
-  it counts prints). The counter is read before the `U` and again after it: if it moved meanwhile, a
-  product passed while the field was being replaced and nobody can say which code it got: the record
-  goes in doubt and the field is voided. Once the record is in, the first advance proves it printed;
-  an advance of more than one means it went onto several products (a FAULT event; it stays PRINTED).
-  Further advances while the field still holds it are repeat prints (FAULT); `void_after_print` voids
-  the field when status() sees the print, so a late next code costs a blank product, never a repeat;
+- one record at a time: push() refuses (BufferFull) while the field's record is not proven printed;
+- proof is the print counter (`G A`; `G B`, the product counter, is a setting: the manual does not tie
+  it to prints), read before the `U` and again after it. If it moved meanwhile, a product passed while
+  the field was replaced and nobody can say which code it got: the record goes in doubt, the field is
+  voided. Then the first advance proves the record printed; an advance of more than one means several
+  products got it (a FAULT event; it stays PRINTED); later advances while the field still holds it are
+  repeats (FAULT). `void_after_print` voids the field as soon as a print is seen (also just before the
+  next `U`), so a late code costs a product without a code, never a repeat;
 - settle()/clear_fifo(): read the counter, void the field (`D`, or `U` with `void_text`), read it again:
   printed before the void -> PRINTED; no product at all -> FLUSHED; a product only during the void ->
-  in doubt. Silence, garbled answers to a store, a reconnect (the coder may have lost power: its counter
-  after power-up is not proof) put the record in doubt, void the field, and refuse pushes until settle().
-- the 1710 and 1610DH have no G (nor O, Q, R, `!`): nothing is ever confirmed, `$XX` only says "received",
-  capabilities say so (counters=False, proves_flush=False, max_items_per_min=0).
+  in doubt. Whatever leaves the field's content unproven (silence, a garbled or missing answer to a
+  `U`/`D` or to the count that must follow it, a counter going back, a reconnect: the coder may have
+  lost power) puts the record in doubt, voids the field and refuses pushes until settle();
+- the 1710 and 1610DH have no G (nor O, Q, R, Z, `!`): nothing is ever confirmed, `$XX` only means
+  "received"; capabilities say so (counters=False, proves_flush=False, max_items_per_min=0).
 
 Not in the manual, settings with the safe default: whether a query's data packet also carries a
 check sequence before or after it (`query_check`, detected at connect: section 3 says every packet is
@@ -58,7 +59,6 @@ from drivers.printers.fifo import CoderKind, Fates, FifoMirror
 from drivers.printers.stream_coder import StreamCoder, StreamSettings
 from drivers.printers.videojet_codec import (
     CHECK_LEN,
-    Alarm,
     CheckSeq,
     Cmd,
     Counter,
@@ -348,17 +348,10 @@ class VideojetWsi(StreamCoder):
                 if self._holds is Holds.PRINTED and self.settings.void_after_print:
                     await self._void()
             e = error_status(await self._query(Cmd.ERROR_STATUS))
-            if e.alarm & Alarm.RED:
-                state = PrinterState.FAULT
-            elif e.alarm & Alarm.GREEN and self._print_on is not False:
-                state = PrinterState.PRINTING
-            else:
-                state = PrinterState.IDLE
-            faults = frozenset(b.fault for b in e.errors)
-            detail = "; ".join(b.text for b in e.errors) or f"traffic light {(e.alarm.name or 'none').lower()}"
+            state = e.state if self._print_on is not False or e.state is PrinterState.FAULT else PrinterState.IDLE
             return PrinterStatus(
-                state=state, faults=faults, fifo_depth=len(self.slot), fifo_capacity=1,
-                last_printed=self.slot.last_printed, print_count=count, fifo_lost=self.slot.lost, detail=detail,
+                state=state, faults=e.faults, fifo_depth=len(self.slot), fifo_capacity=1,
+                last_printed=self.slot.last_printed, print_count=count, fifo_lost=self.slot.lost, detail=e.detail,
             )
 
         return await self._exchange(op, retry=True)
@@ -430,25 +423,22 @@ class VideojetWsi(StreamCoder):
         return Settlement(status, fates)
 
     async def start(self) -> None:
-        if not self.rules.has(Cmd.PRINT_ON_OFF):
-            raise Nak(f"{self.name}: the {self.settings.model.value} has no print on/off packet (WSI Rev AD "
-                      "appendix): switch printing on at the printer")
-
-        async def op() -> None:
-            await self._command(Cmd.PRINT_ON_OFF, "1")
-            self._print_on = True
-
-        await self._exchange(op)
+        await self._print_switch(True)
 
     async def stop(self) -> None:
+        """Print off (3.14); the field keeps its record and the counter still tells whether it printed."""
+        await self._print_switch(False)
+
+    async def _print_switch(self, on: bool) -> None:
         if not self.rules.has(Cmd.PRINT_ON_OFF):
-            await self.clear_fifo()
-            raise Nak(f"{self.name}: the {self.settings.model.value} cannot switch printing off over WSI; "
-                      "the user field was voided, products now get no code")
+            if not on:
+                await self.clear_fifo()
+            raise Nak(f"{self.name}: the {self.settings.model.value} has no print on/off over WSI (Rev AD appendix)"
+                      + (": switch printing on at the printer" if on else "; the field was voided instead"))
 
         async def op() -> None:
-            await self._command(Cmd.PRINT_ON_OFF, "0")  # the field keeps its record; the counter still tells
-            self._print_on = False
+            await self._command(Cmd.PRINT_ON_OFF, "1" if on else "0")
+            self._print_on = on
 
         await self._exchange(op)
 

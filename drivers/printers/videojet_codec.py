@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntFlag, StrEnum
 
-from drivers.printers.base import BadRecord, Fault, ProtocolError
+from drivers.printers.base import BadRecord, Fault, PrinterState, ProtocolError
 
 STX = 0x02
 ETX = 0x03
@@ -303,6 +303,21 @@ class ErrorStatus:
 
     def encode(self) -> str:
         return "".join(f"{n:X}" for n in self.nibbles) + f"{int(self.alarm):X}"
+
+    @property
+    def state(self) -> PrinterState:
+        """3.11 gives the traffic light, not what lights it: red is read as a fault, green as printing."""
+        if self.alarm & Alarm.RED:
+            return PrinterState.FAULT
+        return PrinterState.PRINTING if self.alarm & Alarm.GREEN else PrinterState.IDLE
+
+    @property
+    def faults(self) -> frozenset[Fault]:
+        return frozenset(b.fault for b in self.errors)
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(b.text for b in self.errors) or f"traffic light {(self.alarm.name or 'none').lower()}"
 
 
 def error_status(reply: DataPacket) -> ErrorStatus:
