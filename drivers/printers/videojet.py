@@ -43,7 +43,6 @@ from pydantic import Field, field_validator
 
 from drivers.printers.base import (
     BufferFull,
-    Capabilities,
     DeviceTimeout,
     Fault,
     Nak,
@@ -73,9 +72,9 @@ from drivers.printers.videojet_codec import (
     counter_value,
     error_status,
     frame,
-    max_items_per_min,
     model_rules,
     part_number,
+    slot_capabilities,
 )
 
 log = logging.getLogger(__name__)
@@ -134,20 +133,11 @@ class VideojetWsi(StreamCoder):
         self._needs_settle: str | None = None  # why pushes wait for settle()
         self._stale: int | None = None  # a printed seq the field may still hold while its content is unknown
         self._print_on: bool | None = None  # the last O this driver sent
-        baud = None if settings.url.startswith("tcp://") else settings.baud
-        rate = max_items_per_min(
-            baud=baud, turnaround_s=settings.turnaround_s, field_name_len=len(settings.user_field),
+        self.capabilities = slot_capabilities(
+            settings.model, settings.counter, baud=None if settings.url.startswith("tcp://") else settings.baud,
+            turnaround_s=settings.turnaround_s, field_name_len=len(settings.user_field),
             code_len=settings.rate_code_len, void_after_print=settings.void_after_print,
-            query_check_len=CHECK_LEN if settings.query_check in (QueryCheck.BEFORE, QueryCheck.AFTER) else 0,
-        ) if self.counters else 0.0
-        self.capabilities = Capabilities(
-            fifo_capacity=1, indexed=False, print_complete_events=False, counters=self.counters,
-            kind=CoderKind.SINGLE_SLOT, status=True, double_print_guard=False, proves_flush=self.counters,
-            max_items_per_min=rate,
-            extra={"protocol": "videojet-wsi", "model": settings.model.value,
-                   "confirmation": f"counter G {settings.counter.value} advanced" if self.counters else
-                   f"none: the {settings.model.value} has no counter request (WSI Rev AD appendix)"},
-        )
+            query_check_len=CHECK_LEN if settings.query_check in (QueryCheck.BEFORE, QueryCheck.AFTER) else 0)
 
     # -- exchanges ----------------------------------------------------------------------------------
     async def _send(self, wire: bytes) -> None:

@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntFlag, StrEnum
 
-from drivers.printers.base import BadRecord, Fault, PrinterState, ProtocolError
+from drivers.printers.base import BadRecord, Capabilities, Fault, PrinterState, ProtocolError
+from drivers.printers.fifo import CoderKind
 
 STX = 0x02
 ETX = 0x03
@@ -239,11 +240,8 @@ class ReplyReader:
 
 
 def part_number(reply: DataPacket) -> str:
-    """3.10 / 4.5: 16 characters, padded with spaces."""
-    text = reply.data.rstrip(" ")
-    if not text:
-        raise ProtocolError("WSI part number reply is empty")
-    return text
+    """3.10 / 4.5: 16 characters, padded with spaces (any printable text is taken)."""
+    return reply.data.rstrip(" ")
 
 
 def counter_value(reply: DataPacket) -> int:
@@ -358,3 +356,20 @@ def max_items_per_min(*, baud: int | None, turnaround_s: float, field_name_len: 
     if cycle <= 0:
         raise ValueError("an item takes no time on this link: give a baud rate or a turnaround")
     return 60.0 / cycle
+
+
+def slot_capabilities(model: VideojetModel, counter: Counter, *, baud: int | None, turnaround_s: float,
+                      field_name_len: int, code_len: int, void_after_print: bool = True,
+                      query_check_len: int = 0) -> Capabilities:
+    """What a WSI coder of `model` offers a feed (appendix 5): one slot; proof of a print only with G."""
+    counters = model_rules(model).has(Cmd.GET_COUNTER)
+    rate = max_items_per_min(baud=baud, turnaround_s=turnaround_s, field_name_len=field_name_len,
+                             code_len=code_len, void_after_print=void_after_print,
+                             query_check_len=query_check_len) if counters else 0.0
+    proof = (f"counter G {counter.value} advanced" if counters else
+             f"none: the {model.value} has no counter request (WSI Rev AD appendix)")
+    return Capabilities(
+        fifo_capacity=1, indexed=False, print_complete_events=False, counters=counters, kind=CoderKind.SINGLE_SLOT,
+        status=True, double_print_guard=False, proves_flush=counters, max_items_per_min=rate,
+        extra={"protocol": "videojet-wsi", "model": model.value, "confirmation": proof},
+    )
