@@ -267,6 +267,7 @@ class VideojetWsi(StreamCoder):
         """A field of unknown content may hold a code that prints on every product: void it, re-base."""
         if self._holds is not Holds.UNKNOWN:
             return
+        self._lose("the field's content is unknown")  # a record still listed cannot be proven either way
         await self._void()
         try:
             count = await self._read_counter() if self.counters else None
@@ -281,12 +282,12 @@ class VideojetWsi(StreamCoder):
     async def _flush(self) -> None:
         """Read, void, read: every print before the void is counted, so what did not print is FLUSHED."""
         if not self.counters or self._holds is Holds.UNKNOWN:
-            self._lose("the field was voided; this model cannot say whether it printed (no G)")
+            self._holds = Holds.UNKNOWN  # no G: whether the record printed cannot be known
             await self._repair()
             self._needs_settle = None
             return
         self._observe(await self._read_counter())
-        before = self._count
+        before, held = self._count, self._holds
         await self._void()
         after = await self._count_after("void")
         seq = self._pending()
@@ -294,7 +295,7 @@ class VideojetWsi(StreamCoder):
             self._fates += self.slot.flushed()
         elif seq is not None:
             self._lose("a product passed while the field was voided")
-        elif before is not None and after != before:
+        elif held is Holds.PRINTED and after != before:
             self._event(PrintEventKind.FAULT, self.slot.last_printed, f"seq {self.slot.last_printed} may have "
                         "been printed again: products passed while the field was voided")
         self._count, self._holds, self._needs_settle = after, Holds.VOID, None
@@ -388,6 +389,9 @@ class VideojetWsi(StreamCoder):
                 await self._command(Cmd.UPDATE_USER_FIELD, self.settings.user_field, record.text)
             except Nak:
                 self.slot.pending.pop()  # `!XX`: not executed, the field is unchanged
+                raise
+            except BaseException:  # silence, garbage, cancelled: stored or not, nobody knows
+                self._lose("no clear answer to the update")
                 raise
             self._holds = Holds.RECORD
             if self.counters:
