@@ -35,6 +35,10 @@ class JobError(LedgerError):
     pass
 
 
+class JobNotFound(JobError):
+    """No job by that name or id (the CLI exits 4, "not found")."""
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -105,7 +109,7 @@ def get_job(ledger: Ledger, ref: str | int) -> Job:
         else:
             row = ledger.conn.execute("SELECT * FROM jobs WHERE name = ?", (ref,)).fetchone()
     if row is None:
-        raise JobError(f"no job {ref!r}")
+        raise JobNotFound(f"no job {ref!r}")
     return Job.from_row(row)
 
 

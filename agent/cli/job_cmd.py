@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
 from agent.codes import gs1
-from agent.jobs import JobError, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
+from agent.jobs import JobError, JobNotFound, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
 
 app = typer.Typer(help="Work orders: create, start, stop, finish, list.", no_args_is_help=True)
 JobRef = Annotated[str, typer.Argument(help="Job name or id")]
@@ -79,7 +80,7 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
                    f"{rep.in_doubt} sent-but-unconfirmed codes in doubt")
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
-        fail(str(exc))
+        fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
     ledger.audit(f"job.{action}", {"job": ref}, msg)
     ledger.close()
     console.print(msg)
@@ -102,15 +103,24 @@ def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
 
 
 @app.command("list")
-def list_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
+def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     jobs = list_jobs(ledger)
     with ledger.lock:
         used = {r[0]: (r[1], r[2]) for r in ledger.conn.execute(
-            "SELECT job, SUM(state IN ('printed','verified')), SUM(state='rejected') FROM codes "
-            "WHERE job IS NOT NULL GROUP BY job")}
+            # Only the job's item level: box, case and pallet codes are packaging, not good items.
+            "SELECT c.job, SUM(c.state IN ('printed','verified')), SUM(c.state='rejected') FROM codes c "
+            "JOIN jobs j ON j.id = c.job WHERE c.level = j.level GROUP BY c.job")}
     ledger.close()
+    if as_json:
+        typer.echo(json.dumps([{
+            "id": j.id, "name": j.name, "state": str(j.state), "product": j.product_name, "gtin": j.gtin,
+            "lot": j.lot, "expiry": j.expiry.isoformat() if j.expiry else None, "target": j.target_qty,
+            "good": int(used.get(j.id, (0, 0))[0] or 0), "rejected": int(used.get(j.id, (0, 0))[1] or 0),
+        } for j in jobs], ensure_ascii=False, indent=2))
+        return
     table = Table(title="jobs")
     for col in ("id", "name", "state", "product", "gtin", "lot", "expiry", "target", "good", "rejected"):
         table.add_column(col)

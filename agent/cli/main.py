@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -34,6 +36,24 @@ TOP_LEVEL: list[str] = [
     "agent.cli.receiver_cmd",
     "agent.cli.trace_cmd",
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("lineagent")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"lineagent {version}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    """Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."""
 
 
 def _build() -> None:

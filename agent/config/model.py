@@ -46,6 +46,14 @@ class StorageConfig(Strict):
     group_commit_ms: float = Field(10.0, gt=0, le=1000)
 
 
+class MetricsConfig(Strict):
+    """Prometheus metrics over HTTP. Off unless enabled; localhost unless an address is given."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=1, le=65535)
+
+
 class SecurityConfig(Strict):
     cloud_public_key: Path  # Ed25519 key that signs code packages and commands
     line_private_key: Path | None = None  # X25519 key for packages encrypted to this line
@@ -171,6 +179,7 @@ class LineConfig(Strict):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     stations: dict[str, StationConfig] = Field(default_factory=dict)
     mqtt: MqttConfig | None = None
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     # Set by the loader: where the file was, so relative paths resolve against it.
     source: Path | None = Field(default=None, exclude=True)

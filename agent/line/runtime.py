@@ -8,11 +8,6 @@ amber warning, red + buzzer for a stop). The MQTT uplink is blocking paho code w
 connection, so it gets a thread (agent.sync.uplink.Uplink.run), stopped last so it can still send what
 the shutdown committed.
 
-Why the runtime shortens the interpreter's thread switch interval (5 ms -> 0.5 ms) while it runs: the
-loop thread does many short syscalls per item (Modbus, the coder's link, SQLite reads) and gives up the
-GIL in each; with decode, packing and uplink threads running Python, taking it back cost up to a full
-switch interval every time ("convoy effect"), tens to hundreds of milliseconds per item at 2,000/min.
-
 pymodbus logs its own view of every failure our adapter already reports typed (an alarm on the board),
 and appends a hex dump of the last frames to it unless its logger is at DEBUG: that is what flooded
 stderr during the benchmark (nobody enabled debug). `quiet_pymodbus` keeps it to CRITICAL unless the
@@ -29,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +37,8 @@ from agent.config.stations import StationKind
 from agent.jobs import Job, JobState, list_jobs
 from agent.ledger import Ledger
 from agent.line.alarms import AlarmBoard, Light, Severity
+from agent.line.metrics import LineMetrics
+from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
 from agent.line.status import DaemonStatus, status_path, write_status
@@ -57,7 +53,7 @@ from drivers.plc import PlcError
 
 log = logging.getLogger(__name__)
 
-SWITCH_INTERVAL_S = 0.0005
+PLC_CYCLE_S = 0.25  # heartbeat and stack light; a PLC watchdog of 1-3 s sees several beats per period
 
 
 def quiet_pymodbus() -> None:
@@ -107,6 +103,11 @@ class LineRuntime:
         self.current: Job | None = None
         self.packline: PackLine | None = None
         self.uplink: Uplink | None = None
+        self.notifier = Notifier()
+        self.metrics: LineMetrics | None = None
+        if cfg.metrics.enabled:
+            self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
+            self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
         ov = overrides or {}
         self.printers: dict[str, PrintStation] = {}
         self.verifiers: dict[str, VerifyRunner] = {}
@@ -129,12 +130,10 @@ class LineRuntime:
         sync_stop = threading.Event()
         self.state = RuntimeState.IDLE
         quiet_pymodbus()
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
-                tg.create_task(self._lights(stop), name="lights")
+                tg.create_task(self._plc_cycle(stop), name="plc-cycle")
                 if self.cfg.mqtt is not None:
                     tg.create_task(self._sync(sync_stop), name="sync-uplink")
                 await self._jobs(stop)
@@ -144,6 +143,12 @@ class LineRuntime:
                 stop.set()
                 sync_stop.set()
         finally:
+            # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
+            # coders do, so no product passes a coder that no longer prints. If even this fails (the
+            # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self._run_line(False)
             sync_stop.set()
             for v in self.verifiers.values():
                 await v.close()
@@ -151,8 +156,10 @@ class LineRuntime:
                 await p.halt()
             await asyncio.to_thread(self.ledger.commit)
             self.state = RuntimeState.STOPPED
-            self._write_status()
-            sys.setswitchinterval(switch)
+            try:
+                self._write_status()
+            except Exception:  # the last record must not hide why the runtime ended
+                log.exception("final status record not written")
         return self.runs
 
     async def _jobs(self, stop: asyncio.Event) -> None:
@@ -245,6 +252,8 @@ class LineRuntime:
     async def _run_line(self, run: bool) -> None:
         for v in self.verifiers.values():
             try:
+                if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
+                    await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
@@ -253,10 +262,17 @@ class LineRuntime:
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
-    async def _lights(self, stop: asyncio.Event) -> None:
+    async def _plc_cycle(self, stop: asyncio.Event) -> None:
+        """Every PLC_CYCLE_S: the heartbeat (the PLC stops the conveyor when it stops changing: the
+        agent dead, hung or restarting) and the stack light when it changed."""
         plcs = {v.plc_name: v.plc for v in self.verifiers.values()}
         shown: Light | None = None
         while not stop.is_set():
+            for name, plc in plcs.items():
+                try:
+                    await plc.heartbeat()
+                except PlcError as exc:
+                    log.debug("%s: heartbeat not written: %s", name, exc)  # its own alarm is on the board
             light = self.board.light(running=self.line_running)
             if light is not shown and plcs:
                 try:
@@ -267,7 +283,7 @@ class LineRuntime:
                 except PlcError as exc:
                     log.debug("stack light not set: %s", exc)  # the PLC's own alarm is on the board
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.25):
+                async with asyncio.timeout(PLC_CYCLE_S):
                     await stop.wait()
 
     async def _sync(self, sync_stop: threading.Event) -> None:
@@ -284,11 +300,37 @@ class LineRuntime:
         await asyncio.to_thread(self.uplink.run, sync_stop)
 
     async def _beat(self, stop: asyncio.Event) -> None:
+        """The status record, systemd's watchdog and the metrics, from one snapshot taken on the loop
+        (the runtime's dicts are only read where they are changed; the file is written in a thread)."""
+        every = self.status_every_s
+        wd = self.notifier.watchdog_interval_s()
+        if wd is not None:
+            every = min(every, wd)
+        ready = False
         while not stop.is_set():
-            await asyncio.to_thread(self._write_status)
+            snap = self.snapshot()
+            await asyncio.to_thread(self._write_status, snap)
+            summary = self.summary(snap)
+            if not ready:
+                self.notifier.ready(summary)
+                ready = True
+            self.notifier.beat(summary)
+            if self.metrics is not None:
+                self.metrics.update(snap, self.line_running)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.status_every_s):
+                async with asyncio.timeout(every):
                     await stop.wait()
+        self.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    @staticmethod
+    def summary(st: DaemonStatus) -> str:
+        """One line for `systemctl status` (STATUS=)."""
+        alarms = len(st.alarms)
+        job = f"job {st.job}" if st.job else "no job"
+        judged = sum(sum((s.get("verdicts") or {}).values()) for s in st.stations.values()
+                     if isinstance(s.get("verdicts"), dict))
+        return (f"{st.state}, {job}, light {st.light}, {judged} judged, "
+                f"{alarms} alarm{'s' if alarms != 1 else ''}")
 
     def snapshot(self) -> DaemonStatus:
         devices: dict[str, dict[str, Any]] = {}
@@ -308,9 +350,9 @@ class LineRuntime:
                             job=self.current.name if self.current else None, devices=devices, stations=stations,
                             alarms=alarms, sync=sync)
 
-    def _write_status(self) -> None:
+    def _write_status(self, snap: DaemonStatus | None = None) -> None:
         try:
-            write_status(self.status_file, self.snapshot())
+            write_status(self.status_file, snap or self.snapshot())
         except OSError as exc:
             log.warning("status record %s not written: %s", self.status_file, exc)
 
