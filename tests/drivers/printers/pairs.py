@@ -57,7 +57,7 @@ class Pair:
 
 def _leibinger(url: str, capacity: int) -> Printer:
     settings = LeibingerSettings(
-        url=url, capacity=capacity, timeout_s=TIMEOUT_S, retries=RETRIES, reconnect_max_s=0.5
+        url=url, capacity=capacity, timeout_s=TIMEOUT_S, retries=RETRIES, reconnect_max_s=0.5, confirm_s=0.5
     )
     return Leibinger(settings)
 
