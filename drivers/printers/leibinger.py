@@ -335,12 +335,24 @@ class Leibinger(FramedPrinter):
                 self.mirror.pushed(r.seq, index)  # sent: from here on held, printed or in doubt
             await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
             rs, sm = await self._read()
+            if rs.error in REFUSALS and rs.printing == self._printing:
+                self._progress(sm.last_started)
+                self._not_stored(min(len(records), len(self.mirror) - (sm.entries + 1)))
             self._observe(rs, sm)
             if rs.error in REFUSALS:
                 self._flush_due = True  # what it kept of this push is settled by the next flush
                 await self._write(wire(Kind.ACTION, "EQ"))  # acknowledge the error this push caused
                 text = f"{self.name}: mailing record refused with error {rs.error}"
                 raise BufferFull(text) if rs.error == ERR_BUFFER_FULL else Nak(text)
+
+    def _not_stored(self, n: int) -> None:
+        """The coder refused the tail of a push (it stores a prefix: later indexes are out of sequence)
+        and holds at most FifoEntrys + 1 records: the `n` newest records never reached it."""
+        if n <= 0:
+            return
+        gone = tuple(self.mirror.pending.pop()[0] for _ in range(n))[::-1]
+        self._fates_due += Fates(flushed=gone)
+        log.warning("%s: %d records of the last push were refused by the coder", self.name, n)
 
     def _text(self, record: Record) -> bytes:
         bad = sorted({c for c in record.text if c in FORBIDDEN})
