@@ -19,11 +19,14 @@ rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`,
   sequence (serialine.py resumes at the first unprinted record). A refusal while printing stops the
   print ("stops with an error if a record is missing or out of order"), and a stop clears the mailing
   data. A PrintGo with nothing to print is error 5043 and stops printing.
+- <Check Double Prints> (`check_double_prints`, default on, as docs/technicians.md asks a site to set
+  it): a PrintGo with the mailing FIFO empty prints nothing, error 5043, printing stops. Off, the
+  coder's factory behaviour per the operating manuals ("the current display buffer will be printed
+  with each PrintGo signal received unless you have selected the <Check Double Prints> option"): the
+  last record is printed AGAIN before the 5043 stop, which is why public clients end a batch with a
+  blank or masked record (serialine.py send_records; node-coder "Mask the current printer display").
 - ASSUMED, the pessimistic reading where the sources are silent: `!FF` keeps the record already loaded
-  for the next print (`flush_keeps_next`); with <Check Double Prints> off, a PrintGo with the mailing
-  FIFO empty prints the display buffer (the last record) again before stopping with 5043, which is why
-  public clients end a batch with a blank or masked record (serialine.py send_records; node-coder
-  "Mask the current printer display").
+  for the next print (`flush_keeps_next`).
 Error numbers that are ours, not Leibinger's: 2001 ink low, 3001 head fault, 3002 ink empty, 3999 other.
 """
 
@@ -55,7 +58,7 @@ class LeibingerSim(SimCoder):
         rate_per_min: float | None = None,
         baud: int = 115200,
         faults: FaultPlan | str | None = None,
-        check_double_prints: bool = False,
+        check_double_prints: bool = True,
         flush_keeps_next: bool = True,
     ) -> None:
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)

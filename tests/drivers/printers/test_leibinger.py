@@ -241,7 +241,7 @@ def test_settle_flushes_and_proves_all_but_the_record_loaded_for_the_next_print(
 
 def test_settle_proves_every_record_when_the_flush_clears_the_loaded_one_too() -> None:
     async def main() -> None:
-        sim = LeibingerSim(capacity=16, flush_keeps_next=False)
+        sim = LeibingerSim(capacity=16, flush_keeps_next=False, check_double_prints=False)
         async with pair(sim, "tcp", flush_clears_next=True) as d:
             await d.push(recs(1, 5))
             await d.start()
@@ -252,6 +252,7 @@ def test_settle_proves_every_record_when_the_flush_clears_the_loaded_one_too() -
             st = await d.status()
             assert st.state is PrinterState.FAULT and Fault.BUFFER_EMPTY in st.faults
             assert sim.printed == ["C1", "C1"]  # check double prints off: the display buffer again
+            assert sim.repeats == 1
 
     run(main())
 
@@ -364,5 +365,20 @@ def test_records_left_by_an_earlier_session_never_count_as_ours() -> None:
             sim.trigger(3)  # OLD1 was loaded for the next print and survives the flush
             st = await d.status()
             assert sim.printed == ["OLD1", "C1", "C2"] and st.last_printed == 2
+
+    run(main())
+
+
+def test_with_check_double_prints_on_an_empty_fifo_prints_nothing_and_stops() -> None:
+    async def main() -> None:
+        sim = LeibingerSim(capacity=16)  # the option on (the simulator's default)
+        async with pair(sim, "pty", check_double_prints=True) as d:
+            assert d.capabilities.double_print_guard
+            await d.push(recs(1, 1))
+            await d.start()
+            assert sim.trigger(2) == 1
+            st = await d.status()
+            assert (st.state, st.faults, st.last_printed) == (PrinterState.FAULT, {Fault.BUFFER_EMPTY}, 1)
+            assert sim.printed == ["C1"] and sim.repeats == 0
 
     run(main())
