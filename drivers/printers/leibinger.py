@@ -99,7 +99,7 @@ class LeibingerSettings(FramedSettings):
     capacity: int = Field(256, ge=2, le=100_000, description="mailing FIFO depth (?SM FifoDepth, normally 256)")
     encoding: str = Field("latin-1", description="text encoding of records on the wire")
     job_dir: str = Field(JOB_DIR, description="directory prefix of =JL, backslashes as the coder writes them")
-    first_index: int = Field(1, ge=0, description="mailing index of the first record after power-on")
+    first_index: int = Field(1, ge=1, description="lowest mailing index (0 means 'none' in ?SM)")
     wrap_index: int | None = Field(None, description="highest index before numbering restarts (None: never)")
     flush_clears_next: bool = Field(False, description="!FF also drops the record loaded for the next print")
     check_double_prints: bool = Field(False, description="the coder's <Check Double Prints> option is on")
@@ -196,7 +196,7 @@ class Leibinger(FramedPrinter):
         if last == self._last_started:
             return
         self._last_started = last
-        fates = self.mirror.printed_through(last)
+        fates = self.mirror.printed_through(last) if last else None  # 0: none since power-on
         if fates is not None:
             for seq in fates.printed:
                 self.emit(PrintEventKind.PRINTED, seq=seq)
@@ -212,7 +212,10 @@ class Leibinger(FramedPrinter):
             self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(fates.unknown)} records in doubt: {reason}")
 
     async def _flush(self) -> MailStatus:
-        """`!FF`, then read: prints up to the last started one are counted, the rest never printed."""
+        """`!FF`, then read: prints up to the last started one are counted, the rest never printed but
+        for the record loaded for the next print. Which one that is: the first waiting, or the second
+        if the coder lost the first (the count check before the flush allows at most that one)."""
+        self._observe(*await self._read())
         await self._write(wire(Kind.ACTION, "FF"))
         rs, sm = await self._read()
         stopped = self._printing and not rs.printing
@@ -223,9 +226,9 @@ class Leibinger(FramedPrinter):
         elif self.mirror:
             fates = Fates()
             if not self.cfg.flush_clears_next:  # may sit in the print buffer and still print
-                seq, tag = self.mirror.pending.popleft()
-                self._doubtful.append(tag if tag is not None else -1)
-                fates = Fates(unknown=(seq,))
+                loaded = [self.mirror.pending.popleft() for _ in range(min(2, len(self.mirror)))]
+                self._doubtful.extend(tag for _, tag in loaded if tag is not None)
+                fates = Fates(unknown=tuple(seq for seq, _ in loaded))
             fates += self.mirror.flushed()
             self.mirror.lost = True
             self._fates_due += Fates(flushed=fates.flushed)
@@ -335,24 +338,15 @@ class Leibinger(FramedPrinter):
                 self.mirror.pushed(r.seq, index)  # sent: from here on held, printed or in doubt
             await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
             rs, sm = await self._read()
-            if rs.error in REFUSALS and rs.printing == self._printing:
-                self._progress(sm.last_started)
-                self._not_stored(min(len(records), len(self.mirror) - (sm.entries + 1)))
-            self._observe(rs, sm)
             if rs.error in REFUSALS:
-                self._flush_due = True  # what it kept of this push is settled by the next flush
+                # Which records it kept cannot be told (a refused first record after a clear lets the
+                # next one start a new sequence), nor which one is loaded for the next print: all in doubt.
+                self._progress(sm.last_started)
+                self._lose(f"the coder refused a mailing record with error {rs.error}")
                 await self._write(wire(Kind.ACTION, "EQ"))  # acknowledge the error this push caused
                 text = f"{self.name}: mailing record refused with error {rs.error}"
                 raise BufferFull(text) if rs.error == ERR_BUFFER_FULL else Nak(text)
-
-    def _not_stored(self, n: int) -> None:
-        """The coder refused the tail of a push (it stores a prefix: later indexes are out of sequence)
-        and holds at most FifoEntrys + 1 records: the `n` newest records never reached it."""
-        if n <= 0:
-            return
-        gone = tuple(self.mirror.pending.pop()[0] for _ in range(n))[::-1]
-        self._fates_due += Fates(flushed=gone)
-        log.warning("%s: %d records of the last push were refused by the coder", self.name, n)
+            self._observe(rs, sm)
 
     def _text(self, record: Record) -> bytes:
         bad = sorted({c for c in record.text if c in FORBIDDEN})
