@@ -22,7 +22,12 @@ Settings for what the sources leave open, each with the SAFE default (docs/techn
 - `wrap_index` None: indexes never wrap (public clients number 1..N; 12,000 in one run). Indexes are
   never reused while the coder may still report an old one as its last started print.
 - `flush_clears_next` False: whether `!FF` also drops the record already loaded for the next print is
-  not public, so after a flush that one record is in doubt (UNKNOWN); the rest is FLUSHED.
+  not public, so after a flush the two records that may be the loaded one (the first waiting, or the
+  second if the coder lost the first) are in doubt (UNKNOWN); the rest is FLUSHED. A push the coder
+  refuses (1015/1018/1019) puts everything waiting in doubt: which records it kept cannot be told.
+- A new session numbers from LastStartedPrintNo + capacity + 1, past what an earlier session of this
+  driver can have left loaded; an earlier client that numbered further ahead is not guarded against
+  (set `flush_clears_next` once a site has seen that `!FF` empties the print buffer too).
 - `check_double_prints` False: say True only when the coder's <Check Double Prints> option is on
   (JET2neo/JET3 operating manuals, Extern Text chapter: an error instead of a repeat print).
 Left out: `!PO`/`!PF`/`!NO`/`!NC` (jet and nozzle are the operator's), `=CM` stop count (ignored by
@@ -59,12 +64,12 @@ from drivers.printers.fifo import CoderKind, Fates, FifoMirror
 from drivers.printers.framed import FramedPrinter, FramedSettings
 from drivers.printers.leibinger_codec import (
     ERR_BAD_INDEX,
-    ERR_BUFFER_EMPTY,
     ERR_BUFFER_FULL,
     ERR_OUT_OF_SEQUENCE,
     FORBIDDEN,
     FRAME_SPEC,
     JOB_DIR,
+    PUBLIC_ERRORS,
     Kind,
     LeibingerDeframer,
     Machine,
@@ -78,18 +83,13 @@ from drivers.printers.leibinger_codec import (
     parse_rs,
     parse_sm,
     record_frame,
+    state_name,
     wire,
 )
 from drivers.transport import LinkClosed, Transport
 
 log = logging.getLogger(__name__)
 
-PUBLIC_ERRORS: dict[int, Fault] = {
-    ERR_BUFFER_FULL: Fault.BUFFER_FULL,
-    ERR_BAD_INDEX: Fault.SEQUENCE_ERROR,
-    ERR_OUT_OF_SEQUENCE: Fault.SEQUENCE_ERROR,
-    ERR_BUFFER_EMPTY: Fault.BUFFER_EMPTY,
-}
 REFUSALS = frozenset({ERR_BUFFER_FULL, ERR_BAD_INDEX, ERR_OUT_OF_SEQUENCE})
 WARNINGS = frozenset({Fault.INK_LOW})
 POLL_STATE_S = 0.05
@@ -313,7 +313,7 @@ class Leibinger(FramedPrinter):
             last_printed=self.mirror.last_printed,
             print_count=count,
             fifo_lost=self.mirror.lost,
-            detail=f"nozzle {_name(Nozzle, rs.nozzle)}, machine {_name(Machine, rs.machine)}, "
+            detail=f"nozzle {state_name(Nozzle, rs.nozzle)}, machine {state_name(Machine, rs.machine)}, "
             f"error {rs.error} (flags {rs.error_flags:#x}), last started index {sm.last_started}",
         )
 
@@ -407,7 +407,7 @@ class Leibinger(FramedPrinter):
             if done(rs):
                 return rs
             if time.monotonic() >= deadline:
-                raise Nak(f"{self.name}: the coder did not {what}: machine {_name(Machine, rs.machine)}, "
+                raise Nak(f"{self.name}: the coder did not {what}: machine {state_name(Machine, rs.machine)}, "
                           f"error {rs.error}")
             await asyncio.sleep(POLL_STATE_S)
 
@@ -418,9 +418,3 @@ class Leibinger(FramedPrinter):
                 async with self._op:
                     await self.sync()
 
-
-def _name(enum: type[Nozzle] | type[Machine], value: int) -> str:
-    try:
-        return f"{value} ({enum(value).name.lower()})"
-    except ValueError:
-        return str(value)

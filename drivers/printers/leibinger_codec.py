@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from drivers.framing import Deframer, EscapeMode, Frame, FrameError, FrameSpec
-from drivers.printers.base import ProtocolError
+from drivers.printers.base import Fault, ProtocolError
 
 START, END, ESCAPE = b"^0", b"\r", b"\\"
 SPECIAL = b"^\\"
@@ -40,6 +40,12 @@ FORBIDDEN = "\t\r\n"  # serialine.py escape_field: "TAB/CR/LF are not allowed"
 
 # Error numbers (the `?RS` error field, masked) that public sources name for mailing mode.
 ERR_BUFFER_FULL, ERR_BAD_INDEX, ERR_OUT_OF_SEQUENCE, ERR_BUFFER_EMPTY = 1015, 1018, 1019, 5043
+PUBLIC_ERRORS: dict[int, Fault] = {
+    ERR_BUFFER_FULL: Fault.BUFFER_FULL,
+    ERR_BAD_INDEX: Fault.SEQUENCE_ERROR,
+    ERR_OUT_OF_SEQUENCE: Fault.SEQUENCE_ERROR,
+    ERR_BUFFER_EMPTY: Fault.BUFFER_EMPTY,
+}
 
 
 class Kind(StrEnum):
@@ -221,3 +227,10 @@ class LeibingerDeframer(Deframer):
                 return i, FrameError(f"frame longer than {FRAME_SPEC.max_payload} bytes without an end", buf[:i])
         return 0, None
 
+
+
+def state_name(enum: type[Nozzle] | type[Machine], value: int) -> str:
+    try:
+        return f"{value} ({enum(value).name.lower()})"
+    except ValueError:
+        return str(value)
