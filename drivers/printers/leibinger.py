@@ -336,8 +336,14 @@ class Leibinger(FramedPrinter):
             indexes = [self._take_index() for _ in records]
             for r, index in zip(records, indexes, strict=True):
                 self.mirror.pushed(r.seq, index)  # sent: from here on held, printed or in doubt
-            await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
-            rs, sm = await self._read()
+            try:
+                await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
+                rs, sm = await self._read()
+            except PrinterError:
+                # Unchecked, a record the coder dropped would later be taken as printed when the last
+                # started index passes it: whatever is waiting is in doubt, and a flush comes first.
+                self._lose("the push could not be confirmed with ?RS/?SM")
+                raise
             if rs.error in REFUSALS:
                 # Which records it kept cannot be told (a refused first record after a clear lets the
                 # next one start a new sequence), nor which one is loaded for the next print: all in doubt.
