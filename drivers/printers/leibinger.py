@@ -25,6 +25,10 @@ Settings for what the sources leave open, each with the SAFE default (docs/techn
   not public, so after a flush the two records that may be the loaded one (the first waiting, or the
   second if the coder lost the first) are in doubt (UNKNOWN); the rest is FLUSHED. A push the coder
   refuses (1015/1018/1019) puts everything waiting in doubt: which records it kept cannot be told.
+- Known limit (no source can settle it): if a coder keeps the loaded record on `!FF` AND the first
+  record after that flush is lost on the wire without a link error (serial noise; TCP does not lose
+  frames silently), the left-over record makes the count add up and the lost one would be taken as
+  printed once the next ones print. Prefer TCP; the camera read is the cross-check.
 - A new session numbers from LastStartedPrintNo + capacity + 1, past what an earlier session of this
   driver can have left loaded; an earlier client that numbered further ahead is not guarded against
   (set `flush_clears_next` once a site has seen that `!FF` empties the print buffer too).

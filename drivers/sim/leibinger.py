@@ -25,8 +25,10 @@ rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`,
   with each PrintGo signal received unless you have selected the <Check Double Prints> option"): the
   last record is printed AGAIN before the 5043 stop, which is why public clients end a batch with a
   blank or masked record (serialine.py send_records; node-coder "Mask the current printer display").
-- ASSUMED, the pessimistic reading where the sources are silent: `!FF` keeps the record already loaded
-  for the next print (`flush_keeps_next`).
+- `!FF` empties the mailing FIFO, the record loaded for the next print included (the plain reading of
+  "flushes the FIFO buffer"). Whether a real coder also drops the loaded record is not public:
+  `flush_keeps_next=True` keeps it, the pessimistic reading the driver must survive (drivers/printers/
+  leibinger.py leaves that record in doubt after a flush).
 Error numbers that are ours, not Leibinger's: 2001 ink low, 3001 head fault, 3002 ink empty, 3999 other.
 """
 
@@ -59,7 +61,7 @@ class LeibingerSim(SimCoder):
         baud: int = 115200,
         faults: FaultPlan | str | None = None,
         check_double_prints: bool = True,
-        flush_keeps_next: bool = True,
+        flush_keeps_next: bool = False,
     ) -> None:
         super().__init__(rate_per_min=rate_per_min, baud=baud, faults=faults)
         self.capacity = capacity

@@ -220,7 +220,7 @@ def test_a_stop_at_the_panel_puts_what_was_waiting_in_doubt(link: str) -> None:
 @pytest.mark.parametrize("link", LINKS)
 def test_settle_flushes_and_proves_all_but_the_record_loaded_for_the_next_print(link: str) -> None:
     async def main() -> None:
-        sim = LeibingerSim(capacity=16)  # keeps the loaded record on !FF: the pessimistic reading
+        sim = LeibingerSim(capacity=16, flush_keeps_next=True)  # the pessimistic reading
         async with pair(sim, link) as d:
             await d.push(recs(1, 6))
             await d.start()
@@ -289,7 +289,7 @@ def test_power_loss_puts_the_fifo_in_doubt_and_the_line_resumes(link: str) -> No
 
 def test_a_refused_record_raises_and_is_settled_by_the_next_flush() -> None:
     async def main() -> None:
-        sim = LeibingerSim(capacity=16)
+        sim = LeibingerSim(capacity=16, flush_keeps_next=True)
         async with pair(sim, "tcp") as d:
             await d.push(recs(1, 2))
             sim.expected = 99  # the coder wants another index: =MR for seq 3 is out of sequence
@@ -354,7 +354,7 @@ def test_job_load_sends_the_path_as_public_clients_do() -> None:
 
 def test_records_left_by_an_earlier_session_never_count_as_ours() -> None:
     async def main() -> None:
-        sim = LeibingerSim(capacity=16)
+        sim = LeibingerSim(capacity=16, flush_keeps_next=True)
         sim.store("OLD1", 41)
         sim.store("OLD2", 42)
         sim.last_tag = 40
