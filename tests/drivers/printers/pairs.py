@@ -63,17 +63,6 @@ def _leibinger(url: str, capacity: int) -> Printer:
     return Leibinger(settings)
 
 
-def _generic_leibinger(url: str, capacity: int) -> Printer:
-    settings = GenericSettings(
-        url=url,
-        protocol_file=str(ROOT / "config" / "printers" / "leibinger.yaml"),
-        capacity=capacity,
-        timeout_s=TIMEOUT_S,
-        retries=RETRIES,
-        reconnect_max_s=0.5,
-    )
-    return GenericPrinter(settings)
-
 
 def _generic(protocol_file: str) -> Callable[[str, int], Printer]:
     def make(url: str, capacity: int) -> Printer:
@@ -146,10 +135,6 @@ VIDEOJET_SINGLE_SLOT = frozenset({
 
 PAIRS: list[Pair] = [
     Pair("leibinger", lambda cap: LeibingerSim(capacity=cap), _leibinger),
-    # The Leibinger coder answers no set/action command and `?RS`/`?SM` carry no TAB after the command
-    # (drivers/printers/leibinger_codec.py): config/printers/leibinger.yaml still describes echoes and
-    # `!ER` refusals, so its pairs ("generic+leibinger.yaml" with _generic_leibinger, and the native
-    # driver against GenericSim(protocol="leibinger")) are out until that file is rewritten.
     # ENQ/ACK, STX/ETX + BCC, NAK as a token, print-complete messages: config/printers/example_stx.yaml.
     Pair("generic+example_stx.yaml", lambda cap: GenericSim(protocol="example_stx", capacity=cap),
          _generic("example_stx")),
@@ -157,4 +142,17 @@ PAIRS: list[Pair] = [
     Pair("markem_ngpcl", lambda cap: MarkemSim(), _markem, capacity=1, skip=MARKEM_SINGLE_SLOT),
     Pair("hitachi", lambda cap: HitachiSim(capacity=cap, restart_delay_s=HITACHI_RESTART_S), _hitachi,
          skip=HITACHI_CANNOT),
+    # The generic driver with the shipped protocol files against the NATIVE simulators: the proof that a
+    # protocol file describes each coder as its source does. Skips as for the native pair, same reasons.
+    Pair("generic+leibinger.yaml", lambda cap: LeibingerSim(capacity=cap), _generic("leibinger")),
+    Pair("generic+videojet_wsi.yaml", lambda cap: VideojetSim(), _generic("videojet_wsi"), capacity=1,
+         skip=VIDEOJET_SINGLE_SLOT),
+    Pair("generic+hitachi_rx.yaml", lambda cap: HitachiSim(capacity=cap, restart_delay_s=HITACHI_RESTART_S),
+         _generic("hitachi_rx"), skip=HITACHI_CANNOT),
+    Pair("generic+markem_ngpcl.yaml", lambda cap: MarkemSim(), _generic("markem_ngpcl"), capacity=1,
+         skip=MARKEM_SINGLE_SLOT),
+    # The native Leibinger driver against a simulator built only from config/printers/leibinger.yaml; the
+    # file has no ?JL (its replies carry bare backslashes), which the native select_job reads back.
+    Pair("leibinger+generic_sim", lambda cap: GenericSim(protocol="leibinger", capacity=cap), _leibinger,
+         skip=frozenset({"select_job"})),
 ]

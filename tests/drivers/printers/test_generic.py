@@ -99,11 +99,11 @@ def test_line_config_validates_coder_sections_and_their_protocol_files(tmp_path:
     load_config(good)
     bad = tmp_path / "bad.yaml"
     bad.write_text(example.replace("devices: {}\n", devices.replace("example_stx", "nosuch").replace(
-        "capacity: 256", "capacity: 300")))
+        "capacity: 256", "capacity: 1")))
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     text = str(info.value)
-    assert "devices.coders.cij1.capacity: Input should be less than or equal to 256" in text
+    assert "devices.coders.cij1.capacity: Input should be greater than or equal to 2" in text
     assert "devices.coders.cij2.protocol_file" in text and "nosuch.yaml" in text
 
 
