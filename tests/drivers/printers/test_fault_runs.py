@@ -35,9 +35,17 @@ def generic_stx(url: str) -> SerializingPrinter:
     ))
 
 
+def generic_leibinger(url: str) -> SerializingPrinter:
+    return GenericPrinter(GenericSettings(
+        url=url, protocol_file="leibinger", capacity=CAP, timeout_s=0.1, retries=1, reconnect_max_s=0.2,
+    ))
+
+
 RUNS: dict[str, tuple[Callable[[str], SimCoder], Callable[[str], SerializingPrinter]]] = {
     "leibinger": (lambda spec: LeibingerSim(capacity=CAP, faults=spec), leibinger),
     "generic+example_stx": (lambda spec: GenericSim(protocol="example_stx", capacity=CAP, faults=spec), generic_stx),
+    # config/printers/leibinger.yaml against the native simulator, under the same fault schedule
+    "generic+leibinger.yaml": (lambda spec: LeibingerSim(capacity=CAP, faults=spec), generic_leibinger),
 }
 
 
