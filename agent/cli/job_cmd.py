@@ -9,11 +9,23 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, ledger_path, open_ledger
 from agent.codes import gs1
-from agent.jobs import JobError, JobNotFound, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
+from agent.control import client
+from agent.control.protocol import ErrorCode
+from agent.jobs import (
+    JobError,
+    JobNotFound,
+    JobSpec,
+    create_job,
+    finish_job,
+    list_jobs,
+    pause_job,
+    start_job,
+    stop_job,
+)
 
-app = typer.Typer(help="Work orders: create, start, stop, finish, list.", no_args_is_help=True)
+app = typer.Typer(help="Work orders: create, start, pause, stop, finish, list.", no_args_is_help=True)
 JobRef = Annotated[str, typer.Argument(help="Job name or id")]
 
 
@@ -67,17 +79,33 @@ def create(
 
 
 def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
+    """Through the daemon when one runs this line (it stops the belt and the coders, drains a finish,
+    and audits the operator from the socket's peer credentials); on the ledger directly when none does."""
     cfg = config_optional(config)
+    path = ledger_path(cfg, db)
+    sock = cfg.control_socket(path) if cfg is not None else path.with_suffix(".sock")
+    if action in ("stop", "pause", "finish") and sock.exists():
+        console.print(f"asking the daemon to {action} job {ref!r} (the line stops first) ...")
+    try:
+        result = client.call(sock, f"job.{action}", {"job": ref})
+    except client.DaemonNotRunning:
+        pass
+    except client.DaemonRefused as exc:
+        fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
+    else:
+        console.print(_said(ref, result) + " (by the running daemon)")
+        return
     ledger = open_ledger(cfg, db)
     try:
         if action == "start":
             msg = f"job {ref!r} is {start_job(ledger, ref).state}"
         elif action == "stop":
             msg = f"job {ref!r} is {stop_job(ledger, ref).state}"
+        elif action == "pause":
+            msg = f"job {ref!r} is {pause_job(ledger, ref).state}"
         else:
             rep = finish_job(ledger, ref)
-            msg = (f"job {ref!r} finished: {rep.returned} unused codes returned to the pool, "
-                   f"{rep.in_doubt} sent-but-unconfirmed codes in doubt")
+            msg = _said(ref, {"state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt})
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
         fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
@@ -86,19 +114,35 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
     console.print(msg)
 
 
+def _said(ref: str, result: dict[str, object]) -> str:
+    if result.get("state") == "finished":
+        return (f"job {ref!r} finished: {result.get('returned', 0)} unused codes returned to the pool, "
+                f"{result.get('in_doubt', 0)} sent-but-unconfirmed codes in doubt")
+    return f"job {ref!r} is {result.get('state')}"
+
+
 @app.command("start")
 def start(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Start (or resume a paused job); a running daemon picks it up at once."""
     _move("start", ref, config, db)
 
 
 @app.command("stop")
 def stop(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Stop: the belt stops, then the coders; codes in the coders are reconciled."""
     _move("stop", ref, config, db)
+
+
+@app.command("pause")
+def pause(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Pause: as stop, but the job stays ready to resume with `job start` (a restart does not resume it)."""
+    _move("pause", ref, config, db)
 
 
 @app.command("finish")
 def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Finish: unused codes return to the pool; sent-but-unconfirmed codes go in doubt."""
+    """Finish: feeding stops, printed items get their verdicts, unused codes return to the pool;
+    sent-but-unconfirmed codes go in doubt."""
     _move("finish", ref, config, db)
 
 
