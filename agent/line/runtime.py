@@ -56,7 +56,7 @@ from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
 from agent.line.status import DaemonStatus, status_path, write_status
-from agent.line.verifying import VerifyRunner
+from agent.line.verifying import VerifyRunner, VerifyState
 from agent.sync.backlog import SyncAlarm
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
@@ -304,6 +304,9 @@ class LineRuntime:
         while not stop.is_set() and time.monotonic() < deadline:
             if all([await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]):
                 return
+            if any(v.state is VerifyState.STOPPED for v in self.verifiers.values()):
+                log.warning("finish: a verify station stopped the line; unjudged items stay unjudged")
+                return
             await self._wait_any(stop, None, 0.05)
 
     async def _settle_job(self, job: Job, end: JobEnd, run: JobRun) -> dict[str, Any]:
@@ -401,25 +404,34 @@ class LineRuntime:
         return {"job": job.name, "state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt}
 
     async def _conveyor(self, job_stop: asyncio.Event) -> None:
-        """Run the line once every coder is primed: items must not pass a coder with an empty FIFO."""
+        """Run the line once every coder is primed (items must not pass a coder with an empty FIFO) and
+        every PLC has taken the run command (a station may still be opening its PLC)."""
         while not job_stop.is_set():
-            if all(p.primed.is_set() for p in self.printers.values()):
-                await self._run_line(True)
+            ready = all(p.primed.is_set() for p in self.printers.values()) and all(
+                v.state is not VerifyState.STARTING for v in self.verifiers.values())
+            if ready and await self._run_line(True):
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.02):
                     await job_stop.wait()
 
-    async def _run_line(self, run: bool) -> None:
+    async def _run_line(self, run: bool) -> bool:
+        """True when every PLC took the command."""
+        ok = True
         for v in self.verifiers.values():
             try:
                 if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
                     await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
+                ok = False
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
                                f" the line: {exc}")
-        self.line_running = run
+        if ok and run:
+            for v in self.verifiers.values():
+                self.board.set(v.plc_name, "line_run", False)
+        self.line_running = run and ok
+        return ok
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
