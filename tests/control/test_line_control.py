@@ -52,7 +52,7 @@ def test_operator_drives_a_running_line_through_the_control_socket(tmp_path: Pat
                     return
                 await asyncio.sleep(0.05)
             raise AssertionError(f"never: {what}; runtime {runtime.state}, job {runtime.current}, printers "
-                             f"{[(p.state, p.primed.is_set(), p.feeder and p.feeder.state) for p in runtime.printers.values()]}, "
+                             f"{[(p.state, p.primed.is_set()) for p in runtime.printers.values()]}, "
                              f"verifiers {[v.state for v in runtime.verifiers.values()]}, alarms "
                              f"{[(a.source, a.key, a.detail) for a in runtime.board.active]}, belt {model.running}, "
                              f"watchdog trips {model.watchdog_trips}")
