@@ -8,6 +8,7 @@ the board keeps what is active and says which light that makes.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
@@ -26,6 +27,18 @@ class Light(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """One raise or clear, queued for the daemon's log and the journal (AlarmBoard.take_changes)."""
+
+    source: str
+    key: str
+    active: bool
+    severity: Severity
+    detail: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveAlarm:
     source: str  # a device or station name, or "sync"
     key: str  # what is wrong, e.g. "communication", "reject_unconfirmed"
@@ -39,6 +52,8 @@ class AlarmBoard:
         self._active: dict[tuple[str, str], ActiveAlarm] = {}
         self._acked: set[tuple[str, str]] = set()  # active alarms an operator acknowledged (buzzer off)
         self.raised = 0  # alarms raised since start (for status and tests)
+        # Raises and clears not yet logged/journaled; deque appends are atomic, so any thread may set().
+        self._changes: deque[AlarmChange] = deque(maxlen=10_000)
 
     def set(self, source: str, key: str, active: bool, severity: Severity = Severity.WARNING,
             detail: str = "") -> bool:
@@ -46,14 +61,25 @@ class AlarmBoard:
         k = (source, key)
         if not active:
             self._acked.discard(k)
-            return self._active.pop(k, None) is not None
+            gone = self._active.pop(k, None)
+            if gone is not None:
+                self._changes.append(AlarmChange(source, key, False, gone.severity, gone.detail, time.time()))
+            return gone is not None
         old = self._active.get(k)
         if old is not None and old.severity == severity and old.detail == detail:
             return False
         self._active[k] = ActiveAlarm(source, key, severity, detail, old.since if old else time.time())
         if old is None:
             self.raised += 1
+        self._changes.append(AlarmChange(source, key, True, severity, detail, time.time()))
         return True
+
+    def take_changes(self) -> list[AlarmChange]:
+        """Raises and clears since the last call, oldest first."""
+        out = []
+        while self._changes:
+            out.append(self._changes.popleft())
+        return out
 
     def clear_source(self, source: str) -> None:
         for k in [k for k in self._active if k[0] == source]:

@@ -49,8 +49,8 @@ from agent.jobs import (
     start_job,
     stop_job,
 )
-from agent.ledger import Ledger
-from agent.line.alarms import AlarmBoard, Light, Severity
+from agent.ledger import Ledger, LedgerError
+from agent.line.alarms import AlarmBoard, AlarmChange, Light, Severity
 from agent.line.metrics import LineMetrics
 from agent.line.notify import Notifier
 from agent.line.packing import PackLine
@@ -63,7 +63,8 @@ from agent.sync.outbox import Outbox
 from agent.sync.uplink import Uplink
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
-from drivers.plc import PlcError
+from drivers.plc import PlcError, Signal
+from drivers.printers.base import PrinterError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def quiet_pymodbus() -> None:
     logging.getLogger("pymodbus").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
 
 
+IDLE_PROBE_S = 10.0  # while no job runs, every device is probed this often (and at start-up)
+PROBE_TIMEOUT_S = 10.0
 FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
 
 
@@ -138,6 +141,7 @@ class LineRuntime:
         self._end_request: JobEnd | None = None
         self._end_event = asyncio.Event()
         self._job_over: asyncio.Future[dict[str, Any]] | None = None
+        self._next_probe = 0.0  # monotonic time of the next idle device probe (0: at start-up)
         self.metrics: LineMetrics | None = None
         if cfg.metrics.enabled:
             self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
@@ -192,6 +196,8 @@ class LineRuntime:
             await asyncio.to_thread(self.ledger.commit)
             if self.control_server is not None:
                 await self.control_server.close()
+            with contextlib.suppress(Exception):
+                await self._report_alarms()
             self.state = RuntimeState.STOPPED
             try:
                 self._write_status()
@@ -205,6 +211,9 @@ class LineRuntime:
             job = await asyncio.to_thread(self._running_job)
             if job is None:
                 self.state = RuntimeState.IDLE
+                if time.monotonic() >= self._next_probe:
+                    await self._probe_devices()
+                    self._next_probe = time.monotonic() + IDLE_PROBE_S
                 await self._wait_any(stop, self._wake, self.job_poll_s)
                 continue
             run = await self._run_job(job, stop)
@@ -213,6 +222,33 @@ class LineRuntime:
             if run.completed:  # the target is printed: wait for the operator to start another job
                 while not stop.is_set() and (await asyncio.to_thread(self._running_job)) == job:
                     await self._wait_any(stop, self._wake, self.job_poll_s)
+
+    async def _probe_devices(self) -> None:
+        """No job runs: is every coder and PLC there? One that is not raises its alarm now (logged and
+        journaled by the beat), not when the next job starts; it clears when the device answers."""
+        for p in self.printers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await p.printer.connect()
+                self.board.set(p.coder, "communication", False)
+            except (PrinterError, TimeoutError) as exc:
+                self.board.set(p.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
+            finally:
+                with contextlib.suppress(PrinterError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await p.printer.close()
+        for v in self.verifiers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await v.plc.open()
+                    await v.plc.read_many([Signal.COUNTER])
+                self.board.set(v.plc_name, "communication", False)
+            except (PlcError, TimeoutError) as exc:
+                self.board.set(v.plc_name, "communication", True, Severity.STOP, f"PLC does not answer: {exc}")
+            finally:
+                with contextlib.suppress(PlcError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await v.plc.close()
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_s
@@ -481,6 +517,7 @@ class LineRuntime:
             every = min(every, wd)
         ready = False
         while not stop.is_set():
+            await self._report_alarms()
             snap = self.snapshot()
             await asyncio.to_thread(self._write_status, snap)
             summary = self.summary(snap)
@@ -494,6 +531,29 @@ class LineRuntime:
                 async with asyncio.timeout(every):
                     await stop.wait()
         self.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    async def _report_alarms(self) -> None:
+        """Every raise and clear on the daemon's output (journald under systemd) and in the journal, so
+        a person who never opens the status screen still finds it, with its time."""
+        changes = self.board.take_changes()
+        for c in changes:
+            if c.active:
+                level = logging.ERROR if c.severity is Severity.STOP else logging.WARNING
+                log.log(level, "ALARM %s/%s (%s): %s", c.source, c.key, c.severity.name.lower(), c.detail)
+            else:
+                log.info("alarm cleared %s/%s", c.source, c.key)
+        if changes:
+            await asyncio.to_thread(self._journal_alarms, changes)
+
+    def _journal_alarms(self, changes: list[AlarmChange]) -> None:
+        try:
+            with self.ledger.atomic():
+                for c in changes:
+                    self.ledger.append_event("alarm.raised" if c.active else "alarm.cleared",
+                                             {"source": c.source, "key": c.key, "severity": c.severity.name.lower(),
+                                              "detail": c.detail}, at=c.at)
+        except LedgerError as exc:  # a full disk must not silence the log line above
+            log.error("alarms not journaled: %s", exc)
 
     @staticmethod
     def summary(st: DaemonStatus) -> str:
