@@ -18,9 +18,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, console, fail, ledger_path, open_ledger
+from agent.config import load_config
 from agent.line.status import DaemonStatus, job_progress, read_status, status_path
 from agent.sync.outbox import Outbox
 
@@ -28,12 +30,22 @@ from agent.sync.outbox import Outbox
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(config_path: ConfigOpt = None, db: DbOpt = None,
-            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+            simulate: Annotated[bool, typer.Option(
+                "--simulate", help="Every device simulated (coder on a pty, PLC, camera, label printer, "
+                                   "broker and receiver): the README's tour against a running line")] = False,
+            sim_dir: Annotated[Path, typer.Option("--dir", help="With --simulate: where the simulated line "
+                                                               "keeps its keys, config and ledger")] = Path("sim-line"),
+            rate: Annotated[float, typer.Option(help="With --simulate: products per minute")] = 600.0,
+            ) -> None:
         """Run the line: coders, verification, aggregation and sync, until SIGTERM/SIGINT."""
         from agent.line.runtime import LineRuntime
 
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if simulate:
+            _run_simulated(sim_dir, rate)
+            return
         cfg = config(config_path)
         ledger = open_ledger(cfg, db, create=True)
         try:
@@ -82,6 +94,46 @@ def register(app: typer.Typer) -> None:
                     live.update(render(path))
             except KeyboardInterrupt:
                 pass
+
+
+def _run_simulated(workdir: Path, rate: float) -> None:
+    """A whole simulated plant and the daemon on it, in this process, until SIGTERM/SIGINT. The first
+    run makes keys, a config from config/line.sim.yaml and imports signed code packages; later runs
+    reuse them (and the ledger), so jobs survive a restart like on a real line."""
+    from agent.demo import _label_readers, prepare
+    from agent.line.runtime import LineRuntime
+    from agent.line.simulated import SimSettings, SimulatedLine
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "line.yaml"
+    cfg = load_config(cfg_path) if cfg_path.exists() else prepare(workdir, 5000, console)
+    sim = SimulatedLine(cfg, workdir, SimSettings(rate_per_min=rate))
+    try:
+        live = sim.start()
+        ledger = open_ledger(live, None, create=True)
+        (workdir / "labels").mkdir(exist_ok=True)
+        runtime = LineRuntime(live, ledger, overrides=sim.overrides(),
+                              read_labels=_label_readers(sim, live, workdir / "labels"))
+        here = escape(str(live.source))
+        console.print(f"simulated line running; in another terminal use [bold]--config {here}[/]:\n"
+                      f"  lineagent job create WO-1 --product water500 --lot L1 --qty 500 --packing-spec 6x4x40 "
+                      f"--config {here}\n  lineagent job start WO-1 --config {here}\n"
+                      f"  lineagent status --config {here}\n  lineagent job stop WO-1 --config {here}")
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await runtime.run(stop)
+
+        try:
+            asyncio.run(main())
+        finally:
+            ledger.close()
+    finally:
+        sim.stop()
+    console.print("simulated line stopped cleanly")
 
 
 def collect(ledger: Path) -> dict[str, Any]:
