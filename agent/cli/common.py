@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent.config import ConfigError, LineConfig, default_config_path, load_config
+from agent.i18n import _, set_language
 from agent.ledger import Ledger, LedgerError
 
 console = Console()
@@ -33,32 +34,35 @@ class Exit(IntEnum):
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)"),
+    typer.Option("--config", "-c",
+                 help=_("Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)")),
 ]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Ledger file (overrides storage.ledger)")]
+DbOpt = Annotated[Path | None, typer.Option("--db", help=_("Ledger file (overrides storage.ledger)"))]
 
 
 def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:
     # escape(): a path or a code may hold "[/]" or "[bold]", which rich would read as markup
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]{_('error:')}[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
 def config(path: Path | None) -> LineConfig:
     p = path or default_config_path()
     try:
-        return load_config(p)
+        cfg = load_config(p)
     except ConfigError as exc:
         for issue in exc.issues:
             err_console.print(f"[red]{escape(str(issue))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
+    set_language(cfg.locale)  # the config's language wins over LANG from here on
+    return cfg
 
 
 def ledger_path(cfg: LineConfig | None, db: Path | None) -> Path:
     if db is not None:
         return db
     if cfg is None:
-        fail("no --db given and no config to take storage.ledger from", Exit.USAGE)
+        fail(_("no --db given and no config to take storage.ledger from"), Exit.USAGE)
     return cfg.resolve(cfg.storage.ledger)
 
 
@@ -67,10 +71,11 @@ def open_ledger(cfg: LineConfig | None, db: Path | None, *, create: bool = False
     (`codes import`, `job create`, `run`): a mistyped --db must not quietly become an empty ledger."""
     path = ledger_path(cfg, db)
     if not create and not path.exists():
-        fail(f"no ledger at {path} (a mistyped --db or storage.ledger? `lineagent codes import` or "
-             "`lineagent run` creates one)", Exit.NOT_FOUND)
+        fail(_("no ledger at {path} (a mistyped --db or storage.ledger? `lineagent codes import` or "
+               "`lineagent run` creates one)").format(path=path), Exit.NOT_FOUND)
     if create and not path.parent.is_dir():
-        fail(f"cannot create the ledger {path}: folder {path.parent} does not exist", Exit.NOT_FOUND)
+        fail(_("cannot create the ledger {path}: folder {folder} does not exist").format(path=path, folder=path.parent),
+             Exit.NOT_FOUND)
     window = (cfg.storage.group_commit_ms / 1000.0) if cfg else 0.010
     try:
         return Ledger(path, group_window_s=window)

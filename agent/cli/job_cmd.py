@@ -11,37 +11,38 @@ from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
 from agent.codes import gs1
+from agent.i18n import N_, _
 from agent.jobs import JobError, JobNotFound, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
 
-app = typer.Typer(help="Work orders: create, start, stop, finish, list.", no_args_is_help=True)
-JobRef = Annotated[str, typer.Argument(help="Job name or id")]
+app = typer.Typer(help=_("Work orders: create, start, stop, finish, list."), no_args_is_help=True)
+JobRef = Annotated[str, typer.Argument(help=_("Job name or id"))]
 
 
 @app.command("create")
 def create(
-    name: Annotated[str, typer.Argument(help="Work order name (unique)")],
-    lot: Annotated[str, typer.Option(help="Lot / batch number")],
-    qty: Annotated[int, typer.Option(min=1, help="Target quantity")],
+    name: Annotated[str, typer.Argument(help=_("Work order name (unique)"))],
+    lot: Annotated[str, typer.Option(help=_("Lot / batch number"))],
+    qty: Annotated[int, typer.Option(min=1, help=_("Target quantity"))],
     product: Annotated[
-        str | None, typer.Option(help="Product key from the config (gives GTIN, name, template)")
+        str | None, typer.Option(help=_("Product key from the config (gives GTIN, name, template)"))
     ] = None,
-    gtin: Annotated[str | None, typer.Option(help="GTIN, when not taken from --product")] = None,
-    product_name: Annotated[str | None, typer.Option(help="Product name, when not from --product")] = None,
-    expiry: Annotated[str | None, typer.Option(help="Expiry date YYYY-MM-DD")] = None,
-    level: Annotated[str, typer.Option(help="Level of the codes printed on items")] = "item",
-    packing_spec: Annotated[str | None, typer.Option(help="Packing spec key from the config")] = None,
-    template: Annotated[str | None, typer.Option(help="Code template key from the config")] = None,
+    gtin: Annotated[str | None, typer.Option(help=_("GTIN, when not taken from --product"))] = None,
+    product_name: Annotated[str | None, typer.Option(help=_("Product name, when not from --product"))] = None,
+    expiry: Annotated[str | None, typer.Option(help=_("Expiry date YYYY-MM-DD"))] = None,
+    level: Annotated[str, typer.Option(help=_("Level of the codes printed on items"))] = "item",
+    packing_spec: Annotated[str | None, typer.Option(help=_("Packing spec key from the config"))] = None,
+    template: Annotated[str | None, typer.Option(help=_("Code template key from the config"))] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
     cfg = config_optional(config)
     if product:
         if cfg is None or product not in cfg.products:
-            fail(f"no product {product!r} in the config", Exit.NOT_FOUND)
+            fail(_("no product {product!r} in the config").format(product=product), Exit.NOT_FOUND)
         p = cfg.products[product]
         gtin, product_name, template = gtin or p.gtin, product_name or p.name, template or p.template
     if not gtin or not product_name:
-        fail("give --product, or --gtin and --product-name", Exit.USAGE)
+        fail(_("give --product, or --gtin and --product-name"), Exit.USAGE)
     try:
         gtin = gs1.normalise_gtin(gtin)
         exp = date.fromisoformat(expiry) if expiry else None
@@ -49,11 +50,11 @@ def create(
         fail(str(exc))
     if cfg is not None:
         if packing_spec and packing_spec not in cfg.packing_specs:
-            fail(f"no packing spec {packing_spec!r} in the config", Exit.NOT_FOUND)
+            fail(_("no packing spec {spec!r} in the config").format(spec=packing_spec), Exit.NOT_FOUND)
         if template and template not in cfg.templates:
-            fail(f"no template {template!r} in the config", Exit.NOT_FOUND)
+            fail(_("no template {template!r} in the config").format(template=template), Exit.NOT_FOUND)
         if level not in cfg.code_sources.levels:
-            fail(f"level {level!r} is not in code_sources.levels")
+            fail(_("level {level!r} is not in code_sources.levels").format(level=level))
     ledger = open_ledger(cfg, db)
     spec = JobSpec(name=name, gtin=gtin, product_name=product_name, lot=lot, target_qty=qty, level=level,
                    expiry=exp, packing_spec=packing_spec, template=template or "raw")
@@ -63,27 +64,30 @@ def create(
         fail(str(exc))
     ledger.audit("job.create", {"name": name, "gtin": gtin, "lot": lot, "qty": qty}, f"job {job_id}")
     ledger.close()
-    console.print(f"job {name!r} created (id {job_id}): {qty} x {product_name} ({gtin}), lot {lot}")
+    console.print(_("job {name!r} created (id {id}): {qty} x {product} ({gtin}), lot {lot}").format(
+        name=name, id=job_id, qty=qty, product=product_name, gtin=gtin, lot=lot))
 
 
 def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     try:
-        if action == "start":
-            msg = f"job {ref!r} is {start_job(ledger, ref).state}"
-        elif action == "stop":
-            msg = f"job {ref!r} is {stop_job(ledger, ref).state}"
+        # The audit log keeps the English text (one language for auditors); the operator reads theirs.
+        values: dict[str, object]
+        if action in ("start", "stop"):
+            state = (start_job if action == "start" else stop_job)(ledger, ref).state
+            template, values = N_("job {ref!r} is {state}"), {"ref": ref, "state": state}
         else:
             rep = finish_job(ledger, ref)
-            msg = (f"job {ref!r} finished: {rep.returned} unused codes returned to the pool, "
-                   f"{rep.in_doubt} sent-but-unconfirmed codes in doubt")
+            template = N_("job {ref!r} finished: {returned} unused codes returned to the pool, "
+                          "{in_doubt} sent-but-unconfirmed codes in doubt")
+            values = {"ref": ref, "returned": rep.returned, "in_doubt": rep.in_doubt}
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
         fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
-    ledger.audit(f"job.{action}", {"job": ref}, msg)
+    ledger.audit(f"job.{action}", {"job": ref}, template.format(**values))
     ledger.close()
-    console.print(msg)
+    console.print(_(template).format(**values))
 
 
 @app.command("start")
@@ -104,7 +108,7 @@ def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
 
 @app.command("list")
 def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
-             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+             as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False) -> None:
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     jobs = list_jobs(ledger)
@@ -121,8 +125,9 @@ def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
             "good": int(used.get(j.id, (0, 0))[0] or 0), "rejected": int(used.get(j.id, (0, 0))[1] or 0),
         } for j in jobs], ensure_ascii=False, indent=2))
         return
-    table = Table(title="jobs")
-    for col in ("id", "name", "state", "product", "gtin", "lot", "expiry", "target", "good", "rejected"):
+    table = Table(title=_("jobs"))
+    for col in (_("id"), _("name"), _("state"), _("product"), _("gtin"), _("lot"), _("expiry"), _("target"),
+                _("good"), _("rejected")):
         table.add_column(col)
     for j in jobs:
         good, rej = used.get(j.id, (0, 0))

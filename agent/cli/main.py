@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
+from agent.i18n import _
+
 app = typer.Typer(
     name="lineagent",
-    help="Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync.",
+    help=_("Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -43,7 +45,7 @@ def _version(value: bool) -> None:
         try:
             version = metadata.version("lineagent")
         except metadata.PackageNotFoundError:
-            version = "unknown (not installed)"
+            version = _("unknown (not installed)")
         typer.echo(f"lineagent {version}")
         raise typer.Exit(0)
 
@@ -51,7 +53,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit")] = False,
+                                          help=_("Print the version and exit"))] = False,
 ) -> None:
     """Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."""
 

@@ -13,9 +13,10 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
+from agent.i18n import _
 from agent.sync.outbox import Outbox
 
-app = typer.Typer(help="Cloud sync over MQTT: status, resend, run.", no_args_is_help=True)
+app = typer.Typer(help=_("Cloud sync over MQTT: status, resend, run."), no_args_is_help=True)
 
 STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
 
@@ -24,10 +25,10 @@ def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return _("{seconds:.0f} s").format(seconds=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return _("{minutes:.0f} min").format(minutes=seconds / 60)
+    return _("{hours:.1f} h").format(hours=seconds / 3600)
 
 
 def status_report(outbox: Outbox) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def status_report(outbox: Outbox) -> dict[str, Any]:
 def status(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
     """Backlog, age of the oldest undelivered event, delivery rate and connection state."""
     cfg = config_optional(config_path)
@@ -64,16 +65,16 @@ def status(
     if as_json:
         console.print_json(json.dumps(report))
         return
-    table = Table(title="cloud sync", show_header=False)
-    table.add_row("backlog (undelivered events)", f"{report['backlog_events']:,}")
-    table.add_row("  not yet batched", f"{report['unbatched_events']:,}")
-    table.add_row("  batches awaiting ack", f"{report['open_batches']:,}")
-    table.add_row("oldest undelivered", _age(report["oldest_undelivered_age_s"]))
-    table.add_row("delivery rate (last minute)", f"{report['rate_events_per_s']:,} events/s")
-    table.add_row("connection", str(report["connection"]))
-    table.add_row("alarm", str(report["alarm"]))
+    table = Table(title=_("cloud sync"), show_header=False)
+    table.add_row(_("backlog (undelivered events)"), f"{report['backlog_events']:,}")
+    table.add_row("  " + _("not yet batched"), f"{report['unbatched_events']:,}")
+    table.add_row("  " + _("batches awaiting ack"), f"{report['open_batches']:,}")
+    table.add_row(_("oldest undelivered"), _age(report["oldest_undelivered_age_s"]))
+    table.add_row(_("delivery rate (last minute)"), _("{rate:,} events/s").format(rate=report["rate_events_per_s"]))
+    table.add_row(_("connection"), str(report["connection"]))
+    table.add_row(_("alarm"), str(report["alarm"]))
     if report["last_error"]:
-        table.add_row("last error", str(report["last_error"]))
+        table.add_row(_("last error"), str(report["last_error"]))
     console.print(table)
 
 
@@ -81,8 +82,8 @@ def _parse_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        fail(f"--since {text!r} is not an ISO 8601 time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00",
-             Exit.USAGE)
+        fail(_("--since {text!r} is not an ISO 8601 time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00").format(
+            text=text), Exit.USAGE)
     if moment.tzinfo is None:
         moment = moment.astimezone()  # local time of this PC, as an operator means it
     return moment.timestamp()
@@ -90,7 +91,7 @@ def _parse_time(text: str) -> float:
 
 @app.command("resend")
 def resend(
-    since: Annotated[str, typer.Option(help="Re-send events written at or after this time (ISO 8601)")],
+    since: Annotated[str, typer.Option(help=_("Re-send events written at or after this time (ISO 8601)"))],
     config_path: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -101,7 +102,7 @@ def resend(
     count = Outbox(ledger_path(cfg, db)).resend_since(at, batch)
     with open_ledger(cfg, db) as ledger:
         ledger.audit("sync.resend", {"since": since}, f"{count} events queued")
-    console.print(f"{count:,} delivered events since {since} queued for re-sending")
+    console.print(_("{count:,} delivered events since {since} queued for re-sending").format(count=count, since=since))
 
 
 @app.command("run")
@@ -115,7 +116,7 @@ def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
 
     cfg = config(config_path)
     if cfg.mqtt is None:
-        fail("the line config has no mqtt section: nothing to sync to")
+        fail(_("the line config has no mqtt section: nothing to sync to"))
     try:
         key = load_verify_key(cfg.resolve(cfg.security.cloud_public_key))
     except KeyFileError as exc:
@@ -129,7 +130,8 @@ def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
                     on_alarm=lambda a: console.print(f"[yellow]{a.level}[/]: {a.message}"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print(f"syncing {ledger.path} to {cfg.mqtt.broker} as {topics.base}; Ctrl-C stops")
+    console.print(_("syncing {path} to {broker} as {topic}; Ctrl-C stops").format(
+        path=ledger.path, broker=cfg.mqtt.broker, topic=topics.base))
     try:
         uplink.run(stop)
     except KeyboardInterrupt:
