@@ -94,7 +94,8 @@ def import_cmd(
     except ImportRefused as exc:
         ledger.audit("codes.import", {"file": str(file), "level": level}, f"refused: {exc.total} problem(s)")
         ledger.close()
-        err_console.print(f"[bold red]{_('refused:')}[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(_("[bold red]refused:[/] {reason}").format(reason=escape(str(exc))),
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
     if result.already_imported:
         console.print(_("package {package} was already imported ({count} codes): nothing to do").format(
@@ -147,8 +148,8 @@ def stats(
             have = available.get(lv, 0)
             if have < src.low_stock:
                 low.append(lv)
-                err_console.print(f"[bold yellow]{_('low stock:')}[/] " + _(
-                    "level {level!r} has {have:,} codes available, threshold {threshold:,}: import a package"
-                ).format(level=lv, have=have, threshold=src.low_stock))
+                err_console.print(_("[bold yellow]low stock:[/] level {level!r} has {have:,} codes available, "
+                                    "threshold {threshold:,}: import a package").format(
+                    level=lv, have=have, threshold=src.low_stock))
     if check and low:
         raise typer.Exit(int(Exit.REFUSED))

@@ -42,7 +42,8 @@ DbOpt = Annotated[Path | None, typer.Option("--db", help=_("Ledger file (overrid
 
 def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:
     # escape(): a path or a code may hold "[/]" or "[bold]", which rich would read as markup
-    err_console.print(f"[bold red]{_('error:')}[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(_("[bold red]error:[/] {message}").format(message=escape(message)),
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
