@@ -93,7 +93,7 @@ def _add_rows(table: Table, name: str, result: DecodeResult, reports: list[Grade
                       f"[{colour}]{rep.overall}[/]", params)
 
 
-@app.command("test")
+@app.command("test", help=_("Decode and grade an image or every image of a folder; exit 1 if any image had no read."))
 def test(
     path: Annotated[Path, typer.Argument(help="An image file or a folder of images")],
     formats: FormatOpt = None,
@@ -104,7 +104,6 @@ def test(
     min_grade: MinGradeOpt = Grade.C,
     gs1_text: Gs1Opt = Gs1Text.ELEMENT_STRING,
 ) -> None:
-    """Decode and grade an image or every image of a folder; exit 1 if any image had no read."""
     if path.is_dir():
         files = list_images(path)
         if not files:
@@ -149,7 +148,8 @@ async def _grab_one(camera: Camera) -> Image:
     return frame.image
 
 
-@app.command("snap")
+@app.command("snap", help=_(
+    "Grab one frame from a configured camera, decode and grade it; exit 3 if the camera fails."))
 def snap(
     name: Annotated[str, typer.Argument(help=_("A camera under devices.cameras in the line config"))],
     config_path: ConfigOpt = None,
@@ -161,7 +161,6 @@ def snap(
     min_grade: MinGradeOpt = Grade.C,
     save: Annotated[Path | None, typer.Option("--save", help=_("Also write the frame to this image file"))] = None,
 ) -> None:
-    """Grab one frame from a configured camera, decode and grade it; exit 3 if the camera fails."""
     cfg = config(config_path)
     entry = cfg.devices.cameras.get(name)
     if entry is None:

@@ -38,7 +38,7 @@ def make_codes(count: int, *, prefix: str = "", start: int | None = None, length
     return out
 
 
-@app.command("make-package")
+@app.command("make-package", help=_("Write a signed (optionally encrypted) code package, as the cloud side does."))
 def make_package_cmd(
     level: Annotated[str, typer.Option(help=_("Code level, e.g. item, box, case"))],
     count: Annotated[int, typer.Option(min=1, help=_("How many codes"))],
@@ -50,7 +50,6 @@ def make_package_cmd(
     issuer: Annotated[str, typer.Option(help=_("Issuer named in the manifest"))] = "lineagent-cloud",
     code_format: Annotated[str, typer.Option("--format", help=_("Format named in the manifest"))] = "raw",
 ) -> None:
-    """Write a signed (optionally encrypted) code package, as the cloud side does."""
     try:
         skey = load_signing_key(key)
         enc = load_public(encrypt_to) if encrypt_to else None
@@ -71,7 +70,7 @@ def make_package_cmd(
     console.print(done.format(path=out, count=count, level=level, size=len(data)))
 
 
-@app.command("import")
+@app.command("import", help=_("Import codes: all or nothing; a refused import lists what is wrong and where (exit 1)."))
 def import_cmd(
     file: Annotated[Path, typer.Argument(help=_("Signed package, or TXT/CSV when unsigned imports are allowed"))],
     level: Annotated[str | None, typer.Option(help=_("Level of the codes in a TXT file"))] = None,
@@ -80,7 +79,6 @@ def import_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Import codes: all or nothing; a refused import lists what is wrong and where (exit 1)."""
     cfg = config_optional(config)
     if not file.exists():
         fail(_("{path}: no such file").format(path=file), Exit.NOT_FOUND)
@@ -108,14 +106,13 @@ def import_cmd(
     ledger.close()
 
 
-@app.command("stats")
+@app.command("stats", help=_("Counts per level, package and state; warns when a level runs low."))
 def stats(
     config: ConfigOpt = None,
     db: DbOpt = None,
     check: Annotated[bool, typer.Option(help=_("Exit 1 when a level is below its low-stock threshold"))] = False,
     as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
-    """Counts per level, package and state; warns when a level runs low."""
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     rows = ledger.counts()

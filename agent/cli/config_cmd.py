@@ -16,11 +16,10 @@ from agent.i18n import _, set_language
 app = typer.Typer(help=_("Check line configs."), no_args_is_help=True)
 
 
-@app.command("check")
+@app.command("check", help=_("Validate a line config; exit 1 listing every problem, exit 0 with a summary."))
 def check(path: Annotated[Path | None, typer.Argument(
         help=_("The line config YAML to check (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)"))] = None,
 ) -> None:
-    """Validate a line config; exit 1 listing every problem, exit 0 with a summary."""
     path = path or default_config_path()
     if not path.exists():
         err_console.print(_("error: no config at {path}").format(path=escape(str(path))), highlight=False)

@@ -12,7 +12,7 @@ from agent.i18n import _
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    @app.command("demo", help=_("Run the simulated line end to end; exit 1 when an invariant fails (see the summary)."))
     def demo(
         workdir: Annotated[
             Path, typer.Option("--dir", help=_("Where the demo writes its keys, config, ledger and receiver db"))
@@ -23,7 +23,6 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help=_("Seed of the injected print defects"))] = 7,
         fresh: Annotated[bool, typer.Option(help=_("Delete the demo directory first"))] = True,
     ) -> None:
-        """Run the simulated line end to end; exit 1 when an invariant fails (see the summary)."""
         from agent.demo import run_demo
 
         report = run_demo(workdir, items=items, fresh=fresh, console=console, rate_per_min=rate,

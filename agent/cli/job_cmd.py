@@ -18,7 +18,7 @@ app = typer.Typer(help=_("Work orders: create, start, stop, finish, list."), no_
 JobRef = Annotated[str, typer.Argument(help=_("Job name or id"))]
 
 
-@app.command("create")
+@app.command("create", help=_("Create a work order (工单) for a product and lot."))
 def create(
     name: Annotated[str, typer.Argument(help=_("Work order name (unique)"))],
     lot: Annotated[str, typer.Option(help=_("Lot / batch number"))],
@@ -90,23 +90,22 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
     console.print(_(template).format(**values))
 
 
-@app.command("start")
+@app.command("start", help=_("Start a work order."))
 def start(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
     _move("start", ref, config, db)
 
 
-@app.command("stop")
+@app.command("stop", help=_("Stop a work order."))
 def stop(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
     _move("stop", ref, config, db)
 
 
-@app.command("finish")
+@app.command("finish", help=_("Finish: unused codes return to the pool; sent-but-unconfirmed codes go in doubt."))
 def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Finish: unused codes return to the pool; sent-but-unconfirmed codes go in doubt."""
     _move("finish", ref, config, db)
 
 
-@app.command("list")
+@app.command("list", help=_("Work orders with their target, good and rejected items."))
 def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
              as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False) -> None:
     cfg = config_optional(config)

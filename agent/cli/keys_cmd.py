@@ -14,7 +14,7 @@ from agent.i18n import _
 app = typer.Typer(help=_("Make key pairs."), no_args_is_help=True)
 
 
-@app.command("generate")
+@app.command("generate", help=_("Make a key pair: private.pem (mode 0600) and public.pem."))
 def generate(
     out: Annotated[Path, typer.Option("--out", help=_("Directory for private.pem and public.pem"))],
     kind: Annotated[

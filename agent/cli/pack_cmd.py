@@ -93,9 +93,8 @@ def show_info(info: PackInfo, children: list[str]) -> None:
     console.print(t)
 
 
-@app.command("show")
+@app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children."))
 def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """A pack: state, count against expected, force-close reason, times and its children."""
     ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
     try:
         info = pack_info(ledger.conn, code)
@@ -107,7 +106,7 @@ def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
     show_info(info, kids)
 
 
-@app.command("close")
+@app.command("close", help=_("Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."))
 def close(
     parent: CodeArg,
     partial: Annotated[
@@ -116,7 +115,6 @@ def close(
     reason: Annotated[str | None, typer.Option(help=_("Why it is closed partial (recorded)"))] = None,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."""
     cfg, ledger, agg = open_for(config, db, parent)
     if partial and not reason:
         ledger.close()
@@ -130,42 +128,40 @@ def close(
     console.print(done.format(code=parent, reason=reason))
 
 
-@app.command("park")
+@app.command("park", help=_("Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."))
 def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."""
     _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.park", {"parent": parent}, lambda: agg.park(parent).state)
     console.print(_("[yellow]parked[/] {code}").format(code=parent))
 
 
-@app.command("resume")
+@app.command("resume", help=_("Continue a parked pack (提取)."))
 def resume(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Continue a parked pack (提取)."""
     _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.resume", {"parent": parent}, lambda: agg.resume(parent).state)
     console.print(_("[green]resumed[/] {code}").format(code=parent))
 
 
-@app.command("replace")
+@app.command("replace", help=_(
+    "Put NEW in OLD's place (码替换): same level, NEW unused; OLD is decommissioned, history kept."))
 def replace(
     old: CodeArg,
     new: Annotated[str, typer.Argument(help=_("An unused code of the same level, from a package of this line"))],
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Put NEW in OLD's place (码替换): same level, NEW unused; OLD is decommissioned, history kept."""
     cfg, ledger, agg = open_for(config, db, old)
     check_pin(cfg, ledger, pin, "pack.replace", {"old": old, "new": new})
     _run(ledger, "pack.replace", {"old": old, "new": new}, lambda: operations.replace(agg, old, new))
     console.print(_("[green]replaced[/] {old} -> {new}").format(old=old, new=new))
 
 
-@app.command("unlink")
+@app.command("unlink", help=_(
+    "Empty a pack (取消关联), top-down: a pack inside another cannot be unlinked before its parent."))
 def unlink(
     code: CodeArg,
     recursive: Annotated[bool, typer.Option("--recursive", help=_("Also empty every pack inside it"))] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Empty a pack (取消关联), top-down: a pack inside another cannot be unlinked before its parent."""
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.unlink", {"code": code, "recursive": recursive})
     done = _run(ledger, "pack.unlink", {"code": code, "recursive": recursive},
@@ -174,7 +170,8 @@ def unlink(
         console.print(_("[yellow]unlinked[/] {code}: {count} children").format(code=u.parent, count=u.children))
 
 
-@app.command("decommission")
+@app.command("decommission", help=_(
+    "Take a code and all its contents out of commerce (ObjectEvent, bizStep decommissioning)."))
 def decommission(
     code: CodeArg,
     recursive: Annotated[
@@ -182,7 +179,6 @@ def decommission(
     ] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Take a code and all its contents out of commerce (ObjectEvent, bizStep decommissioning)."""
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.decommission", {"code": code, "recursive": recursive})
     count = _run(ledger, "pack.decommission", {"code": code, "recursive": recursive},

@@ -26,12 +26,11 @@ async def _probe(plc: LinePlc) -> dict[Signal, int | PlcError]:
         return await plc.probe()
 
 
-@app.command()
+@app.command(help=_("Read and show every signal in the PLC's register map."))
 def probe(
     name: Annotated[str, typer.Argument(help=_("A PLC under devices.plcs in the line config"))],
     config_path: ConfigOpt = None,
 ) -> None:
-    """Read and show every signal in the PLC's register map."""
     cfg = config(config_path)
     entry = cfg.devices.plcs.get(name)
     if entry is None:

@@ -101,9 +101,8 @@ def _yes(flag: bool) -> str:
     return _("yes") if flag else _("no")
 
 
-@app.command("probe")
+@app.command("probe", help=_("Identity, status and FIFO of a coder: does it answer, and as what?"))
 def probe(name: NameArg, timeout: TimeoutOpt = 10.0, config_path: ConfigOpt = None) -> None:
-    """Identity, status and FIFO of a coder: does it answer, and as what?"""
     cfg = config(config_path)
 
     async def work(p: Printer) -> tuple[dict[str, str], PrinterStatus]:
@@ -124,16 +123,16 @@ def probe(name: NameArg, timeout: TimeoutOpt = 10.0, config_path: ConfigOpt = No
     console.print(status_table(name, st, printer))
 
 
-@app.command("status")
+@app.command("status", help=_("State, faults, FIFO depth, last printed seq and counter of a coder."))
 def status(name: NameArg, timeout: TimeoutOpt = 10.0, config_path: ConfigOpt = None) -> None:
-    """State, faults, FIFO depth, last printed seq and counter of a coder."""
     cfg = config(config_path)
     printer = build(cfg, name)
     st = on_device(cfg, name, timeout, lambda p: p.status())
     console.print(status_table(name, st, printer))
 
 
-@app.command("send")
+@app.command("send", help=_(
+    "Push one text into the coder's FIFO. Not a ledger code: use it to commission, not to produce."))
 def send(
     name: NameArg,
     text: Annotated[str, typer.Argument(help=_("Text to put in the coder's FIFO (printed on the next item)"))],
@@ -141,7 +140,6 @@ def send(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Push one text into the coder's FIFO. Not a ledger code: use it to commission, not to produce."""
     cfg = config(config_path)
 
     async def work(p: Printer) -> PrinterStatus:
@@ -154,7 +152,8 @@ def send(
         text=text, name=name, depth=_opt(st.fifo_depth)))
 
 
-@app.command("test")
+@app.command("test", help=_(
+    "Start the coder, feed COUNT test codes through its FIFO and report which were confirmed printed."))
 def test(
     name: NameArg,
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=10_000, help=_("Test codes to print"))] = 10,
@@ -163,7 +162,6 @@ def test(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Start the coder, feed COUNT test codes through its FIFO and report which were confirmed printed."""
     cfg = config(config_path)
     stamp = time.strftime("%H%M%S")
     records = [Record(seq=i + 1, text=f"{prefix}-{stamp}-{i + 1:04d}") for i in range(count)]

@@ -11,7 +11,8 @@ from agent.i18n import _
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("receiver")
+    @app.command("receiver", help=_(
+        "Ingest EPCIS batches: validate each document, store each eventID once, ack each batch."))
     def receiver(
         broker: Annotated[str, typer.Option(help=_("Broker URL, mqtt://host:port or mqtts://host:port"))],
         db: Annotated[str, typer.Option(help=_("SQLite file, or postgresql://user@host/db"))],
@@ -20,7 +21,6 @@ def register(app: typer.Typer) -> None:
         = "lineagent-receivers",
         client_id: Annotated[str, typer.Option(help=_("MQTT client id (unique per instance)"))] = "lineagent-receiver",
     ) -> None:
-        """Ingest EPCIS batches: validate each document, store each eventID once, ack each batch."""
         from agent.receiver.service import Receiver
         from agent.receiver.store import open_store
 

@@ -28,10 +28,10 @@ from agent.sync.outbox import Outbox
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", help=_("Run the line: coders, verification, aggregation and sync, until SIGTERM/SIGINT."))
     def run(config_path: ConfigOpt = None, db: DbOpt = None,
-            verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-        """Run the line: coders, verification, aggregation and sync, until SIGTERM/SIGINT."""
+            verbose: Annotated[bool, typer.Option("--verbose", "-v", help=_("Log at INFO level, not only warnings"))]
+            = False) -> None:
         from agent.line.runtime import LineRuntime
 
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -57,13 +57,13 @@ def register(app: typer.Typer) -> None:
             ledger.close()
         console.print(_("lineagent stopped cleanly; ledger {path} committed").format(path=ledger.path))
 
-    @app.command("status")
+    @app.command("status", help=_(
+        "Is the daemon alive; the running job's progress; devices, FIFO depths, alarms, sync backlog."))
     def status(config_path: ConfigOpt = None, db: DbOpt = None,
                watch: Annotated[bool, typer.Option("--watch", "-w",
                                                    help=_("Live view, refreshed every second"))] = False,
                as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
                ) -> None:
-        """Is the daemon alive; the running job's progress; devices, FIFO depths, alarms, sync backlog."""
         from agent.cli.common import config_optional
 
         cfg = config_optional(config_path)

@@ -28,7 +28,7 @@ FAULTS_HELP = N_(
 )
 
 
-@app.command()
+@app.command(help=_("Run one simulated coder until Ctrl-C (or --for), then show what it printed."))
 def printer(
     protocol: Annotated[str, typer.Option(
         "--protocol", help=_("One of: {names}").format(names=", ".join(sorted(SIMULATORS))))],
@@ -46,7 +46,6 @@ def printer(
         typer.Option("--protocol-file", help=_("For --protocol generic: config/printers/NAME.yaml or a path"))
     ] = None,
 ) -> None:
-    """Run one simulated coder until Ctrl-C (or --for), then show what it printed."""
     if pty == (tcp is not None):
         fail(_("give exactly one of --pty or --tcp PORT"), Exit.USAGE)
     if (protocol == "generic") != (protocol_file is not None):

@@ -52,13 +52,12 @@ def status_report(outbox: Outbox) -> dict[str, Any]:
     }
 
 
-@app.command("status")
+@app.command("status", help=_("Backlog, age of the oldest undelivered event, delivery rate and connection state."))
 def status(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
-    """Backlog, age of the oldest undelivered event, delivery rate and connection state."""
     cfg = config_optional(config_path)
     outbox = Outbox(ledger_path(cfg, db))
     report = status_report(outbox)
@@ -89,13 +88,13 @@ def _parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-@app.command("resend")
+@app.command("resend", help=_(
+    "Queue already delivered events again; the receiver ignores the ones it holds (same eventID)."))
 def resend(
     since: Annotated[str, typer.Option(help=_("Re-send events written at or after this time (ISO 8601)"))],
     config_path: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Queue already delivered events again; the receiver ignores the ones it holds (same eventID)."""
     cfg = config_optional(config_path)
     at = _parse_time(since)
     batch = cfg.mqtt.batch_max_events if cfg and cfg.mqtt else 500
@@ -105,9 +104,9 @@ def resend(
     console.print(_("{count:,} delivered events since {since} queued for re-sending").format(count=count, since=since))
 
 
-@app.command("run")
+@app.command("run", help=_(
+    "Run the uplink and downlink in the foreground until Ctrl-C (the daemon runs the same loop)."))
 def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Run the uplink and downlink in the foreground until Ctrl-C (the daemon runs the same loop)."""
     from agent.codes.package import KeyFileError, load_verify_key
     from agent.sync.apply import code_package_applier, journal_handlers
     from agent.sync.downlink import Downlink

@@ -61,7 +61,6 @@ def trace(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The code's ancestors and descendants as a tree with states, times, job and lot."""
     ledger = open_ledger(config_optional(config), db)
     try:
         t = tracing.trace(ledger.conn, code)
@@ -74,7 +73,7 @@ def trace(
         count=t.count(), code=code, above=len(t.ancestors)) + "[/]")
 
 
-@export_app.command("pallet")
+@export_app.command("pallet", help=_("The whole hierarchy under a pallet, one code per row (csv) or nested (json)."))
 def export_pallet(
     code: Annotated[str, typer.Argument(help=_("The pallet (or any pack) to export"))],
     fmt: Annotated[str, typer.Option("--format", help=_("json or csv"))] = "json",
@@ -82,7 +81,6 @@ def export_pallet(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The whole hierarchy under a pallet, one code per row (csv) or nested (json)."""
     if fmt not in ("json", "csv"):
         fail(_("--format must be json or csv, not {format!r}").format(format=fmt), Exit.USAGE)
     ledger = open_ledger(config_optional(config), db)
@@ -108,7 +106,6 @@ def scan(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Manual scan mode: scan children, then the parent label; an empty line or CANCEL drops the pack."""
     cfg = common.config(config)
     ledger = open_ledger(cfg, db)
     try:
@@ -165,6 +162,8 @@ def scan(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("trace")(trace)
-    app.command("scan")(scan)
+    app.command("trace", help=_(
+        "The code's ancestors and descendants as a tree with states, times, job and lot."))(trace)
+    app.command("scan", help=_(
+        "Manual scan mode: scan children, then the parent label; an empty line or CANCEL drops the pack."))(scan)
     app.add_typer(export_app, name="export")
