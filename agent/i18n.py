@@ -82,6 +82,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _catalogue().ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """`message` where the same English word means two things (a state and a column, say)."""
+    return _catalogue().pgettext(context, message)
+
+
 def N_(message: str) -> str:
     """Marks a string for the catalogue without translating it now; translate with `_()` where shown."""
     return message

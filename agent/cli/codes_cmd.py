@@ -12,7 +12,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, err_console, fail, open_ledger
+from agent.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    Exit,
+    config_optional,
+    console,
+    err_console,
+    fail,
+    open_ledger,
+    state_name,
+)
 from agent.codes.importer import ImportRefused, import_file
 from agent.codes.package import KeyFileError, load_public, load_signing_key, make_package
 from agent.i18n import _
@@ -135,7 +145,7 @@ def stats(
         table.add_column(title, justify="right" if col == "count" else "left")
     available: dict[str, int] = {}
     for r in rows:
-        table.add_row(r["level"], r["package_id"], r["state"], f"{r['n']:,}")
+        table.add_row(r["level"], r["package_id"], state_name(r["state"]), f"{r['n']:,}")
         if r["state"] in ("available", "returned"):
             available[r["level"]] = available.get(r["level"], 0) + int(r["n"])
     console.print(table)

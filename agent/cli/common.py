@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent.config import ConfigError, LineConfig, default_config_path, load_config
-from agent.i18n import _, set_language
+from agent.i18n import N_, _, set_language
 from agent.ledger import Ledger, LedgerError
 
 console = Console()
@@ -38,6 +38,24 @@ ConfigOpt = Annotated[
                  help=_("Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)")),
 ]
 DbOpt = Annotated[Path | None, typer.Option("--db", help=_("Ledger file (overrides storage.ledger)"))]
+
+
+# The states of jobs (agent/jobs.py), packs (agent/aggregation/model.py) and codes
+# (agent/ledger/states.py) as an operator reads them; --json output keeps the raw values.
+STATE_NAMES: dict[str, str] = {
+    "created": N_("created"), "running": N_("running"), "stopped": N_("stopped"), "finished": N_("finished"),
+    "open": N_("open"), "parked": N_("parked"), "closed": N_("closed"), "unpacked": N_("unpacked"),
+    "replaced": N_("replaced"), "decommissioned": N_("decommissioned"),
+    "available": N_("available"), "allocated": N_("allocated"), "sent": N_("sent"), "printed": N_("printed"),
+    "verified": N_("verified"), "rejected": N_("rejected"), "in_doubt": N_("in_doubt"), "voided": N_("voided"),
+    "returned": N_("returned"),
+}
+
+
+def state_name(state: object) -> str:
+    """A job, pack or code state in the operator's language; an unknown one as it is."""
+    text = str(state)
+    return _(STATE_NAMES[text]) if text in STATE_NAMES else text
 
 
 def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:

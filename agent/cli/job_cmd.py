@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
 from agent.codes import gs1
 from agent.i18n import N_, _
 from agent.jobs import JobError, JobNotFound, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
@@ -87,7 +87,8 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
         fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
     ledger.audit(f"job.{action}", {"job": ref}, template.format(**values))
     ledger.close()
-    console.print(_(template).format(**values))
+    shown = {**values, "state": state_name(values["state"])} if "state" in values else values
+    console.print(_(template).format(**shown))
 
 
 @app.command("start", help=_("Start a work order."))
@@ -130,6 +131,6 @@ def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
         table.add_column(col)
     for j in jobs:
         good, rej = used.get(j.id, (0, 0))
-        table.add_row(str(j.id), j.name, j.state, j.product_name, j.gtin, j.lot,
+        table.add_row(str(j.id), j.name, state_name(j.state), j.product_name, j.gtin, j.lot,
                       j.expiry.isoformat() if j.expiry else "-", str(j.target_qty), str(good or 0), str(rej or 0))
     console.print(table)

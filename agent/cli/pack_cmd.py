@@ -21,9 +21,9 @@ from agent.aggregation import operations
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
 from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
 from agent.config.model import LineConfig
-from agent.i18n import _
+from agent.i18n import _, pgettext
 from agent.ledger import Ledger
 
 app = typer.Typer(help=_("Packs: show, close (force), park/resume, replace, unlink, decommission."),
@@ -82,13 +82,13 @@ def _run(ledger: Ledger, action: str, args: dict[str, object], work: Callable[[]
 
 def show_info(info: PackInfo, children: list[str]) -> None:
     t = Table(title=f"{info.level} {info.code}", show_header=False)
-    t.add_row(_("state"), str(info.state))
+    t.add_row(_("state"), state_name(info.state))
     t.add_row(_("children"), _("{count} of {expected}").format(count=info.children, expected=info.expected_count))
     if info.partial_reason:
         t.add_row(_("force-closed"), info.partial_reason)
     t.add_row(_("job"), str(info.job or "-"))
-    t.add_row(_("created"), when(info.created_at))
-    t.add_row(_("closed"), when(info.closed_at))
+    t.add_row(pgettext("time", "created"), when(info.created_at))
+    t.add_row(pgettext("time", "closed"), when(info.closed_at))
     t.add_row(_("contents"), ", ".join(children) or "-")
     console.print(t)
 

@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config, console, fail, ledger_path, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config, console, fail, ledger_path, open_ledger, state_name
 from agent.i18n import _
 from agent.line.alarms import alarm_name, light_name, severity_name
 from agent.line.status import DaemonStatus, job_progress, read_status, status_path
@@ -144,7 +144,7 @@ def render(ledger: Path) -> Group:
     parts: list[Table] = [head]
     if prog is not None:
         t = Table(title=_("job {job} ({state}, target {target})").format(
-            job=prog.job, state=prog.state, target=prog.target))
+            job=prog.job, state=state_name(prog.state), target=prog.target))
         for col in (_("allocated"), _("sent"), _("printed"), _("verified"), _("rejected"), _("in_doubt"),
                     _("rejects by reason"), _("packs")):
             t.add_column(col)

@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,32 +14,39 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
-from agent.i18n import _
+from agent.i18n import N_, _
 from agent.sync.outbox import Outbox
 
 app = typer.Typer(help=_("Cloud sync over MQTT: status, resend, run."), no_args_is_help=True)
 
+SYNC_ALARMS = {"ok": N_("ok"), "warn": N_("warning"), "stop": N_("stop")}  # agent/sync/backlog.BacklogLevel
 STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
 
 
-def _age(seconds: float | None) -> str:
+def _english(text: str) -> str:
+    return text
+
+
+def _age(seconds: float | None, tr: Callable[[str], str] = _) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
-        return _("{seconds:.0f} s").format(seconds=seconds)
+        return tr(N_("{seconds:.0f} s")).format(seconds=seconds)
     if seconds < 7200:
-        return _("{minutes:.0f} min").format(minutes=seconds / 60)
-    return _("{hours:.1f} h").format(hours=seconds / 3600)
+        return tr(N_("{minutes:.0f} min")).format(minutes=seconds / 60)
+    return tr(N_("{hours:.1f} h")).format(hours=seconds / 3600)
 
 
-def status_report(outbox: Outbox) -> dict[str, Any]:
+def status_report(outbox: Outbox, tr: Callable[[str], str] = _english) -> dict[str, Any]:
+    """The sync state as data; `tr=_` words the connection state for an operator (`--json` stays English)."""
     backlog = outbox.backlog()
     row = outbox.conn.execute("SELECT value FROM sync_state WHERE key = 'link'").fetchone()
     link: dict[str, Any] = json.loads(row[0]) if row else {}
     now = time.time()
-    state = link.get("state", "never ran")
+    state = link["state"] if "state" in link else tr(N_("never ran"))
     if link and now - float(link.get("at", 0)) > STALE_S:
-        state = f"unknown (uplink not running; last seen {link.get('state')} {_age(now - float(link['at']))} ago)"
+        state = tr(N_("unknown (uplink not running; last seen {state} {age} ago)")).format(
+            state=link.get("state"), age=_age(now - float(link["at"]), tr))
     return {
         "backlog_events": backlog.undelivered_events,
         "unbatched_events": backlog.unbatched_events,
@@ -60,7 +68,7 @@ def status(
 ) -> None:
     cfg = config_optional(config_path)
     outbox = Outbox(ledger_path(cfg, db))
-    report = status_report(outbox)
+    report = status_report(outbox, _english if as_json else _)
     if as_json:
         console.print_json(json.dumps(report))
         return
@@ -71,7 +79,8 @@ def status(
     table.add_row(_("oldest undelivered"), _age(report["oldest_undelivered_age_s"]))
     table.add_row(_("delivery rate (last minute)"), _("{rate:,} events/s").format(rate=report["rate_events_per_s"]))
     table.add_row(_("connection"), str(report["connection"]))
-    table.add_row(_("alarm"), str(report["alarm"]))
+    alarm = str(report["alarm"])
+    table.add_row(_("alarm"), _(SYNC_ALARMS[alarm]) if alarm in SYNC_ALARMS else alarm)
     if report["last_error"]:
         table.add_row(_("last error"), str(report["last_error"]))
     console.print(table)

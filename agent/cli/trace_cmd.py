@@ -19,7 +19,7 @@ from agent.aggregation import trace as tracing
 from agent.aggregation.model import AggregationError, PackRejected
 from agent.aggregation.setup import aggregator_for
 from agent.cli import common
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
 from agent.cli.pack_cmd import when
 from agent.i18n import _
 from agent.jobs import JobError, JobNotFound, get_job, list_jobs
@@ -28,7 +28,7 @@ export_app = typer.Typer(help=_("Export a hierarchy for auditors and customers."
 
 
 def _label(n: tracing.Node, *, focus: bool = False) -> str:
-    state = n.state + (f"/{n.pack_state}" if n.pack_state else "")
+    state = state_name(n.state) + (f"/{state_name(n.pack_state)}" if n.pack_state else "")
     extra = " " + _("partial: {reason}").format(reason=n.partial_reason) if n.partial_reason else ""
     code = f"[bold]{n.code}[/]" if focus else n.code
     job = _("job {job} lot {lot}").format(job=n.job_name, lot=n.lot) if n.job_name else _("no job")

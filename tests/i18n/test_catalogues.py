@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -38,15 +38,26 @@ def po(lang: str) -> Catalog:
         return read_po(f, locale=lang)
 
 
-def code_msgids() -> set[str]:
+Key = tuple[str | None, str]  # (context, msgid)
+
+
+def keys(catalog: Catalog) -> set[Key]:
+    return {(m.context, m.id if isinstance(m.id, str) else m.id[0]) for m in catalog if m.id}
+
+
+def code_messages() -> set[Key]:
     """What `pybabel extract -F babel.cfg` finds, extracted here so the test needs no committed .pot."""
     with (ROOT / "babel.cfg").open() as f:
         method_map, options_map = parse_mapping_cfg(f)
-    found: set[str] = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
-            str(ROOT), method_map, options_map, keywords={"_": None, "N_": None, "ngettext": (1, 2)}):
-        found.update([message] if isinstance(message, str) else [m for m in message if m])
+    found: set[Key] = set()
+    for _file, _line, message, _comments, context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords=DEFAULT_KEYWORDS):  # _, N_, ngettext, pgettext, ...
+        found.add((context, message if isinstance(message, str) else message[0]))
     return found
+
+
+def code_msgids() -> set[str]:
+    return {msgid for _context, msgid in code_messages()}
 
 
 def test_the_code_marks_messages() -> None:
@@ -57,16 +68,16 @@ def test_the_code_marks_messages() -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_every_message_of_the_code_is_in_the_catalogue_and_nothing_stale(lang: str) -> None:
-    in_po = {m.id for m in po(lang) if m.id}
-    ids = code_msgids()
+    in_po = keys(po(lang))
+    ids = code_messages()
     assert sorted(ids - in_po) == [], f"run the catalogue update in docs/development.md ({lang})"
     assert sorted(in_po - ids) == [], f"obsolete messages in {lang}: run the catalogue update"
 
 
 def test_the_template_is_in_step_with_the_code() -> None:
     with (LOCALES / "lineagent.pot").open("rb") as f:
-        pot = {m.id for m in read_po(f) if m.id}
-    assert pot == code_msgids()
+        pot = keys(read_po(f))
+    assert pot == code_messages()
 
 
 def test_zh_cn_is_complete_and_not_fuzzy() -> None:
@@ -167,3 +178,28 @@ def test_a_config_locale_we_do_not_ship_is_refused(tmp_path: Path) -> None:
         f.write("locale: fr_FR\n")
     checked = cli("config", "check", str(cfg), lang="C")
     assert checked.returncode == 1 and "locale" in checked.stderr
+
+
+def test_alarms_and_states_reach_the_operator_in_their_language() -> None:
+    from agent.cli.common import state_name
+    from agent.config.mqtt import MqttConfig
+    from agent.line.alarms import alarm_name, light_name
+    from agent.sync.backlog import assess
+    from agent.verify.rejects import RejectBook
+
+    cfg = MqttConfig(backlog_warn_events=100, backlog_stop_events=1000, min_free_disk_mb=50)
+    book = RejectBook(gate_at=5, confirm_margin=2, max_consecutive=1)
+    try:
+        i18n.set_language("zh_CN")
+        assert assess(2000, 10_000, cfg).message.startswith("产线已停止：2,000 条事件等待上传云端")
+        alarm = book.verdict(7, rejected=True)
+        assert alarm is not None and alarm.message.startswith("连续剔除 1 个（上限 1），最后序号 7")
+        assert (alarm_name("reject_unconfirmed"), light_name("red")) == ("剔除未确认", "红灯")
+        assert (state_name("running"), state_name("closed")) == ("运行中", "已关闭")
+        assert i18n.pgettext("time", "closed") == "关闭时间"  # the same English word, another meaning
+        assert alarm_name("some_new_key") == "some_new_key"  # shown as it is until it is named
+        i18n.set_language("en")
+        assert assess(2000, 10_000, cfg).message.startswith("Line stopped: 2,000 events wait")
+        assert state_name("running") == "running" and i18n.pgettext("time", "closed") == "closed"
+    finally:
+        i18n.set_language()
