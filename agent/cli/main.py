@@ -7,8 +7,26 @@ from importlib import metadata
 from typing import Annotated
 
 import typer
+import yaml
 
-from agent.i18n import _
+from agent.config import default_config_path
+from agent.i18n import _, set_language
+
+
+def _line_language() -> None:
+    """Help texts are translated when the CLI is built, before a command reads its config: take
+    `locale:` from the default config when there is one, so `--help` speaks the line's language too.
+    Unchecked on purpose: `config check` reports a bad file, help must still come up."""
+    path = default_config_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return
+    if isinstance(data, dict) and isinstance(data.get("locale"), str):
+        set_language(data["locale"])
+
+
+_line_language()
 
 app = typer.Typer(
     name="lineagent",

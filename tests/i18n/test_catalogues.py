@@ -142,12 +142,13 @@ def test_the_language_is_chosen_at_call_time() -> None:
         i18n.set_language()
 
 
-def cli(*args: str, lang: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, lang: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A real `lineagent` process: the catalogue comes from disk and the language from its env."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
-    env.update(LANG=lang, PYTHONPATH=str(ROOT), COLUMNS="200")
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG", "LINEAGENT_CONFIG")}
+    full.update(LANG=lang, PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
     return subprocess.run([sys.executable, "-c", "from agent.cli.main import main; main()", *args],
-                          env=env, capture_output=True, text=True, encoding="utf-8", timeout=120, check=False)
+                          env=full, capture_output=True, text=True, encoding="utf-8", timeout=120, check=False)
 
 
 def test_a_cli_run_speaks_chinese_under_a_chinese_lang(tmp_path: Path) -> None:
@@ -203,3 +204,14 @@ def test_alarms_and_states_reach_the_operator_in_their_language() -> None:
         assert state_name("running") == "running" and i18n.pgettext("time", "closed") == "closed"
     finally:
         i18n.set_language()
+
+
+def test_help_follows_the_default_configs_locale(tmp_path: Path) -> None:
+    """Help is built before any command reads its config: the default config's `locale:` decides it."""
+    cfg = make_line(tmp_path)
+    with cfg.open("a") as f:
+        f.write("locale: zh_CN\n")
+    env = {"LINEAGENT_CONFIG": str(cfg)}
+    shown = cli("job", "--help", lang="C", env=env)
+    assert shown.returncode == 0 and "工单：创建、开始、停止、完成、列表。" in shown.stdout
+    assert "Work orders: create" in cli("job", "--help", lang="C").stdout
