@@ -95,7 +95,7 @@ def _add_rows(table: Table, name: str, result: DecodeResult, reports: list[Grade
 
 @app.command("test", help=_("Decode and grade an image or every image of a folder; exit 1 if any image had no read."))
 def test(
-    path: Annotated[Path, typer.Argument(help="An image file or a folder of images")],
+    path: Annotated[Path, typer.Argument(help=_("An image file or a folder of images"))],
     formats: FormatOpt = None,
     region: RegionOpt = None,
     backend: BackendOpt = Backend.ZXING,

@@ -135,7 +135,7 @@ def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
                         apply_package=code_package_applier(ledger, cfg), handlers=journal_handlers(ledger))
     topics = Topics(cfg.mqtt.topic_prefix, cfg.site.id, cfg.line.id)
     uplink = Uplink(outbox, cfg.mqtt, topics, client_id=cfg.mqtt.client_id, on_command=downlink.handle,
-                    on_alarm=lambda a: console.print(f"[yellow]{a.level}[/]: {a.message}"))
+                    on_alarm=lambda a: console.print(f"[yellow]{_(SYNC_ALARMS.get(a.level, a.level))}[/]: {a.message}"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     console.print(_("syncing {path} to {broker} as {topic}; Ctrl-C stops").format(
