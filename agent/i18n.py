@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gettext
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -39,7 +40,7 @@ def normalise(name: str | None) -> str | None:
     return None
 
 
-def env_language(environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+def env_language(environ: Mapping[str, str] | None = None) -> str:
     """The language the environment asks for, in gettext's order; English when it names none we ship."""
     env = os.environ if environ is None else environ
     locale = next((env[v] for v in ("LC_ALL", "LC_MESSAGES", "LANG") if env.get(v)), "")
