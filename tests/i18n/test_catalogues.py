@@ -217,3 +217,13 @@ def test_help_follows_the_default_configs_locale(tmp_path: Path) -> None:
     shown = cli("job", "--help", lang="C", env=env)
     assert shown.returncode == 0 and "工单：创建、开始、停止、完成、列表。" in shown.stdout
     assert "Work orders: create" in cli("job", "--help", lang="C").stdout
+
+
+def test_the_package_data_ships_the_compiled_catalogues() -> None:
+    """scripts/install installs non-editable: the .mo must be package data, or the line PC is English only."""
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["agent"]
+    shipped = {p for pattern in patterns for p in (ROOT / "agent").glob(pattern)}
+    for lang in LANGUAGES:
+        assert LOCALES / lang / "LC_MESSAGES" / "lineagent.mo" in shipped
