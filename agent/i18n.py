@@ -88,6 +88,11 @@ def pgettext(context: str, message: str) -> str:
     return _catalogue().pgettext(context, message)
 
 
+def english(message: str) -> str:
+    """The msgid as it is: for texts kept in English whatever the operator reads (the audit log)."""
+    return message
+
+
 def N_(message: str) -> str:
     """Marks a string for the catalogue without translating it now; translate with `_()` where shown."""
     return message

@@ -43,7 +43,8 @@ DbOpt = Annotated[Path | None, typer.Option("--db", help=_("Ledger file (overrid
 # The states of jobs (agent/jobs.py), packs (agent/aggregation/model.py) and codes
 # (agent/ledger/states.py) as an operator reads them; --json output keeps the raw values.
 STATE_NAMES: dict[str, str] = {
-    "created": N_("created"), "running": N_("running"), "stopped": N_("stopped"), "finished": N_("finished"),
+    "created": N_("created"), "running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
+    "finished": N_("finished"),
     "open": N_("open"), "parked": N_("parked"), "closed": N_("closed"), "unpacked": N_("unpacked"),
     "replaced": N_("replaced"), "decommissioned": N_("decommissioned"),
     "available": N_("available"), "allocated": N_("allocated"), "sent": N_("sent"), "printed": N_("printed"),

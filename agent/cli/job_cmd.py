@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
+from agent.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    Exit,
+    config_optional,
+    console,
+    fail,
+    ledger_path,
+    open_ledger,
+    state_name,
+)
 from agent.codes import gs1
-from agent.i18n import N_, _
-from agent.jobs import JobError, JobNotFound, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
+from agent.control import client
+from agent.control.protocol import ErrorCode
+from agent.i18n import N_, _, english
+from agent.jobs import (
+    JobError,
+    JobNotFound,
+    JobSpec,
+    create_job,
+    finish_job,
+    list_jobs,
+    pause_job,
+    start_job,
+    stop_job,
+)
 
-app = typer.Typer(help=_("Work orders: create, start, stop, finish, list."), no_args_is_help=True)
+app = typer.Typer(help=_("Work orders: create, start, pause, stop, finish, list."), no_args_is_help=True)
 JobRef = Annotated[str, typer.Argument(help=_("Job name or id"))]
 
 
@@ -69,39 +92,73 @@ def create(
 
 
 def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
+    """Through the daemon when one runs this line (it stops the belt and the coders, drains a finish,
+    and audits the operator from the socket's peer credentials); on the ledger directly when none does."""
     cfg = config_optional(config)
+    path = ledger_path(cfg, db)
+    sock = cfg.control_socket(path) if cfg is not None else path.with_suffix(".sock")
+    if action in ("stop", "pause", "finish") and sock.exists():
+        console.print(_(ASKING[action]).format(ref=ref))
+    try:
+        result = client.call(sock, f"job.{action}", {"job": ref})
+    except client.DaemonNotRunning:
+        pass
+    except client.DaemonRefused as exc:
+        fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
+    else:
+        console.print(_("{outcome} (by the running daemon)").format(outcome=_said(ref, result, _)))
+        return
     ledger = open_ledger(cfg, db)
     try:
-        # The audit log keeps the English text (one language for auditors); the operator reads theirs.
-        values: dict[str, object]
-        if action in ("start", "stop"):
-            state = (start_job if action == "start" else stop_job)(ledger, ref).state
-            template, values = N_("job {ref!r} is {state}"), {"ref": ref, "state": state}
-        else:
+        if action == "finish":
             rep = finish_job(ledger, ref)
-            template = N_("job {ref!r} finished: {returned} unused codes returned to the pool, "
-                          "{in_doubt} sent-but-unconfirmed codes in doubt")
-            values = {"ref": ref, "returned": rep.returned, "in_doubt": rep.in_doubt}
+            result = {"state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt}
+        else:
+            result = {"state": {"start": start_job, "stop": stop_job, "pause": pause_job}[action](ledger, ref).state}
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
         fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
-    ledger.audit(f"job.{action}", {"job": ref}, template.format(**values))
+    ledger.audit(f"job.{action}", {"job": ref}, _said(ref, result, english))  # one language for auditors
     ledger.close()
-    shown = {**values, "state": state_name(values["state"])} if "state" in values else values
-    console.print(_(template).format(**shown))
+    console.print(_said(ref, result, _))
 
 
-@app.command("start", help=_("Start a work order."))
+# Whole sentences for translators, one per action.
+ASKING = {
+    "stop": N_("asking the daemon to stop job {ref!r} (the line stops first) ..."),
+    "pause": N_("asking the daemon to pause job {ref!r} (the line stops first) ..."),
+    "finish": N_("asking the daemon to finish job {ref!r} (the line stops first) ..."),
+}
+
+
+def _said(ref: str, result: dict[str, object], tr: Callable[[str], str]) -> str:
+    """What became of the job, in `tr`'s language (`english` for the audit log)."""
+    state = result.get("state")
+    if state == "finished":
+        return tr(N_("job {ref!r} finished: {returned} unused codes returned to the pool, "
+                     "{in_doubt} sent-but-unconfirmed codes in doubt")).format(
+            ref=ref, returned=result.get("returned", 0), in_doubt=result.get("in_doubt", 0))
+    return tr(N_("job {ref!r} is {state}")).format(ref=ref, state=state if tr is english else state_name(state))
+
+
+@app.command("start", help=_("Start (or resume a paused job); a running daemon picks it up at once."))
 def start(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
     _move("start", ref, config, db)
 
 
-@app.command("stop", help=_("Stop a work order."))
+@app.command("stop", help=_("Stop: the belt stops, then the coders; codes in the coders are reconciled."))
 def stop(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
     _move("stop", ref, config, db)
 
 
-@app.command("finish", help=_("Finish: unused codes return to the pool; sent-but-unconfirmed codes go in doubt."))
+@app.command("pause", help=_(
+    "Pause: as stop, but the job stays ready to resume with `job start` (a restart does not resume it)."))
+def pause(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    _move("pause", ref, config, db)
+
+
+@app.command("finish", help=_("Finish: feeding stops, printed items get their verdicts, unused codes return to the "
+                              "pool; sent-but-unconfirmed codes go in doubt."))
 def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
     _move("finish", ref, config, db)
 

@@ -48,6 +48,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.printer_cmd", "printer"),
     ("agent.cli.camera_cmd", "camera"),
     ("agent.cli.plc_cmd", "plc"),
+    ("agent.cli.alarm_cmd", "alarm"),
 ]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [

@@ -14,17 +14,13 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
-from agent.i18n import N_, _
+from agent.i18n import N_, _, english
 from agent.sync.outbox import Outbox
 
 app = typer.Typer(help=_("Cloud sync over MQTT: status, resend, run."), no_args_is_help=True)
 
 SYNC_ALARMS = {"ok": N_("ok"), "warn": N_("warning"), "stop": N_("stop")}  # agent/sync/backlog.BacklogLevel
 STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
-
-
-def _english(text: str) -> str:
-    return text
 
 
 def _age(seconds: float | None, tr: Callable[[str], str] = _) -> str:
@@ -37,7 +33,7 @@ def _age(seconds: float | None, tr: Callable[[str], str] = _) -> str:
     return tr(N_("{hours:.1f} h")).format(hours=seconds / 3600)
 
 
-def status_report(outbox: Outbox, tr: Callable[[str], str] = _english) -> dict[str, Any]:
+def status_report(outbox: Outbox, tr: Callable[[str], str] = english) -> dict[str, Any]:
     """The sync state as data; `tr=_` words the connection state for an operator (`--json` stays English)."""
     backlog = outbox.backlog()
     row = outbox.conn.execute("SELECT value FROM sync_state WHERE key = 'link'").fetchone()
@@ -68,7 +64,7 @@ def status(
 ) -> None:
     cfg = config_optional(config_path)
     outbox = Outbox(ledger_path(cfg, db))
-    report = status_report(outbox, _english if as_json else _)
+    report = status_report(outbox, english if as_json else _)
     if as_json:
         console.print_json(json.dumps(report))
         return

@@ -84,6 +84,7 @@ class PrintStation:
 
     async def run(self, job: Job, stop: asyncio.Event) -> None:
         """Feed `job` until its target is printed or `stop` is set; always reconciles before returning."""
+        self.primed.clear()  # primed for THIS run: a resumed job primes its coder again
         if not await self.connect(stop):
             return
         template = self.cfg.templates[job.template]

@@ -215,7 +215,7 @@ def test_help_follows_the_default_configs_locale(tmp_path: Path) -> None:
         f.write("locale: zh_CN\n")
     env = {"LINEAGENT_CONFIG": str(cfg)}
     shown = cli("job", "--help", lang="C", env=env)
-    assert shown.returncode == 0 and "工单：创建、开始、停止、完成、列表。" in shown.stdout
+    assert shown.returncode == 0 and "工单：创建、开始、暂停、停止、完成、列表。" in shown.stdout
     assert "Work orders: create" in cli("job", "--help", lang="C").stdout
 
 
