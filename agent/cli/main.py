@@ -7,10 +7,30 @@ from importlib import metadata
 from typing import Annotated
 
 import typer
+import yaml
+
+from agent.config import default_config_path
+from agent.i18n import _, set_language
+
+
+def _line_language() -> None:
+    """Help texts are translated when the CLI is built, before a command reads its config: take
+    `locale:` from the default config when there is one, so `--help` speaks the line's language too.
+    Unchecked on purpose: `config check` reports a bad file, help must still come up."""
+    path = default_config_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return
+    if isinstance(data, dict) and isinstance(data.get("locale"), str):
+        set_language(data["locale"])
+
+
+_line_language()
 
 app = typer.Typer(
     name="lineagent",
-    help="Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync.",
+    help=_("Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -44,7 +64,7 @@ def _version(value: bool) -> None:
         try:
             version = metadata.version("lineagent")
         except metadata.PackageNotFoundError:
-            version = "unknown (not installed)"
+            version = _("unknown (not installed)")
         typer.echo(f"lineagent {version}")
         raise typer.Exit(0)
 
@@ -52,7 +72,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit")] = False,
+                                          help=_("Print the version and exit"))] = False,
 ) -> None:
     """Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."""
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -197,6 +197,8 @@ class LineConfig(Strict):
     mqtt: MqttConfig | None = None
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    # The operator's language for CLI messages and alarms; unset: LANGUAGE/LC_ALL/LC_MESSAGES/LANG.
+    locale: Literal["en", "zh_CN"] | None = None
 
     # Set by the loader: where the file was, so relative paths resolve against it.
     source: Path | None = Field(default=None, exclude=True)

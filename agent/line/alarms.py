@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from agent.i18n import N_, _
+
 
 class Severity(IntEnum):
     INFO = 0
@@ -112,3 +114,46 @@ class AlarmBoard:
         if worst is Severity.WARNING:
             return Light.AMBER
         return Light.GREEN if running else Light.OFF
+
+
+# What the operator reads for an alarm key, a light and a severity (status, top, journal). Marked
+# here, translated where shown: the daemon and the CLI may run in different languages.
+ALARM_NAMES: dict[str, str] = {
+    "communication": N_("no communication"),
+    "start": N_("cannot start printing"),
+    "line_run": N_("cannot start or stop the conveyor"),
+    "line_stop": N_("line stopped"),
+    "backlog": N_("cloud sync backlog"),
+    "pack_rejected": N_("pack rejected"),
+    "station": N_("station failed"),
+    "devices": N_("devices cannot be opened"),
+    "no_frame": N_("camera delivers no image"),
+    "late_print_confirm": N_("print confirmed late"),
+    "slow_feed": N_("coder fed too slowly"),
+    "fifo_empty": N_("coder FIFO empty while printing"),
+    "codes_short": N_("not enough codes for the job"),
+    "coder_fault": N_("coder fault"),
+    "in_doubt": N_("codes in doubt"),
+    "reject_unconfirmed": N_("reject not confirmed"),
+    "consecutive_rejects": N_("too many rejects in a row"),
+    "plc_failed": N_("PLC failed"),
+    "socket": N_("control socket unavailable"),
+}
+LIGHT_NAMES: dict[str, str] = {
+    Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),
+}
+SEVERITY_NAMES: dict[str, str] = {"info": N_("info"), "warning": N_("warning"), "stop": N_("stop")}
+
+
+def alarm_name(key: str) -> str:
+    """The operator's words for an alarm key; an unknown key is shown as it is."""
+    return _(ALARM_NAMES[key]) if key in ALARM_NAMES else key
+
+
+def light_name(light: str) -> str:
+    return _(LIGHT_NAMES[light]) if light in LIGHT_NAMES else light
+
+
+def severity_name(severity: object) -> str:
+    text = str(severity)
+    return _(SEVERITY_NAMES[text]) if text in SEVERITY_NAMES else text
