@@ -219,8 +219,9 @@ async def _watch(p: Printer, confirmed: dict[int, float], started: float) -> Non
 
 
 def _audit(cfg: LineConfig, db: Any, action: str, args: dict[str, Any], result: str) -> None:
-    """Texts put on a coder by hand are operator actions: keep who did it, when, and what."""
-    ledger = open_ledger(cfg, db)
+    """Texts put on a coder by hand are operator actions: keep who did it, when, and what. On a new line
+    PC the config's ledger is created for it; a --db that does not exist is still refused (a typo)."""
+    ledger = open_ledger(cfg, db, create=db is None)
     try:
         ledger.audit(action, args, result)
     finally:
