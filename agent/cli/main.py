@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import tempfile
+import traceback
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -88,4 +93,23 @@ _build()
 
 
 def main() -> None:
-    app()
+    """Every failure ends as a message and an exit code, never a traceback (exit 5 for a bug: the
+    traceback goes to the log file named, or to stderr with LINEAGENT_DEBUG=1)."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    except Exception as exc:  # the last guard: a bug must not print a wall of Python at an operator
+        if os.environ.get("LINEAGENT_DEBUG"):
+            raise
+        report = Path(tempfile.gettempdir()) / f"lineagent-error-{os.getpid()}.txt"
+        try:
+            report.write_text(traceback.format_exc())
+            where = f"; details in {report}"
+        except OSError:
+            where = ""
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc}{where}\n")
+        raise SystemExit(5) from None

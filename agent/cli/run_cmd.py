@@ -83,6 +83,7 @@ def register(app: typer.Typer) -> None:
         path = ledger_path(cfg, db)
         if not path.exists():
             fail(_("no ledger at {path}").format(path=path), Exit.NOT_FOUND)
+        open_ledger(cfg, db).close()  # a ledger this version cannot read is refused here, with the reason
         if as_json:
             report = collect(path)
             typer.echo(json.dumps(report, default=str, ensure_ascii=False, indent=2))

@@ -63,6 +63,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
     cfg = config_optional(config_path)
+    open_ledger(cfg, db).close()  # a missing or too-new ledger is refused with the reason, not created
     outbox = Outbox(ledger_path(cfg, db))
     report = status_report(outbox, english if as_json else _)
     if as_json:

@@ -78,7 +78,7 @@ class SecurityConfig(Strict):
 
 
 class LevelSource(Strict):
-    low_stock: int = Field(0, ge=0)  # warn when available codes of this level fall below
+    low_stock: int = Field(0, ge=0, le=1_000_000_000)  # warn when available codes of this level fall below
     code_format: str = "raw"  # informational: raw, url, digital_link, element_string, sscc
 
 
@@ -142,7 +142,7 @@ class ParentSource(StrEnum):
 
 class PackLevel(Strict):
     level: str
-    count: int | None = Field(None, ge=1)  # children per parent; the bottom level has none
+    count: int | None = Field(None, ge=1, le=100_000)  # children per parent; the bottom level has none
     parent_code: ParentSource | None = None
 
 
