@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.common import console, fail
+from agent import pins
+from agent.cli.common import Exit, console, fail
 from agent.codes.package import KeyFileError, generate_keys
 from agent.i18n import _
 
@@ -27,3 +28,16 @@ def generate(
         fail(str(exc))
     console.print(_("{kind} key pair: private {private} (mode 0600), public {public}").format(
         kind=kind, private=priv, public=pub))
+
+
+@app.command("pin-hash", help=_("Hash an operator PIN for security.operator_pin_hash (the PIN itself is stored "
+                                "nowhere)."))
+def pin_hash(
+    pin: Annotated[str | None, typer.Option(help=_("The PIN (prompted twice, hidden, when omitted)"))] = None,
+) -> None:
+    if pin is None:
+        pin = typer.prompt(_("New operator PIN"), hide_input=True, confirmation_prompt=True)
+    if len(pin) < 6:
+        fail(_("an operator PIN needs at least 6 characters"), Exit.USAGE)
+    console.print(_("put this line under security: in the line config:"))
+    typer.echo(f"  operator_pin_hash: \"{pins.hash_pin(pin)}\"")

@@ -7,8 +7,6 @@ undone by a slip costs a quarantined batch, so a second, deliberate step is wort
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from agent import pins
 from agent.aggregation import operations
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
 from agent.aggregation.packs import Aggregator, children_of, pack_info
@@ -38,16 +37,26 @@ def when(at: float | None) -> str:
 
 
 def check_pin(cfg: LineConfig, ledger: Ledger, pin: str | None, action: str, args: dict[str, object]) -> None:
-    """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off."""
-    want = cfg.security.operator_pin_sha256
+    """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off;
+    too many wrong PINs lock every PIN action out for a while (agent/pins.py). The PIN is never logged."""
+    want = cfg.security.operator_pin_hash
     if not want:
         ledger.audit(action, args, "refused: no operator PIN configured")
         ledger.close()
-        fail(_("{action} needs the operator PIN, and security.operator_pin_sha256 is not set in the config").format(
+        fail(_("{action} needs the operator PIN, and security.operator_pin_hash is not set in the config").format(
             action=action))
+    with ledger.lock:
+        failures = [float(r[0]) for r in ledger.conn.execute(
+            "SELECT at FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?", (pins.WRONG, pins.LOCKOUT_AFTER))]
+    until = pins.locked_until(failures)
+    if until is not None:
+        ledger.audit(action, args, "refused: locked out after wrong PINs")
+        ledger.close()
+        fail(_("{action}: {n} wrong PINs; PIN actions are locked until {at}").format(
+            action=action, n=pins.LOCKOUT_AFTER, at=datetime.fromtimestamp(until).strftime("%H:%M:%S")))
     given = pin if pin is not None else typer.prompt(_("Operator PIN"), hide_input=True)
-    if not hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), want.lower()):
-        ledger.audit(action, args, "refused: wrong operator PIN")
+    if not pins.verify_pin(want, given):
+        ledger.audit(action, args, pins.WRONG)
         ledger.close()
         fail(_("{action}: wrong operator PIN").format(action=action))
 

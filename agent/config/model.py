@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from agent import pins
 from agent.codes import gs1
 from agent.config.base import Strict
 from agent.config.mqtt import MqttConfig
@@ -74,7 +75,24 @@ class SecurityConfig(Strict):
     cloud_public_key: Path  # Ed25519 key that signs code packages and commands
     line_private_key: Path | None = None  # X25519 key for packages encrypted to this line
     allow_unsigned_imports: bool = False  # plain TXT/CSV 码包 files
-    operator_pin_sha256: str | None = None  # destructive operator actions need this PIN
+    # Destructive operator actions need the PIN whose scrypt hash this is (lineagent keys pin-hash).
+    operator_pin_hash: str | None = None
+    operator_pin_sha256: str | None = None  # refused: a bare SHA-256 of a PIN is reversed in a second
+
+    @field_validator("operator_pin_hash")
+    @classmethod
+    def _pin_hash(cls, v: str | None) -> str | None:
+        if v is not None:
+            pins.check_format(v)
+        return v
+
+    @field_validator("operator_pin_sha256")
+    @classmethod
+    def _no_sha256(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError("a bare SHA-256 of a PIN is not safe (all 6-digit PINs are tried in a second): "
+                             "replace it with operator_pin_hash from `lineagent keys pin-hash`")
+        return v
 
 
 class LevelSource(Strict):
