@@ -395,7 +395,6 @@ class Leibinger(FramedPrinter):
 
     async def start(self) -> None:
         async with self._op:
-            await self.sync()  # a stop nobody reported yet cleared the mailing data: see it before !GO
             await self._write(wire(Kind.ACTION, "GO"))
             await self._await_state(lambda rs: rs.printing, "start printing")
             self._printing = True
