@@ -100,7 +100,7 @@ POLL_STATE_S = 0.05
 
 
 class LeibingerSettings(FramedSettings):
-    capacity: int = Field(256, ge=2, le=100_000, description="mailing FIFO depth (?SM FifoDepth, normally 256)")
+    capacity: int = Field(256, ge=2, le=256, description="mailing FIFO depth (?SM FifoDepth; up to 256, serialine.py)")
     encoding: str = Field("latin-1", description="text encoding of records on the wire")
     job_dir: str = Field(JOB_DIR, description="directory prefix of =JL, backslashes as the coder writes them")
     first_index: int = Field(1, ge=1, description="lowest mailing index (0 means 'none' in ?SM)")
