@@ -12,9 +12,9 @@ through agent.sync.outbox.Outbox, which opens read-write and migrates; the queri
 
 Snapshot keys (all JSON-serialisable):
   at, daemon{alive, pid, state, light, job, beat_age_s, up_s}, job{name, state, target, codes{state: n},
-  printed, judged, good, rejects{verdict: n}} or None, coders{name: {state, feeder, fifo, fifo_target}},
+  printed, judged, good, packed, rejects{verdict: n}} or None, coders{name: {state, feeder, fifo, fifo_target}},
   stations{name: {kind, state, camera, plc}}, packs{level: {open, parked, closed}},
-  sync{undelivered, open_batches, oldest_age_s, link, acks}, alarms[{severity, source, key, detail, since}].
+  sync{undelivered, delivered, open_batches, oldest_age_s, link, acks}, alarms[{severity, source, key, detail, since}].
 """
 
 from __future__ import annotations
@@ -90,9 +90,11 @@ def _job(conn: sqlite3.Connection) -> dict[str, Any] | None:
     verdicts = {str(v): int(n) for v, n in conn.execute(
         "SELECT verdict, COUNT(*) FROM items WHERE job = ? AND verdict IS NOT NULL GROUP BY verdict", (job_id,))}
     good = verdicts.pop("good", 0)
+    packed = conn.execute("SELECT COUNT(*) FROM pack_links l JOIN codes c ON c.id = l.child "
+                          "WHERE c.job = ? AND c.level = ?", (job_id, level)).fetchone()[0]
     return {"id": job_id, "name": str(row[1]), "state": str(row[2]), "target": int(row[3]), "codes": codes,
             "printed": sum(codes.get(s, 0) for s in PRINTED_STATES), "judged": good + sum(verdicts.values()),
-            "good": good, "rejects": dict(sorted(verdicts.items(), key=lambda kv: -kv[1]))}
+            "good": good, "packed": int(packed), "rejects": dict(sorted(verdicts.items(), key=lambda kv: -kv[1]))}
 
 
 def _packs(conn: sqlite3.Connection, job: dict[str, Any] | None) -> dict[str, dict[str, int]]:
@@ -115,8 +117,11 @@ def _backlog(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
     open_events, open_batches, first_open = conn.execute(
         "SELECT coalesce(sum(events), 0), count(*), min(first_seq) FROM sync_batches "
         "WHERE acked_at IS NULL AND resend = 0").fetchone()
+    delivered = conn.execute("SELECT coalesce(sum(events), 0) FROM sync_batches WHERE acked_at IS NOT NULL "
+                             "AND resend = 0").fetchone()[0]
     if first_open is not None:
         row = conn.execute("SELECT at FROM events WHERE seq = ?", (first_open,)).fetchone()
         oldest = row[0] if row else oldest
-    return {"undelivered": int(unbatched) + int(open_events), "open_batches": int(open_batches),
+    return {"undelivered": int(unbatched) + int(open_events), "delivered": int(delivered),
+            "open_batches": int(open_batches),
             "oldest_age_s": None if oldest is None else round(max(0.0, now - float(oldest)), 1)}

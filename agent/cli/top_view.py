@@ -163,7 +163,8 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
                          f"{_pct(job['good'] / job['judged'] if job and job['judged'] else None)} (job)")))
     if job is not None:
         c = job["codes"]
-        out.append((1, _line(f"judged {job['judged']}  good {job['good']}  in FIFOs {c.get('sent', 0)}  "
+        out.append((1, _line(f"judged {job['judged']}  good {job['good']}  packed {job.get('packed', 0)}  "
+                             f"in FIFOs {c.get('sent', 0)}  "
                              f"allocated {c.get('allocated', 0)}  "
                              f"in doubt {c.get('in_doubt', 0)}  voided {c.get('voided', 0)}")))
         rejects = job["rejects"]

@@ -34,6 +34,8 @@ JUDGED = VERIFIED + sum(REJECTS.values())  # 45
 EVENTS, ACKED_THROUGH, BATCHED_THROUGH = 30, 20, 25
 UNDELIVERED = EVENTS - ACKED_THROUGH  # 5 in the open batch + 5 not yet batched
 OLDEST_AGE_S = 30.0
+CLOSED_BOXES, BOX = 6, 6
+PACKED = CLOSED_BOXES * BOX  # good items linked into the closed boxes
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from agent.cli.main import main; main()"]
 
@@ -79,9 +81,11 @@ def build(tmp: Path, now: float) -> Path:
         rows += [(job, c, 1000 + i, v, now) for v, b in bad.items() for i, c in enumerate(b)]
         conn.executemany("INSERT INTO items(job, code, seq, verdict, judged_at) VALUES (?, ?, ?, ?, ?)", rows)
         boxes = [r[0] for r in conn.execute("SELECT id FROM codes WHERE level = 'box' ORDER BY id")]
-        packs = [(b, "closed") for b in boxes[:6]] + [(boxes[6], "open")]
+        packs = [(b, "closed") for b in boxes[:CLOSED_BOXES]] + [(boxes[CLOSED_BOXES], "open")]
+        conn.executemany("INSERT INTO pack_links(child, parent, linked_at) VALUES (?, ?, ?)",
+                         [(c, boxes[i // BOX], now) for i, c in enumerate(good[:PACKED])])
         conn.executemany("INSERT INTO packs(code, level, job, state, expected_count, created_at) "
-                         "VALUES (?, 'box', ?, ?, 6, ?)", [(b, job, s, now) for b, s in packs])
+                         "VALUES (?, 'box', ?, ?, ?, ?)", [(b, job, s, BOX, now) for b, s in packs])
         for i in range(1, EVENTS + 1):
             at = now - OLDEST_AGE_S if i == ACKED_THROUGH + 1 else now - 100 + i
             conn.execute("INSERT INTO events(at, kind, job, uplink) VALUES (?, 'test', ?, 1)", (at, job))
@@ -121,12 +125,13 @@ def test_once_shows_the_figures_put_in(tmp_path: Path) -> None:
     out = res.stdout
     assert "daemon alive" in out and "up 1 h 02 min" in out and "AMBER" in out
     assert f"printed {PRINTED}/{TARGET} ({100 * PRINTED / TARGET:.1f}%)" in out
-    assert f"judged {JUDGED}  good {VERIFIED}  in FIFOs {SENT}  allocated {ALLOCATED}  in doubt {IN_DOUBT}" in out
+    assert f"judged {JUDGED}  good {VERIFIED}  packed {PACKED}  in FIFOs {SENT}  allocated {ALLOCATED}  " \
+        f"in doubt {IN_DOUBT}" in out
     assert f"{100 * VERIFIED / JUDGED:.1f}% (job)" in out
     assert "rejects 5: no_read 3, mismatch 2" in out
     assert "items/min - (10 s)" in out  # one snapshot: no rate is invented
     assert "coder1 printing  feeder feeding  FIFO 6/24" in out
-    assert "box 1 open 6 closed" in out
+    assert f"box 1 open {CLOSED_BOXES} closed" in out
     assert f"undelivered {UNDELIVERED}  batches out 1" in out
     assert re.search(r"oldest (29|3\d) s", out)
     # the stop alarm comes before the warning, and a long detail is cut, not wrapped
