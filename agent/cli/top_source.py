@@ -13,7 +13,8 @@ through agent.sync.outbox.Outbox, which opens read-write and migrates; the queri
 Snapshot keys (all JSON-serialisable):
   at, daemon{alive, pid, state, light, job, beat_age_s, up_s}, job{name, state, target, codes{state: n},
   printed, judged, good, packed, rejects{verdict: n}} or None, coders{name: {state, feeder, fifo, fifo_target}},
-  stations{name: {kind, state, camera, plc}}, packs{level: {open, parked, closed}},
+  stations{name: {kind, state, camera, plc}}, packs{level: {open, parked, closed, filling}} (open/parked:
+  packs left unfinished in the ledger; filling: children in the pack the daemon is building now),
   sync{undelivered, delivered, open_batches, oldest_age_s, link, acks}, alarms[{severity, source, key, detail, since}].
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from agent.line.status import read_status, status_path
 
+EMPTY_PACKS = {"open": 0, "parked": 0, "closed": 0, "filling": 0}
 PRINTED_STATES = ("printed", "verified", "rejected")  # a code in one of these was printed on an item
 
 
@@ -51,15 +53,19 @@ def collect(ledger: Path, now: float | None = None) -> dict[str, Any]:
                             "fifo_target": d.get("fifo_target")}
     for name, n in fifo.items():
         coders.setdefault(name, {"state": None, "feeder": None, "fifo": n, "fifo_target": None})
+    alive = bool(st and st.alive(now))
     for name, s in sorted((st.stations if st else {}).items()):
-        if not name.startswith("pack:"):
+        if name.startswith("pack:"):  # the pack being filled lives in the daemon until it closes
+            if alive:
+                packs.setdefault(name[5:], dict(EMPTY_PACKS))["filling"] = int(s.get("open") or 0)
+        else:
             stations[name] = {"kind": s.get("kind"), "state": s.get("state"), "camera": s.get("camera"),
                               "plc": s.get("plc")}
     sync["link"] = (st.sync if st else {}).get("link")
     sync["acks"] = (st.sync if st else {}).get("acks")
     return {
         "at": now,
-        "daemon": {"alive": bool(st and st.alive(now)), "pid": st.pid if st else None,
+        "daemon": {"alive": alive, "pid": st.pid if st else None,
                    "state": st.state if st else None, "light": st.light if st else None,
                    "job": st.job if st else None,
                    "beat_age_s": round(now - st.beat_at, 1) if st else None,
@@ -104,7 +110,7 @@ def _packs(conn: sqlite3.Connection, job: dict[str, Any] | None) -> dict[str, di
             "SELECT level, state, COUNT(*) FROM packs WHERE state IN ('open', 'parked') OR job = ? "
             "GROUP BY level, state", (job["id"] if job else -1,)):
         if state in ("open", "parked", "closed"):
-            out.setdefault(str(level), {"open": 0, "parked": 0, "closed": 0})[str(state)] = int(n)
+            out.setdefault(str(level), dict(EMPTY_PACKS))[str(state)] = int(n)
     return out
 
 

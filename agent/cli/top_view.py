@@ -116,6 +116,11 @@ def _line(*parts: tuple[str, str] | str) -> Text:
     return t
 
 
+def _pack(level: str, p: dict[str, int]) -> str:
+    extra = "".join(f", {p[k]} {k}" for k in ("open", "parked") if p.get(k))
+    return f"{level} {p['closed']} closed{extra}, filling {p.get('filling', 0)}"
+
+
 def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, interval: float | None = None,
           ) -> list[tuple[int, Text]]:
     """Every line of the screen, most important first within the reading order, each with a priority."""
@@ -164,9 +169,8 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
     if job is not None:
         c = job["codes"]
         out.append((1, _line(f"judged {job['judged']}  good {job['good']}  packed {job.get('packed', 0)}  "
-                             f"in FIFOs {c.get('sent', 0)}  "
-                             f"allocated {c.get('allocated', 0)}  "
-                             f"in doubt {c.get('in_doubt', 0)}  voided {c.get('voided', 0)}")))
+                             f"in doubt {c.get('in_doubt', 0)}  voided {c.get('voided', 0)}  "
+                             f"in FIFOs {c.get('sent', 0)}  allocated {c.get('allocated', 0)}")))
         rejects = job["rejects"]
         total = sum(rejects.values())
         rl = _line(("rejects ", "bold"), (str(total), "bold red" if total else "green"))
@@ -194,9 +198,7 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
 
     packs = snap["packs"]
     if packs:
-        out.append((2, _line(("packs ", "bold"), "  ".join(
-            f"{lv} {p['open']} open" + (f" {p['parked']} parked" if p["parked"] else "") + f" {p['closed']} closed"
-            for lv, p in packs.items()))))
+        out.append((2, _line(("packs ", "bold"), "  ".join(_pack(lv, p) for lv, p in packs.items()))))
     s = snap["sync"]
     out.append((2, _line(("sync ", "bold"), "link ", (str(s.get("link") or "-"), _state_style(s.get("link"))),
                          f"  undelivered {s['undelivered']}  batches out {s['open_batches']}  "

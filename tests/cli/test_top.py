@@ -34,7 +34,7 @@ JUDGED = VERIFIED + sum(REJECTS.values())  # 45
 EVENTS, ACKED_THROUGH, BATCHED_THROUGH = 30, 20, 25
 UNDELIVERED = EVENTS - ACKED_THROUGH  # 5 in the open batch + 5 not yet batched
 OLDEST_AGE_S = 30.0
-CLOSED_BOXES, BOX = 6, 6
+CLOSED_BOXES, BOX, FILLING = 6, 6, 4
 PACKED = CLOSED_BOXES * BOX  # good items linked into the closed boxes
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from agent.cli.main import main; main()"]
@@ -104,7 +104,8 @@ def beat(db: Path, now: float) -> None:
         pid=os.getpid(), started_at=now - 3725, beat_at=now, state="running", light="amber", job="WO-7",
         devices={"coder1": {"kind": "coder", "state": "printing", "feeder": "feeding", "fifo_target": 24}},
         stations={"camera": {"kind": "verify", "state": "running", "verdicts": {}, "camera": "connected",
-                             "plc": "plc1"}},
+                             "plc": "plc1"},
+                  "pack:box": {"closed": 99, "partial": 0, "open": FILLING, "rejected": {}, "state": "running"}},
         alarms=[{"source": "sync", "key": "backlog", "severity": "warning", "since": now,
                  "detail": f"the cloud is {UNDELIVERED} events behind"},
                 {"source": "plc1", "key": "line_run", "severity": "stop", "since": now,
@@ -125,13 +126,13 @@ def test_once_shows_the_figures_put_in(tmp_path: Path) -> None:
     out = res.stdout
     assert "daemon alive" in out and "up 1 h 02 min" in out and "AMBER" in out
     assert f"printed {PRINTED}/{TARGET} ({100 * PRINTED / TARGET:.1f}%)" in out
-    assert f"judged {JUDGED}  good {VERIFIED}  packed {PACKED}  in FIFOs {SENT}  allocated {ALLOCATED}  " \
-        f"in doubt {IN_DOUBT}" in out
+    assert f"judged {JUDGED}  good {VERIFIED}  packed {PACKED}  in doubt {IN_DOUBT}  voided 0  in FIFOs {SENT}  " \
+        f"allocated {ALLOCATED}" in out
     assert f"{100 * VERIFIED / JUDGED:.1f}% (job)" in out
     assert "rejects 5: no_read 3, mismatch 2" in out
     assert "items/min - (10 s)" in out  # one snapshot: no rate is invented
     assert "coder1 printing  feeder feeding  FIFO 6/24" in out
-    assert f"box 1 open {CLOSED_BOXES} closed" in out
+    assert f"box {CLOSED_BOXES} closed, 1 open, filling {FILLING}" in out
     assert f"undelivered {UNDELIVERED}  batches out 1" in out
     assert re.search(r"oldest (29|3\d) s", out)
     # the stop alarm comes before the warning, and a long detail is cut, not wrapped
@@ -147,6 +148,7 @@ def test_a_dead_daemon_exits_3_and_a_missing_ledger_4(tmp_path: Path) -> None:
     db = build(tmp_path, time.time() - 60)
     res = CliRunner().invoke(app, ["top", "--once", "--db", str(db)])
     assert res.exit_code == 3 and "daemon NOT RUNNING" in res.output
+    assert "filling 0" in res.output and "(as of the last beat)" in res.output  # nothing shown as live
     res = CliRunner().invoke(app, ["top", "--db", str(tmp_path / "nope.db")])
     assert res.exit_code == 4 and not (tmp_path / "nope.db").exists()
 

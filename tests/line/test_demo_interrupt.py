@@ -5,12 +5,17 @@ ran, and the exit code is 130, with no traceback."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,3 +70,41 @@ def test_first_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     # the figures the summary prints are the ledger's
     for state, n in states.items():
         assert f"item codes {state}" in out and f" {n} " in out.split(f"item codes {state}", 1)[1][:60]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/setup installs it)")
+def test_live_progress_on_a_terminal_and_a_real_ctrl_c(tmp_path: Path) -> None:
+    """On an 80x24 tmux pane: the progress rows move while the line runs; C-c typed at the terminal."""
+    work, rc = tmp_path / "demo", tmp_path / "rc"
+    cli = shlex.join([sys.executable, "-c", "from agent.cli.main import main; main()", "demo", "--dir", str(work),
+                      "--items", "600", "--no-broker-restart"])
+    tmux = ["tmux", "-L", f"demo-test-{os.getpid()}", "-f", "/dev/null"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "24", "-s", "demo",
+                    f"cd {ROOT} && {cli}; echo $? > {rc}; sleep 120"], check=True, env={**env, "TERM": "xterm"})
+    try:
+        seen: list[int] = []
+        for _ in range(360):  # until two frames show different printed counts; no timed assert
+            time.sleep(0.5)
+            m = re.search(r"printed .*? (\d+)/600", _pane(tmux))
+            if m and int(m.group(1)) > 0 and (not seen or int(m.group(1)) != seen[-1]):
+                seen.append(int(m.group(1)))
+            if len(seen) >= 2:
+                break
+        assert len(seen) >= 2 and seen[-1] > seen[0], _pane(tmux)
+        assert re.search(r"judged .*? \d+/600 +good \d+", _pane(tmux)), _pane(tmux)
+        subprocess.run([*tmux, "send-keys", "-t", "demo", "C-c"], check=True)
+        for _ in range(600):
+            if rc.exists() and rc.read_text().strip():
+                break
+            time.sleep(0.5)
+        history = _pane(tmux, "-S", "-300")
+        assert rc.read_text().strip() == "130", history
+        assert "Traceback" not in history and "stopped by Ctrl-C" in history and "FAILED" not in history, history
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
+
+
+def _pane(tmux: list[str], *extra: str) -> str:
+    return subprocess.run([*tmux, "capture-pane", "-p", "-t", "demo", *extra], capture_output=True, text=True,
+                          check=False).stdout
