@@ -6,8 +6,11 @@ the daemon's status record and read-only ledger queries) every --interval second
 cbreak mode, so `q` quits at once without Enter and Ctrl-C still raises. Whatever ends it (q, Ctrl-C,
 SIGTERM, the SSH session hanging up), the terminal modes are restored and the main screen comes back.
 
-Exit codes: live view 0 when the operator quits; --once 0 when the daemon is alive, 3 when it is not
-(as `status`); 4 when there is no ledger at the path.
+Written to a pipe or a file instead of a terminal, the live view prints one whole frame per interval
+(batch mode, like `top -b`).
+
+Exit codes: live view 0 when the operator quits (q, Ctrl-C, SIGTERM, hang-up); --once 0 when the
+daemon is alive, 3 when it is not (as `status`); 4 when there is no ledger at the path.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def _hangup(signum: int, frame: FrameType | None) -> None:
 
 
 def live_view(path: Path, interval: float) -> None:
+    if not console.is_terminal:
+        return _batch(path, interval)
     rates = Rates()
     fd = sys.stdin.fileno() if sys.stdin.isatty() else None
     saved = termios.tcgetattr(fd) if fd is not None else None
@@ -103,6 +108,25 @@ def live_view(path: Path, interval: float) -> None:
     finally:
         if fd is not None and saved is not None:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _batch(path: Path, interval: float) -> None:
+    """Output to a pipe or a file (`lineagent top | tee`): one whole frame per interval, no screen
+    control codes, until Ctrl-C or a signal."""
+    rates = Rates()
+    previous = {s: signal.signal(s, _hangup) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            snap = _collect(path)
+            rates.add(snap)
+            console.print(render(snap, rates, console.size.width, 10_000, ledger=path, interval=interval))
+            console.print()
+            time.sleep(interval)  # a plain CLI loop, no event loop here
+    except (KeyboardInterrupt, _Hangup, BrokenPipeError):
+        pass
+    finally:
         for s, h in previous.items():
             signal.signal(s, h)
 

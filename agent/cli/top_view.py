@@ -60,6 +60,11 @@ class Rates:
             first = self._h[-2]
         return (first, last) if last[0] > first[0] else None
 
+    def covered(self, window_s: float) -> float:
+        """How many seconds of the window the history covers (a fresh view covers less than 60 s)."""
+        span = self._span(window_s)
+        return 0.0 if span is None else span[1][0] - span[0][0]
+
     def per_min(self, window_s: float) -> float | None:
         """Items printed per minute over the last window_s seconds (or the history there is)."""
         span = self._span(window_s)
@@ -96,6 +101,12 @@ def _age(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _window(rates: Rates, window_s: float) -> str:
+    """The window a rate is over, as it really is: "(60 s)", or "(13 s)" while the view is young."""
+    covered = rates.covered(window_s)
+    return f"({covered:.0f} s)" if covered and abs(covered - window_s) > 1 else f"({window_s:.0f} s)"
 
 
 def _pct(x: float | None) -> str:
@@ -162,9 +173,9 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
     else:
         out.append((1, _line(("no active alarms", "green" if d["alive"] else "dim"))))
 
-    out.append((1, _line(("items/min ", "bold"), f"{_num(rates.per_min(10))} (10 s)  {_num(rates.per_min(60))}"
-                         " (60 s)   ", ("read rate ", "bold"),
-                         f"{_pct(rates.read_rate(60))} (60 s)  "
+    w10, w60 = _window(rates, 10), _window(rates, 60)
+    out.append((1, _line(("items/min ", "bold"), f"{_num(rates.per_min(10))} {w10}  {_num(rates.per_min(60))} {w60}"
+                         "   ", ("read rate ", "bold"), f"{_pct(rates.read_rate(60))} {w60}  "
                          f"{_pct(job['good'] / job['judged'] if job and job['judged'] else None)} (job)")))
     if job is not None:
         c = job["codes"]
