@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -165,8 +166,8 @@ def test_rates_come_from_successive_snapshots() -> None:
     assert r.read_rate(60) == pytest.approx(0.9)
     assert r.covered(60) == pytest.approx(60.0) and r.covered(10) == pytest.approx(10.0)
     young = Rates()
-    for t in (0.0, 1.0, 2.0):
-        young.add({"at": t, "job": dict(job, printed=int(10 * t), judged=0, good=0)})
+    for s in (0, 1, 2):
+        young.add({"at": float(s), "job": dict(job, printed=10 * s, judged=0, good=0)})
     assert young.per_min(60) == pytest.approx(600.0) and young.covered(60) == pytest.approx(2.0)
     assert young.read_rate(60) is None  # nothing judged: no read rate, not 0 %
     r.add({"at": 1200.0, "job": dict(job, id=2, printed=5, judged=5, good=5)})
@@ -249,3 +250,26 @@ def test_live_view_on_an_80x24_terminal(tmp_path: Path) -> None:
         stop.set()
         subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
         sim.join(5)
+
+
+def test_to_a_pipe_it_prints_whole_frames_and_ends_on_sigterm(tmp_path: Path) -> None:
+    db = build(tmp_path, time.time())
+    out = tmp_path / "frames.txt"
+    with out.open("w") as sink:
+        proc = subprocess.Popen([*CLI, "top", "--db", str(db), "--interval", "0.2"], stdout=sink,
+                                stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
+        try:
+            for _ in range(240):  # until two frames are out, on a busy machine too
+                time.sleep(0.25)
+                if out.read_text().count("lineagent top") >= 2:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = out.read_text()
+    assert proc.returncode == 0, err
+    assert text.count("lineagent top") >= 2 and "\x1b[?1049h" not in text  # no alternate-screen codes
+    assert all(len(line) <= 80 for line in text.splitlines())
