@@ -60,10 +60,13 @@ def _protocols() -> list[Protocol]:
                             lambda u, c: Leibinger(LeibingerSettings(url=u, capacity=c, baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.videojet import VideojetSettings, VideojetWsi
+        from drivers.printers.videojet_codec import VideojetModel
         from drivers.sim.videojet import VideojetSim
 
-        out.append(Protocol("videojet_wsi", 64, lambda c: VideojetSim(capacity=c, baud=BAUD),
-                            lambda u, c: VideojetWsi(VideojetSettings(url=u, fifo_depth=c, baud=BAUD))))
+        # One user field, no queue (WSI Rev AD 3.6): one code per push, each proven by the print counter.
+        out.append(Protocol("videojet_wsi", 1, lambda c: VideojetSim(baud=BAUD),
+                            lambda u, c: VideojetWsi(VideojetSettings(url=u, model=VideojetModel.V1620,
+                                                                      baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.markem import MarkemNgpcl, MarkemSettings
         from drivers.sim.markem import MarkemSim

@@ -14,26 +14,23 @@ from typing import Annotated
 import typer
 
 from agent.cli.common import Exit, console
+from agent.i18n import _
 
 INTERRUPTED = 130  # 128 + SIGINT
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
+    @app.command("demo", help=_("Run the simulated line end to end; exit 1 when an invariant fails (see the summary)."))
     def demo(
         workdir: Annotated[
-            Path, typer.Option("--dir", help="Where the demo writes its keys, config, ledger and receiver db")
+            Path, typer.Option("--dir", help=_("Where the demo writes its keys, config, ledger and receiver db"))
         ] = Path("demo-data"),
-        items: Annotated[int, typer.Option(min=1, help="Items to run through the line")] = 300,
-        rate: Annotated[float, typer.Option(min=60, max=3000, help="Line speed, items per minute")] = 600.0,
-        broker_restart: Annotated[bool, typer.Option(help="Kill and restart the MQTT broker once mid-run")] = True,
-        seed: Annotated[int, typer.Option(help="Seed of the injected print defects")] = 7,
-        fresh: Annotated[bool, typer.Option(help="Delete the demo directory first")] = True,
+        items: Annotated[int, typer.Option(min=1, help=_("Items to run through the line"))] = 300,
+        rate: Annotated[float, typer.Option(min=60, max=3000, help=_("Line speed, items per minute"))] = 600.0,
+        broker_restart: Annotated[bool, typer.Option(help=_("Kill and restart the MQTT broker once mid-run"))] = True,
+        seed: Annotated[int, typer.Option(help=_("Seed of the injected print defects"))] = 7,
+        fresh: Annotated[bool, typer.Option(help=_("Delete the demo directory first"))] = True,
     ) -> None:
-        """Run the simulated line end to end with a live progress display; Ctrl-C stops it cleanly.
-
-        Exit 0 when done, 1 when an invariant fails (see the summary), 130 when stopped by Ctrl-C.
-        """
         from agent.demo import run_demo
 
         try:

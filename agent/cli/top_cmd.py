@@ -34,6 +34,7 @@ from rich.live import Live
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, ledger_path
 from agent.cli.top_source import collect
 from agent.cli.top_view import Rates, render
+from agent.i18n import _
 
 QUIT_KEYS = (b"q", b"Q")
 
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
         """Live view: items/min, read rate, rejects, FIFO levels, devices, packs, sync backlog, alarms."""
         path = ledger_path(config_optional(config_path), db)
         if not path.is_file():
-            fail(f"no ledger at {path} (a mistyped --db or storage.ledger?)", Exit.NOT_FOUND)
+            fail(_("no ledger at {path}").format(path=path), Exit.NOT_FOUND)  # already in the catalogues
         if once or as_json:
             snap = _collect(path)
             if as_json:

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -46,6 +46,22 @@ class StorageConfig(Strict):
     group_commit_ms: float = Field(10.0, gt=0, le=1000)
 
 
+class ControlConfig(Strict):
+    """The daemon's control socket (agent/control). Default path: beside the ledger, `<ledger>.sock`;
+    under systemd /run/lineagent/control.sock is the usual choice. Mode 0660 and a group name decide
+    which operators' accounts may drive the line; world access is refused."""
+
+    socket: Path | None = None
+    group: str | None = None
+    mode: int = Field(0o660, ge=0, le=0o770)
+
+    @model_validator(mode="after")
+    def _no_world(self) -> ControlConfig:
+        if self.mode & 0o007:
+            raise ValueError(f"control.mode {oct(self.mode)} gives access to every account; use 0660 or 0600")
+        return self
+
+
 class MetricsConfig(Strict):
     """Prometheus metrics over HTTP. Off unless enabled; localhost unless an address is given."""
 
@@ -62,7 +78,7 @@ class SecurityConfig(Strict):
 
 
 class LevelSource(Strict):
-    low_stock: int = Field(0, ge=0)  # warn when available codes of this level fall below
+    low_stock: int = Field(0, ge=0, le=1_000_000_000)  # warn when available codes of this level fall below
     code_format: str = "raw"  # informational: raw, url, digital_link, element_string, sscc
 
 
@@ -126,7 +142,7 @@ class ParentSource(StrEnum):
 
 class PackLevel(Strict):
     level: str
-    count: int | None = Field(None, ge=1)  # children per parent; the bottom level has none
+    count: int | None = Field(None, ge=1, le=100_000)  # children per parent; the bottom level has none
     parent_code: ParentSource | None = None
 
 
@@ -180,6 +196,9 @@ class LineConfig(Strict):
     stations: dict[str, StationConfig] = Field(default_factory=dict)
     mqtt: MqttConfig | None = None
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    # The operator's language for CLI messages and alarms; unset: LANGUAGE/LC_ALL/LC_MESSAGES/LANG.
+    locale: Literal["en", "zh_CN"] | None = None
 
     # Set by the loader: where the file was, so relative paths resolve against it.
     source: Path | None = Field(default=None, exclude=True)
@@ -188,6 +207,10 @@ class LineConfig(Strict):
         if p.is_absolute() or self.source is None:
             return p
         return (self.source.parent / p).resolve()
+
+    def control_socket(self, ledger: Path) -> Path:
+        """Where the daemon running on `ledger` listens (and the CLI calls)."""
+        return self.resolve(self.control.socket) if self.control.socket else ledger.with_suffix(".sock")
 
     def device_settings(self, group: str, name: str) -> Any:
         """The validated driver Settings for a device (validated once by the loader)."""
