@@ -1,4 +1,10 @@
-"""`lineagent demo`: the whole simulated line on this machine, from keys to events at the cloud receiver."""
+"""`lineagent demo`: the whole simulated line on this machine, from keys to events at the cloud receiver.
+
+Exit codes: 0 the job ran to its end and every invariant holds; 1 an invariant failed (the summary
+says which); 130 (128 + SIGINT, the shell's convention) stopped by Ctrl-C: the line was stopped cleanly,
+the summary printed and every invariant held on what ran. A Ctrl-C while the keys and packages are
+being made, before the line runs, also ends with 130 and no traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import typer
 
 from agent.cli.common import Exit, console
 from agent.i18n import _
+
+INTERRUPTED = 130  # 128 + SIGINT
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +33,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from agent.demo import run_demo
 
-        report = run_demo(workdir, items=items, fresh=fresh, console=console, rate_per_min=rate,
-                          broker_restart=broker_restart, seed=seed)
-        raise typer.Exit(int(Exit.OK) if report.ok else int(Exit.REFUSED))
+        try:
+            report = run_demo(workdir, items=items, fresh=fresh, console=console, rate_per_min=rate,
+                              broker_restart=broker_restart, seed=seed)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted outside the line run; the ledger keeps what was committed[/]")
+            raise typer.Exit(INTERRUPTED) from None
+        if not report.ok:
+            raise typer.Exit(int(Exit.REFUSED))
+        raise typer.Exit(INTERRUPTED if report.interrupted else int(Exit.OK))

@@ -61,6 +61,7 @@ TOP_LEVEL: list[str] = [
     "agent.cli.run_cmd",
     "agent.cli.receiver_cmd",
     "agent.cli.trace_cmd",
+    "agent.cli.top_cmd",
 ]
 
 
