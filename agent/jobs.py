@@ -19,13 +19,15 @@ from agent.ledger import CodeState, Ledger, LedgerError
 class JobState(StrEnum):
     CREATED = "created"
     RUNNING = "running"
+    PAUSED = "paused"  # the line halted for a while; `job start` resumes it (a restart does not)
     STOPPED = "stopped"
     FINISHED = "finished"
 
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.RUNNING, JobState.FINISHED}),
-    JobState.RUNNING: frozenset({JobState.STOPPED, JobState.FINISHED}),
+    JobState.RUNNING: frozenset({JobState.PAUSED, JobState.STOPPED, JobState.FINISHED}),
+    JobState.PAUSED: frozenset({JobState.RUNNING, JobState.STOPPED, JobState.FINISHED}),
     JobState.STOPPED: frozenset({JobState.RUNNING, JobState.FINISHED}),
     JobState.FINISHED: frozenset(),
 }
@@ -145,6 +147,12 @@ def start_job(ledger: Ledger, ref: str | int) -> Job:
 def stop_job(ledger: Ledger, ref: str | int) -> Job:
     job = get_job(ledger, ref)
     _move(ledger, job, JobState.STOPPED)
+    return get_job(ledger, job.id)
+
+
+def pause_job(ledger: Ledger, ref: str | int) -> Job:
+    job = get_job(ledger, ref)
+    _move(ledger, job, JobState.PAUSED)
     return get_job(ledger, job.id)
 
 

@@ -136,7 +136,7 @@ async def _link_rate(proto: Protocol, codes: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         while seq < codes:
             batch = [Record(seq + i + 1, f"0104012345678901921BENCH{seq + i + 1:07d}")
-                     for i in range(min(proto.capacity, codes - seq))]
+                     for i in range(min(driver.capabilities.fifo_capacity, codes - seq))]
             await driver.push(batch)
             seq += len(batch)
             sim.trigger(len(batch))  # the products pass: the FIFO is free for the next batch

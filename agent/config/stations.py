@@ -19,11 +19,11 @@ class StationKind(StrEnum):
 class FeedSettings(Strict):
     """How a print station keeps its coder's FIFO; None fields take the coder's capacity-based defaults."""
 
-    target_depth: int | None = Field(None, ge=1)
-    low_water: int | None = Field(None, ge=0)
-    allocate_ahead: int | None = Field(None, ge=1)
-    push_chunk: int = Field(64, ge=1)
-    poll_ms: float = Field(20.0, gt=0)
+    target_depth: int | None = Field(None, ge=1, le=100_000)
+    low_water: int | None = Field(None, ge=0, le=100_000)
+    allocate_ahead: int | None = Field(None, ge=1, le=10_000_000)
+    push_chunk: int = Field(64, ge=1, le=10_000)
+    poll_ms: float = Field(20.0, gt=0, le=60_000)
 
 
 class StationConfig(Strict):

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,22 +35,36 @@ from typing import Any
 from agent.aggregation.parents import ReadLabel
 from agent.config.model import LineConfig
 from agent.config.stations import StationKind
-from agent.jobs import Job, JobState, list_jobs
-from agent.ledger import Ledger
-from agent.line.alarms import AlarmBoard, Light, Severity
+from agent.control.protocol import Command, ControlError, ErrorCode, Request
+from agent.control.server import ControlServer, SocketInUse
+from agent.jobs import (
+    Job,
+    JobError,
+    JobNotFound,
+    JobState,
+    finish_job,
+    get_job,
+    list_jobs,
+    pause_job,
+    start_job,
+    stop_job,
+)
+from agent.ledger import Ledger, LedgerError
+from agent.line.alarms import AlarmBoard, AlarmChange, Light, Severity
 from agent.line.metrics import LineMetrics
 from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
 from agent.line.status import DaemonStatus, status_path, write_status
-from agent.line.verifying import VerifyRunner
+from agent.line.verifying import VerifyRunner, VerifyState
 from agent.sync.backlog import SyncAlarm
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
 from agent.sync.uplink import Uplink
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
-from drivers.plc import PlcError
+from drivers.plc import PlcError, Signal
+from drivers.printers.base import PrinterError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +75,22 @@ def quiet_pymodbus() -> None:
     """pymodbus messages (and their frame dumps) only when the operator asked for them (-v)."""
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     logging.getLogger("pymodbus").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+
+
+IDLE_PROBE_S = 10.0  # while no job runs, every device is probed this often (and at start-up)
+PROBE_TIMEOUT_S = 10.0
+FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
+
+
+class JobEnd(StrEnum):
+    """Why a job's run on the line ended."""
+
+    DONE = "done"  # the target is printed and every printed item judged
+    SHUTDOWN = "shutdown"  # the daemon stops (signal, crash)
+    STOP = "stop"  # an operator stopped the job (`job stop`)
+    PAUSE = "pause"  # an operator paused it (`job pause`; `job start` resumes)
+    FINISH = "finish"  # an operator finished it: feeding stops, printed items drain, unused codes return
+    ELSEWHERE = "elsewhere"  # the job's state was changed in the ledger by another process
 
 
 class RuntimeState(StrEnum):
@@ -85,7 +116,7 @@ class LineRuntime:
     def __init__(
         self, cfg: LineConfig, ledger: Ledger, *, overrides: dict[tuple[str, str], Any] | None = None,
         read_labels: dict[str, ReadLabel] | None = None, exit_when_done: bool = False,
-        status_every_s: float = 0.5, job_poll_s: float = 0.5, drain_s: float = 0.0,
+        status_every_s: float = 0.5, job_poll_s: float = 0.5, drain_s: float = 0.0, control: bool = True,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -104,6 +135,13 @@ class LineRuntime:
         self.packline: PackLine | None = None
         self.uplink: Uplink | None = None
         self.notifier = Notifier()
+        self.control_enabled = control
+        self.control_server: ControlServer | None = None
+        self._wake = asyncio.Event()  # a job was started: look now, not at the next poll
+        self._end_request: JobEnd | None = None
+        self._end_event = asyncio.Event()
+        self._job_over: asyncio.Future[dict[str, Any]] | None = None
+        self._next_probe = 0.0  # monotonic time of the next idle device probe (0: at start-up)
         self.metrics: LineMetrics | None = None
         if cfg.metrics.enabled:
             self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
@@ -130,6 +168,7 @@ class LineRuntime:
         sync_stop = threading.Event()
         self.state = RuntimeState.IDLE
         quiet_pymodbus()
+        await self._open_control()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
@@ -155,6 +194,10 @@ class LineRuntime:
             for p in self.printers.values():
                 await p.halt()
             await asyncio.to_thread(self.ledger.commit)
+            if self.control_server is not None:
+                await self.control_server.close()
+            with contextlib.suppress(Exception):
+                await self._report_alarms()
             self.state = RuntimeState.STOPPED
             try:
                 self._write_status()
@@ -164,21 +207,48 @@ class LineRuntime:
 
     async def _jobs(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()
             job = await asyncio.to_thread(self._running_job)
             if job is None:
                 self.state = RuntimeState.IDLE
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.job_poll_s):
-                        await stop.wait()
+                if time.monotonic() >= self._next_probe:
+                    await self._probe_devices()
+                    self._next_probe = time.monotonic() + IDLE_PROBE_S
+                await self._wait_any(stop, self._wake, self.job_poll_s)
                 continue
             run = await self._run_job(job, stop)
             if self.exit_when_done and run.completed:
                 return
             if run.completed:  # the target is printed: wait for the operator to start another job
                 while not stop.is_set() and (await asyncio.to_thread(self._running_job)) == job:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.job_poll_s):
-                            await stop.wait()
+                    await self._wait_any(stop, self._wake, self.job_poll_s)
+
+    async def _probe_devices(self) -> None:
+        """No job runs: is every coder and PLC there? One that is not raises its alarm now (logged and
+        journaled by the beat), not when the next job starts; it clears when the device answers."""
+        for p in self.printers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await p.printer.connect()
+                self.board.set(p.coder, "communication", False)
+            except (PrinterError, TimeoutError) as exc:
+                self.board.set(p.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
+            finally:
+                with contextlib.suppress(PrinterError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await p.printer.close()
+        for v in self.verifiers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await v.plc.open()
+                    await v.plc.read_many([Signal.COUNTER])
+                self.board.set(v.plc_name, "communication", False)
+            except (PlcError, TimeoutError) as exc:
+                self.board.set(v.plc_name, "communication", True, Severity.STOP, f"PLC does not answer: {exc}")
+            finally:
+                with contextlib.suppress(PlcError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await v.plc.close()
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_s
@@ -196,8 +266,14 @@ class LineRuntime:
         self.current = job
         run = JobRun(job.name)
         self.runs.append(run)
-        job_stop = asyncio.Event()
+        feed_stop = asyncio.Event()  # the coders stop taking codes (each feeder reconciles)
+        job_stop = asyncio.Event()  # the stations stop judging
+        self._end_request = None
+        self._end_event.clear()
+        self._job_over = asyncio.get_running_loop().create_future()
         self.packline = pack = PackLine(self.cfg, self.ledger, job, self.board, self.read_labels)
+        end = JobEnd.SHUTDOWN
+        report: dict[str, Any] = {"job": job.name, "ended": str(end)}
 
         def on_verdict(item: Tracked, j: Judgement) -> None:
             run.verdicts[str(j.verdict)] = run.verdicts.get(str(j.verdict), 0) + 1
@@ -206,59 +282,192 @@ class LineRuntime:
 
         for v in self.verifiers.values():
             v.on_verdict[:] = [on_verdict]
-        async with asyncio.TaskGroup() as tg:
-            printing = [tg.create_task(p.run(job, job_stop), name=f"print:{n}") for n, p in self.printers.items()]
-            verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
-                         for n, v in self.verifiers.items()]
-            tg.create_task(pack.run_threaded(), name="packing")
-            tg.create_task(self._conveyor(job_stop), name="conveyor")
-            done = await self._until_done(printing, stop)
-            await self._run_line(False)
-            job_stop.set()
-            if verifying:  # their last verdicts are committed and reported before packing ends
-                await asyncio.wait(verifying)
-            if done:
-                pack.finish()
-            else:
-                pack.cancel()  # packs left open stay open in the ledger; an operator closes them
-        run.completed = done
-        run.packs = pack.snapshot()
-        self.current = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                printing = [tg.create_task(p.run(job, feed_stop), name=f"print:{n}")
+                            for n, p in self.printers.items()]
+                verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
+                             for n, v in self.verifiers.items()]
+                tg.create_task(pack.run_threaded(), name="packing")
+                tg.create_task(self._conveyor(job_stop), name="conveyor")
+                end = await self._until_done(job, printing, stop)
+                if end is JobEnd.FINISH:
+                    # Drain: no new codes; the belt runs until every printed item has its verdict.
+                    self.state = RuntimeState.DRAINING
+                    feed_stop.set()
+                    if printing:
+                        await asyncio.wait(printing, timeout=FINISH_DRAIN_S)
+                    await self._until_judged(stop, FINISH_DRAIN_S)
+                await self._run_line(False)  # the belt stops before the coders are told to stop
+                feed_stop.set()
+                job_stop.set()
+                if verifying:  # their last verdicts are committed and reported before packing ends
+                    await asyncio.wait(verifying)
+                if end in (JobEnd.DONE, JobEnd.FINISH):
+                    pack.finish()
+                else:
+                    pack.cancel()  # packs left open stay open in the ledger; an operator closes them
+            run.completed = end is JobEnd.DONE
+            run.packs = pack.snapshot()
+            report = await self._settle_job(job, end, run)
+        finally:
+            self.current = None
+            if not self._job_over.done():
+                self._job_over.set_result(report)
         return run
 
-    async def _until_done(self, printing: list[asyncio.Task[None]], stop: asyncio.Event) -> bool:
-        """True when every code is printed and every printed item judged; False when stopped first."""
+    async def _until_done(self, job: Job, printing: list[asyncio.Task[None]], stop: asyncio.Event) -> JobEnd:
+        """DONE when every code is printed and every printed item judged; else why the run ends."""
+        checked = time.monotonic()
         while not stop.is_set():
+            if self._end_request is not None:
+                return self._end_request
             if all(t.done() for t in printing) and all(p.state is PrintState.DONE for p in self.printers.values()):
                 self.state = RuntimeState.DRAINING
                 judged = [await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]
                 if all(judged):
-                    return True
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.02):
-                    await stop.wait()
-        return False
+                    return JobEnd.DONE
+            if time.monotonic() - checked >= 1.0:  # changed by a process that did not ask the daemon
+                checked = time.monotonic()
+                now = await asyncio.to_thread(get_job, self.ledger, job.id)
+                if now.state is not JobState.RUNNING:
+                    return JobEnd.ELSEWHERE
+            await self._wait_any(stop, self._end_event, 0.02)
+        return JobEnd.SHUTDOWN
+
+    async def _until_judged(self, stop: asyncio.Event, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            if all([await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]):
+                return
+            if any(v.state is VerifyState.STOPPED for v in self.verifiers.values()):
+                log.warning("finish: a verify station stopped the line; unjudged items stay unjudged")
+                return
+            await self._wait_any(stop, None, 0.05)
+
+    async def _settle_job(self, job: Job, end: JobEnd, run: JobRun) -> dict[str, Any]:
+        """The job's new state in the ledger once its run on the line has ended."""
+        out: dict[str, Any] = {"job": job.name, "ended": str(end), "verdicts": dict(run.verdicts)}
+        if end is JobEnd.STOP:
+            out["state"] = str((await asyncio.to_thread(stop_job, self.ledger, job.id)).state)
+        elif end is JobEnd.PAUSE:
+            out["state"] = str((await asyncio.to_thread(pause_job, self.ledger, job.id)).state)
+        elif end is JobEnd.FINISH:
+            rep = await asyncio.to_thread(finish_job, self.ledger, job.id)
+            out.update(state="finished", returned=rep.returned, in_doubt=rep.in_doubt)
+        return out
+
+    @staticmethod
+    async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout_s: float) -> None:
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if other is not None:
+            waiters.append(asyncio.ensure_future(other.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    # ---- control socket --------------------------------------------------------------------------
+
+    async def _open_control(self) -> None:
+        if not self.control_enabled:
+            return
+        path = self.cfg.control_socket(self.ledger.path)
+        server = ControlServer(path, self, mode=self.cfg.control.mode, group=self.cfg.control.group)
+        try:
+            await server.start()
+        except SocketInUse:
+            raise
+        except (OSError, ValueError) as exc:
+            self.board.set("control", "socket", True, Severity.WARNING,
+                           f"no control socket at {path}: {exc}; the CLI works on the ledger only")
+            log.error("control socket %s not opened: %s", path, exc)
+            return
+        self.control_server = server
+        log.info("control socket %s", path)
+
+    async def control(self, request: Request, user: str) -> dict[str, Any]:
+        """One operator request from the control socket; audited with the peer's user name."""
+        cmd, args = request.cmd, request.args
+        if cmd is Command.STATUS:
+            return asdict(self.snapshot())
+        if cmd is Command.ALARM_ACK:
+            hit = self.board.acknowledge(args.get("source"), args.get("key"))
+            result = f"{len(hit)} alarm(s) acknowledged"
+            await asyncio.to_thread(self.ledger.audit, "alarm.ack", args, result, user=user)
+            return {"acknowledged": [f"{a.source}/{a.key}" for a in hit]}
+        ref = args.get("job")
+        if not isinstance(ref, str | int) or isinstance(ref, bool) or ref == "":
+            raise ControlError(ErrorCode.USAGE, "args.job: the job's name or id")
+        try:
+            result_d = await self._job_command(cmd, ref)
+        except JobNotFound as exc:
+            raise ControlError(ErrorCode.NOT_FOUND, str(exc)) from None
+        except (JobError, ControlError) as exc:
+            await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, f"refused: {exc}", user=user)
+            if isinstance(exc, ControlError):
+                raise
+            raise ControlError(ErrorCode.REFUSED, str(exc)) from None
+        await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, json.dumps(result_d, default=str),
+                                user=user)
+        return result_d
+
+    async def _job_command(self, cmd: Command, ref: str | int) -> dict[str, Any]:
+        job = await asyncio.to_thread(get_job, self.ledger, ref)
+        current = self.current
+        if cmd is Command.JOB_START:
+            if current is not None:
+                what = "already running" if current.id == job.id else f"job {current.name!r} is running on this line"
+                raise ControlError(ErrorCode.REFUSED, f"cannot start {job.name!r}: {what}; stop, pause or "
+                                                      "finish it first")
+            job = await asyncio.to_thread(start_job, self.ledger, job.id)
+            self._wake.set()
+            return {"job": job.name, "state": str(job.state)}
+        end = {Command.JOB_STOP: JobEnd.STOP, Command.JOB_PAUSE: JobEnd.PAUSE, Command.JOB_FINISH: JobEnd.FINISH}[cmd]
+        if current is not None and current.id == job.id and self._job_over is not None:
+            if self._end_request is not None:
+                raise ControlError(ErrorCode.REFUSED, f"job {job.name!r} is already ending ({self._end_request})")
+            self._end_request = end
+            self._end_event.set()
+            return dict(await asyncio.shield(self._job_over))  # answered once the line has really stopped
+        # Not on the line: a ledger change, as the CLI makes it when no daemon runs.
+        if end is JobEnd.STOP:
+            return {"job": job.name, "state": str((await asyncio.to_thread(stop_job, self.ledger, job.id)).state)}
+        if end is JobEnd.PAUSE:
+            return {"job": job.name, "state": str((await asyncio.to_thread(pause_job, self.ledger, job.id)).state)}
+        rep = await asyncio.to_thread(finish_job, self.ledger, job.id)
+        return {"job": job.name, "state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt}
 
     async def _conveyor(self, job_stop: asyncio.Event) -> None:
-        """Run the line once every coder is primed: items must not pass a coder with an empty FIFO."""
+        """Run the line once every coder is primed (items must not pass a coder with an empty FIFO) and
+        every PLC has taken the run command (a station may still be opening its PLC)."""
         while not job_stop.is_set():
-            if all(p.primed.is_set() for p in self.printers.values()):
-                await self._run_line(True)
+            ready = all(p.primed.is_set() for p in self.printers.values()) and all(
+                v.state is not VerifyState.STARTING for v in self.verifiers.values())
+            if ready and await self._run_line(True):
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.02):
                     await job_stop.wait()
 
-    async def _run_line(self, run: bool) -> None:
+    async def _run_line(self, run: bool) -> bool:
+        """True when every PLC took the command."""
+        ok = True
         for v in self.verifiers.values():
             try:
                 if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
                     await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
+                ok = False
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
                                f" the line: {exc}")
-        self.line_running = run
+        if ok and run:
+            for v in self.verifiers.values():
+                self.board.set(v.plc_name, "line_run", False)
+        self.line_running = run and ok
+        return ok
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
@@ -266,19 +475,19 @@ class LineRuntime:
         """Every PLC_CYCLE_S: the heartbeat (the PLC stops the conveyor when it stops changing: the
         agent dead, hung or restarting) and the stack light when it changed."""
         plcs = {v.plc_name: v.plc for v in self.verifiers.values()}
-        shown: Light | None = None
+        shown: tuple[Light, bool] | None = None
         while not stop.is_set():
             for name, plc in plcs.items():
                 try:
                     await plc.heartbeat()
                 except PlcError as exc:
                     log.debug("%s: heartbeat not written: %s", name, exc)  # its own alarm is on the board
-            light = self.board.light(running=self.line_running)
-            if light is not shown and plcs:
+            light = (self.board.light(running=self.line_running), self.board.buzzer())
+            if light != shown and plcs:
                 try:
                     for plc in plcs.values():
-                        await plc.lights(green=light is Light.GREEN, amber=light is Light.AMBER,
-                                         red=light is Light.RED, buzzer=light is Light.RED)
+                        await plc.lights(green=light[0] is Light.GREEN, amber=light[0] is Light.AMBER,
+                                         red=light[0] is Light.RED, buzzer=light[1])
                     shown = light
                 except PlcError as exc:
                     log.debug("stack light not set: %s", exc)  # the PLC's own alarm is on the board
@@ -308,6 +517,7 @@ class LineRuntime:
             every = min(every, wd)
         ready = False
         while not stop.is_set():
+            await self._report_alarms()
             snap = self.snapshot()
             await asyncio.to_thread(self._write_status, snap)
             summary = self.summary(snap)
@@ -321,6 +531,29 @@ class LineRuntime:
                 async with asyncio.timeout(every):
                     await stop.wait()
         self.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    async def _report_alarms(self) -> None:
+        """Every raise and clear on the daemon's output (journald under systemd) and in the journal, so
+        a person who never opens the status screen still finds it, with its time."""
+        changes = self.board.take_changes()
+        for c in changes:
+            if c.active:
+                level = logging.ERROR if c.severity is Severity.STOP else logging.WARNING
+                log.log(level, "ALARM %s/%s (%s): %s", c.source, c.key, c.severity.name.lower(), c.detail)
+            else:
+                log.info("alarm cleared %s/%s", c.source, c.key)
+        if changes:
+            await asyncio.to_thread(self._journal_alarms, changes)
+
+    def _journal_alarms(self, changes: list[AlarmChange]) -> None:
+        try:
+            with self.ledger.atomic():
+                for c in changes:
+                    self.ledger.append_event("alarm.raised" if c.active else "alarm.cleared",
+                                             {"source": c.source, "key": c.key, "severity": c.severity.name.lower(),
+                                              "detail": c.detail}, at=c.at)
+        except LedgerError as exc:  # a full disk must not silence the log line above
+            log.error("alarms not journaled: %s", exc)
 
     @staticmethod
     def summary(st: DaemonStatus) -> str:

@@ -16,7 +16,10 @@ rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`). 
 - Set and action commands get NO answer: serialine.py never waits for one, node-coder turns echoes
   on with `!EM` but their layout is not public. This driver never enables echo and never waits for
   one; stray echoes or unknown frames are dropped. Every push is confirmed by `?RS` + `?SM`.
-- Error numbers 1015 buffer full, 1018 bad/missing index, 1019 out of sequence, 5043 buffer empty.
+- Error 5043: mailing buffer ran empty (technician_manual.html ch. 09). 1015 buffer full, 1018
+  bad/missing index and 1019 out of sequence are NOT in the public clients read here (they come from
+  our earlier notes): a push is also checked by count (FifoEntrys against what was sent), so a
+  refusal under another number is still found and puts what was waiting in doubt.
 
 Settings for what the sources leave open, each with the SAFE default (docs/technicians.md):
 - `wrap_index` None: indexes never wrap (public clients number 1..N; 12,000 in one run). Indexes are
@@ -100,7 +103,7 @@ POLL_STATE_S = 0.05
 
 
 class LeibingerSettings(FramedSettings):
-    capacity: int = Field(256, ge=2, le=100_000, description="mailing FIFO depth (?SM FifoDepth, normally 256)")
+    capacity: int = Field(256, ge=2, le=256, description="mailing FIFO depth (?SM FifoDepth; up to 256, serialine.py)")
     encoding: str = Field("latin-1", description="text encoding of records on the wire")
     job_dir: str = Field(JOB_DIR, description="directory prefix of =JL, backslashes as the coder writes them")
     first_index: int = Field(1, ge=1, description="lowest mailing index (0 means 'none' in ?SM)")

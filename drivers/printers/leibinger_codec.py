@@ -38,7 +38,8 @@ JOB_DIR = "\\FFSDISK\\JOBS\\"  # Leibinger.cs jobLoadCMD; technician_manual.html
 ERROR_MASK = 0x1FFFFFF  # serialine.py error_code(): bits 25-31 are flags; node-coder errorPair 33554431
 FORBIDDEN = "\t\r\n"  # serialine.py escape_field: "TAB/CR/LF are not allowed"
 
-# Error numbers (the `?RS` error field, masked) that public sources name for mailing mode.
+# Error numbers (the `?RS` error field, masked) for mailing mode: 5043 is in technician_manual.html
+# ch. 09; 1015/1018/1019 are from our earlier notes, not found in the public clients.
 ERR_BUFFER_FULL, ERR_BAD_INDEX, ERR_OUT_OF_SEQUENCE, ERR_BUFFER_EMPTY = 1015, 1018, 1019, 5043
 PUBLIC_ERRORS: dict[int, Fault] = {
     ERR_BUFFER_FULL: Fault.BUFFER_FULL,

@@ -18,7 +18,8 @@ rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`,
   one stored 1019, a full FIFO 1015; after a clear (flush, stop, power-on) any index may start the
   sequence (serialine.py resumes at the first unprinted record). A refusal while printing stops the
   print ("stops with an error if a record is missing or out of order"), and a stop clears the mailing
-  data. A PrintGo with nothing to print is error 5043 and stops printing.
+  data. A PrintGo with nothing to print is error 5043 and stops printing (technician_manual.html
+  ch. 09). The numbers 1015/1018/1019 are from our earlier notes; the public clients show none.
 - <Check Double Prints> (`check_double_prints`, default on, as docs/technicians.md asks a site to set
   it): a PrintGo with the mailing FIFO empty prints nothing, error 5043, printing stops. Off, the
   coder's factory behaviour per the operating manuals ("the current display buffer will be printed
