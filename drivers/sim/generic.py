@@ -5,8 +5,11 @@ the coder is on the bench; and the generic driver's handshake, checksum, token a
 a device that really uses them in tests. Requests are recognised by turning each command's `send`
 template into a regex ({index} and {seq}: digits, {text} and {job}: anything); answers come from the
 command's `answer` template; refusals from `errors.answer`; print-complete messages from the events'
-`answer`. It is only as right as the file: it proves the driver follows the file, not that the file
-matches the real coder.
+`answer`. A command answered by the check sequence gets `ok`/`refused` + the sum of its own payload; a
+raw request (listed among the framing tokens) is matched as sent; a push nobody answers is refused
+through the status error; a single slot prints its one record on every trigger until it is replaced.
+It is only as right as the file: it proves the driver follows the file, not that the file matches the
+real coder (the native simulators, written from the sources, are what the shipped files are tested on).
 """
 
 from __future__ import annotations
