@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import Exit, console, fail
-from agent.config.loader import ConfigError
 from agent.i18n import N_, _
+from confkit.loader import ConfigError
 from drivers.printers.generic_spec import load_protocol
 from drivers.sim import SIMULATORS, load_simulator
 from drivers.sim.faults import FaultPlan, FaultSpecError

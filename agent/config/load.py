@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError
 
 from agent.codes.package import KeyFileError, load_private, load_verify_key
-from agent.config.loader import ConfigError, ConfigIssue, Loc, issues_from, line_of, read_yaml
 from agent.config.model import LineConfig
+from confkit.loader import ConfigError, ConfigIssue, Loc, issues_from, line_of, read_yaml
 from drivers import registry
 
 DEVICE_GROUPS = ("coders", "cameras", "readers", "plcs", "label_printers")

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from agent import pins
 from agent.codes import gs1
-from agent.config.base import Strict
 from agent.config.mqtt import MqttConfig
 from agent.config.stations import StationConfig
+from confkit.base import Strict
 
 
 class SiteConfig(Strict):

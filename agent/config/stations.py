@@ -6,8 +6,8 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
 from agent.config.verify import DecoderSettings, GradeSettings, VerifySettings
+from confkit.base import Strict
 
 
 class StationKind(StrEnum):

@@ -26,7 +26,7 @@ U16 = 0x10000
 
 
 class Strict(BaseModel):
-    """Unknown keys refused, as in agent.config.base; defined here so drivers never import agent/."""
+    """Unknown keys refused, as in confkit.base."""
 
     model_config = ConfigDict(extra="forbid")
 

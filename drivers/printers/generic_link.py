@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from pydantic import Field, field_validator
 
-from agent.config.loader import ConfigError
+from confkit.loader import ConfigError
 from drivers.framing import Frame
 from drivers.printers.base import DeviceTimeout, Fault, LinkDown, Nak, PrinterError, PrinterState, ProtocolError
 from drivers.printers.framed import FramedPrinter, FramedSettings

@@ -19,7 +19,7 @@ leibinger.yaml, markem_ngpcl.yaml, each citing its source):
   fill Capabilities, so the feeder relies on nothing the file does not state.
 
 Byte strings in the file are YAML strings taken byte for byte as latin-1, so "\\x02" is STX and
-"\\r" is CR. Every unknown key is refused with file, line and key (agent/config/loader.py).
+"\\r" is CR. Every unknown key is refused with file, line and key (confkit/loader.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.base import Strict
-from agent.config.loader import read_yaml, validate
+from confkit.base import Strict
+from confkit.loader import read_yaml, validate
 from drivers.framing import (
     ChecksumEncoding,
     ChecksumKind,

@@ -48,7 +48,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.modbus_client import (
     Endpoint,
     ModbusDeviceError,
