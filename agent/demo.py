@@ -30,16 +30,19 @@ from pathlib import Path
 import cv2
 import yaml
 import zxingcpp
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 
 from agent.aggregation.parents import ReadLabel
 from agent.cli.codes_cmd import make_codes
+from agent.cli.common import state_name
 from agent.cli.top_source import collect
 from agent.codes.importer import import_file
 from agent.codes.package import generate_keys, load_public, load_signing_key, make_package
 from agent.config import LineConfig, load_config
+from agent.i18n import N_, _
 from agent.jobs import JobSpec, create_job, finish_job, start_job
 from agent.ledger import Ledger
 from agent.line.checks import Check, check_line
@@ -84,7 +87,8 @@ def prepare(workdir: Path, items: int, console: Console) -> LineConfig:
             pkg.write_bytes(make_package(make_codes(count, prefix=prefix), level=level, signing_key=signing,
                                          encrypt_to=line_key))
             result = import_file(ledger, pkg, cfg)
-            console.print(f"imported {result.count} {level} codes (signed, encrypted) as {result.package_id}")
+            console.print(_("imported {count} {level} codes (signed, encrypted) as {package}").format(
+                count=result.count, level=level, package=result.package_id))
     finally:
         ledger.close()
     return cfg
@@ -98,15 +102,16 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    console.rule("1. keys, config and signed code packages from the 'cloud'")
+    console.rule(_("1. keys, config and signed code packages from the 'cloud'"))
     cfg = prepare(workdir, items, console)
     ledger_path = cfg.resolve(cfg.storage.ledger)
 
-    console.rule("2. a simulator behind every device; mosquitto and the reference receiver")
+    console.rule(_("2. a simulator behind every device; mosquitto and the reference receiver"))
     sim = SimulatedLine(cfg, workdir, SimSettings(rate_per_min=rate_per_min, seed=seed))
     live = sim.start()
-    console.print(f"coders on {', '.join(live.device_settings('coders', n).url for n in sim.coders)}; "
-                  f"PLC {', '.join(p.url for p in sim.plcs.values())}; broker {sim.broker.url if sim.broker else '-'}")
+    console.print(_("coders on {coders}; PLC {plcs}; broker {broker}").format(
+        coders=", ".join(live.device_settings("coders", n).url for n in sim.coders),
+        plcs=", ".join(p.url for p in sim.plcs.values()), broker=sim.broker.url if sim.broker else "-"))
     labels_dir = workdir / "labels"
     labels_dir.mkdir(exist_ok=True)
     restart: threading.Timer | None = None
@@ -115,7 +120,8 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
         job = create_job(ledger, JobSpec(name="WO-DEMO-1", gtin="09506000134352", product_name="Spring water 500 ml",
                                          lot="LOT42", target_qty=items, template="dl", packing_spec="6x4x40"))
         start_job(ledger, job)
-        console.rule(f"3. job WO-DEMO-1: {items} items at {rate_per_min:.0f}/min: print -> verify -> pack -> sync")
+        console.rule(_("3. job WO-DEMO-1: {items} items at {rate:.0f}/min: print -> verify -> pack -> sync").format(
+            items=items, rate=rate_per_min))
         readers = _label_readers(sim, live, labels_dir)
         runtime = LineRuntime(live, ledger, overrides=sim.overrides(), read_labels=readers, exit_when_done=True,
                               drain_s=60.0)
@@ -129,11 +135,12 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
             if restart is not None:
                 restart.cancel()  # stopped early: no broker restart after the simulators are gone
         if report.interrupted:
-            console.print("[yellow]stopped by Ctrl-C: the coders are reconciled and the ledger committed; "
-                          "finishing the job and checking what ran[/]")
+            console.print(_("[yellow]stopped by Ctrl-C: the coders are reconciled and the ledger committed; "
+                            "finishing the job and checking what ran[/]"))
         fin = finish_job(ledger, job)
         ledger.commit()
-        console.print(f"job finished: {fin.returned} unused codes returned, {fin.in_doubt} in doubt")
+        console.print(_("job finished: {returned} unused codes returned, {in_doubt} in doubt").format(
+            returned=fin.returned, in_doubt=fin.in_doubt))
         # the job's own events (finish) also go up: give the uplink one more short run
         _drain(live, ledger_path, 30.0)
         with ledger.lock:
@@ -148,7 +155,7 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
     report.facts.update(ledger=str(ledger_path), receiver_db=str(sim.receiver_db), config=str(workdir / "line.yaml"),
                         live_config=str(sim.live_path), keys=str(workdir / "keys"),
                         packages=str(workdir / "packages"), labels=str(labels_dir))
-    console.rule("where the data went")
+    console.rule(_("where the data went"))
     for k, v in report.facts.items():
         console.print(f"{k:>12}: {v}")
     return report
@@ -162,9 +169,9 @@ async def _run(runtime: LineRuntime, ledger_path: Path, items: int, console: Con
 
     def on_signal(signum: int) -> None:
         if not signals:
-            console.print("[yellow]Ctrl-C: stopping the line (conveyor first, then the coders)...[/]")
+            console.print(_("[yellow]Ctrl-C: stopping the line (conveyor first, then the coders)...[/]"))
         else:
-            console.print("[yellow]already stopping: the coders are being reconciled, please wait[/]")
+            console.print(_("[yellow]already stopping: the coders are being reconciled, please wait[/]"))
         signals.append(signum)
         stop.set()
 
@@ -193,10 +200,18 @@ async def _run(runtime: LineRuntime, ledger_path: Path, items: int, console: Con
 
 def _progress(console: Console) -> Progress:
     # fixed-width figures first, the free text last and cut, so the rows fit an 80-column terminal
-    return Progress(TextColumn("{task.description:<7}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                     TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True, overflow="ellipsis",
                                                                             ratio=1)),
                     console=console, refresh_per_second=4, expand=True)
+
+
+ROW_NAMES = {"printed": N_("printed"), "judged": N_("judged"), "packed": N_("packed"), "synced": N_("synced")}
+
+
+def _pad(text: str, cells: int) -> str:
+    """Padded to `cells` terminal cells (a Chinese character takes two), so the bars line up."""
+    return text + " " * max(0, cells - cell_len(text))
 
 
 class _Bars:
@@ -205,8 +220,8 @@ class _Bars:
     def __init__(self, progress: Progress, items: int) -> None:
         self.progress = progress
         self.rows: dict[str, TaskID] = {
-            k: progress.add_task(k, total=items if k != "synced" else None, extra="")
-            for k in ("printed", "judged", "packed", "synced")}
+            k: progress.add_task(_pad(_(name), 7), total=items if k != "synced" else None, extra="")
+            for k, name in ROW_NAMES.items()}
 
     def update(self, snap: dict[str, object]) -> None:
         job = snap.get("job")
@@ -214,19 +229,20 @@ class _Bars:
         packs = snap.get("packs")
         if isinstance(job, dict):
             self.progress.update(self.rows["printed"], completed=job["printed"],
-                                 extra=f"in FIFOs {job['codes'].get('sent', 0)}")
+                                 extra=_("in FIFOs {count}").format(count=job["codes"].get("sent", 0)))
             rejects = job["rejects"]
             why = ", ".join(f"{k} {v}" for k, v in rejects.items())
             self.progress.update(self.rows["judged"], completed=job["judged"],
-                                 extra=f"good {job['good']}, rejects {sum(rejects.values())}"
-                                 + (f": {why}" if why else ""))
+                                 extra=_("good {good}, rejects {rejects}").format(
+                                     good=job["good"], rejects=sum(rejects.values())) + (f": {why}" if why else ""))
         if isinstance(job, dict) and isinstance(packs, dict):
             self.progress.update(self.rows["packed"], completed=job["packed"],
-                                 extra=", ".join(f"{lv} {p['closed']}" for lv, p in packs.items()) + " packs closed")
+                                 extra=_("{packs} packs closed").format(
+                                     packs=", ".join(f"{lv} {p['closed']}" for lv, p in packs.items())))
         if isinstance(sync, dict):
             self.progress.update(self.rows["synced"], completed=sync["delivered"],
                                  total=sync["delivered"] + sync["undelivered"],
-                                 extra=f"events acked, {sync['undelivered']} on the way")
+                                 extra=_("events acked, {count} on the way").format(count=sync["undelivered"]))
 
 
 async def _show(bars: _Bars, ledger_path: Path) -> None:
@@ -265,7 +281,7 @@ def _label_readers(sim: SimulatedLine, cfg: LineConfig, out: Path) -> dict[str, 
         seen = [len(zpl.labels)]
 
         async def read(zpl: ZplSimulator = zpl, seen: list[int] = seen) -> str | None:
-            for _ in range(300):  # the label being rendered by the printer: wait for a new one
+            for _attempt in range(300):  # the label being rendered by the printer: wait for a new one
                 if len(zpl.labels) > seen[0]:
                     break
                 await asyncio.sleep(0.01)
@@ -282,24 +298,24 @@ def _label_readers(sim: SimulatedLine, cfg: LineConfig, out: Path) -> dict[str, 
 
 
 def _summary(console: Console, runtime: LineRuntime, progress: object, report: DemoReport, sim: SimulatedLine) -> None:
-    t = Table(title="the line")
-    t.add_column("what")
-    t.add_column("count", justify="right")
+    t = Table(title=_("the line"))
+    t.add_column(_("what"))
+    t.add_column(_("count"), justify="right")
     if progress is not None:
         for state, n in sorted(progress.codes.items()):  # type: ignore[attr-defined]
-            t.add_row(f"item codes {state}", str(n))
+            t.add_row(_("item codes {state}").format(state=state_name(state)), str(n))
         for verdict, n in sorted(progress.rejects.items()):  # type: ignore[attr-defined]
-            t.add_row(f"  rejected: {verdict}", str(n))
+            t.add_row("  " + _("rejected: {verdict}").format(verdict=verdict), str(n))
         for level, n in sorted(progress.packs.items()):  # type: ignore[attr-defined]
-            t.add_row(f"{level} packs", str(n))
-    t.add_row("defects injected by the plant", str(len(sim.record.defect)))
+            t.add_row(_("{level} packs").format(level=level), str(n))
+    t.add_row(_("defects injected by the plant"), str(len(sim.record.defect)))
     if sim.broker is not None:
-        t.add_row("broker restarts mid-run", str(sim.broker.restarts))
+        t.add_row(_("broker restarts mid-run"), str(sim.broker.restarts))
     console.print(t)
-    c = Table(title="invariants")
-    c.add_column("check")
-    c.add_column("result")
-    c.add_column("detail")
+    c = Table(title=_("invariants"))
+    c.add_column(_("check"))
+    c.add_column(_("result"))
+    c.add_column(_("detail"))
     for chk in report.checks:
-        c.add_row(chk.name, "[green]ok[/]" if chk.ok else "[bold red]FAILED[/]", chk.detail)
+        c.add_row(chk.name, _("[green]ok[/]") if chk.ok else _("[bold red]FAILED[/]"), chk.detail)
     console.print(c)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from agent.i18n import N_
 from agent.ledger import CodeState, Ledger, LedgerError
 
 
@@ -84,9 +85,20 @@ class FinishReport:
     in_doubt: int  # sent, never confirmed: must not be used again
 
 
+# The refusals, as templates: English in the ledger's audit and on the control socket; the CLI shows them
+# in the operator's language by matching the text against these (agent/cli/refusals.py).
+NOT_POSITIVE = N_("job {job!r}: target quantity must be positive, got {qty}")
+NAME_TAKEN = N_("a job named {job!r} already exists")
+NO_JOB = N_("no job {job!r}")
+CANNOT_GO = N_("job {job!r} is {state}; it cannot go to {target}")
+LEVEL_BUSY = N_("job {other!r} is already running on level {level!r}; stop it first")
+ALREADY_IN = N_("job {job!r} is already {state}")
+REFUSALS = (NOT_POSITIVE, NAME_TAKEN, NO_JOB, CANNOT_GO, LEVEL_BUSY, ALREADY_IN)
+
+
 def create_job(ledger: Ledger, spec: JobSpec) -> int:
     if spec.target_qty <= 0:
-        raise JobError(f"job {spec.name!r}: target quantity must be positive, got {spec.target_qty}")
+        raise JobError(NOT_POSITIVE.format(job=spec.name, qty=spec.target_qty))
     with ledger.atomic(durable=True) as conn:
         try:
             cur = conn.execute(
@@ -97,7 +109,7 @@ def create_job(ledger: Ledger, spec: JobSpec) -> int:
                  spec.packing_spec, spec.template, JobState.CREATED.value, time.time()),
             )
         except sqlite3.IntegrityError as exc:
-            raise JobError(f"a job named {spec.name!r} already exists") from exc
+            raise JobError(NAME_TAKEN.format(job=spec.name)) from exc
         job_id = int(cur.lastrowid or 0)
         ledger.append_event("job.created", {"name": spec.name, "gtin": spec.gtin, "lot": spec.lot,
                                             "target_qty": spec.target_qty}, job=job_id)
@@ -111,7 +123,7 @@ def get_job(ledger: Ledger, ref: str | int) -> Job:
         else:
             row = ledger.conn.execute("SELECT * FROM jobs WHERE name = ?", (ref,)).fetchone()
     if row is None:
-        raise JobNotFound(f"no job {ref!r}")
+        raise JobNotFound(NO_JOB.format(job=ref))
     return Job.from_row(row)
 
 
@@ -123,7 +135,7 @@ def list_jobs(ledger: Ledger) -> list[Job]:
 
 def _move(ledger: Ledger, job: Job, target: JobState, *, durable: bool = True) -> None:
     if target not in JOB_TRANSITIONS[job.state]:
-        raise JobError(f"job {job.name!r} is {job.state}; it cannot go to {target}")
+        raise JobError(CANNOT_GO.format(job=job.name, state=job.state, target=target))
     column = {JobState.RUNNING: "started_at", JobState.FINISHED: "finished_at"}.get(target)
     with ledger.atomic(durable=durable) as conn:
         conn.execute("UPDATE jobs SET state = ? WHERE id = ?", (target.value, job.id))
@@ -139,7 +151,7 @@ def start_job(ledger: Ledger, ref: str | int) -> Job:
             "SELECT name FROM jobs WHERE state = 'running' AND level = ? AND id != ?", (job.level, job.id)
         ).fetchone()
     if other:
-        raise JobError(f"job {other[0]!r} is already running on level {job.level!r}; stop it first")
+        raise JobError(LEVEL_BUSY.format(other=other[0], level=job.level))
     _move(ledger, job, JobState.RUNNING)
     return get_job(ledger, job.id)
 
@@ -164,7 +176,7 @@ def finish_job(ledger: Ledger, ref: str | int) -> FinishReport:
     """
     job = get_job(ledger, ref)
     if JobState.FINISHED not in JOB_TRANSITIONS[job.state]:
-        raise JobError(f"job {job.name!r} is already {job.state}")
+        raise JobError(ALREADY_IN.format(job=job.name, state=job.state))
     with ledger.lock:
         allocated = [r[0] for r in ledger.conn.execute(
             "SELECT code FROM codes WHERE job = ? AND state = 'allocated' ORDER BY id", (job.id,))]

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, ledger_path
+from agent.cli.refusals import refusal
 from agent.control import client
 from agent.control.protocol import ErrorCode
 from agent.i18n import _
@@ -26,7 +27,7 @@ def _call(config: ConfigOpt, db: DbOpt, cmd: str, args: dict[str, object]) -> di
     except client.DaemonNotRunning as exc:
         fail(_("no running daemon answers ({error}); alarms live in the daemon").format(error=exc), Exit.DEVICE)
     except client.DaemonRefused as exc:
-        fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
+        fail(refusal(str(exc)), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
 
 
 @app.command("list", help=_("The active alarms, worst first."))

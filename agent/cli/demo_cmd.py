@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             report = run_demo(workdir, items=items, fresh=fresh, console=console, rate_per_min=rate,
                               broker_restart=broker_restart, seed=seed)
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted outside the line run; the ledger keeps what was committed[/]")
+            console.print(_("[yellow]interrupted outside the line run; the ledger keeps what was committed[/]"))
             raise typer.Exit(INTERRUPTED) from None
         if not report.ok:
             raise typer.Exit(int(Exit.REFUSED))

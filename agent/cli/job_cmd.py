@@ -21,6 +21,7 @@ from agent.cli.common import (
     open_ledger,
     state_name,
 )
+from agent.cli.refusals import refusal
 from agent.codes import gs1
 from agent.control import client
 from agent.control.protocol import ErrorCode
@@ -84,7 +85,7 @@ def create(
     try:
         job_id = create_job(ledger, spec)
     except JobError as exc:
-        fail(str(exc))
+        fail(refusal(str(exc)))
     ledger.audit("job.create", {"name": name, "gtin": gtin, "lot": lot, "qty": qty}, f"job {job_id}")
     ledger.close()
     console.print(_("job {name!r} created (id {id}): {qty} x {product} ({gtin}), lot {lot}").format(
@@ -104,7 +105,7 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
     except client.DaemonNotRunning:
         pass
     except client.DaemonRefused as exc:
-        fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
+        fail(refusal(str(exc)), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
     else:
         console.print(_("{outcome} (by the running daemon)").format(outcome=_said(ref, result, _)))
         return
@@ -117,7 +118,7 @@ def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
             result = {"state": {"start": start_job, "stop": stop_job, "pause": pause_job}[action](ledger, ref).state}
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
-        fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
+        fail(refusal(str(exc)), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
     ledger.audit(f"job.{action}", {"job": ref}, _said(ref, result, english))  # one language for auditors
     ledger.close()
     console.print(_said(ref, result, _))

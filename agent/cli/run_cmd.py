@@ -120,10 +120,11 @@ def _run_simulated(workdir: Path, rate: float) -> None:
         runtime = LineRuntime(live, ledger, overrides=sim.overrides(),
                               read_labels=_label_readers(sim, live, workdir / "labels"))
         here = escape(str(live.source))
-        console.print(f"simulated line running; in another terminal use [bold]--config {here}[/]:\n"
-                      f"  lineagent job create WO-1 --product water500 --lot L1 --qty 500 --packing-spec 6x4x40 "
-                      f"--config {here}\n  lineagent job start WO-1 --config {here}\n"
-                      f"  lineagent status --config {here}\n  lineagent job stop WO-1 --config {here}")
+        commands = (f"  lineagent job create WO-1 --product water500 --lot L1 --qty 500 --packing-spec 6x4x40 "
+                    f"--config {here}\n  lineagent job start WO-1 --config {here}\n"
+                    f"  lineagent status --config {here}\n  lineagent job stop WO-1 --config {here}")  # typed as is
+        console.print(_("simulated line running; in another terminal use [bold]--config {config}[/]:").format(
+            config=here) + "\n" + commands)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -138,7 +139,7 @@ def _run_simulated(workdir: Path, rate: float) -> None:
             ledger.close()
     finally:
         sim.stop()
-    console.print("simulated line stopped cleanly")
+    console.print(_("simulated line stopped cleanly"))
 
 
 def collect(ledger: Path) -> dict[str, Any]:

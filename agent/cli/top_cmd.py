@@ -40,14 +40,14 @@ QUIT_KEYS = (b"q", b"Q")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("top")
+    @app.command("top", help=_("Live view: items/min, read rate, rejects, FIFO levels, devices, packs, sync backlog, "
+                               "alarms."))
     def top(config_path: ConfigOpt = None, db: DbOpt = None,
-            once: Annotated[bool, typer.Option("--once", help="Print one frame and exit (for scripts)")] = False,
+            once: Annotated[bool, typer.Option("--once", help=_("Print one frame and exit (for scripts)"))] = False,
             interval: Annotated[float, typer.Option("--interval", "-n", min=0.2, max=60.0,
-                                                    help="Seconds between refreshes")] = 1.0,
-            as_json: Annotated[bool, typer.Option("--json", help="With --once: the snapshot as JSON")] = False,
+                                                    help=_("Seconds between refreshes"))] = 1.0,
+            as_json: Annotated[bool, typer.Option("--json", help=_("With --once: the snapshot as JSON"))] = False,
             ) -> None:
-        """Live view: items/min, read rate, rejects, FIFO levels, devices, packs, sync backlog, alarms."""
         path = ledger_path(config_optional(config_path), db)
         if not path.is_file():
             fail(_("no ledger at {path}").format(path=path), Exit.NOT_FOUND)  # already in the catalogues
@@ -66,7 +66,7 @@ def _collect(path: Path) -> dict[str, Any]:
     try:
         return collect(path)
     except sqlite3.Error as exc:
-        fail(f"cannot read the ledger {path}: {exc}", Exit.REFUSED)
+        fail(_("cannot read the ledger {path}: {error}").format(path=path, error=exc), Exit.REFUSED)
 
 
 class _Hangup(Exception):

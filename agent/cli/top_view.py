@@ -14,8 +14,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.text import Text
+
+from agent.cli.common import state_name
+from agent.i18n import N_, _
+from agent.line.alarms import light_name, severity_name
 
 SEVERITY_STYLE = {"stop": "bold white on red", "warning": "black on yellow", "info": "cyan"}
 LIGHT_STYLE = {"green": "bold green", "amber": "bold yellow", "red": "bold red", "off": "dim"}
@@ -97,16 +102,17 @@ def _age(seconds: float | None) -> str:
         return "-"
     s = int(seconds)
     if s < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+        return _("{seconds:.1f} s").format(seconds=seconds) if seconds < 10 else _("{seconds} s").format(seconds=s)
     if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+        return _("{minutes} min {seconds:02d} s").format(minutes=s // 60, seconds=s % 60)
+    return _("{hours} h {minutes:02d} min").format(hours=s // 3600, minutes=s % 3600 // 60)
 
 
 def _window(rates: Rates, window_s: float) -> str:
     """The window a rate is over, as it really is: "(60 s)", or "(13 s)" while the view is young."""
     covered = rates.covered(window_s)
-    return f"({covered:.0f} s)" if covered and abs(covered - window_s) > 1 else f"({window_s:.0f} s)"
+    shown = covered if covered and abs(covered - window_s) > 1 else window_s
+    return _("({seconds:.0f} s)").format(seconds=shown)
 
 
 def _pct(x: float | None) -> str:
@@ -127,9 +133,13 @@ def _line(*parts: tuple[str, str] | str) -> Text:
     return t
 
 
+PACK_EXTRA = {"open": N_("{count} open"), "parked": N_("{count} parked")}
+
+
 def _pack(level: str, p: dict[str, int]) -> str:
-    extra = "".join(f", {p[k]} {k}" for k in ("open", "parked") if p.get(k))
-    return f"{level} {p['closed']} closed{extra}, filling {p.get('filling', 0)}"
+    extra = "".join(", " + _(PACK_EXTRA[k]).format(count=p[k]) for k in ("open", "parked") if p.get(k))
+    return _("{level} {closed} closed{extra}, filling {filling}").format(
+        level=level, closed=p["closed"], extra=extra, filling=p.get("filling", 0))
 
 
 def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, interval: float | None = None,
@@ -140,51 +150,58 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
     clock = time.strftime("%H:%M:%S", time.localtime(float(snap["at"])))
     head = _line(("lineagent top", "bold"), f" {clock}  ")
     if d["pid"] is None:
-        head.append("daemon never ran here (no status record)", style="bold red")
+        head.append(_("daemon never ran here (no status record)"), style="bold red")
     elif d["alive"]:
-        head.append("daemon alive", style="bold green")
-        head.append(f"  pid {d['pid']}  {d['state']}  up {_age(d['up_s'])}")
+        head.append(_("daemon alive"), style="bold green")
+        head.append("  " + _("pid {pid}  {state}  up {age}").format(pid=d["pid"], state=state_name(d["state"]),
+                                                                     age=_age(d["up_s"])))
     else:
-        head.append("daemon NOT RUNNING", style="bold red")
-        head.append(f" (last beat {_age(d['beat_age_s'])} ago, {d['state']})")
+        head.append(_("daemon NOT RUNNING"), style="bold red")
+        head.append(" " + _("(last beat {age} ago, {state})").format(age=_age(d["beat_age_s"]),
+                                                                      state=state_name(d["state"])))
     out.append((0, head))
 
     job = snap["job"]
     light = str(d["light"] or "-")
-    jl = _line("light ", (f" {light.upper()} ", LIGHT_STYLE.get(light, "")), "  ")
+    jl = _line(_("light") + " ", (f" {light_name(light).upper()} ", LIGHT_STYLE.get(light, "")), "  ")
     if job is None:
-        jl.append("no job in the ledger", style="dim")
+        jl.append(_("no job in the ledger"), style="dim")
     else:
         done = job["printed"]
         pct = f" ({100.0 * done / job['target']:.1f}%)" if job["target"] else ""
-        jl.append("job ")
+        jl.append(_("job") + " ")
         jl.append(str(job["name"]), style="bold")
-        jl.append(f" {job['state']}  printed {done}/{job['target']}{pct}")
+        jl.append(" " + _("{state}  printed {done}/{target}{percent}").format(
+            state=state_name(job["state"]), done=done, target=job["target"], percent=pct))
     out.append((0, jl))
 
     alarms = snap["alarms"]
     if alarms:
-        stale = "" if d["alive"] else " (as of the last beat)"
-        out.append((0, _line((f"ALARMS {len(alarms)}", "bold red"), stale)))
+        stale = "" if d["alive"] else " " + _("(as of the last beat)")
+        out.append((0, _line((_("ALARMS {count}").format(count=len(alarms)), "bold red"), stale)))
         for a in alarms:
             sev = str(a.get("severity", "info"))
-            out.append((ALARM, _line((f" {sev.upper():<7}", SEVERITY_STYLE.get(sev, "")),
+            shown = severity_name(sev).upper()
+            shown += " " * max(0, 7 - cell_len(shown))  # in terminal cells: a Chinese character takes two
+            out.append((ALARM, _line((f" {shown}", SEVERITY_STYLE.get(sev, "")),
                                      f" {a.get('source')}/{a.get('key')}: {a.get('detail', '')}")))
     else:
-        out.append((1, _line(("no active alarms", "green" if d["alive"] else "dim"))))
+        out.append((1, _line((_("no active alarms"), "green" if d["alive"] else "dim"))))
 
     w10, w60 = _window(rates, 10), _window(rates, 60)
-    out.append((1, _line(("items/min ", "bold"), f"{_num(rates.per_min(10))} {w10}  {_num(rates.per_min(60))} {w60}"
-                         "   ", ("read rate ", "bold"), f"{_pct(rates.read_rate(60))} {w60}  "
-                         f"{_pct(job['good'] / job['judged'] if job and job['judged'] else None)} (job)")))
+    out.append((1, _line((_("items/min") + " ", "bold"),
+                         f"{_num(rates.per_min(10))} {w10}  {_num(rates.per_min(60))} {w60}   ",
+                         (_("read rate") + " ", "bold"), f"{_pct(rates.read_rate(60))} {w60}  "
+                         f"{_pct(job['good'] / job['judged'] if job and job['judged'] else None)} " + _("(job)"))))
     if job is not None:
         c = job["codes"]
-        out.append((1, _line(f"judged {job['judged']}  good {job['good']}  packed {job.get('packed', 0)}  "
-                             f"in doubt {c.get('in_doubt', 0)}  voided {c.get('voided', 0)}  "
-                             f"in FIFOs {c.get('sent', 0)}  allocated {c.get('allocated', 0)}")))
+        out.append((1, _line(_("judged {judged}  good {good}  packed {packed}  in doubt {in_doubt}  "
+                               "voided {voided}  in FIFOs {sent}  allocated {allocated}").format(
+            judged=job["judged"], good=job["good"], packed=job.get("packed", 0), in_doubt=c.get("in_doubt", 0),
+            voided=c.get("voided", 0), sent=c.get("sent", 0), allocated=c.get("allocated", 0)))))
         rejects = job["rejects"]
         total = sum(rejects.values())
-        rl = _line(("rejects ", "bold"), (str(total), "bold red" if total else "green"))
+        rl = _line((_("rejects") + " ", "bold"), (str(total), "bold red" if total else "green"))
         if rejects:
             rl.append(": " + ", ".join(f"{k} {v}" for k, v in rejects.items()))
         out.append((1, rl))
@@ -195,28 +212,31 @@ def lines(snap: dict[str, Any], rates: Rates, *, ledger: Path | None = None, int
         if target:
             filled = min(10, round(10 * fifo / target))
             bar = " [" + "#" * filled + "." * (10 - filled) + "]"
-        out.append((2, _line(("coder ", "bold"), f"{name} ", (str(cd['state'] or '-'), _state_style(cd["state"])),
-                             f"  feeder {cd['feeder'] or '-'}  FIFO {fifo}" + (f"/{target}" if target else "") + bar)))
+        out.append((2, _line((_("coder") + " ", "bold"), f"{name} ",
+                             (str(cd["state"] or "-"), _state_style(cd["state"])),
+                             "  " + _("feeder {feeder}  FIFO {fifo}").format(feeder=cd["feeder"] or "-", fifo=fifo)
+                             + (f"/{target}" if target else "") + bar)))
     for name, sd in snap["stations"].items():
-        sl = _line((f"{sd.get('kind') or 'station'} ", "bold"), f"{name} ",
+        sl = _line((str(sd.get("kind") or _("station")) + " ", "bold"), f"{name} ",
                    (str(sd["state"] or "-"), _state_style(sd["state"])))
         if sd.get("camera"):
-            sl.append("  camera ")
+            sl.append("  " + _("camera") + " ")
             sl.append(str(sd["camera"]), style=_state_style(sd["camera"]))
         if sd.get("plc"):
-            sl.append(f"  plc {sd['plc']}")
+            sl.append("  " + _("plc {plc}").format(plc=sd["plc"]))
         out.append((2, sl))
 
     packs = snap["packs"]
     if packs:
-        out.append((2, _line(("packs ", "bold"), "  ".join(_pack(lv, p) for lv, p in packs.items()))))
+        out.append((2, _line((_("packs") + " ", "bold"), "  ".join(_pack(lv, p) for lv, p in packs.items()))))
     s = snap["sync"]
-    out.append((2, _line(("sync ", "bold"), "link ", (str(s.get("link") or "-"), _state_style(s.get("link"))),
-                         f"  undelivered {s['undelivered']}  batches out {s['open_batches']}  "
-                         f"oldest {_age(s['oldest_age_s'])}",
-                         f"  acked {s['acks']}" if s.get("acks") is not None else "")))
-    foot = "q or Ctrl-C quits" + (f"  refresh {interval:g} s" if interval else "") + \
-        (f"  ledger {ledger}" if ledger else "")
+    out.append((2, _line((_("sync") + " ", "bold"), _("link") + " ",
+                         (str(s.get("link") or "-"), _state_style(s.get("link"))),
+                         "  " + _("undelivered {undelivered}  batches out {batches}  oldest {oldest}").format(
+                             undelivered=s["undelivered"], batches=s["open_batches"], oldest=_age(s["oldest_age_s"])),
+                         "  " + _("acked {acks}").format(acks=s["acks"]) if s.get("acks") is not None else "")))
+    foot = _("q or Ctrl-C quits") + ("  " + _("refresh {seconds:g} s").format(seconds=interval) if interval else "") \
+        + ("  " + _("ledger {path}").format(path=ledger) if ledger else "")
     out.append((3, _line((foot, "dim"))))
     return out
 
@@ -228,19 +248,20 @@ def fit(tagged: list[tuple[int, Text]], width: int, height: int) -> list[Text]:
     rest are counted in one "more" row.
     """
     keep = list(tagged)
-    rows = [i for i, (p, _) in enumerate(keep) if p == ALARM]
+    rows = [i for i, (p, _line_) in enumerate(keep) if p == ALARM]
     room = max(1, height - 6)
     if len(rows) > room:
         gone = set(rows[room - 1:])
         keep = [x for i, x in enumerate(keep) if i not in gone]
-        keep.insert(rows[room - 1], (ALARM, _line((f" ... {len(gone)} more alarms: lineagent status", "bold red"))))
+        more = " ... " + _("{count} more alarms: lineagent status").format(count=len(gone))
+        keep.insert(rows[room - 1], (ALARM, _line((more, "bold red"))))
     while len(keep) > height:
-        worst = max(p for p, _ in keep)
+        worst = max(p for p, _line_ in keep)
         if worst <= 0:
             break
-        del keep[max(i for i, (p, _) in enumerate(keep) if p == worst)]
+        del keep[max(i for i, (p, _line_) in enumerate(keep) if p == worst)]
     out = []
-    for _, line in keep[:height]:
+    for _priority, line in keep[:height]:
         cut = line.copy()
         cut.truncate(width, overflow="ellipsis")
         out.append(cut)

@@ -21,6 +21,7 @@ from agent.aggregation.setup import aggregator_for
 from agent.cli import common
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
 from agent.cli.pack_cmd import when
+from agent.cli.refusals import refusal
 from agent.i18n import _
 from agent.jobs import JobError, JobNotFound, get_job, list_jobs
 
@@ -122,7 +123,7 @@ def scan(
         plan = agg.plan(level)
     except (AggregationError, JobError) as exc:
         ledger.close()
-        fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
+        fail(refusal(str(exc)), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
     console.print(_("job {job}: scan {count} {child} codes, then the {level} label (Ctrl-D ends)").format(
         job=j.name, count=plan.count, child=plan.child_level, level=level))
     children: list[str] = []

@@ -1,4 +1,7 @@
-"""The CLI's side of the control socket (blocking: the CLI has no event loop)."""
+"""The CLI's side of the control socket (blocking: the CLI has no event loop).
+
+Its own messages are in the operator's language (it runs in the CLI); the daemon's refusals arrive in
+English and agent/cli/refusals.py translates them where they are shown."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.control.protocol import MAX_LINE, ErrorCode
+from agent.i18n import _
 
 
 class DaemonNotRunning(Exception):
@@ -23,14 +27,15 @@ class DaemonRefused(Exception):
 def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout_s: float = 120.0) -> dict[str, Any]:
     """Send one request and wait for its reply. `timeout_s` is long: `job finish` drains the line."""
     if not path.exists():
-        raise DaemonNotRunning(f"no control socket at {path}")
+        raise DaemonNotRunning(_("no control socket at {path}").format(path=path))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:
         try:
             sock.connect(str(path))
         except (ConnectionRefusedError, FileNotFoundError) as exc:
-            raise DaemonNotRunning(f"nobody listens on {path}: {exc.strerror}") from None
+            raise DaemonNotRunning(_("nobody listens on {path}: {error}").format(
+                path=path, error=exc.strerror)) from None
         sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -39,11 +44,11 @@ def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout_s:
                 break
             data += chunk
             if len(data) > 16 * MAX_LINE:
-                raise DaemonRefused(ErrorCode.USAGE, "the daemon's reply is too long")
+                raise DaemonRefused(ErrorCode.USAGE, _("the daemon's reply is too long"))
     finally:
         sock.close()
     if not data:
-        raise DaemonRefused(ErrorCode.REFUSED, "the daemon closed the connection without a reply")
+        raise DaemonRefused(ErrorCode.REFUSED, _("the daemon closed the connection without a reply"))
     reply = json.loads(data)
     if not reply.get("ok"):
         raise DaemonRefused(ErrorCode(reply.get("code", "refused")), str(reply.get("error")))

@@ -5,6 +5,10 @@ the kernel's peer credentials (who is asking, for the audit log) and file permis
 and one line per message is trivial to bound (MAX_LINE) so a client cannot make the daemon buffer
 without end. Requests: {"cmd": "...", "args": {...}}. Replies: {"ok": true, "result": {...}} or
 {"ok": false, "error": "what and why", "code": "refused|not_found|usage|busy"}.
+
+The error texts are English on the wire whatever language an operator reads (logs, the audit and
+scripts see one language). Each is built from a template below marked with N_; the CLI shows it in the
+operator's language by matching the text against the templates (agent/cli/refusals.py).
 """
 
 from __future__ import annotations
@@ -14,9 +18,27 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent.i18n import N_
+
 MAX_LINE = 64 * 1024  # bytes per request; a longer one is refused and the connection closed
 READ_TIMEOUT_S = 10.0  # a client that connects and says nothing is dropped after this
 MAX_CLIENTS = 16
+
+
+# The refusals a daemon answers (server.py, agent/line/runtime.py), as templates the CLI can translate.
+NOT_JSON = N_("not a JSON request: {error}")
+NOT_AN_OBJECT = 'a request is a JSON object {"cmd": ..., "args": {...}}'  # our CLI never sends one; not a template
+UNKNOWN_COMMAND = N_("unknown command {cmd!r} (known: {known})")
+ARGS_NOT_AN_OBJECT = N_("args must be a JSON object")
+TOO_MANY_CLIENTS = N_("{count} clients are connected; try again")
+TOO_LONG = N_("request longer than {limit} bytes")
+INTERNAL = N_("internal error: {error}")
+NO_JOB_ARG = N_("args.job: the job's name or id")
+ALREADY_RUNNING = N_("cannot start {job!r}: already running; stop, pause or finish it first")
+OTHER_RUNNING = N_("cannot start {job!r}: job {other!r} is running on this line; stop, pause or finish it first")
+ALREADY_ENDING = N_("job {job!r} is already ending ({end})")
+REFUSALS = (NOT_JSON, UNKNOWN_COMMAND, ARGS_NOT_AN_OBJECT, TOO_MANY_CLIENTS, TOO_LONG, INTERNAL, NO_JOB_ARG,
+            ALREADY_RUNNING, OTHER_RUNNING, ALREADY_ENDING)
 
 
 class ErrorCode(StrEnum):
@@ -52,17 +74,17 @@ def parse_request(line: bytes) -> Request:
     try:
         obj = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError(ErrorCode.USAGE, f"not a JSON request: {exc}") from None
+        raise ControlError(ErrorCode.USAGE, NOT_JSON.format(error=exc)) from None
     if not isinstance(obj, dict):
-        raise ControlError(ErrorCode.USAGE, "a request is a JSON object {\"cmd\": ..., \"args\": {...}}")
+        raise ControlError(ErrorCode.USAGE, NOT_AN_OBJECT)
     cmd, args = obj.get("cmd"), obj.get("args", {})
     try:
         command = Command(str(cmd))
     except ValueError:
         known = ", ".join(c.value for c in Command)
-        raise ControlError(ErrorCode.USAGE, f"unknown command {cmd!r} (known: {known})") from None
+        raise ControlError(ErrorCode.USAGE, UNKNOWN_COMMAND.format(cmd=cmd, known=known)) from None
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
-        raise ControlError(ErrorCode.USAGE, "args must be a JSON object")
+        raise ControlError(ErrorCode.USAGE, ARGS_NOT_AN_OBJECT)
     return Request(command, args)
 
 

@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.control.protocol import (
+    INTERNAL,
     MAX_CLIENTS,
     MAX_LINE,
     READ_TIMEOUT_S,
+    TOO_LONG,
+    TOO_MANY_CLIENTS,
     ControlError,
     ErrorCode,
     Request,
@@ -109,7 +112,7 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._clients) >= MAX_CLIENTS:
-            writer.write(reply_error(ErrorCode.BUSY, f"{MAX_CLIENTS} clients are connected; try again"))
+            writer.write(reply_error(ErrorCode.BUSY, TOO_MANY_CLIENTS.format(count=MAX_CLIENTS)))
             await self._close(writer)
             return
         self._clients.add(task)
@@ -121,7 +124,7 @@ class ControlServer:
                 except TimeoutError:
                     break
                 except (asyncio.LimitOverrunError, ValueError):
-                    writer.write(reply_error(ErrorCode.USAGE, f"request longer than {MAX_LINE} bytes"))
+                    writer.write(reply_error(ErrorCode.USAGE, TOO_LONG.format(limit=MAX_LINE)))
                     break
                 if not line.endswith(b"\n"):
                     break  # end of stream (possibly mid-line): nothing to answer
@@ -141,7 +144,7 @@ class ControlServer:
             return reply_error(exc.code, str(exc))
         except Exception as exc:  # a bug behind one request must not end the daemon; logged whole
             log.exception("control request failed: %r", line[:200])
-            return reply_error(ErrorCode.REFUSED, f"internal error: {exc}")
+            return reply_error(ErrorCode.REFUSED, INTERNAL.format(error=exc))
         self.served += 1
         return reply_ok(result)
 

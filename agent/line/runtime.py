@@ -35,7 +35,16 @@ from typing import Any
 from agent.aggregation.parents import ReadLabel
 from agent.config.model import LineConfig
 from agent.config.stations import StationKind
-from agent.control.protocol import Command, ControlError, ErrorCode, Request
+from agent.control.protocol import (
+    ALREADY_ENDING,
+    ALREADY_RUNNING,
+    NO_JOB_ARG,
+    OTHER_RUNNING,
+    Command,
+    ControlError,
+    ErrorCode,
+    Request,
+)
 from agent.control.server import ControlServer, SocketInUse
 from agent.jobs import (
     Job,
@@ -399,7 +408,7 @@ class LineRuntime:
             return {"acknowledged": [f"{a.source}/{a.key}" for a in hit]}
         ref = args.get("job")
         if not isinstance(ref, str | int) or isinstance(ref, bool) or ref == "":
-            raise ControlError(ErrorCode.USAGE, "args.job: the job's name or id")
+            raise ControlError(ErrorCode.USAGE, NO_JOB_ARG)
         try:
             result_d = await self._job_command(cmd, ref)
         except JobNotFound as exc:
@@ -418,16 +427,15 @@ class LineRuntime:
         current = self.current
         if cmd is Command.JOB_START:
             if current is not None:
-                what = "already running" if current.id == job.id else f"job {current.name!r} is running on this line"
-                raise ControlError(ErrorCode.REFUSED, f"cannot start {job.name!r}: {what}; stop, pause or "
-                                                      "finish it first")
+                raise ControlError(ErrorCode.REFUSED, ALREADY_RUNNING.format(job=job.name) if current.id == job.id
+                                   else OTHER_RUNNING.format(job=job.name, other=current.name))
             job = await asyncio.to_thread(start_job, self.ledger, job.id)
             self._wake.set()
             return {"job": job.name, "state": str(job.state)}
         end = {Command.JOB_STOP: JobEnd.STOP, Command.JOB_PAUSE: JobEnd.PAUSE, Command.JOB_FINISH: JobEnd.FINISH}[cmd]
         if current is not None and current.id == job.id and self._job_over is not None:
             if self._end_request is not None:
-                raise ControlError(ErrorCode.REFUSED, f"job {job.name!r} is already ending ({self._end_request})")
+                raise ControlError(ErrorCode.REFUSED, ALREADY_ENDING.format(job=job.name, end=self._end_request))
             self._end_request = end
             self._end_event.set()
             return dict(await asyncio.shield(self._job_over))  # answered once the line has really stopped
