@@ -79,7 +79,7 @@ def create(
             fail(_("no template {template!r} in the config").format(template=template), Exit.NOT_FOUND)
         if level not in cfg.code_sources.levels:
             fail(_("level {level!r} is not in code_sources.levels").format(level=level))
-    ledger = open_ledger(cfg, db)
+    ledger = open_ledger(cfg, db, create=True)  # a work order may come before the first code package
     spec = JobSpec(name=name, gtin=gtin, product_name=product_name, lot=lot, target_qty=qty, level=level,
                    expiry=exp, packing_spec=packing_spec, template=template or "raw")
     try:
