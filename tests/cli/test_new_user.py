@@ -156,3 +156,11 @@ def test_a_ledger_from_a_newer_lineagent_is_refused_by_every_command(tmp_path: P
         code, out = run(*args, "--db", str(db))
         assert code == 1, (args, out)
         assert "is newer than this lineagent knows" in out and "Traceback" not in out, (args, out)
+
+
+def test_job_create_and_import_make_the_ledger_on_a_new_line_pc(tmp_path: Path) -> None:
+    line = make_line(tmp_path, unsigned=True)
+    db = tmp_path / "ledger.db"
+    code, out = run("job", "create", "WO-1", "--product", "water", "--lot", "L1", "--qty", "5", "--config", str(line))
+    assert code == 0, out
+    assert db.exists()
