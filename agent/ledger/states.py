@@ -19,7 +19,7 @@ class CodeState(StrEnum):
     REJECTED = "rejected"  # read back and failed, item left the line (decommissioned)
     IN_DOUBT = "in_doubt"  # sent, then a stop/fault/power loss: may or may not be printed
     VOIDED = "voided"  # never usable again (in doubt and not proven, or a voided label)
-    RETURNED = "returned"  # a job ended with the code unused: back in the pool, allocatable again
+    RETURNED = "returned"  # unused (job ended, or proven flushed from a coder): back in the pool
 
 
 # Legal transitions. ALLOCATED -> PRINTED is for codes printed on demand by a label printer that
@@ -29,7 +29,9 @@ TRANSITIONS: dict[CodeState, frozenset[CodeState]] = {
     CodeState.ALLOCATED: frozenset(
         {CodeState.SENT, CodeState.RETURNED, CodeState.VOIDED, CodeState.PRINTED}
     ),
-    CodeState.SENT: frozenset({CodeState.PRINTED, CodeState.IN_DOUBT}),
+    # SENT -> RETURNED: the coder provably flushed the record and never printed it (a driver's
+    # settle() proved it: drivers/printers/fifo.py Fate.FLUSHED); never for a record whose fate is unknown.
+    CodeState.SENT: frozenset({CodeState.PRINTED, CodeState.IN_DOUBT, CodeState.RETURNED}),
     CodeState.PRINTED: frozenset({CodeState.VERIFIED, CodeState.REJECTED}),
     CodeState.IN_DOUBT: frozenset({CodeState.PRINTED, CodeState.VOIDED}),
     CodeState.VERIFIED: frozenset({CodeState.REJECTED}),  # decommissioned after the fact
