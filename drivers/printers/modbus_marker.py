@@ -352,6 +352,14 @@ class ModbusMarker(Printer):
         s = self.settings
         try:
             await self._ensure_linked()
+            # First: was the queue already discarded behind our back (a panel stop, a power cycle)?
+            # Then what it held is UNKNOWN, whatever our own discard finds afterwards.
+            before = await self._u32(Table.HOLDING, s.queued_address)
+            self._account(await self._u32(Table.INPUT, s.printed_address))
+            if before != self._queued:
+                self._mismatch(before, self._printed, f"{why}: marker reports {before} queued, "
+                                                      f"driver queued {self._queued}")
+                self._queued = before
             await self._coil(coil, value)
             printed = await self._u32(Table.INPUT, s.printed_address)
             queued = await self._u32(Table.HOLDING, s.queued_address)
