@@ -119,6 +119,7 @@ class Feeder(FeederLedger):
         self._primed = False  # a refill has followed the last reconcile
         self._first_push_at: float | None = None  # monotonic time of the first push since the reconcile
         self._settled_at = float("-inf")  # monotonic time the last settle() returned
+        self._short = 0  # ticks in a row the coder held fewer records than are open
 
     # ---- public -------------------------------------------------------------------------------
 
@@ -190,6 +191,7 @@ class Feeder(FeederLedger):
         self._last_state = status.state
         self._primed = False
         self._first_push_at = None
+        self._short = 0
         return report
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -277,6 +279,15 @@ class Feeder(FeederLedger):
             return ReconcileReason.STOP
         if self._last_state is PrinterState.OFFLINE and status.state is not PrinterState.OFFLINE:
             return ReconcileReason.LINK
+        # The coder holds fewer records than are open after every print it counted is confirmed: some
+        # vanished unprinted (a stop the driver missed). Twice in a row, so a skew between one
+        # reply's counter and depth is not taken for a loss.
+        if self.printer.capabilities.counters and status.fifo_depth is not None and status.fifo_depth < self.open:
+            self._short += 1
+            if self._short >= 2:
+                return ReconcileReason.FIFO_LOST
+        else:
+            self._short = 0
         return None
 
     def _level_alarms(self, status: PrinterStatus, seen: int, after: int, *, done: bool) -> None:

@@ -1,0 +1,128 @@
+"""Every coder the feeder can drive, as a simulator and its driver on a real TCP socket, for the feeder's
+per-coder tests (test_feeder_coders.py) and the fault-schedule property (test_feeder_property.py).
+
+The pairs come from the printer contract (tests/drivers/printers/pairs.py) plus the Modbus marker, so a
+driver that lands there is fed here too, whatever its CoderKind. A test steps the conveyor itself
+(`sim.trigger`), and `press_start` plays the operator (or the line PLC) who restarts a stopped coder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from agent.ledger import Ledger
+from drivers.printers.base import Printer
+from drivers.printers.modbus_marker import ModbusMarker, ModbusMarkerSettings
+from drivers.sim.base import SimCoder
+from drivers.sim.coder_serve import StreamSim
+from drivers.sim.faults import SimFault
+from drivers.sim.modbus_marker import ModbusMarkerSim
+from tests.drivers.printers.pairs import PAIRS, ContractSim, Pair
+
+
+def _modbus_driver(url: str, capacity: int) -> Printer:
+    port = int(url.rsplit(":", 1)[1])
+    return ModbusMarker(ModbusMarkerSettings(port=port, slots=capacity, text_registers=8, timeout_s=0.2, retries=1))
+
+
+MODBUS = Pair("modbus_marker", lambda cap: ModbusMarkerSim(ModbusMarkerSettings(slots=cap, text_registers=8)),
+              _modbus_driver)
+# One pair per protocol (the generic variants of the Leibinger protocol add nothing here).
+CODERS: dict[str, Pair] = {p.name: p for p in [*PAIRS, MODBUS]
+                           if p.name not in ("generic+leibinger.yaml", "leibinger+generic_sim")}
+
+# Faults each simulator can make happen (the Modbus marker frames every answer itself: no garbage, and
+# its ring's fill level is the host's own count: no refusal). SILENCE and BUFFER_FULL stay out of the
+# quick property for the Leibinger driver (a refused =MR inside its pipelined window is a known driver
+# defect, see test_feeder_property.py); the soak run keeps them.
+BASE_FAULTS = [SimFault.NAK, SimFault.STOP, SimFault.POWER_LOSS]
+EXTRA_FAULTS: dict[str, list[SimFault]] = {
+    "modbus_marker": [SimFault.SILENCE],
+    "leibinger": [SimFault.GARBAGE],
+}
+DEFAULT_EXTRA = [SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL]
+
+
+def faults_for(name: str, *, soak: bool = False) -> list[SimFault]:
+    if soak and name != "modbus_marker":
+        return BASE_FAULTS + [SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL]
+    return BASE_FAULTS + EXTRA_FAULTS.get(name, DEFAULT_EXTRA)
+
+
+@dataclass
+class Served:
+    sim: ContractSim
+    driver: Printer
+
+
+async def serve(pair: Pair, capacity: int) -> Served:
+    sim = pair.make_sim(capacity)
+    port = await sim.serve_tcp(0)
+    return Served(sim, pair.make_driver(f"tcp://127.0.0.1:{port}", capacity))
+
+
+def press_start(sim: ContractSim) -> None:
+    """The operator presses start on a coder that stands still without a fault and with power."""
+    if isinstance(sim, ModbusMarkerSim):
+        m = sim.model
+        if not m.running and not m.stopped_by_fault and sim._server is not None:
+            m.running = True
+    elif isinstance(sim, SimCoder):
+        if sim.powered and not sim.running:
+            sim.start_printing()
+    elif isinstance(sim, StreamSim):
+        if sim.model.powered and not sim.model.running:
+            sim.model.start()
+
+
+def render(code: str) -> str:
+    return f"C{code}"
+
+
+def unrender(text: str) -> str:
+    return text[1:]
+
+
+def ledger_states(ledger: Ledger, job: int) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    with ledger.lock:
+        for code, state in ledger.conn.execute("SELECT code, state FROM codes WHERE job = ?", (job,)):
+            out.setdefault(state, set()).add(code)
+    return out
+
+
+def journal_counts(ledger: Ledger, kind: str) -> Counter[str]:
+    """How often each code appears in journal events of `kind` (codes.sent, codes.returned, ...)."""
+    seen: Counter[str] = Counter()
+    with ledger.lock:
+        for (payload,) in ledger.conn.execute("SELECT payload FROM events WHERE kind = ?", (kind,)):
+            seen.update(json.loads(payload)["codes"])
+    return seen
+
+
+def check_ledger_against_prints(ledger: Ledger, job: int, sim_printed: list[str]) -> dict[str, set[str]]:
+    """The feeder's invariants against the simulator's own record of its prints:
+    no code printed twice; no code sent twice unless the coder proved it flushed in between (one
+    `codes.returned` per extra `codes.sent`); the ledger's printed codes are exactly the simulator's
+    prints less those in doubt; a returned code was never printed."""
+    printed = [unrender(t) for t in sim_printed]
+    twice = [c for c, n in Counter(printed).items() if n > 1]
+    assert not twice, f"the coder printed these codes twice: {twice[:5]}"
+    sent, returned = journal_counts(ledger, "codes.sent"), journal_counts(ledger, "codes.returned")
+    resent = [c for c, n in sent.items() if n > 1 + returned.get(c, 0)]
+    assert not resent, f"sent twice without a proven flush in between: {resent[:5]}"
+    by_state = ledger_states(ledger, job)
+    ledger_printed = by_state.get("printed", set())
+    doubt = by_state.get("in_doubt", set()) | by_state.get("voided", set())
+    false = ledger_printed - set(printed)
+    assert not false, f"false confirmations (ledger printed, coder never did): {sorted(false)[:5]}"
+    unexplained = set(printed) - ledger_printed - doubt
+    assert not unexplained, f"the coder printed codes the ledger does not count: {sorted(unexplained)[:5]}"
+    back = by_state.get("returned", set()) & set(printed)
+    assert not back, f"returned to the pool but printed: {sorted(back)[:5]}"
+    for code in sent:
+        assert code in ledger_printed | doubt | by_state.get("sent", set()) | by_state.get("returned", set()) \
+            | by_state.get("allocated", set())
+    return by_state

@@ -1,0 +1,91 @@
+"""The feeder against every coder (tests/agent/coders.py), each on its real driver and simulator over TCP.
+
+What each coder must show, whatever its CoderKind: a panel stop costs ONE reconcile and at most the
+FIFO's depth in doubt, and the line prints on to the job's target; a coder that cannot confirm a print
+is never fed (the feeder says so with an alarm instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+
+from agent.feeder import Alarm, Feeder, FeederState, ReconcileReason
+from agent.jobs import JobSpec, create_job, start_job
+from agent.ledger import Ledger
+from tests.agent.coders import CODERS, check_ledger_against_prints, ledger_states, press_start, render, serve
+from tests.helpers import seed_codes
+
+CAPACITY = 8
+
+
+def make_job(ledger: Ledger, target: int, pool: int) -> int:
+    seed_codes(ledger, [f"{i:07d}" for i in range(pool)], package_id="pkg")
+    job = create_job(ledger, JobSpec(name="j", gtin="09506000134352", product_name="Water", lot="L1",
+                                     target_qty=target))
+    start_job(ledger, job)
+    return job
+
+
+async def until(check: Callable[[], bool], limit_s: float = 20.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not check():
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("name", sorted(CODERS))
+def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Path, name: str) -> None:
+    async def body() -> None:
+        ledger = Ledger(db_path)
+        job = make_job(ledger, target=60, pool=400)
+        served = await serve(CODERS[name], CAPACITY)
+        sim, driver = served.sim, served.driver
+        await driver.connect()
+        f = Feeder(ledger, driver, coder="c1", job=job, level="item", render=render, poll_s=0.005,
+                   retry_s=0.01, max_retry_s=0.1, line_rate_per_min=60.0)
+        task = asyncio.create_task(f.run())
+
+        async def line() -> None:  # products pass every few ms; the operator restarts a stopped coder
+            while True:
+                await asyncio.sleep(0.006)
+                press_start(sim)
+                sim.trigger(1)
+
+        conveyor = asyncio.create_task(line())
+        try:
+            if not f.can_confirm:  # e.g. a coder with no counter and no print-complete message
+                await until(lambda: Alarm.CANNOT_CONFIRM in f.alarms.active)
+                assert not ledger_states(ledger, job).get("sent")
+                assert sim.printed == []
+                f.stop()
+                await asyncio.wait_for(task, 20)
+                return
+            # The stop comes once the coder has printed and holds records of ours.
+            await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= 10 and f.open >= 1)
+            before = len(f.reports)
+            sim.stop_printing()
+            await asyncio.wait_for(task, 30)
+        finally:
+            conveyor.cancel()
+            with suppress(asyncio.CancelledError):
+                await conveyor
+            if not task.done():
+                f.stop()
+                with suppress(Exception):
+                    await asyncio.wait_for(task, 20)
+            await driver.close()
+            await sim.close()
+        assert f.state is FeederState.DONE, "the line did not print on to the job's target"
+        by_state = check_ledger_against_prints(ledger, job, sim.printed)
+        assert len(by_state["printed"]) == 60
+        after = f.reports[before:]
+        assert len(after) == 1, f"one stop, {len(after)} reconciles: {[r.reason for r in after]}"
+        assert after[0].reason is not ReconcileReason.STARTUP
+        assert len(after[0].in_doubt) + len(after[0].returned) <= f.target_depth
+        ledger.close()
+
+    asyncio.run(asyncio.wait_for(body(), 90))
