@@ -177,8 +177,7 @@ class Feeder(FeederLedger):
         # Every event the driver emitted up to here (our own flush's FIFO_LOST among them) is covered.
         self._settled_at = time.monotonic()
         status = settlement.status
-        printed, settled = await asyncio.to_thread(self.settle_ledger, reason, status,
-                                                   settlement.fates.flushed)
+        printed, settled = await asyncio.to_thread(self.settle_ledger, reason, status, settlement.fates)
         report = ReconcileReport(reason, printed, settled.in_doubt, status.last_printed, status.print_count,
                                  settled.returned)
         self.reports.append(report)
@@ -345,13 +344,17 @@ class Feeder(FeederLedger):
             if event.seq is not None and not self.printer.capabilities.counters:
                 await asyncio.to_thread(self.confirm_event, event.seq)
             return  # with a counter, the next status confirms (the counter checks the claim)
+        if event.kind is PrintEventKind.FAULT:
+            # Reported, not reconciled: a fault that stops the coder shows in the next status (and a
+            # queue it cleared as FIFO_LOST); one that does not (a repeat or a blank print on a single
+            # slot, ink low) loses nothing of ours, and a reconcile would put a good code in doubt.
+            self.alarms.pulse(Alarm.CODER_FAULT, f"{self.coder}: {sorted(event.faults)} {event.detail}".strip())
+            return
         if event.at <= self._settled_at or not self.open:
             return  # covered by the last settle(), or nothing of ours can be lost
         if event.kind is PrintEventKind.FIFO_LOST:
             if self._first_push_at is not None and event.at >= self._first_push_at:
                 self.pending = self.pending or ReconcileReason.FIFO_LOST
-        elif event.kind is PrintEventKind.FAULT:
-            self.pending = self.pending or ReconcileReason.FAULT
         elif event.kind in (PrintEventKind.LINK_DOWN, PrintEventKind.LINK_UP):
             self.pending = self.pending or ReconcileReason.LINK
 

@@ -9,6 +9,7 @@ when the driver proved it flushed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from agent import feeder_store as store
 from agent.feeder_alarms import Alarm, AlarmSink
 from agent.ledger import Ledger, LedgerError
 from drivers.printers.base import PrinterStatus
+from drivers.printers.fifo import Fates
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,15 @@ class FeederLedger:
     # ---- settling --------------------------------------------------------------------------------
 
     def settle_ledger(self, reason: ReconcileReason, status: PrinterStatus,
-                      flushed: Sequence[int]) -> tuple[int, store.Settled]:
-        """After settle(): confirm through status, return the proven-flushed, put the rest in doubt."""
+                      fates: Fates) -> tuple[int, store.Settled]:
+        """After settle(): confirm through status, return the proven-flushed, put the rest in doubt.
+        Seqs print in order, so a record the driver calls UNKNOWN caps what last_printed may confirm."""
+        flushed: Sequence[int] = fates.flushed
+        cap = min(fates.unknown, default=None)
+        if cap is not None and status.last_printed is not None and status.last_printed >= cap:
+            log.warning("%s: the driver reports seq %d printed but seq %d in doubt; confirming up to %d",
+                        self.coder, status.last_printed, cap, cap - 1)
+            status = dataclasses.replace(status, last_printed=cap - 1 if cap > 1 else None)
         printed = self.confirm(status)
         if self.pending is ReconcileReason.COUNTER:
             self.pending = None  # this reconcile is the one the mismatch asked for

@@ -93,12 +93,50 @@ def press_start(sim: ContractSim) -> None:
         sim.model.start()
 
 
+def may_pass(ledger: Ledger, sim: ContractSim, kind: CoderKind) -> bool:
+    """Whether the next product may pass the head now. A FIFO coder takes products at any pace. A single
+    slot prints whatever its slot holds on every product, so a line fed through one runs no faster than
+    the link refills the slot (what Capabilities.max_items_per_min promises and the runtime enforces):
+    the next product comes once the slot holds a fresh code (or a void text), never while it still holds
+    the code it printed last. Judged on the simulator's slot, not on time, so a busy machine cannot break
+    it; a simulator that shows no slot is judged on the ledger (the last print confirmed or settled)."""
+    if kind is not CoderKind.SINGLE_SLOT or not sim.printed:
+        return True
+    fresh = slot_fresh(sim)
+    if fresh is not None:
+        return fresh
+    with ledger.lock:
+        row = ledger.conn.execute("SELECT state FROM codes WHERE code = ?", (unrender(sim.printed[-1]),)).fetchone()
+    return row is None or row[0] != "sent"
+
+
+def slot_fresh(sim: object) -> bool | None:
+    """Whether a single-slot simulator's slot holds something it has not printed yet (None: not shown).
+    The NGPCL simulator's field model says so itself ("imaging complete"); the WSI one keeps its user
+    fields by name, and an empty field prints nothing of ours."""
+    model = getattr(sim, "model", None)
+    imaged = getattr(model, "imaged", None)
+    if isinstance(imaged, bool):
+        return imaged
+    fields = getattr(sim, "fields", None)
+    printed = getattr(sim, "printed", None)
+    if isinstance(fields, dict) and isinstance(printed, list):
+        text = fields.get(getattr(sim, "field", ""), "")
+        return text == "" or not printed or text != printed[-1]
+    return None
+
+
 def render(code: str) -> str:
     return f"C{code}"
 
 
 def unrender(text: str) -> str:
     return text[1:]
+
+
+def is_ours(text: str) -> bool:
+    """A rendered code, not a void text a driver wrote over a slot (that prints nothing of ours)."""
+    return text.startswith("C") and text[1:].isdigit()
 
 
 def ledger_states(ledger: Ledger, job: int) -> dict[str, set[str]]:
@@ -123,7 +161,7 @@ def check_ledger_against_prints(ledger: Ledger, job: int, sim_printed: list[str]
     no code printed twice; no code sent twice unless the coder proved it flushed in between (one
     `codes.returned` per extra `codes.sent`); the ledger's printed codes are exactly the simulator's
     prints less those in doubt; a returned code was never printed."""
-    printed = [unrender(t) for t in sim_printed]
+    printed = [unrender(t) for t in sim_printed if is_ours(t)]
     twice = [c for c, n in Counter(printed).items() if n > 1]
     assert not twice, f"the coder printed these codes twice: {twice[:5]}"
     sent, returned = journal_counts(ledger, "codes.sent"), journal_counts(ledger, "codes.returned")

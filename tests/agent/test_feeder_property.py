@@ -26,7 +26,16 @@ from hypothesis import strategies as st
 from agent.feeder import Feeder
 from agent.ledger import Ledger
 from drivers.sim.faults import SimFault
-from tests.agent.coders import CODERS, check_ledger_against_prints, faults_for, kind_of, press_start, render, serve
+from tests.agent.coders import (
+    CODERS,
+    check_ledger_against_prints,
+    faults_for,
+    kind_of,
+    may_pass,
+    press_start,
+    render,
+    serve,
+)
 from tests.agent.test_feeder_coders import make_job
 
 
@@ -58,6 +67,16 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
     feeder = Feeder(ledger, printer, coder="c1", job=job, level="item", render=render, poll_s=0.002,
                     retry_s=0.005, max_retry_s=0.05, shutdown_s=5.0, line_rate_per_min=60.0)
     run = asyncio.create_task(feeder.run())
+    kind = printer.capabilities.kind
+
+    async def product() -> None:
+        """The next product, a few ms away (for a single slot: once the last print is confirmed)."""
+        await asyncio.sleep(0.004)
+        for _ in range(2000):
+            if may_pass(ledger, sim, kind):
+                break
+            await asyncio.sleep(0.002)
+        sim.trigger()
 
     async def operator() -> None:
         while True:
@@ -68,8 +87,7 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
     try:
         for step in schedule:
             for _ in range(step.products):
-                await asyncio.sleep(0.004)  # the next product is a few ms away
-                sim.trigger()
+                await product()
             if step.fault is SimFault.POWER_LOSS:
                 await sim.power_off()
                 await asyncio.sleep(0.03)
@@ -77,8 +95,7 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
             elif step.fault is not None:
                 sim.inject(step.fault, step.repeat)
         for _ in range(20):  # a calm tail: every fault so far gets reconciled or printed through
-            await asyncio.sleep(0.004)
-            sim.trigger()
+            await product()
         feeder.stop()
         await asyncio.wait_for(run, 30)
     finally:
