@@ -58,10 +58,15 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
                    retry_s=0.01, max_retry_s=0.1, line_rate_per_min=60.0)
         task = asyncio.create_task(f.run())
 
+        stopped_at = [float("-inf")]
+
         async def line() -> None:  # products pass every few ms; the operator restarts a stopped coder
             while True:
                 await asyncio.sleep(0.006)
-                press_start(sim)
+                # A hand on the panel takes a moment: the drivers on main that cannot see a stop undone
+                # at once (no depth in their protocol, see coders.NO_DEPTH_REPORT) get to see it.
+                if asyncio.get_running_loop().time() - stopped_at[0] > 0.3:
+                    press_start(sim)
                 if may_pass(ledger, sim, driver.capabilities.kind):
                     sim.trigger(1)
 
@@ -79,6 +84,7 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
             before = len(f.reports)
             at_stop = len(ledger_states(ledger, job).get("printed", ()))
             sim.stop_printing()
+            stopped_at[0] = asyncio.get_running_loop().time()
             # The line resumes: five more prints confirmed. What the stop cost is what was settled until then.
             await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= min(60, at_stop + 5))
             after = f.reports[before:]
