@@ -112,6 +112,7 @@ class Feeder(FeederLedger):
         self.state = FeederState.IDLE
         self.reports: list[ReconcileReport] = []
         self.can_confirm = caps.counters or caps.print_complete_events
+        self.kind = caps.kind
         self._inbox: asyncio.Queue[PrintEvent | None] = asyncio.Queue()  # None: stop() was called
         self._stopping = False
         self._stop_at = float("inf")
@@ -271,7 +272,9 @@ class Feeder(FeederLedger):
             return None
         if status.fifo_lost and self._first_push_at is not None:
             return ReconcileReason.FIFO_LOST
-        was_printing = self._last_state is PrinterState.PRINTING
+        # A stop or fault clears a FIFO on most coders even where the driver cannot see it; a single slot
+        # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost.
+        was_printing = self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
         if was_printing and status.state is PrinterState.FAULT:
             return ReconcileReason.FAULT
         if was_printing and status.state is not PrinterState.PRINTING:
