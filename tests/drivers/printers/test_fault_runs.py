@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -67,8 +68,11 @@ async def fault_run(pair: Pair, seed: int, products: int, *, soak: bool = False)
             if s in open_:
                 open_.remove(s)
 
+    settled_at = [float("-inf")]
+
     async def settle() -> None:
         settlement = await driver.settle()
+        settled_at[0] = time.monotonic()  # what the driver emitted until now is covered by this settle
         last = settlement.status.last_printed
         confirmed(s for s in list(open_) if last is not None and s <= last)
         tally.flushed.update(settlement.fates.flushed)
@@ -87,24 +91,35 @@ async def fault_run(pair: Pair, seed: int, products: int, *, soak: bool = False)
             if rng.random() < P_FAULT:
                 await _inject(sim, rng.choice(faults), rng)
                 tally.faults += 1
+            # As the feeder does: events first, in order; a loss known before a push is settled before
+            # it (after a loss, last_printed may jump over lost records: seqs no longer print in order).
+            while not events.empty():
+                event = events.get_nowait()
+                if event.kind is PrintEventKind.PRINTED and event.seq is not None:
+                    confirmed([event.seq])
+                elif event.kind is PrintEventKind.FIFO_LOST and event.at > settled_at[0] and open_:
+                    lost = True
             try:
                 if lost:
                     await settle()
                     lost = False
                 status = await driver.status()
-                last = status.last_printed
-                confirmed(s for s in list(open_) if last is not None and s <= last)
-                if status.faults:
-                    await driver.clear_fault()
-                if status.state is not PrinterState.PRINTING:
-                    await driver.start()
-                n = min(cap - len(open_), 5)
-                batch = [Record(seq + i + 1, f"S{seq + i + 1}") for i in range(max(n, 0))]
-                seq += len(batch)  # a seq is used once, whatever happens to the push
-                texts.update({r.seq: r.text for r in batch})
-                open_.extend(r.seq for r in batch)
-                if batch:
-                    await driver.push(batch)
+                if status.fifo_lost and open_:
+                    lost = True
+                else:
+                    last = status.last_printed
+                    confirmed(s for s in list(open_) if last is not None and s <= last)
+                    if status.faults:
+                        await driver.clear_fault()
+                    if status.state is not PrinterState.PRINTING:
+                        await driver.start()
+                    n = min(cap - len(open_), 5)
+                    batch = [Record(seq + i + 1, f"S{seq + i + 1}") for i in range(max(n, 0))]
+                    seq += len(batch)  # a seq is used once, whatever happens to the push
+                    texts.update({r.seq: r.text for r in batch})
+                    open_.extend(r.seq for r in batch)
+                    if batch:
+                        await driver.push(batch)
             except PrinterError:
                 lost = True  # after any failure: settle before pushing again, as the feeder does
                 await asyncio.sleep(0.01)
@@ -112,12 +127,6 @@ async def fault_run(pair: Pair, seed: int, products: int, *, soak: bool = False)
             if kind is not CoderKind.SINGLE_SLOT or slot_fresh(sim) is not False:
                 sim.trigger(1 if kind is CoderKind.SINGLE_SLOT else 2)
             await asyncio.sleep(0)
-            while not events.empty():
-                event = events.get_nowait()
-                if event.kind is PrintEventKind.PRINTED and event.seq is not None:
-                    confirmed([event.seq])
-                elif event.kind is PrintEventKind.FIFO_LOST:
-                    lost = True
         with suppress(PrinterError):
             await settle()
     finally:
