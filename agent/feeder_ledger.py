@@ -75,7 +75,10 @@ class FeederLedger:
             except store.CounterMismatch as exc:
                 log.warning("%s", exc)
                 self.pending = self.pending or ReconcileReason.COUNTER
-        elif status.print_count is not None and (mark := store.get_mark(self.ledger, self.coder)):
+        elif (status.print_count is not None and self.suspect_from is None
+              and (mark := store.get_mark(self.ledger, self.coder))):
+            # By the counter alone: the k-th count since the mark printed the k-th record sent since it.
+            # Not after a failed push: which of its records the coder holds is unknown.
             n = store.confirm_by_count(self.ledger, self.coder, mark, status.print_count)
         self._confirmed(n)
         return n
