@@ -239,7 +239,10 @@ class Feeder(FeederLedger):
     async def _tick(self) -> bool:
         """One look at the coder and one refill; True when the job's target is printed."""
         status = await self.printer.status()
-        await asyncio.to_thread(self.confirm, status)
+        if not (status.fifo_lost and self.open):
+            # After a loss, last_printed may jump over lost records (seqs no longer print in order):
+            # the reconcile it asks for confirms, with what settle() says about each record.
+            await asyncio.to_thread(self.confirm, status)
         self.alarms.set(Alarm.COMMUNICATION, False)
         reason = self._needs_reconcile(status)
         self._last_state = status.state
