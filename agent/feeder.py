@@ -19,7 +19,10 @@ Why this shape (see research/protocols.md, serialization mode):
   ring's capacity is already one less than the ring); a SINGLE_SLOT coder gets the next code only once
   the last one is confirmed printed; a coder whose link cannot feed the line's rate
   (`max_items_per_min`) raises RATE_LIMIT. A coder that can confirm nothing (no counter, no
-  print-complete message) is never fed: a push it cannot confirm could only end in doubt.
+  print-complete message) is fed, but the feeder never takes a push for a print: its codes stay `sent`
+  until the camera's read proves them (agent/verify/station.py moves them to printed) or a reconcile puts
+  them in doubt, and what it may keep in the coder is counted from the ledger's open codes, so only those
+  proofs make room.
 - A device error (a timeout, a lost reply, a dropped link) is a fault the feeder reconciles from with
   backoff, never an exception that ends it. The feeder never starts or stops the coder.
 """
@@ -197,13 +200,8 @@ class Feeder(FeederLedger):
     # ---- the loop -----------------------------------------------------------------------------
 
     def _fit_to_feed(self) -> bool:
-        """What the capabilities forbid: a coder that can confirm nothing, a line faster than the link."""
+        """What the capabilities forbid: a line faster than the coder's link can feed."""
         caps = self.printer.capabilities
-        if not self.can_confirm:
-            self.alarms.set(Alarm.CANNOT_CONFIRM, True,
-                            f"{self.coder}: the coder reports no counter and no print-complete, so no print "
-                            "can be confirmed; nothing is sent (every code would end in doubt)")
-            return False
         limit = caps.max_items_per_min
         if limit is not None and (self.line_rate_per_min is None or self.line_rate_per_min > limit):
             rate = "an undeclared rate" if self.line_rate_per_min is None else f"{self.line_rate_per_min:g}/min"
@@ -256,6 +254,8 @@ class Feeder(FeederLedger):
             return False
         self.alarms.set(Alarm.CODER_FAULT, False)
         self.state = FeederState.FEEDING
+        if not self.can_confirm:  # only the camera confirms: count what it has not proven yet
+            self.open = len(await asyncio.to_thread(store.open_records, self.ledger, self.coder))
         progress = await asyncio.to_thread(self.progress)
         if progress.needed == 0 and progress.sent == 0:
             self._level_alarms(status, self.open, self.open, done=True)

@@ -21,7 +21,6 @@ class Alarm(StrEnum):
     COMMUNICATION = "communication"  # the coder does not answer (or answers garbage)
     CODER_FAULT = "coder_fault"  # the coder reports a fault that stops printing
     IN_DOUBT = "in_doubt"  # a reconcile left codes in doubt (they will be voided unless proven)
-    CANNOT_CONFIRM = "cannot_confirm"  # the coder reports no counter and no print-complete: not fed
     RATE_LIMIT = "rate_limit"  # the line is faster than the coder's link can feed one code per item
 
 

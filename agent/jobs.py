@@ -19,13 +19,15 @@ from agent.ledger import CodeState, Ledger, LedgerError
 class JobState(StrEnum):
     CREATED = "created"
     RUNNING = "running"
+    PAUSED = "paused"  # the line halted for a while; `job start` resumes it (a restart does not)
     STOPPED = "stopped"
     FINISHED = "finished"
 
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CREATED: frozenset({JobState.RUNNING, JobState.FINISHED}),
-    JobState.RUNNING: frozenset({JobState.STOPPED, JobState.FINISHED}),
+    JobState.RUNNING: frozenset({JobState.PAUSED, JobState.STOPPED, JobState.FINISHED}),
+    JobState.PAUSED: frozenset({JobState.RUNNING, JobState.STOPPED, JobState.FINISHED}),
     JobState.STOPPED: frozenset({JobState.RUNNING, JobState.FINISHED}),
     JobState.FINISHED: frozenset(),
 }
@@ -33,6 +35,10 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 class JobError(LedgerError):
     pass
+
+
+class JobNotFound(JobError):
+    """No job by that name or id (the CLI exits 4, "not found")."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def get_job(ledger: Ledger, ref: str | int) -> Job:
         else:
             row = ledger.conn.execute("SELECT * FROM jobs WHERE name = ?", (ref,)).fetchone()
     if row is None:
-        raise JobError(f"no job {ref!r}")
+        raise JobNotFound(f"no job {ref!r}")
     return Job.from_row(row)
 
 
@@ -141,6 +147,12 @@ def start_job(ledger: Ledger, ref: str | int) -> Job:
 def stop_job(ledger: Ledger, ref: str | int) -> Job:
     job = get_job(ledger, ref)
     _move(ledger, job, JobState.STOPPED)
+    return get_job(ledger, job.id)
+
+
+def pause_job(ledger: Ledger, ref: str | int) -> Job:
+    job = get_job(ledger, ref)
+    _move(ledger, job, JobState.PAUSED)
     return get_job(ledger, job.id)
 
 

@@ -60,23 +60,26 @@ def _protocols() -> list[Protocol]:
                             lambda u, c: Leibinger(LeibingerSettings(url=u, capacity=c, baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.videojet import VideojetSettings, VideojetWsi
+        from drivers.printers.videojet_codec import VideojetModel
         from drivers.sim.videojet import VideojetSim
 
-        out.append(Protocol("videojet_wsi", 64, lambda c: VideojetSim(capacity=c, baud=BAUD),
-                            lambda u, c: VideojetWsi(VideojetSettings(url=u, fifo_depth=c, baud=BAUD))))
+        # One user field, no queue (WSI Rev AD 3.6): one code per push, each proven by the print counter.
+        out.append(Protocol("videojet_wsi", 1, lambda c: VideojetSim(baud=BAUD),
+                            lambda u, c: VideojetWsi(VideojetSettings(url=u, model=VideojetModel.V1620,
+                                                                      baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.markem import MarkemNgpcl, MarkemSettings
         from drivers.sim.markem import MarkemSim
 
-        out.append(Protocol("markem_ngpcl", 64, lambda c: MarkemSim(capacity=c, baud=BAUD),
-                            lambda u, c: MarkemNgpcl(MarkemSettings(url=u, fifo_depth=c, baud=BAUD,
-                                                                    start_code="PS0",
-                                                                    clear_faults_code="EC0"))))
+        # A single slot (NGPCL Usage Guide v25, 10.2): one code in the coder at a time.
+        out.append(Protocol("markem_ngpcl", 1, lambda c: MarkemSim(baud=BAUD),
+                            lambda u, c: MarkemNgpcl(MarkemSettings(url=u, baud=BAUD))))
     with suppress(ImportError):
         from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
         from drivers.sim.hitachi import HitachiSim
 
-        out.append(Protocol("hitachi", 200, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
+        # the buffer holds 100 items / 1,000 characters (RX manual 5.9.2): 32 of the 31-character codes
+        out.append(Protocol("hitachi", 32, lambda c: HitachiSim(capacity=c, refill_n=0, baud=BAUD),
                             lambda u, c: HitachiBuffer(HitachiSettings(url=u, buffer_size=c, baud=BAUD))))
     return out
 

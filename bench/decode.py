@@ -18,9 +18,10 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from agent.verify.decode import CodeFormat, Decoder, DecoderSettings
+from agent.config.regions import Region
+from agent.config.verify import CodeFormat, DecoderSettings
+from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
-from agent.verify.regions import Region
 from bench import Figure
 from drivers.cameras.base import Image
 from drivers.sim.camera import Defect, Defects, Rendered, SimCameraSettings, Symbology, render

@@ -36,6 +36,24 @@ def _raw_conn(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _raw_single_transitions(raw: sqlite3.Connection, codes: list[str], *, window_s: float) -> tuple[float, float]:
+    """Like for like with Ledger.transition: one UPDATE of one row and one journal INSERT per code, from
+    Python, committed whenever the group window has passed (the ledger's commit policy)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    raw.execute("BEGIN")
+    opened = time.monotonic()
+    for c in codes:
+        now = time.time()
+        raw.execute("UPDATE codes SET state='sent', updated_at=? WHERE code=? AND state='allocated'", (now, c))
+        raw.execute("INSERT INTO events(at, kind, code, payload) VALUES (?, 'code.sent', ?, '{}')", (now, c))
+        if time.monotonic() - opened >= window_s:
+            raw.execute("COMMIT")
+            raw.execute("BEGIN")
+            opened = time.monotonic()
+    raw.execute("COMMIT")
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def run(quick: bool) -> dict[str, Figure]:
     n = 200_000 if quick else 1_000_000
     out: dict[str, Figure] = {}
@@ -85,23 +103,21 @@ def run(quick: bool) -> dict[str, Figure]:
         tn = min(100_000 if quick else 200_000, len(allocated))
         subset = allocated[:tn]
         ledger.group_window_s = 0.010
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for c in subset:
             ledger.transition(c, CodeState.SENT)
         ledger.commit()
-        trans_s = time.perf_counter() - t0
-        now = time.time()
-        t0 = time.perf_counter()
-        raw.execute("BEGIN")
-        raw.executemany("UPDATE codes SET state='sent', updated_at=? WHERE code=?", ((now, c) for c in subset))
-        raw.executemany("INSERT INTO events(at, kind, code, payload) VALUES (?, 'code.sent', ?, '{}')",
-                        ((now, c) for c in subset))
-        raw.execute("COMMIT")
-        raw_trans_s = time.perf_counter() - t0
+        trans_s, trans_cpu = time.perf_counter() - t0, time.process_time() - c0
+        raw_trans_s, raw_cpu = _raw_single_transitions(raw, subset, window_s=0.010)
         out["ledger.transitions_per_s"] = Figure(
             tn / trans_s, "transitions/s", tn / raw_trans_s, 20_000,
-            note="each: one guarded UPDATE ... RETURNING (the state check) + its journal INSERT; "
-                 "10 ms group commit, synchronous=FULL")
+            note="each: one guarded state change + its journal event, 10 ms group commit, synchronous=FULL; "
+                 "baseline: raw sqlite3 doing one single-row UPDATE + one INSERT per transition under the "
+                 "same 10 ms commit timer")
+        out["ledger.transitions_per_cpu_s"] = Figure(
+            tn / trans_cpu, "transitions/cpu-s", tn / raw_cpu, 20_000,
+            note=f"the same run in CPU seconds of this process ({trans_cpu / tn * 1e6:.1f} us per transition, "
+                 f"raw {raw_cpu / tn * 1e6:.1f} us): steadier than wall time on a shared machine")
         raw.close()
         ledger.close()
     return out

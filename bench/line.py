@@ -157,3 +157,22 @@ def run(quick: bool) -> dict[str, Figure]:
                  "(simulators and receiver subtracted); baseline: same agent connected, no job",
             higher_is_better=False),
     }
+
+
+def _main() -> None:
+    """`python -m bench.line --seconds N`: the busy scenario alone, for bench.profile to sample."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    try:
+        sample = measure(root / "busy", seconds=args.seconds, with_job=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"cpu {sample.cpu:.3f} cores, produced {sample.produced}, judged {sample.judged}, stops {sample.stops}")
+
+
+if __name__ == "__main__":
+    _main()

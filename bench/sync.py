@@ -40,6 +40,7 @@ from agent.sync.outbox import Batch, Outbox
 from agent.sync.uplink import Uplink
 from bench import Figure
 
+ROOT = Path(__file__).resolve().parents[1]
 CTX = LineContext(read_point="urn:epc:id:sgln:0614141.00777.L1", biz_location="urn:epc:id:sgln:0614141.00777.0",
                   utc_offset="+08:00")
 
@@ -213,9 +214,13 @@ def run(quick: bool) -> dict[str, Figure]:
         receiver = None
         try:
             _wait_port(port)
+            # The receiver runs from this tree, as the agent side does: the venv's `lineagent` script
+            # imports whichever checkout the venv was installed from, which need not be this one.
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
             receiver = subprocess.Popen(
-                [str(Path(sys.executable).parent / "lineagent"), "receiver", "--broker", f"mqtt://127.0.0.1:{port}",
-                 "--db", str(work / "received.db")], stdout=subprocess.DEVNULL)
+                [sys.executable, "-c", "from agent.cli.main import main; main()", "receiver",
+                 "--broker", f"mqtt://127.0.0.1:{port}", "--db", str(work / "received.db")],
+                stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
             _fill(work / "a.db", n)
             _fill(work / "b.db", n_rtt)
             time.sleep(1.0)  # the receiver subscribes

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from pyzbar import pyzbar
 
+from agent.config.regions import Region
+from agent.config.verify import DecoderSettings, VerifySettings
 from agent.epcis import LineContext
 from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import CodeState, Ledger
-from agent.verify.decode import Decoder, DecoderSettings
+from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
-from agent.verify.regions import Region
-from agent.verify.station import VerifySettings, VerifyStation, observe_image
+from agent.verify.station import VerifyStation, observe_image
 from bench import Figure
 from drivers.cameras.base import Image
 from drivers.plc import LinePlc, PlcSettings

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 from agent.aggregation import events, rules
 from agent.aggregation.model import PackRejected, PackState, Reason, Violation
-from agent.aggregation.packs import TO_VERIFIED, Aggregator
-from agent.ledger.states import check_transition
+from agent.aggregation.packs import Aggregator, to_verified
 
 Burst = Sequence[tuple[str, Sequence[str]]]  # (parent code, its children) per pack
 
@@ -43,15 +42,9 @@ def pack_burst(agg: Aggregator, level: str, packs: Burst, *, job: int, durable: 
                 rejected.append(PackRejected(parent, level, bad))
                 continue
             taken.update((parent, *kids))
-            f = known[parent]
-            for hop_from, hop_to in zip([f.state, *TO_VERIFIED[f.state]], TO_VERIFIED[f.state], strict=False):
-                check_transition(parent, hop_from, hop_to)
-            good.append((f, kids))
+            good.append((known[parent], kids))
         at = time.time()
-        conn.executemany(
-            "UPDATE codes SET state = 'verified', job = ?, updated_at = ? WHERE id = ?",
-            [(job, at, f.id) for f, _ in good],
-        )
+        to_verified(agg.ledger, [f for f, _ in good], job=job, at=at)
         conn.executemany(
             "INSERT INTO packs(code, level, job, state, expected_count, created_at, closed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

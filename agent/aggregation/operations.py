@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from agent.aggregation import events, rules
 from agent.aggregation.model import AggregationError, PackState
-from agent.aggregation.packs import TO_VERIFIED, Aggregator, _history
+from agent.aggregation.packs import TO_VERIFIED, Aggregator, _history, to_verified
 from agent.ledger import CodeState
 from agent.ledger.states import check_transition
 
@@ -47,10 +47,9 @@ def replace(agg: Aggregator, old: str, new: str) -> None:
         if o.pack_state in (PackState.REPLACED, PackState.UNPACKED, PackState.DECOMMISSIONED):
             raise AggregationError(f"{old!r} is a {o.pack_state} pack; only a live pack is replaced")
         at = time.time()
-        path = TO_VERIFIED[n.state]
-        for hop_from, hop_to in zip([n.state, *path], path, strict=False):
-            check_transition(new, hop_from, hop_to)
-        conn.execute("UPDATE codes SET state = 'verified', job = ?, updated_at = ? WHERE id = ?", (o.job, at, n.id))
+        if n.state not in TO_VERIFIED:
+            raise AggregationError(f"replacement {new!r} is {n.state}; it cannot become a commissioned code")
+        to_verified(ledger, [n], job=o.job, at=at)
         if o.parent is not None:
             up = _code(conn, o.parent)
             events.journal_unlink(ledger, agg.ctx, up, [old], at, o.job)
@@ -104,12 +103,12 @@ def decommission(agg: Aggregator, code: str, *, recursive: bool = False) -> int:
         rows = conn.execute(
             f"SELECT code, state FROM codes WHERE id IN ({','.join('?' * len(ids))})", ids
         ).fetchall()
+        by_state: dict[CodeState, list[str]] = {}
         for c, state in rows:
-            check_transition(c, CodeState(state), CodeState.REJECTED)
-        conn.execute(
-            f"UPDATE codes SET state = 'rejected', updated_at = ? WHERE id IN ({','.join('?' * len(ids))})",
-            [at, *ids],
-        )
+            check_transition(c, CodeState(state), CodeState.REJECTED)  # names the first code that may not
+            by_state.setdefault(CodeState(state), []).append(c)
+        for state, codes in by_state.items():
+            ledger.transition_many(codes, CodeState.REJECTED, expect=state, kind="codes.decommissioned", at=at)
         events.journal_decommission(ledger, agg.ctx, [r[0] for r in rows], at, f.job)
         _history(conn, "decommission", f.id, None, {"codes": len(rows)}, at)
     return len(rows)

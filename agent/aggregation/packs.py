@@ -26,7 +26,6 @@ from agent.aggregation.model import (
     Violation,
 )
 from agent.ledger import CodeState, Ledger
-from agent.ledger.states import check_transition
 
 # How a parent code reaches `verified` (commissioned) when its pack is made; each hop is legal.
 TO_VERIFIED: dict[CodeState, list[CodeState]] = {
@@ -36,6 +35,28 @@ TO_VERIFIED: dict[CodeState, list[CodeState]] = {
     CodeState.PRINTED: [CodeState.VERIFIED],
     CodeState.VERIFIED: [],
 }
+
+
+def to_verified(ledger: Ledger, parents: Sequence[rules.CodeFacts], *, job: int | None, at: float) -> None:
+    """Walk pack parent codes to `verified` hop by hop through the ledger's guarded transitions.
+
+    Each hop is a guarded transition the transition table allows (and the ledger file's trigger
+    re-checks): one code walks with one journal event, a burst moves all parents that share a state
+    with one statement and one event per hop.
+    """
+    by_state: dict[CodeState, list[str]] = {}
+    for f in parents:
+        by_state.setdefault(f.state, []).append(f.code)
+    for state, codes in by_state.items():
+        source = state
+        if not TO_VERIFIED[state]:
+            continue
+        if len(codes) == 1:
+            ledger.walk(codes[0], TO_VERIFIED[state], expect=state, job=job, at=at)
+            continue
+        for hop in TO_VERIFIED[state]:
+            ledger.transition_many(codes, hop, expect=source, job=job, at=at)
+            source = hop
 
 _INFO_SQL = (
     "SELECT c.code, c.id, p.level, p.job, p.state, p.expected_count,"
@@ -227,13 +248,7 @@ class Aggregator:
         at: float,
         partial_reason: str | None,
     ) -> None:
-        for hop_from, hop_to in zip([parent.state, *TO_VERIFIED[parent.state]], TO_VERIFIED[parent.state],
-                                    strict=False):
-            check_transition(parent.code, hop_from, hop_to)
-        conn.execute(
-            "UPDATE codes SET state = 'verified', job = COALESCE(?, job), updated_at = ? WHERE id = ?",
-            (job, at, parent.id),
-        )
+        to_verified(self.ledger, [parent], job=job, at=at)
         conn.execute(
             "INSERT INTO packs(code, level, job, state, expected_count, partial_reason, created_at, closed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -15,9 +15,10 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, Exit, config, console, err_console, fail
-from agent.verify.decode import Backend, CodeFormat, Decoder, DecodeResult, DecoderSettings, Gs1Text
-from agent.verify.grade import INDICATIVE, Grade, Grader, GradeReport, GradeSettings
-from agent.verify.regions import Region
+from agent.config.regions import Region
+from agent.config.verify import Backend, CodeFormat, DecoderSettings, Grade, GradeSettings, Gs1Text
+from agent.verify.decode import Decoder, DecodeResult
+from agent.verify.grade import INDICATIVE, Grader, GradeReport
 from drivers import registry
 from drivers.cameras.base import Camera, CameraError, Image
 from drivers.cameras.folder import list_images, read_image

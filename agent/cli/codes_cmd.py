@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -69,22 +71,26 @@ def make_package_cmd(
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="Signed package, or TXT/CSV when unsigned imports are allowed")],
     level: Annotated[str | None, typer.Option(help="Level of the codes in a TXT file")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="Text encoding of a TXT/CSV file (default: UTF-8, else GB18030/GBK, detected)")] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Import codes: all or nothing; a refused import lists what is wrong and where (exit 1)."""
     cfg = config_optional(config)
-    ledger = open_ledger(cfg, db)
+    if not file.exists():
+        fail(f"{file}: no such file", Exit.NOT_FOUND)
+    ledger = open_ledger(cfg, db, create=True)
     try:
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True) as bar:
             task = bar.add_task("import", total=None)
-            result = import_file(ledger, file, cfg, level=level,
+            result = import_file(ledger, file, cfg, level=level, encoding=encoding,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     except ImportRefused as exc:
         ledger.audit("codes.import", {"file": str(file), "level": level}, f"refused: {exc.total} problem(s)")
         ledger.close()
-        err_console.print(f"[bold red]refused:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]refused:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
     if result.already_imported:
         console.print(f"package {result.package_id} was already imported ({result.count} codes): nothing to do")
@@ -100,12 +106,26 @@ def stats(
     config: ConfigOpt = None,
     db: DbOpt = None,
     check: Annotated[bool, typer.Option(help="Exit 1 when a level is below its low-stock threshold")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Counts per level, package and state; warns when a level runs low."""
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     rows = ledger.counts()
     ledger.close()
+    if as_json:
+        stock: dict[str, int] = {}
+        for r in rows:
+            if r["state"] in ("available", "returned"):
+                stock[r["level"]] = stock.get(r["level"], 0) + int(r["n"])
+        low_levels = [lv for lv, src in (cfg.code_sources.levels.items() if cfg else [])
+                      if stock.get(lv, 0) < src.low_stock]
+        typer.echo(json.dumps({"rows": [{"level": r["level"], "package": r["package_id"], "state": r["state"],
+                                         "count": int(r["n"])} for r in rows],
+                               "available": stock, "low": low_levels}, ensure_ascii=False, indent=2))
+        if check and low_levels:
+            raise typer.Exit(int(Exit.REFUSED))
+        return
     table = Table(title="codes by level, package and state")
     for col in ("level", "package", "state", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")

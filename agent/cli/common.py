@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agent.config import ConfigError, LineConfig, default_config_path, load_config
 from agent.ledger import Ledger, LedgerError
@@ -38,7 +39,8 @@ DbOpt = Annotated[Path | None, typer.Option("--db", help="Ledger file (overrides
 
 
 def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape(): a path or a code may hold "[/]" or "[bold]", which rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
@@ -48,7 +50,7 @@ def config(path: Path | None) -> LineConfig:
         return load_config(p)
     except ConfigError as exc:
         for issue in exc.issues:
-            err_console.print(f"[red]{issue}[/]", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]{escape(str(issue))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
 
 
@@ -60,8 +62,15 @@ def ledger_path(cfg: LineConfig | None, db: Path | None) -> Path:
     return cfg.resolve(cfg.storage.ledger)
 
 
-def open_ledger(cfg: LineConfig | None, db: Path | None) -> Ledger:
+def open_ledger(cfg: LineConfig | None, db: Path | None, *, create: bool = False) -> Ledger:
+    """The ledger; refused (exit 4) when the file does not exist, unless the command makes ledgers
+    (`codes import`, `job create`, `run`): a mistyped --db must not quietly become an empty ledger."""
     path = ledger_path(cfg, db)
+    if not create and not path.exists():
+        fail(f"no ledger at {path} (a mistyped --db or storage.ledger? `lineagent codes import` or "
+             "`lineagent run` creates one)", Exit.NOT_FOUND)
+    if create and not path.parent.is_dir():
+        fail(f"cannot create the ledger {path}: folder {path.parent} does not exist", Exit.NOT_FOUND)
     window = (cfg.storage.group_commit_ms / 1000.0) if cfg else 0.010
     try:
         return Ledger(path, group_window_s=window)

@@ -6,25 +6,32 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agent.cli.common import Exit, console, err_console
-from agent.config import ConfigError, load_config
+from agent.config import ConfigError, default_config_path, load_config
 
 app = typer.Typer(help="Check line configs.", no_args_is_help=True)
 
 
 @app.command("check")
-def check(path: Annotated[Path, typer.Argument(help="The line config YAML to check")]) -> None:
+def check(path: Annotated[Path | None, typer.Argument(
+        help="The line config YAML to check (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)")] = None,
+) -> None:
     """Validate a line config; exit 1 listing every problem, exit 0 with a summary."""
+    path = path or default_config_path()
+    if not path.exists():
+        err_console.print(f"error: no config at {escape(str(path))}", highlight=False)
+        raise typer.Exit(int(Exit.NOT_FOUND))
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         for issue in exc.issues:
-            err_console.print(f"[red]{issue}[/]", highlight=False, soft_wrap=True)
-        err_console.print(f"{len(exc.issues)} problem(s) in {path}")
+            err_console.print(f"[red]{escape(str(issue))}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"{len(exc.issues)} problem(s) in {escape(str(path))}", highlight=False)
         raise typer.Exit(int(Exit.REFUSED)) from exc
-    table = Table(title=f"{path}: OK — site {cfg.site.id}, line {cfg.line.id}")
+    table = Table(title=f"{escape(str(path))}: OK — site {cfg.site.id}, line {cfg.line.id}")
     table.add_column("section")
     table.add_column("entries")
     for group in ("coders", "cameras", "readers", "plcs", "label_printers"):

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, ledger_path, open_ledger
 from agent.codes import gs1
-from agent.jobs import JobError, JobSpec, create_job, finish_job, list_jobs, start_job, stop_job
+from agent.control import client
+from agent.control.protocol import ErrorCode
+from agent.jobs import (
+    JobError,
+    JobNotFound,
+    JobSpec,
+    create_job,
+    finish_job,
+    list_jobs,
+    pause_job,
+    start_job,
+    stop_job,
+)
 
-app = typer.Typer(help="Work orders: create, start, stop, finish, list.", no_args_is_help=True)
+app = typer.Typer(help="Work orders: create, start, pause, stop, finish, list.", no_args_is_help=True)
 JobRef = Annotated[str, typer.Argument(help="Job name or id")]
 
 
@@ -66,51 +79,92 @@ def create(
 
 
 def _move(action: str, ref: str, config: ConfigOpt, db: DbOpt) -> None:
+    """Through the daemon when one runs this line (it stops the belt and the coders, drains a finish,
+    and audits the operator from the socket's peer credentials); on the ledger directly when none does."""
     cfg = config_optional(config)
+    path = ledger_path(cfg, db)
+    sock = cfg.control_socket(path) if cfg is not None else path.with_suffix(".sock")
+    if action in ("stop", "pause", "finish") and sock.exists():
+        console.print(f"asking the daemon to {action} job {ref!r} (the line stops first) ...")
+    try:
+        result = client.call(sock, f"job.{action}", {"job": ref})
+    except client.DaemonNotRunning:
+        pass
+    except client.DaemonRefused as exc:
+        fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
+    else:
+        console.print(_said(ref, result) + " (by the running daemon)")
+        return
     ledger = open_ledger(cfg, db)
     try:
         if action == "start":
             msg = f"job {ref!r} is {start_job(ledger, ref).state}"
         elif action == "stop":
             msg = f"job {ref!r} is {stop_job(ledger, ref).state}"
+        elif action == "pause":
+            msg = f"job {ref!r} is {pause_job(ledger, ref).state}"
         else:
             rep = finish_job(ledger, ref)
-            msg = (f"job {ref!r} finished: {rep.returned} unused codes returned to the pool, "
-                   f"{rep.in_doubt} sent-but-unconfirmed codes in doubt")
+            msg = _said(ref, {"state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt})
     except JobError as exc:
         ledger.audit(f"job.{action}", {"job": ref}, f"refused: {exc}")
-        fail(str(exc))
+        fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
     ledger.audit(f"job.{action}", {"job": ref}, msg)
     ledger.close()
     console.print(msg)
 
 
+def _said(ref: str, result: dict[str, object]) -> str:
+    if result.get("state") == "finished":
+        return (f"job {ref!r} finished: {result.get('returned', 0)} unused codes returned to the pool, "
+                f"{result.get('in_doubt', 0)} sent-but-unconfirmed codes in doubt")
+    return f"job {ref!r} is {result.get('state')}"
+
+
 @app.command("start")
 def start(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Start (or resume a paused job); a running daemon picks it up at once."""
     _move("start", ref, config, db)
 
 
 @app.command("stop")
 def stop(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Stop: the belt stops, then the coders; codes in the coders are reconciled."""
     _move("stop", ref, config, db)
+
+
+@app.command("pause")
+def pause(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Pause: as stop, but the job stays ready to resume with `job start` (a restart does not resume it)."""
+    _move("pause", ref, config, db)
 
 
 @app.command("finish")
 def finish(ref: JobRef, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Finish: unused codes return to the pool; sent-but-unconfirmed codes go in doubt."""
+    """Finish: feeding stops, printed items get their verdicts, unused codes return to the pool;
+    sent-but-unconfirmed codes go in doubt."""
     _move("finish", ref, config, db)
 
 
 @app.command("list")
-def list_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
+def list_cmd(config: ConfigOpt = None, db: DbOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     jobs = list_jobs(ledger)
     with ledger.lock:
         used = {r[0]: (r[1], r[2]) for r in ledger.conn.execute(
-            "SELECT job, SUM(state IN ('printed','verified')), SUM(state='rejected') FROM codes "
-            "WHERE job IS NOT NULL GROUP BY job")}
+            # Only the job's item level: box, case and pallet codes are packaging, not good items.
+            "SELECT c.job, SUM(c.state IN ('printed','verified')), SUM(c.state='rejected') FROM codes c "
+            "JOIN jobs j ON j.id = c.job WHERE c.level = j.level GROUP BY c.job")}
     ledger.close()
+    if as_json:
+        typer.echo(json.dumps([{
+            "id": j.id, "name": j.name, "state": str(j.state), "product": j.product_name, "gtin": j.gtin,
+            "lot": j.lot, "expiry": j.expiry.isoformat() if j.expiry else None, "target": j.target_qty,
+            "good": int(used.get(j.id, (0, 0))[0] or 0), "rejected": int(used.get(j.id, (0, 0))[1] or 0),
+        } for j in jobs], ensure_ascii=False, indent=2))
+        return
     table = Table(title="jobs")
     for col in ("id", "name", "state", "product", "gtin", "lot", "expiry", "target", "good", "rejected"):
         table.add_column(col)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -26,6 +28,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.printer_cmd", "printer"),
     ("agent.cli.camera_cmd", "camera"),
     ("agent.cli.plc_cmd", "plc"),
+    ("agent.cli.alarm_cmd", "alarm"),
 ]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
@@ -34,6 +37,24 @@ TOP_LEVEL: list[str] = [
     "agent.cli.receiver_cmd",
     "agent.cli.trace_cmd",
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("lineagent")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"lineagent {version}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    """Production-line edge agent: code packages, coders, verification, aggregation, EPCIS sync."""
 
 
 def _build() -> None:

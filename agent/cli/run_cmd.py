@@ -7,12 +7,13 @@ and the daemon's status record (agent/line/status.py) for what only a running da
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Group
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         cfg = config(config_path)
-        ledger = open_ledger(cfg, db)
+        ledger = open_ledger(cfg, db, create=True)
         try:
             runtime = LineRuntime(cfg, ledger)
         except (ValueError, KeyError) as exc:
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status(config_path: ConfigOpt = None, db: DbOpt = None,
                watch: Annotated[bool, typer.Option("--watch", "-w", help="Live view, refreshed every second")] = False,
+               as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
                ) -> None:
         """Is the daemon alive; the running job's progress; devices, FIFO depths, alarms, sync backlog."""
         from agent.cli.common import config_optional
@@ -65,6 +67,10 @@ def register(app: typer.Typer) -> None:
         path = ledger_path(cfg, db)
         if not path.exists():
             fail(f"no ledger at {path}", Exit.NOT_FOUND)
+        if as_json:
+            report = collect(path)
+            typer.echo(json.dumps(report, default=str, ensure_ascii=False, indent=2))
+            raise typer.Exit(0 if report["daemon"]["alive"] else int(Exit.DEVICE))
         if not watch:
             console.print(render(path))
             st = read_status(status_path(path))
@@ -76,6 +82,38 @@ def register(app: typer.Typer) -> None:
                     live.update(render(path))
             except KeyboardInterrupt:
                 pass
+
+
+def collect(ledger: Path) -> dict[str, Any]:
+    """What `status` shows, as data (`status --json`): exit 0 when the daemon is alive, 3 when not."""
+    st = read_status(status_path(ledger))
+    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        prog = job_progress(conn)
+        feed = dict(conn.execute(
+            "SELECT f.coder, COUNT(*) FROM coder_feed f JOIN codes c ON c.id = f.code WHERE c.state = 'sent' "
+            "GROUP BY f.coder").fetchall())
+    finally:
+        conn.close()
+    outbox = Outbox(ledger)
+    try:
+        b = outbox.backlog()
+    finally:
+        outbox.close()
+    return {
+        "daemon": {"alive": bool(st and st.alive()), "pid": st.pid if st else None,
+                   "state": st.state if st else None, "light": st.light if st else None,
+                   "last_beat_s_ago": round(time.time() - st.beat_at, 1) if st else None},
+        "job": None if prog is None else {"id": prog.job, "state": prog.state, "target": prog.target,
+                                          "codes": dict(prog.codes), "rejects": dict(prog.rejects),
+                                          "packs": dict(prog.packs)},
+        "coders_sent_unconfirmed": feed,
+        "devices": st.devices if st else {},
+        "stations": st.stations if st else {},
+        "alarms": st.alarms if st else [],
+        "sync": {"undelivered_events": b.undelivered_events, "open_batches": b.open_batches,
+                 "link": (st.sync if st else {}).get("link")},
+    }
 
 
 def render(ledger: Path) -> Group:

@@ -21,7 +21,7 @@ from agent.aggregation.setup import aggregator_for
 from agent.cli import common
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
 from agent.cli.pack_cmd import when
-from agent.jobs import JobError, get_job
+from agent.jobs import JobError, JobNotFound, get_job, list_jobs
 
 export_app = typer.Typer(help="Export a hierarchy for auditors and customers.", no_args_is_help=True)
 
@@ -98,8 +98,10 @@ def export_pallet(
 
 
 def scan(
-    level: Annotated[str, typer.Argument(help="The parent level being packed: box, case, pallet")],
-    job: Annotated[str, typer.Option(help="Job name or id the packs belong to")],
+    level: Annotated[str | None, typer.Argument(
+        help="The parent level being packed: box, case, pallet (default: the first parent level)")] = None,
+    job: Annotated[str | None, typer.Option(help="Job name or id the packs belong to (default: the running job)")
+                   ] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -107,13 +109,21 @@ def scan(
     cfg = common.config(config)
     ledger = open_ledger(cfg, db)
     try:
-        j = get_job(ledger, job)
+        if job is None:
+            running = [j for j in list_jobs(ledger) if j.state == "running"]
+            if len(running) != 1:
+                ledger.close()
+                fail(f"{len(running)} jobs are running: give --job NAME", Exit.USAGE)
+            j = running[0]
+        else:
+            j = get_job(ledger, job)
         agg = aggregator_for(ledger, cfg, job=j.id)
+        level = level or next(iter(agg.plans), "box")
         plan = agg.plan(level)
     except (AggregationError, JobError) as exc:
         ledger.close()
-        fail(str(exc))
-    console.print(f"scan {plan.count} {plan.child_level} codes, then the {level} label (Ctrl-D ends)")
+        fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
+    console.print(f"job {j.name}: scan {plan.count} {plan.child_level} codes, then the {level} label (Ctrl-D ends)")
     children: list[str] = []
     packed = refused = 0
     for raw in sys.stdin:

@@ -12,11 +12,13 @@ exactly as before; SQLite's atomic commit gives that for free, and group commit 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +38,13 @@ from agent.ledger import Ledger
 MAX_CODE_LEN = 512
 MAX_REPORTED = 50
 CHUNK = 50_000
-_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+# Whitespace, C0/C1 controls, and the invisible characters a copy-paste or an editor slips into a
+# code (BOM, zero-width space/joiners, direction marks, word joiner, soft hyphen): a code holding one
+# prints as if it were another code, so none of them is ever part of a code.
+_BAD_CHARS = re.compile("[\\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Encodings tried in turn for a plain TXT/CSV file when --encoding is not given: UTF-8 (with or
+# without a BOM), then GB18030, the superset of GBK/GB2312 that Chinese Windows tools write.
+AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
 
 Progress = Callable[[int, int], None]
 
@@ -95,10 +103,13 @@ def import_file(
     *,
     level: str | None = None,
     progress: Progress | None = None,
+    encoding: str | None = None,
 ) -> ImportResult:
     """Import one file; raises ImportRefused with every problem found (up to 50 listed)."""
     name = str(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+            raise ImportRefused(name, [Problem(None, "not a regular file (a pipe, a device or a folder)")], 1)
         data = path.read_bytes()
     except OSError as exc:
         raise ImportRefused(name, [Problem(None, f"cannot read: {exc.strerror or exc}")], 1) from exc
@@ -110,11 +121,7 @@ def import_file(
                                            "allow_unsigned_imports is false in the config")], 1)
     package_id = "file:" + hashlib.sha256(data).hexdigest()
     problems = _Problems(name)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportRefused(name, [Problem(line, "not valid UTF-8")], 1) from exc
+    text = _decode(data, name, encoding)
     if path.suffix.lower() == ".csv":
         codes, code_levels = _parse_csv(text, problems, levels)
         source = "csv"
@@ -124,7 +131,7 @@ def import_file(
         if levels is not None and level not in levels:
             raise ImportRefused(name, [Problem(None, f"level {level!r} is not in code_sources.levels "
                                                f"({', '.join(sorted(levels))})")], 1)
-        codes = _parse_lines(text, problems)
+        codes = _parse_lines(text, problems, lenient=True)
         code_levels = [level] * len(codes)
         source = "txt"
     problems.raise_if_any()
@@ -166,6 +173,26 @@ def _import_signed(
                   progress=progress)
 
 
+def _decode(data: bytes, name: str, encoding: str | None) -> str:
+    """The text of a plain file: in the encoding given, else the first of AUTO_ENCODINGS that fits."""
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ImportRefused(name, [Problem(None, f"unknown encoding {encoding!r} (try utf-8, gb18030, gbk)")],
+                                1) from None
+    tried = (encoding,) if encoding else AUTO_ENCODINGS
+    first_error: UnicodeDecodeError | None = None
+    for enc in tried:
+        try:
+            return data.decode("utf-8-sig" if enc.lower().replace("_", "-") in ("utf-8", "utf8") else enc)
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    line = data[: first_error.start].count(b"\n") + 1
+    raise ImportRefused(name, [Problem(line, f"not valid {' or '.join(tried)} (give --encoding)")], 1)
+
+
 def _check_code(code: str, line: int, problems: _Problems) -> bool:
     if not code:
         problems.add(line, "empty line")
@@ -175,17 +202,24 @@ def _check_code(code: str, line: int, problems: _Problems) -> bool:
         return False
     bad = _BAD_CHARS.search(code)
     if bad:
-        problems.add(line, f"code {code[:40]!r} contains whitespace or a control character "
-                     f"(0x{ord(bad.group()):02x}) at column {bad.start() + 1}")
+        problems.add(line, f"code {code[:40]!r} contains whitespace, a control or an invisible character "
+                     f"(U+{ord(bad.group()):04X}) at column {bad.start() + 1}")
         return False
     return True
 
 
-def _parse_lines(text: str, problems: _Problems) -> list[str]:
+def _parse_lines(text: str, problems: _Problems, *, lenient: bool = False) -> list[str]:
+    """One code per line. `lenient` (plain TXT files, written by people and spreadsheets): trailing
+    spaces/tabs on a line and blank lines at the end are dropped. A signed body is taken exactly as
+    signed: anything but one code per line is refused."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     codes = [c[:-1] if c.endswith("\r") else c for c in lines]
+    if lenient:
+        codes = [c.rstrip(" \t\r") for c in codes]
+        while codes and codes[-1] == "":
+            codes.pop()
     if not codes:
         problems.add(None, "the file holds no codes")
     for i, c in enumerate(codes, 1):

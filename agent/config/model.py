@@ -46,6 +46,30 @@ class StorageConfig(Strict):
     group_commit_ms: float = Field(10.0, gt=0, le=1000)
 
 
+class ControlConfig(Strict):
+    """The daemon's control socket (agent/control). Default path: beside the ledger, `<ledger>.sock`;
+    under systemd /run/lineagent/control.sock is the usual choice. Mode 0660 and a group name decide
+    which operators' accounts may drive the line; world access is refused."""
+
+    socket: Path | None = None
+    group: str | None = None
+    mode: int = Field(0o660, ge=0, le=0o770)
+
+    @model_validator(mode="after")
+    def _no_world(self) -> ControlConfig:
+        if self.mode & 0o007:
+            raise ValueError(f"control.mode {oct(self.mode)} gives access to every account; use 0660 or 0600")
+        return self
+
+
+class MetricsConfig(Strict):
+    """Prometheus metrics over HTTP. Off unless enabled; localhost unless an address is given."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=1, le=65535)
+
+
 class SecurityConfig(Strict):
     cloud_public_key: Path  # Ed25519 key that signs code packages and commands
     line_private_key: Path | None = None  # X25519 key for packages encrypted to this line
@@ -171,6 +195,8 @@ class LineConfig(Strict):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     stations: dict[str, StationConfig] = Field(default_factory=dict)
     mqtt: MqttConfig | None = None
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
 
     # Set by the loader: where the file was, so relative paths resolve against it.
     source: Path | None = Field(default=None, exclude=True)
@@ -179,6 +205,10 @@ class LineConfig(Strict):
         if p.is_absolute() or self.source is None:
             return p
         return (self.source.parent / p).resolve()
+
+    def control_socket(self, ledger: Path) -> Path:
+        """Where the daemon running on `ledger` listens (and the CLI calls)."""
+        return self.resolve(self.control.socket) if self.control.socket else ledger.with_suffix(".sock")
 
     def device_settings(self, group: str, name: str) -> Any:
         """The validated driver Settings for a device (validated once by the loader)."""

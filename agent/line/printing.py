@@ -40,8 +40,7 @@ class PrintState(StrEnum):
 
 
 # Feeder alarms that stop production (red) rather than warn (amber).
-STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "cannot_confirm",
-                             "rate_limit"})
+STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "rate_limit"})
 
 
 class PrintStation:

@@ -8,11 +8,6 @@ amber warning, red + buzzer for a stop). The MQTT uplink is blocking paho code w
 connection, so it gets a thread (agent.sync.uplink.Uplink.run), stopped last so it can still send what
 the shutdown committed.
 
-Why the runtime shortens the interpreter's thread switch interval (5 ms -> 0.5 ms) while it runs: the
-loop thread does many short syscalls per item (Modbus, the coder's link, SQLite reads) and gives up the
-GIL in each; with decode, packing and uplink threads running Python, taking it back cost up to a full
-switch interval every time ("convoy effect"), tens to hundreds of milliseconds per item at 2,000/min.
-
 pymodbus logs its own view of every failure our adapter already reports typed (an alarm on the board),
 and appends a hex dump of the last frames to it unless its logger is at DEBUG: that is what flooded
 stderr during the benchmark (nobody enabled debug). `quiet_pymodbus` keeps it to CRITICAL unless the
@@ -27,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -40,9 +35,24 @@ from typing import Any
 from agent.aggregation.parents import ReadLabel
 from agent.config.model import LineConfig
 from agent.config.stations import StationKind
-from agent.jobs import Job, JobState, list_jobs
+from agent.control.protocol import Command, ControlError, ErrorCode, Request
+from agent.control.server import ControlServer, SocketInUse
+from agent.jobs import (
+    Job,
+    JobError,
+    JobNotFound,
+    JobState,
+    finish_job,
+    get_job,
+    list_jobs,
+    pause_job,
+    start_job,
+    stop_job,
+)
 from agent.ledger import Ledger
 from agent.line.alarms import AlarmBoard, Light, Severity
+from agent.line.metrics import LineMetrics
+from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
 from agent.line.status import DaemonStatus, status_path, write_status
@@ -57,13 +67,27 @@ from drivers.plc import PlcError
 
 log = logging.getLogger(__name__)
 
-SWITCH_INTERVAL_S = 0.0005
+PLC_CYCLE_S = 0.25  # heartbeat and stack light; a PLC watchdog of 1-3 s sees several beats per period
 
 
 def quiet_pymodbus() -> None:
     """pymodbus messages (and their frame dumps) only when the operator asked for them (-v)."""
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     logging.getLogger("pymodbus").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+
+
+FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
+
+
+class JobEnd(StrEnum):
+    """Why a job's run on the line ended."""
+
+    DONE = "done"  # the target is printed and every printed item judged
+    SHUTDOWN = "shutdown"  # the daemon stops (signal, crash)
+    STOP = "stop"  # an operator stopped the job (`job stop`)
+    PAUSE = "pause"  # an operator paused it (`job pause`; `job start` resumes)
+    FINISH = "finish"  # an operator finished it: feeding stops, printed items drain, unused codes return
+    ELSEWHERE = "elsewhere"  # the job's state was changed in the ledger by another process
 
 
 class RuntimeState(StrEnum):
@@ -89,7 +113,7 @@ class LineRuntime:
     def __init__(
         self, cfg: LineConfig, ledger: Ledger, *, overrides: dict[tuple[str, str], Any] | None = None,
         read_labels: dict[str, ReadLabel] | None = None, exit_when_done: bool = False,
-        status_every_s: float = 0.5, job_poll_s: float = 0.5, drain_s: float = 0.0,
+        status_every_s: float = 0.5, job_poll_s: float = 0.5, drain_s: float = 0.0, control: bool = True,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -107,6 +131,17 @@ class LineRuntime:
         self.current: Job | None = None
         self.packline: PackLine | None = None
         self.uplink: Uplink | None = None
+        self.notifier = Notifier()
+        self.control_enabled = control
+        self.control_server: ControlServer | None = None
+        self._wake = asyncio.Event()  # a job was started: look now, not at the next poll
+        self._end_request: JobEnd | None = None
+        self._end_event = asyncio.Event()
+        self._job_over: asyncio.Future[dict[str, Any]] | None = None
+        self.metrics: LineMetrics | None = None
+        if cfg.metrics.enabled:
+            self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
+            self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
         ov = overrides or {}
         self.printers: dict[str, PrintStation] = {}
         self.verifiers: dict[str, VerifyRunner] = {}
@@ -129,12 +164,11 @@ class LineRuntime:
         sync_stop = threading.Event()
         self.state = RuntimeState.IDLE
         quiet_pymodbus()
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        await self._open_control()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
-                tg.create_task(self._lights(stop), name="lights")
+                tg.create_task(self._plc_cycle(stop), name="plc-cycle")
                 if self.cfg.mqtt is not None:
                     tg.create_task(self._sync(sync_stop), name="sync-uplink")
                 await self._jobs(stop)
@@ -144,34 +178,41 @@ class LineRuntime:
                 stop.set()
                 sync_stop.set()
         finally:
+            # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
+            # coders do, so no product passes a coder that no longer prints. If even this fails (the
+            # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self._run_line(False)
             sync_stop.set()
             for v in self.verifiers.values():
                 await v.close()
             for p in self.printers.values():
                 await p.halt()
             await asyncio.to_thread(self.ledger.commit)
+            if self.control_server is not None:
+                await self.control_server.close()
             self.state = RuntimeState.STOPPED
-            self._write_status()
-            sys.setswitchinterval(switch)
+            try:
+                self._write_status()
+            except Exception:  # the last record must not hide why the runtime ended
+                log.exception("final status record not written")
         return self.runs
 
     async def _jobs(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()
             job = await asyncio.to_thread(self._running_job)
             if job is None:
                 self.state = RuntimeState.IDLE
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.job_poll_s):
-                        await stop.wait()
+                await self._wait_any(stop, self._wake, self.job_poll_s)
                 continue
             run = await self._run_job(job, stop)
             if self.exit_when_done and run.completed:
                 return
             if run.completed:  # the target is printed: wait for the operator to start another job
                 while not stop.is_set() and (await asyncio.to_thread(self._running_job)) == job:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.job_poll_s):
-                            await stop.wait()
+                    await self._wait_any(stop, self._wake, self.job_poll_s)
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_s
@@ -189,8 +230,14 @@ class LineRuntime:
         self.current = job
         run = JobRun(job.name)
         self.runs.append(run)
-        job_stop = asyncio.Event()
+        feed_stop = asyncio.Event()  # the coders stop taking codes (each feeder reconciles)
+        job_stop = asyncio.Event()  # the stations stop judging
+        self._end_request = None
+        self._end_event.clear()
+        self._job_over = asyncio.get_running_loop().create_future()
         self.packline = pack = PackLine(self.cfg, self.ledger, job, self.board, self.read_labels)
+        end = JobEnd.SHUTDOWN
+        report: dict[str, Any] = {"job": job.name, "ended": str(end)}
 
         def on_verdict(item: Tracked, j: Judgement) -> None:
             run.verdicts[str(j.verdict)] = run.verdicts.get(str(j.verdict), 0) + 1
@@ -199,38 +246,159 @@ class LineRuntime:
 
         for v in self.verifiers.values():
             v.on_verdict[:] = [on_verdict]
-        async with asyncio.TaskGroup() as tg:
-            printing = [tg.create_task(p.run(job, job_stop), name=f"print:{n}") for n, p in self.printers.items()]
-            verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
-                         for n, v in self.verifiers.items()]
-            tg.create_task(pack.run_threaded(), name="packing")
-            tg.create_task(self._conveyor(job_stop), name="conveyor")
-            done = await self._until_done(printing, stop)
-            await self._run_line(False)
-            job_stop.set()
-            if verifying:  # their last verdicts are committed and reported before packing ends
-                await asyncio.wait(verifying)
-            if done:
-                pack.finish()
-            else:
-                pack.cancel()  # packs left open stay open in the ledger; an operator closes them
-        run.completed = done
-        run.packs = pack.snapshot()
-        self.current = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                printing = [tg.create_task(p.run(job, feed_stop), name=f"print:{n}")
+                            for n, p in self.printers.items()]
+                verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
+                             for n, v in self.verifiers.items()]
+                tg.create_task(pack.run_threaded(), name="packing")
+                tg.create_task(self._conveyor(job_stop), name="conveyor")
+                end = await self._until_done(job, printing, stop)
+                if end is JobEnd.FINISH:
+                    # Drain: no new codes; the belt runs until every printed item has its verdict.
+                    self.state = RuntimeState.DRAINING
+                    feed_stop.set()
+                    if printing:
+                        await asyncio.wait(printing, timeout=FINISH_DRAIN_S)
+                    await self._until_judged(stop, FINISH_DRAIN_S)
+                await self._run_line(False)  # the belt stops before the coders are told to stop
+                feed_stop.set()
+                job_stop.set()
+                if verifying:  # their last verdicts are committed and reported before packing ends
+                    await asyncio.wait(verifying)
+                if end in (JobEnd.DONE, JobEnd.FINISH):
+                    pack.finish()
+                else:
+                    pack.cancel()  # packs left open stay open in the ledger; an operator closes them
+            run.completed = end is JobEnd.DONE
+            run.packs = pack.snapshot()
+            report = await self._settle_job(job, end, run)
+        finally:
+            self.current = None
+            if not self._job_over.done():
+                self._job_over.set_result(report)
         return run
 
-    async def _until_done(self, printing: list[asyncio.Task[None]], stop: asyncio.Event) -> bool:
-        """True when every code is printed and every printed item judged; False when stopped first."""
+    async def _until_done(self, job: Job, printing: list[asyncio.Task[None]], stop: asyncio.Event) -> JobEnd:
+        """DONE when every code is printed and every printed item judged; else why the run ends."""
+        checked = time.monotonic()
         while not stop.is_set():
+            if self._end_request is not None:
+                return self._end_request
             if all(t.done() for t in printing) and all(p.state is PrintState.DONE for p in self.printers.values()):
                 self.state = RuntimeState.DRAINING
                 judged = [await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]
                 if all(judged):
-                    return True
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.02):
-                    await stop.wait()
-        return False
+                    return JobEnd.DONE
+            if time.monotonic() - checked >= 1.0:  # changed by a process that did not ask the daemon
+                checked = time.monotonic()
+                now = await asyncio.to_thread(get_job, self.ledger, job.id)
+                if now.state is not JobState.RUNNING:
+                    return JobEnd.ELSEWHERE
+            await self._wait_any(stop, self._end_event, 0.02)
+        return JobEnd.SHUTDOWN
+
+    async def _until_judged(self, stop: asyncio.Event, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            if all([await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]):
+                return
+            await self._wait_any(stop, None, 0.05)
+
+    async def _settle_job(self, job: Job, end: JobEnd, run: JobRun) -> dict[str, Any]:
+        """The job's new state in the ledger once its run on the line has ended."""
+        out: dict[str, Any] = {"job": job.name, "ended": str(end), "verdicts": dict(run.verdicts)}
+        if end is JobEnd.STOP:
+            out["state"] = str((await asyncio.to_thread(stop_job, self.ledger, job.id)).state)
+        elif end is JobEnd.PAUSE:
+            out["state"] = str((await asyncio.to_thread(pause_job, self.ledger, job.id)).state)
+        elif end is JobEnd.FINISH:
+            rep = await asyncio.to_thread(finish_job, self.ledger, job.id)
+            out.update(state="finished", returned=rep.returned, in_doubt=rep.in_doubt)
+        return out
+
+    @staticmethod
+    async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout_s: float) -> None:
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if other is not None:
+            waiters.append(asyncio.ensure_future(other.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    # ---- control socket --------------------------------------------------------------------------
+
+    async def _open_control(self) -> None:
+        if not self.control_enabled:
+            return
+        path = self.cfg.control_socket(self.ledger.path)
+        server = ControlServer(path, self, mode=self.cfg.control.mode, group=self.cfg.control.group)
+        try:
+            await server.start()
+        except SocketInUse:
+            raise
+        except (OSError, ValueError) as exc:
+            self.board.set("control", "socket", True, Severity.WARNING,
+                           f"no control socket at {path}: {exc}; the CLI works on the ledger only")
+            log.error("control socket %s not opened: %s", path, exc)
+            return
+        self.control_server = server
+        log.info("control socket %s", path)
+
+    async def control(self, request: Request, user: str) -> dict[str, Any]:
+        """One operator request from the control socket; audited with the peer's user name."""
+        cmd, args = request.cmd, request.args
+        if cmd is Command.STATUS:
+            return asdict(self.snapshot())
+        if cmd is Command.ALARM_ACK:
+            hit = self.board.acknowledge(args.get("source"), args.get("key"))
+            result = f"{len(hit)} alarm(s) acknowledged"
+            await asyncio.to_thread(self.ledger.audit, "alarm.ack", args, result, user=user)
+            return {"acknowledged": [f"{a.source}/{a.key}" for a in hit]}
+        ref = args.get("job")
+        if not isinstance(ref, str | int) or isinstance(ref, bool) or ref == "":
+            raise ControlError(ErrorCode.USAGE, "args.job: the job's name or id")
+        try:
+            result_d = await self._job_command(cmd, ref)
+        except JobNotFound as exc:
+            raise ControlError(ErrorCode.NOT_FOUND, str(exc)) from None
+        except (JobError, ControlError) as exc:
+            await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, f"refused: {exc}", user=user)
+            if isinstance(exc, ControlError):
+                raise
+            raise ControlError(ErrorCode.REFUSED, str(exc)) from None
+        await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, json.dumps(result_d, default=str),
+                                user=user)
+        return result_d
+
+    async def _job_command(self, cmd: Command, ref: str | int) -> dict[str, Any]:
+        job = await asyncio.to_thread(get_job, self.ledger, ref)
+        current = self.current
+        if cmd is Command.JOB_START:
+            if current is not None:
+                what = "already running" if current.id == job.id else f"job {current.name!r} is running on this line"
+                raise ControlError(ErrorCode.REFUSED, f"cannot start {job.name!r}: {what}; stop, pause or "
+                                                      "finish it first")
+            job = await asyncio.to_thread(start_job, self.ledger, job.id)
+            self._wake.set()
+            return {"job": job.name, "state": str(job.state)}
+        end = {Command.JOB_STOP: JobEnd.STOP, Command.JOB_PAUSE: JobEnd.PAUSE, Command.JOB_FINISH: JobEnd.FINISH}[cmd]
+        if current is not None and current.id == job.id and self._job_over is not None:
+            if self._end_request is not None:
+                raise ControlError(ErrorCode.REFUSED, f"job {job.name!r} is already ending ({self._end_request})")
+            self._end_request = end
+            self._end_event.set()
+            return dict(await asyncio.shield(self._job_over))  # answered once the line has really stopped
+        # Not on the line: a ledger change, as the CLI makes it when no daemon runs.
+        if end is JobEnd.STOP:
+            return {"job": job.name, "state": str((await asyncio.to_thread(stop_job, self.ledger, job.id)).state)}
+        if end is JobEnd.PAUSE:
+            return {"job": job.name, "state": str((await asyncio.to_thread(pause_job, self.ledger, job.id)).state)}
+        rep = await asyncio.to_thread(finish_job, self.ledger, job.id)
+        return {"job": job.name, "state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt}
 
     async def _conveyor(self, job_stop: asyncio.Event) -> None:
         """Run the line once every coder is primed: items must not pass a coder with an empty FIFO.
@@ -253,6 +421,8 @@ class LineRuntime:
     async def _run_line(self, run: bool) -> None:
         for v in self.verifiers.values():
             try:
+                if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
+                    await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
@@ -261,21 +431,28 @@ class LineRuntime:
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
-    async def _lights(self, stop: asyncio.Event) -> None:
+    async def _plc_cycle(self, stop: asyncio.Event) -> None:
+        """Every PLC_CYCLE_S: the heartbeat (the PLC stops the conveyor when it stops changing: the
+        agent dead, hung or restarting) and the stack light when it changed."""
         plcs = {v.plc_name: v.plc for v in self.verifiers.values()}
-        shown: Light | None = None
+        shown: tuple[Light, bool] | None = None
         while not stop.is_set():
-            light = self.board.light(running=self.line_running)
-            if light is not shown and plcs:
+            for name, plc in plcs.items():
+                try:
+                    await plc.heartbeat()
+                except PlcError as exc:
+                    log.debug("%s: heartbeat not written: %s", name, exc)  # its own alarm is on the board
+            light = (self.board.light(running=self.line_running), self.board.buzzer())
+            if light != shown and plcs:
                 try:
                     for plc in plcs.values():
-                        await plc.lights(green=light is Light.GREEN, amber=light is Light.AMBER,
-                                         red=light is Light.RED, buzzer=light is Light.RED)
+                        await plc.lights(green=light[0] is Light.GREEN, amber=light[0] is Light.AMBER,
+                                         red=light[0] is Light.RED, buzzer=light[1])
                     shown = light
                 except PlcError as exc:
                     log.debug("stack light not set: %s", exc)  # the PLC's own alarm is on the board
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.25):
+                async with asyncio.timeout(PLC_CYCLE_S):
                     await stop.wait()
 
     async def _sync(self, sync_stop: threading.Event) -> None:
@@ -292,11 +469,37 @@ class LineRuntime:
         await asyncio.to_thread(self.uplink.run, sync_stop)
 
     async def _beat(self, stop: asyncio.Event) -> None:
+        """The status record, systemd's watchdog and the metrics, from one snapshot taken on the loop
+        (the runtime's dicts are only read where they are changed; the file is written in a thread)."""
+        every = self.status_every_s
+        wd = self.notifier.watchdog_interval_s()
+        if wd is not None:
+            every = min(every, wd)
+        ready = False
         while not stop.is_set():
-            await asyncio.to_thread(self._write_status)
+            snap = self.snapshot()
+            await asyncio.to_thread(self._write_status, snap)
+            summary = self.summary(snap)
+            if not ready:
+                self.notifier.ready(summary)
+                ready = True
+            self.notifier.beat(summary)
+            if self.metrics is not None:
+                self.metrics.update(snap, self.line_running)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.status_every_s):
+                async with asyncio.timeout(every):
                     await stop.wait()
+        self.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    @staticmethod
+    def summary(st: DaemonStatus) -> str:
+        """One line for `systemctl status` (STATUS=)."""
+        alarms = len(st.alarms)
+        job = f"job {st.job}" if st.job else "no job"
+        judged = sum(sum((s.get("verdicts") or {}).values()) for s in st.stations.values()
+                     if isinstance(s.get("verdicts"), dict))
+        return (f"{st.state}, {job}, light {st.light}, {judged} judged, "
+                f"{alarms} alarm{'s' if alarms != 1 else ''}")
 
     def snapshot(self) -> DaemonStatus:
         devices: dict[str, dict[str, Any]] = {}
@@ -316,9 +519,9 @@ class LineRuntime:
                             job=self.current.name if self.current else None, devices=devices, stations=stations,
                             alarms=alarms, sync=sync)
 
-    def _write_status(self) -> None:
+    def _write_status(self, snap: DaemonStatus | None = None) -> None:
         try:
-            write_status(self.status_file, self.snapshot())
+            write_status(self.status_file, snap or self.snapshot())
         except OSError as exc:
             log.warning("status record %s not written: %s", self.status_file, exc)
 

@@ -29,11 +29,11 @@ import yaml
 
 from agent.config import LineConfig, load_config
 from agent.config.stations import StationKind
+from agent.config.verify import VerifySettings
 from agent.line.broker import Broker, free_port
 from agent.line.simcamera import PositionCamera
 from agent.receiver.service import Receiver
 from agent.receiver.store import SqliteStore
-from agent.verify.station import VerifySettings
 from drivers.sim import load_simulator
 from drivers.sim.camera import Defect, Defects, SimCameraSettings, render
 from drivers.sim.plc import PlcSim
@@ -53,6 +53,9 @@ class SimSettings:
     defect_share: float = 0.06  # items printed with a defect that must be rejected
     mild_share: float = 0.2  # items with mild defects that must still read (grade C or better)
     receiver: bool = True  # start mosquitto + the reference receiver when the config has mqtt
+    # The PLC stops the conveyor when the agent's heartbeat has not changed for this long (the agent
+    # writes it every 0.25 s); generous, so a loaded test machine does not trip it. None: off.
+    plc_watchdog_s: float | None = 3.0
 
 
 # The rejecting defects and their share among the defective items (the verdict each must give).
@@ -180,7 +183,8 @@ class SimulatedLine:
         for name, entry in (devices.get("plcs") or {}).items():
             settings = self.cfg.device_settings("plcs", name)
             plc = PlcSim(settings.registers, port=free_port(), camera_at=self._verify.camera_at,
-                         gate_at=self._verify.gate_at, device_ids=(settings.device_id,))
+                         gate_at=self._verify.gate_at, device_ids=(settings.device_id,),
+                         watchdog_s=self.settings.plc_watchdog_s)
             await plc.start()
             entry["url"] = plc.url
             self.plcs[name] = plc

@@ -10,7 +10,11 @@ and verify.grade_p50_ms): nothing is searched for again. The decoder already fou
 corners and its version (hence the module grid), so one small warpPerspective whose output IS the sampling
 lattice (4 x 4 samples per module plus a one-module border, ~10k samples for QR version 2) reads only the
 symbol; everything after is a few whole-array numpy operations and small matrix products on that lattice
-(per-grid-size matrices are cached). No per-module Python loop, no second pass over the frame.
+(per-grid-size matrices are cached). No per-module Python loop, no second pass over the frame. The
+homography is solved in closed form, and OpenCV runs single-threaded (agent.verify.decode): on a
+lattice this small its worker pool only added CPU. In a line (bench.verify: an item every 30 ms on a
+shared 2-core machine, caches cold) grading costs ~0.7 ms CPU per item, 2-3x its hot-loop figure.
+`grade.every: N` grades one read in N for lines that cannot afford it on every item (default 1).
 
 2D parameters, measured in the symbol's own rectified grid:
 - symbol contrast: spread of the brightest and darkest 2.5% of the samples (symbol plus a one-module
@@ -38,17 +42,17 @@ Overall = the lowest graded parameter; no decode = F.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from agent.config.base import Strict
-from agent.verify.decode import CodeFormat, DecodeResult, Symbol
+from agent.config.verify import CodeFormat, Grade, GradeSettings
+from agent.verify.decode import DecodeResult, Symbol, single_threaded_cv
+from agent.verify.grid import SAMPLES_PER_MODULE, Fit, non_uniformity
 from drivers.cameras.base import Image
 
 F64 = npt.NDArray[np.float64]
@@ -58,27 +62,6 @@ INDICATIVE = (
     "not certified verification"
 )
 
-
-class Grade(StrEnum):
-    A = "A"
-    B = "B"
-    C = "C"
-    D = "D"
-    F = "F"
-
-    @property
-    def points(self) -> int:
-        return {"A": 4, "B": 3, "C": 2, "D": 1, "F": 0}[self.value]
-
-    @classmethod
-    def from_points(cls, points: float) -> Grade:
-        """ISO rounding of an averaged grade: 3.5 and up is A, 2.5 B, 1.5 C, 0.5 D."""
-        for grade, floor in ((cls.A, 3.5), (cls.B, 2.5), (cls.C, 1.5), (cls.D, 0.5)):
-            if points >= floor:
-                return grade
-        return cls.F
-
-
 # Grade floors A, B, C, D (ISO/IEC 15415 and 15416); below D is F.
 SC_2D = (0.70, 0.55, 0.40, 0.20)
 MOD_2D = (0.50, 0.40, 0.30, 0.20)
@@ -87,17 +70,11 @@ AN = (0.06, 0.08, 0.10, 0.12)  # lower is better
 GN = (0.38, 0.50, 0.63, 0.75)  # lower is better, in module widths
 SC_1D = (0.70, 0.55, 0.40, 0.20)
 MOD_1D = (0.70, 0.60, 0.50, 0.40)
-SAMPLES_PER_MODULE = 4  # 4 x 4 bilinear samples per module: centre pair for modulation, edges for the grid
 # Lattice index (column, row) -> module units: sample j sits at (j + 0.5) / k - 1 (one border module).
 _K = SAMPLES_PER_MODULE
 LATTICE_TO_MODULES = np.array([[1 / _K, 0, 0.5 / _K - 1], [0, 1 / _K, 0.5 / _K - 1], [0, 0, 1]], np.float64)
 # Frame coordinates (pixel i covers [i, i + 1)) -> pixel index (pixel i's value sits at i): cv2's convention.
 FRAME_TO_INDEX = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], np.float64)
-BLOCK_MODULES = 5  # grid offsets are measured per block of about this many modules a side
-MIN_EDGE_SHARE = 0.25  # blocks with less edge signal than this share of the strongest are not trusted
-MIN_SHARPNESS = 0.1  # edge phasor / edge signal: a Gaussian blur of 0.34 module sigma is the limit
-MIN_BLOCKS = 3  # trusted blocks needed to fit a grid and grade it
-MIN_AGREEMENT = 0.5  # edge phasor / sum of per-row phasor sizes: do the rows agree on the grid?
 
 
 def grade_of(value: float, floors: tuple[float, float, float, float], higher_is_better: bool = True) -> Grade:
@@ -130,10 +107,6 @@ class GradeReport:
         return cls(Grade.F, (Parameter("decode", None, Grade.F, "no symbol decoded"),), None)
 
 
-class GradeSettings(Strict):
-    minimum: Grade = Grade.C  # prints graded below this are rejected as low grade
-
-
 def module_grid(symbol: Symbol) -> tuple[int, int] | None:
     """(rows, columns) of a 2D symbol from the decoder's version string; None when unknown."""
     v = symbol.version
@@ -153,7 +126,17 @@ class Grader:
     """Stateless apart from the shared lattice cache: safe to call from an executor thread."""
 
     def __init__(self, settings: GradeSettings | None = None) -> None:
+        single_threaded_cv()  # the lattice is ~120x120 samples: OpenCV's pool costs more than it saves
         self.settings = settings or GradeSettings()
+        self._offered = itertools.count()  # next() is atomic under the GIL: safe across executor threads
+
+    def sampled(self, image: Image, symbol: Symbol) -> GradeReport | None:
+        """The grade of one read in `settings.every` (the first offered, then every every-th); None for
+        the reads in between, which are judged ungraded. With the default every = 1, always the grade."""
+        every = self.settings.every
+        if every > 1 and next(self._offered) % every:
+            return None
+        return self.grade(image, symbol)
 
     def grade_result(self, image: Image, result: DecodeResult) -> list[GradeReport]:
         """One report per symbol read; a single F report when nothing was read."""
@@ -172,23 +155,42 @@ def _corners(symbol: Symbol) -> F64:
     return np.array(symbol.corners, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=4)
-def _edge_weights() -> F32:
-    """cos, -sin of 2 pi x and 1 at each of the k differences inside a module (x in module units): the
-    difference between samples j and j+1 sits at (j + 1) / k, so a module edge has phase zero."""
+def _lattice_to_pixel(corners: F64, rows: int, cols: int) -> F64:
+    """The homography from lattice index to pixel index: the module grid [0, cols] x [0, rows] onto the
+    four corners (Heckbert's closed-form square-to-quad, in plain floats: a twentieth of the CPU of
+    cv2.getPerspectiveTransform's 8x8 solve plus two 3x3 matrix products), with LATTICE_TO_MODULES on
+    the right and FRAME_TO_INDEX on the left folded in. The corners are taken in float32, as the solve
+    took them."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners.astype(np.float32).astype(np.float64).tolist()
+    dx1, dx2, dx3 = x1 - x2, x3 - x2, x0 - x1 + x2 - x3
+    dy1, dy2, dy3 = y1 - y2, y3 - y2, y0 - y1 + y2 - y3
+    den = dx1 * dy2 - dx2 * dy1
+    if den == 0:  # three corners on a line: no homography; let OpenCV say what it makes of it
+        unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
+        hom = np.asarray(cv2.getPerspectiveTransform(unit, corners.astype(np.float32)), np.float64)
+        out: F64 = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES
+        return out
+    g = (dx3 * dy2 - dx2 * dy3) / den
+    h = (dx1 * dy3 - dx3 * dy1) / den
+    a, b, d, e = x1 - x0 + g * x1, x3 - x0 + h * x3, y1 - y0 + g * y1, y3 - y0 + h * y3
+    # Unit square -> quad is [[a, b, x0], [d, e, y0], [g, h, 1]]; lattice index j -> module (j + 0.5) / k - 1
+    # -> unit square ((j + 0.5) / k - 1) / cols: scale su and shift tu per axis.
     k = SAMPLES_PER_MODULE
-    x = 2 * np.pi * (np.arange(k) + 1) / k
-    w = np.stack([np.cos(x), -np.sin(x), np.ones(k)], axis=1).astype(np.float32)
-    w.setflags(write=False)
-    return w
+    su, tu = 1 / (k * cols), (0.5 / k - 1) / cols
+    sv, tv = 1 / (k * rows), (0.5 / k - 1) / rows
+    m = ((a * su, b * sv, a * tu + b * tv + x0),
+         (d * su, e * sv, d * tu + e * tv + y0),
+         (g * su, h * sv, g * tu + h * tv + 1.0))
+    # FRAME_TO_INDEX: pixel index = frame coordinate - 0.5 (times w, in homogeneous coordinates).
+    return np.array([[m[0][i] - 0.5 * m[2][i] for i in range(3)],
+                     [m[1][i] - 0.5 * m[2][i] for i in range(3)],
+                     list(m[2])], np.float64)
 
 
 def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
     """Grey levels on the lattice: k x k samples per module over the symbol and a one-module border,
     mapped onto the frame through the corners' homography (bilinear; only these pixels are read)."""
-    unit = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float32)
-    hom = cv2.getPerspectiveTransform(unit, corners.astype(np.float32))
-    to_pixel = FRAME_TO_INDEX @ hom @ LATTICE_TO_MODULES  # lattice index -> pixel index
+    to_pixel = _lattice_to_pixel(corners, rows, cols)  # lattice index -> pixel index
     k = SAMPLES_PER_MODULE
     size = ((cols + 2) * k, (rows + 2) * k)
     return np.asarray(cv2.warpPerspective(grey, to_pixel, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -197,22 +199,12 @@ def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
 
 def _extremes(samples: Image) -> tuple[float, float]:
     """The 2.5th and 97.5th percentile grey levels (0..1), from a histogram: no sort of the samples."""
-    cumulative = np.cumsum(np.bincount(samples.ravel(), minlength=256))
+    # cv2.calcHist counts a uint8 image directly (exact in float32 below 2^24 samples); np.bincount first
+    # widens every sample to int64.
+    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel().astype(np.int64))
     n = int(cumulative[-1])
     lo, hi = np.searchsorted(cumulative, (0.025 * n, 0.975 * n))
     return float(lo) / 255, float(hi) / 255
-
-
-@dataclass(frozen=True, slots=True)
-class Fit:
-    """Where the module edges really are against the nominal grid: offset + slope * position, per axis,
-    in module widths. The offset is mostly where the decoder put the corners (zxing-cpp gives DataMatrix
-    corners on the last pixel, QR corners on the edge); the slope is a pitch error."""
-
-    x_offset: float = 0.0
-    x_slope: float = 0.0
-    y_offset: float = 0.0
-    y_slope: float = 0.0
 
 
 def _module_centres(area: F32, rows: int, cols: int, fit: Fit) -> F32:
@@ -239,11 +231,11 @@ def _grade_2d(grey: Image, symbol: Symbol) -> list[Parameter]:
     corners = _corners(symbol)
     warped = _sample(grey, corners, rows, cols)
     r_min, r_max = _extremes(warped)
-    area: F32 = warped.astype(np.float32) * np.float32(1 / 255)
+    area: F32 = np.multiply(warped, np.float32(1 / 255), dtype=np.float32)
     sc = r_max - r_min
     params = [Parameter("symbol contrast", sc, grade_of(sc, SC_2D))]
     k = SAMPLES_PER_MODULE
-    measured = _non_uniformity(area[k : (rows + 1) * k, k : (cols + 1) * k], rows, cols)
+    measured = non_uniformity(area[k : (rows + 1) * k, k : (cols + 1) * k], rows, cols)
     centres = _module_centres(area, rows, cols, measured.fit)
     gt = (r_max + r_min) / 2
     # The 5th percentile of module modulation: a few weak modules count, as they do against the EC budget.
@@ -263,117 +255,6 @@ def _grade_2d(grey: Image, symbol: Symbol) -> list[Parameter]:
     else:
         params.append(Parameter("unused error correction", symbol.unused_ec, grade_of(symbol.unused_ec, UEC)))
     return params
-
-
-@functools.lru_cache(maxsize=64)
-def _block_centres(rows: int, cols: int, block: int) -> tuple[F64, F64]:
-    """(row, column) of each block's centre in modules, as 2D arrays over the blocks."""
-
-    def along(n: int) -> F64:
-        starts = np.arange(0, n, block)
-        out: F64 = starts + np.minimum(block, n - starts) / 2
-        return out
-
-    cy, cx = np.meshgrid(along(rows), along(cols), indexing="ij")
-    cy.setflags(write=False)
-    cx.setflags(write=False)
-    return cy, cx
-
-
-@functools.lru_cache(maxsize=64)
-def _per_module(cols: int) -> tuple[F32, F32]:
-    """Matrices over a row of cols * k samples: (edge weights per module, cols * 3 out; sum per module,
-    cols out). Cached per grid width: they turn the per-module sums into two small matrix products."""
-    k = SAMPLES_PER_MODULE
-    weighted = np.kron(np.eye(cols, dtype=np.float32), _edge_weights()).astype(np.float32)
-    summed = np.kron(np.eye(cols, dtype=np.float32), np.ones((k, 1), np.float32)).astype(np.float32)
-    weighted.setflags(write=False)
-    summed.setflags(write=False)
-    return weighted, summed
-
-
-def _edge_phasors(grad_x: F32, grad_y: F32, rows: int, cols: int, block: int) -> tuple[F64, F64]:
-    """Per block of modules, for x and for y: [re, im, edge, spread].
-
-    re + i im sums the edge signal times e^(-2 pi i x): its angle is the block's grid offset on that axis.
-    edge sums the edge signal: |re + i im| / edge falls as edges smear (a Gaussian blur of sigma s
-    modules gives exp(-2 pi^2 s^2); a streak one module long gives 0, where no edge can be placed).
-    spread sums |re + i im| per module first: |re + i im| / spread is 1 when the modules agree on
-    where the grid is, and falls when they do not (a pitch that changes inside the block)."""
-    k = SAMPLES_PER_MODULE
-    weighted, summed = _per_module(cols)
-    cells = np.empty((2, rows, cols, 4), np.float32)
-    # x: add each module's k sample lines, then weight the k differences across it.
-    cells[0, ..., :3] = (grad_x.reshape(rows, k, cols * k).sum(axis=1) @ weighted).reshape(rows, cols, 3)
-    # y: add each module's k sample columns, then weight the k differences down it.
-    across = (grad_y.reshape(rows * k, cols * k) @ summed).reshape(rows, k, cols).transpose(0, 2, 1)
-    cells[1, ..., :3] = (across.reshape(rows * cols, k) @ _edge_weights()).reshape(rows, cols, 3)
-    np.hypot(cells[..., 0], cells[..., 1], out=cells[..., 3])
-    by_rows = np.add.reduceat(cells, np.arange(0, rows, block), axis=1)
-    out: F64 = np.add.reduceat(by_rows, np.arange(0, cols, block), axis=2).astype(np.float64)
-    return out[0], out[1]
-
-
-@dataclass(frozen=True, slots=True)
-class GridFit:
-    """The measured grid, and its non-uniformities where enough sharp edges allowed measuring them."""
-
-    fit: Fit
-    axial: float | None
-    grid: float | None
-
-
-def _axis(phasors: F64, at: F64) -> tuple[npt.NDArray[np.bool_], F64, float, float]:
-    """Per block along one axis: trusted?, offset in modules; then the fitted grid's offset and slope
-    (0, 0: the nominal grid, when too few blocks are trusted to fit one)."""
-    weight = np.hypot(phasors[..., 0], phasors[..., 1])
-    # A block counts when it has enough edges, sharp enough to place, that agree on where the grid is.
-    # Edges smeared over a module (blur, motion) cannot place it: modulation grades that damage.
-    ok = ((weight >= MIN_SHARPNESS * phasors[..., 2]) & (weight >= MIN_AGREEMENT * phasors[..., 3])
-          & (weight >= MIN_EDGE_SHARE * weight.max()) & (weight > 0))
-    offset = -np.arctan2(phasors[..., 1], phasors[..., 0]) / (2 * np.pi)  # wraps at half a module
-    if ok.sum() < MIN_BLOCKS or np.ptp(at[ok]) == 0:
-        return np.zeros_like(ok), offset, 0.0, 0.0
-    return ok, offset, *_trend(at[ok], offset[ok], weight[ok])
-
-
-def _non_uniformity(symbol_area: F32, rows: int, cols: int) -> GridFit:
-    """Where the module edges sit, from their phase at the module frequency per block of modules.
-
-    Axial non-uniformity is the difference of the pitch trends along x and y; grid non-uniformity is
-    the largest block offset left over after the fitted straight grid. What a straight, evenly pitched
-    grid explains is the corners' placement or a uniform stretch; the print's own distortion is what is
-    left. Each is None when fewer than MIN_BLOCKS blocks could be trusted."""
-    block = max(3, min(BLOCK_MODULES, min(rows, cols) // 3))
-    grad_x = np.zeros_like(symbol_area)  # the last column's edge is the border's: left at 0
-    np.abs(np.subtract(symbol_area[:, 1:], symbol_area[:, :-1], out=grad_x[:, :-1]), out=grad_x[:, :-1])
-    grad_y = np.zeros_like(symbol_area)
-    np.abs(np.subtract(symbol_area[1:, :], symbol_area[:-1, :], out=grad_y[:-1, :]), out=grad_y[:-1, :])
-    px, py = _edge_phasors(grad_x, grad_y, rows, cols, block)
-    cy, cx = _block_centres(rows, cols, block)
-    ok_x, dx, x_off, x_slope = _axis(px, cx)
-    ok_y, dy, y_off, y_slope = _axis(py, cy)
-    fit = Fit(x_off, x_slope, y_off, y_slope)
-    axial = None
-    if ok_x.any() and ok_y.any():
-        axial = abs(x_slope - y_slope) / (1.0 + (x_slope + y_slope) / 2)
-    both = ok_x & ok_y
-    if both.sum() < MIN_BLOCKS:
-        return GridFit(fit, axial, None)
-    rx = dx[both] - (x_off + x_slope * cx[both])
-    ry = dy[both] - (y_off + y_slope * cy[both])
-    return GridFit(fit, axial, float(np.sqrt(np.max(rx * rx + ry * ry))))
-
-
-def _trend(at: F64, offset: F64, weight: F64) -> tuple[float, float]:
-    """Weighted least-squares line through (position, offset): (offset at 0, slope in modules/module)."""
-    total = float(weight.sum())
-    mean_at = float(weight @ at) / total
-    mean_off = float(weight @ offset) / total
-    centred = at - mean_at
-    var = float(weight @ (centred * centred))
-    slope = float(weight @ (centred * (offset - mean_off))) / var if var > 0 else 0.0
-    return mean_off - slope * mean_at, slope
 
 
 def _tilt(c: F64, rows: int, cols: int) -> float:

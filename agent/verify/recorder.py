@@ -11,7 +11,8 @@ to the loop in submission order. So "reported final after its commit" holds for 
 the loop never waits on an fsync.
 
 A write that raises reports its exception; a commit that fails reports the commit's error for every
-write of the group (none of them is durable) after rolling the group back.
+write of the group (none of them is durable; the ledger rolled the group back, and so does it when
+its own timer ended the group and that commit failed: `commit()` says so to the thread that wrote).
 """
 
 from __future__ import annotations
@@ -121,9 +122,9 @@ class Recorder:
         try:
             self.ledger.commit()
             self.commits += 1
-        except LedgerError as exc:
+        except LedgerError as exc:  # the ledger already rolled that group back; a rollback here would
+            # throw away the next group, other threads' writes
             log.error("%s: commit of %d verdict writes failed: %s", self._thread.name, len(group), exc)
-            self.ledger.rollback()
             results = [(w, None, exc) for w, _, _ in results]
         self.written += len(group)
         for work, result, error in results:

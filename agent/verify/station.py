@@ -34,14 +34,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from agent.config.base import Strict
+from agent.config.verify import VerifySettings
 from agent.epcis import LineContext, commissioning_event, decommissioning_event, epc_for
 from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
 from agent.ledger.states import IllegalTransition
 from agent.verify.decode import Decoder
-from agent.verify.grade import Grade, Grader
+from agent.verify.grade import Grader
 from agent.verify.recorder import Recorder
 from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
 from agent.verify.tracker import Tracked, Tracker
@@ -51,25 +50,6 @@ from drivers.plc import LinePlc, PlcError, Signal, unwrap
 from drivers.readers.base import ReadResult
 
 UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
-
-
-class VerifySettings(Strict):
-    """Positions in pitches (items) downstream of the print head; see agent.verify.tracker."""
-
-    camera_at: int = Field(3, ge=0)
-    read_window: int = Field(1, ge=0)  # pitches after the camera a late read still counts
-    gate_at: int = Field(8, ge=1)
-    confirm_margin: int = Field(2, ge=0)  # pitches after the gate the confirm may take
-    max_consecutive_rejects: int = Field(5, ge=1)
-    min_grade: Grade = Grade.C
-    poll_ms: float = Field(5.0, gt=0)  # PLC counter polling
-
-    @model_validator(mode="after")
-    def _order(self) -> VerifySettings:
-        if not self.camera_at + self.read_window < self.gate_at:
-            raise ValueError(f"camera_at + read_window ({self.camera_at + self.read_window}) must be "
-                             f"below gate_at ({self.gate_at}): every item is judged before the gate")
-        return self
 
 
 class VerifyStation:
@@ -379,7 +359,8 @@ def observe_image(seq: int, image: Image, decoder: Decoder, grader: Grader | Non
     region = decoder.settings.region
     crop = region.crop(image) if region is not None else image
     if result.symbols:
-        grade = grader.grade(image, result.symbols[0]).overall if grader is not None else None
+        report = grader.sampled(image, result.symbols[0]) if grader is not None else None
+        grade = report.overall if report is not None else None
         return Observation(seq, tuple(s.text for s in result.symbols), grade,
                            at=time.monotonic() if at is None else at)
     return Observation(seq, (), None, blank=not ink_seen(crop), at=time.monotonic() if at is None else at)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.config.verify import Grade
 from agent.ledger import CodeState
-from agent.verify.grade import Grade
 
 
 class Verdict(StrEnum):

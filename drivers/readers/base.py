@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drivers.transport import LinkClosed, ReadTimeout, Transport, open_transport
 
 ALLOWED_CONTROLS = frozenset("\x1d\x1e\x04")
+MAX_FRAME = 64 * 1024  # longer than any 2D code's data; more bytes without a terminator is noise
 
 
 class TriggerMode(StrEnum):
@@ -58,6 +59,17 @@ class ReaderTimeout(ReaderError):
 
 class ReaderProtocolError(ReaderError):
     """The reader answered something this protocol does not allow (garbage, an error status)."""
+
+
+class ReaderStatusError(ReaderProtocolError):
+    """The reader refused the command with its protocol's error code (DMCC `[105]`, Keyence `ER,LON,20`).
+
+    A subclass of ReaderProtocolError so callers that only judge "no usable answer" need not change;
+    `code` is the vendor's number, for the operator and the technicians' table."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Ack:
@@ -150,6 +162,11 @@ class CodeReader(ABC):
                 if meaning is not None:
                     self._check_text(meaning, frame)
                 return ReadResult(meaning, frame, (time.monotonic() - t0) * 1000)
+            if len(self._buf) > MAX_FRAME:
+                size = len(self._buf)
+                self._buf.clear()
+                raise ReaderProtocolError(f"reader {self.name}: {size} bytes without a frame end (line noise or"
+                                          " a wrong terminator setting)")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ReaderTimeout(self._silent())
@@ -196,5 +213,5 @@ async def read_with_deadline(reader: CodeReader) -> ReadResult:
 
 
 __all__ = ["ACK", "Ack", "CodeReader", "ReadResult", "ReaderError", "ReaderLinkError",
-           "ReaderProtocolError", "ReaderSettings", "ReaderTimeout", "TriggerMode",
+           "ReaderProtocolError", "ReaderSettings", "ReaderStatusError", "ReaderTimeout", "TriggerMode",
            "read_with_deadline", "split_at"]

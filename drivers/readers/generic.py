@@ -3,6 +3,12 @@
 Why: Datalogic, SICK, Honeywell, Zebra and most no-name readers speak a plain string protocol whose
 trigger command, terminator and no-read string are set on the reader; the line config mirrors those
 settings instead of a driver per brand. Escapes in the config (`\\r`, `\\n`, `\\x02`) are decoded.
+
+Source: none by design. Every byte this driver sends or expects comes from the line config, which the
+technician copies from the reader's own manual; the defaults (`T` CR LF, CR LF, `NOREAD`) are
+placeholders to be replaced, not any vendor's protocol. Error replies are not recognised (a reader
+that answers an error string makes it a read string that will not match a code: the item is judged
+unread, the safe side). For a reader with a published command set, write a driver from it.
 """
 
 from __future__ import annotations

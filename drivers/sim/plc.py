@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
@@ -54,17 +56,36 @@ class ConveyorModel:
     late: list[int] = field(default_factory=list)  # reject asked for an item already past the gate
     confirm_never: bool = False
     jam_gate: bool = False
+    # The PLC's heartbeat watchdog (what a real line's PLC program does, docs/technicians.md): armed by
+    # the first heartbeat written; when the value has not changed for `watchdog_s`, the conveyor stops
+    # and a run command is refused until heartbeats resume. None: no watchdog.
+    watchdog_s: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    watchdog_trips: int = 0
+    _beat_at: float | None = None
+    _tripped: bool = False
 
     def __post_init__(self) -> None:
         self.points = self.registers.points()
         self._by_address = {(p.table, p.address): s for s, p in self.points.items()}
+
+    def watchdog(self) -> bool:
+        """Check the heartbeat's age (every PLC scan; here: every pitch and every run command).
+        True while the watchdog holds the line stopped."""
+        if self.watchdog_s is None or self._beat_at is None:
+            return False
+        if not self._tripped and self.clock() - self._beat_at > self.watchdog_s:
+            self._tripped = True
+            self.watchdog_trips += 1
+            self.running = False
+        return self._tripped
 
     def signal_at(self, table: Table, address: int) -> Signal | None:
         return self._by_address.get((table, address))
 
     def step(self) -> int | None:
         """One pitch: a new item passes the head; returns the seq that reached the gate, if any."""
-        if not self.running:
+        if self.watchdog() or not self.running:
             return None
         self.counter += 1
         at_gate = self.counter - self.gate_at
@@ -86,7 +107,7 @@ class ConveyorModel:
 
     def write(self, signal: Signal, value: int) -> None:
         if signal is Signal.LINE_RUN:
-            self.running = bool(value)
+            self.running = bool(value) and not self.watchdog()
         elif signal is Signal.REJECT_FIRE:
             seq = unwrap(value, self.counter)
             if seq <= self.counter - self.gate_at:
@@ -94,6 +115,9 @@ class ConveyorModel:
             else:
                 self.pending.add(seq)
         elif signal is Signal.HEARTBEAT:
+            if value != self.heartbeat or self._beat_at is None:
+                self._beat_at = self.clock()
+                self._tripped = False
             self.heartbeat = value
         else:
             self.outputs[signal] = value
@@ -124,10 +148,11 @@ class PlcSim:
         rate_per_s: float | None = None,
         host: str = "127.0.0.1",
         rtu: bool = False,
+        watchdog_s: float | None = None,
     ) -> None:
         """`rtu=True` serves Modbus RTU frames on socket://host:port (an RS-485 gateway's raw mode),
         which the adapter reaches through pyserial's serial_for_url like a real serial port."""
-        self.model = ConveyorModel(registers, camera_at=camera_at, gate_at=gate_at)
+        self.model = ConveyorModel(registers, camera_at=camera_at, gate_at=gate_at, watchdog_s=watchdog_s)
         self.port = port
         self.host = host
         self.device_ids = device_ids

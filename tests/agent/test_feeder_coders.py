@@ -1,8 +1,8 @@
 """The feeder against every coder (tests/agent/coders.py), each on its real driver and simulator over TCP.
 
 What each coder must show, whatever its CoderKind: a panel stop costs ONE reconcile and at most the
-FIFO's depth in doubt, and the line prints on to the job's target; a coder that cannot confirm a print
-is never fed (the feeder says so with an alarm instead).
+FIFO's depth in doubt, and the line prints on to the job's target. A coder that cannot confirm a print
+is fed too: there the camera's read proves each print (tests/agent/coders.py Camera).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.feeder import Alarm, Feeder, FeederState, ReconcileReason
+from agent.feeder import Feeder, FeederState, ReconcileReason
 from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import Ledger
+from drivers.printers.base import PrinterError
 from drivers.printers.fifo import CoderKind
 from tests.agent.coders import (
     CODERS,
+    Camera,
     check_ledger_against_prints,
     ledger_states,
     may_pass,
@@ -59,6 +61,7 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
         task = asyncio.create_task(f.run())
 
         stopped_at = [float("-inf")]
+        camera = Camera(ledger, sim) if not f.can_confirm else None
 
         async def line() -> None:  # products pass every few ms; the operator restarts a stopped coder
             while True:
@@ -67,18 +70,18 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
                 # at once (no depth in their protocol, see coders.NO_DEPTH_REPORT) get to see it.
                 if asyncio.get_running_loop().time() - stopped_at[0] > 0.3:
                     press_start(sim)
+                    if camera is not None and f.open:
+                        # The Hitachi buffer prints again only after the host's restart (RX manual
+                        # 5.9.3-2): the print station starts a primed coder, as on the line.
+                        with suppress(PrinterError):
+                            await driver.start()
                 if may_pass(ledger, sim, driver.capabilities.kind):
                     sim.trigger(1)
+                if camera is not None:
+                    camera.look()
 
         conveyor = asyncio.create_task(line())
         try:
-            if not f.can_confirm:  # e.g. a coder with no counter and no print-complete message
-                await until(lambda: Alarm.CANNOT_CONFIRM in f.alarms.active)
-                assert not ledger_states(ledger, job).get("sent")
-                assert sim.printed == []
-                f.stop()
-                await asyncio.wait_for(task, 20)
-                return
             # The stop comes once the coder has printed and holds records of ours.
             await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= 10 and f.open >= 1)
             before = len(f.reports)
@@ -101,7 +104,10 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
             await sim.close()
         assert f.state is FeederState.DONE, "the line did not print on to the job's target"
         by_state = check_ledger_against_prints(ledger, job, sim.printed)
-        assert len(by_state["printed"]) == 60
+        if f.can_confirm:
+            assert len(by_state["printed"]) == 60
+        else:  # codes a reconcile put in doubt and the camera later proved count too: the job may overshoot
+            assert len(by_state["printed"]) >= 60
         # A FIFO coder's stop clears its queue: one reconcile settles it. A single slot keeps its code
         # over a stop: nothing to settle at all.
         assert len(after) <= 1, f"one stop, {len(after)} reconciles: {[r.reason for r in after]}"

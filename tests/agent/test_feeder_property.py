@@ -28,6 +28,7 @@ from agent.ledger import Ledger
 from drivers.sim.faults import SimFault
 from tests.agent.coders import (
     CODERS,
+    Camera,
     check_ledger_against_prints,
     faults_for,
     kind_of,
@@ -68,6 +69,7 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
                     retry_s=0.005, max_retry_s=0.05, shutdown_s=5.0, line_rate_per_min=60.0)
     run = asyncio.create_task(feeder.run())
     kind = printer.capabilities.kind
+    camera = Camera(ledger, sim) if not feeder.can_confirm else None
 
     async def product() -> None:
         """The next product, a few ms away (for a single slot: once the last print is confirmed)."""
@@ -77,6 +79,8 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
                 break
             await asyncio.sleep(0.002)
         sim.trigger()
+        if camera is not None:
+            camera.look()
 
     async def operator() -> None:
         while True:

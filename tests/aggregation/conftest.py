@@ -13,7 +13,7 @@ from agent.aggregation.model import LevelPlan, plan_levels
 from agent.aggregation.packs import Aggregator
 from agent.config.model import PackingSpec
 from agent.jobs import JobSpec, create_job
-from agent.ledger import Ledger
+from agent.ledger import CodeState, Ledger
 from tests.helpers import seed_codes
 
 SPEC = PackingSpec.model_validate({"levels": [
@@ -34,10 +34,19 @@ class Floor:
     cases: list[str]
 
     def verify(self, codes: list[str], job: int | None = None) -> None:
-        """Items as the verify station leaves them: verified, tied to the job."""
+        """Items as the verify station leaves them: verified, tied to the job (by the legal path only:
+        the ledger file refuses any other move)."""
+        with self.ledger.lock:
+            rows = self.ledger.conn.execute(
+                f"SELECT code, state FROM codes WHERE code IN ({','.join('?' * len(codes))})", codes).fetchall()
+        path = [CodeState.AVAILABLE, CodeState.ALLOCATED, CodeState.SENT, CodeState.PRINTED, CodeState.VERIFIED]
         with self.ledger.atomic(durable=True) as conn:
-            conn.executemany("UPDATE codes SET state = 'verified', job = ? WHERE code = ?",
-                             [(job or self.job, c) for c in codes])
+            conn.executemany("UPDATE codes SET job = ? WHERE code = ?",  # a test re-assigns a verified item
+                             [(job or self.job, r[0]) for r in rows if r[1] == CodeState.VERIFIED])
+            for start in path[:-1]:
+                todo = [r[0] for r in rows if r[1] == start]
+                for source, target in zip(path[path.index(start):], path[path.index(start) + 1:], strict=False):
+                    self.ledger.transition_many(todo, target, expect=source, job=job or self.job)
 
 
 def make_floor(path: Path, *, items: int = 60, boxes: int = 30, cases: int = 10,

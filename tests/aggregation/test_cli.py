@@ -158,3 +158,14 @@ def test_resume_and_decommission_through_the_cli(tmp_path: Path) -> None:
     assert code == 0 and "rejected" in out and "case C00000" not in out
     results = [r for a, r in audit(db) if a == "pack.decommission"]
     assert results[0].startswith("refused") and results[1] == "ok: 10"
+
+
+def test_bare_scan_packs_for_the_running_job_at_the_first_parent_level(tmp_path: Path) -> None:
+    cfg, _ = line(tmp_path)
+    code, out = run("scan", *cfg, stdin="I00012\n")
+    if "0 jobs are running" in out:  # the fixture leaves J1 created, not started
+        assert code == 2
+        assert run("job", "start", "J1", *cfg)[0] == 0
+    code, out = run("scan", *cfg, stdin="I00012\nI00013\nB00010\n")
+    assert code == 0, out
+    assert "job J1: scan" in out and "packed box B00010 with 2 item" in out

@@ -52,7 +52,7 @@ def test_refusals_exit_1_with_the_reason(tmp_path: Path) -> None:
                     "--qty", "1", *cfg)
     assert code == 1 and "check digit" in out
     code, out = run("job", "start", "nope", *cfg)
-    assert code == 1 and "no job 'nope'" in out
+    assert code == 4 and "no job 'nope'" in out  # not found: exit 4, as the README says
     code, out = run("codes", "stats", *cfg, "--check")
     assert code == 1 and "low stock" in out
 

@@ -69,7 +69,7 @@ def test_txt_and_csv_import(line: Path, tmp_path: Path) -> None:
     [
         ("A1\n\nA3\n", "line 2: empty line"),
         ("A1\nA 2\n", "line 2: code 'A 2' contains whitespace"),
-        ("A1\nA\x072\n", "control character (0x07) at column 2"),
+        ("A1\nA\x072\n", "control or an invisible character (U+0007) at column 2"),
         ("A1\nA2\nA1\n", "line 3: duplicate code 'A1' (first on line 1)"),
         ("", "holds no codes"),
         ("X" * 600 + "\n", "more than 512"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import CodeState, Ledger, LedgerError
+from agent.ledger import CodeState, IllegalTransition, Ledger, LedgerError
 from agent.ledger.schema import SchemaTooNew
 from tests.helpers import seed_codes
 
@@ -145,3 +145,18 @@ def test_refuses_a_newer_schema_and_a_non_ledger_file(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError, match="not a usable lineagent ledger"):
         Ledger(junk)
+
+
+def test_walk_moves_through_legal_hops_with_one_event_or_not_at_all(db_path: Path) -> None:
+    led = Ledger(db_path)
+    seed_codes(led, ["P", "Q"])
+    path = [CodeState.ALLOCATED, CodeState.PRINTED, CodeState.VERIFIED]
+    r = led.walk("P", path, expect=CodeState.AVAILABLE, kind="pack.parent")
+    assert led.state_of("P") is CodeState.VERIFIED and r.state is CodeState.VERIFIED
+    row = led.conn.execute("SELECT kind, payload FROM events WHERE code = 'P'").fetchall()
+    assert [(k, p) for k, p in row] == [("pack.parent", '{"from":"available","via":["allocated","printed"]}')]
+    with pytest.raises(IllegalTransition):  # allocated -> verified skips printed: refused, nothing kept
+        led.walk("Q", [CodeState.ALLOCATED, CodeState.VERIFIED], expect=CodeState.AVAILABLE)
+    assert led.state_of("Q") is CodeState.AVAILABLE
+    assert led.conn.execute("SELECT COUNT(*) FROM events WHERE code = 'Q'").fetchone()[0] == 0
+    led.close()

@@ -47,6 +47,9 @@ def _check(store: EventStore) -> None:
     assert store.store("s1", "L1", 2, first[40:] + _events(10, start=50)) == (10, 10)
     assert store.count() == 60
     assert store.store("s1", "L1", 3, []) == (0, 0)
+    later = _events(5, start=60)  # a group in one transaction, counted per batch
+    assert store.store_many([("s1", "L1", 4, later), ("s1", "L1", 5, later)]) == [(5, 0), (0, 5)]
+    assert store.count() == 65
 
 
 def _order(rows: list[tuple[str, int, int]], batches: list[list[dict[str, Any]]]) -> None:
@@ -88,3 +91,30 @@ def test_receiver_acks_invalid_documents_as_invalid(tmp_path: Path) -> None:
     ack = r.handle("s1", "L1", b"\x78\x9c garbage", {"batch": "8", "content-encoding": "deflate"})
     assert ack["status"] == "invalid"
     assert r.store.count() == 0
+
+
+def test_sqlite_group_of_batches_is_one_transaction_with_counts_per_batch(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    a, b = _events(20), _events(20, start=10)
+    counts = store.store_many([("s1", "L1", 1, a), ("s1", "L1", 2, a), ("s1", "L1", 3, b)])
+    assert counts == [(20, 0), (0, 20), (10, 10)]
+    assert store.count() == 30
+    broken = [dict(e) for e in _events(5, start=100)]
+    del broken[3]["type"]
+    with pytest.raises(KeyError):
+        store.store_many([("s1", "L1", 4, _events(5, start=200)), ("s1", "L1", 5, broken)])
+    assert store.count() == 30  # the whole group rolled back: nothing of batch 4 is kept either
+    assert store.store_many([]) == []
+
+
+def test_receiver_group_acks_each_batch_in_order_and_stores_only_valid_ones(tmp_path: Path) -> None:
+    r = Receiver("mqtt://127.0.0.1:1", SqliteStore(tmp_path / "r.db"))
+    good, again = document(_events(3)), document(_events(4, start=2))
+    bad = document(_events(2, start=50))
+    bad["epcisBody"]["eventList"][0]["action"] = "ADDED"
+    acks = r.handle_many([("s1", "L1", json.dumps(d).encode(), {"batch": str(i)})
+                          for i, d in enumerate((good, bad, again), start=1)])
+    assert [(a["batch"], a["status"]) for a in acks] == [(1, "stored"), (2, "invalid"), (3, "stored")]
+    assert (acks[0]["stored"], acks[0]["duplicates"]) == (3, 0)
+    assert (acks[2]["stored"], acks[2]["duplicates"]) == (3, 1)  # one event already stored by batch 1
+    assert r.store.count() == 6

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.verify.decode import CodeFormat, Decoder, DecoderSettings, Symbol
-from agent.verify.grade import AN, GN, INDICATIVE, Grade, Grader, GradeReport, module_grid
+from agent.config.verify import CodeFormat, DecoderSettings, Grade, GradeSettings
+from agent.verify.decode import Decoder, Symbol
+from agent.verify.grade import AN, GN, INDICATIVE, Grader, GradeReport, module_grid
 from agent.verify.regions import Region
 from drivers.sim.camera import Defect, Defects, SimCameraSettings, Symbology, render
 
@@ -142,3 +143,19 @@ def test_grade_rounding_follows_the_averaging_rule() -> None:
     assert [Grade.from_points(p) for p in (4.0, 3.5, 3.4, 2.5, 1.5, 0.5, 0.4)] == [
         Grade.A, Grade.A, Grade.B, Grade.B, Grade.C, Grade.D, Grade.F,
     ]
+
+
+def test_every_item_is_graded_by_default_and_every_n_grades_one_in_n() -> None:
+    cam = CAMS["qr"]
+    r = render(TEXT, Defects(), 0, cam)
+    symbol = Decoder(DecoderSettings(region=Region.of(cam.region), deadline_ms=None)).decode(r.image).symbols[0]
+    default = Grader()
+    assert GradeSettings().every == 1
+    assert all(default.sampled(r.image, symbol) is not None for _ in range(5))
+    third = Grader(GradeSettings(every=3))
+    graded = [third.sampled(r.image, symbol) for _ in range(7)]
+    assert [g is not None for g in graded] == [True, False, False, True, False, False, True]
+    report = graded[0]
+    assert report is not None and report == default.grade(r.image, symbol)
+    with pytest.raises(ValueError):
+        GradeSettings(every=0)

@@ -12,14 +12,18 @@ from agent.verify.verdict import Observation, StateOf, Verdict, judge
 from tests.helpers import seed_codes
 
 
+def walk(ledger: Ledger, code: str, *states: str) -> None:
+    """Move a code through legal steps (the ledger file refuses any other move)."""
+    for state in dict.fromkeys(states):  # "printed" twice in a row is one step
+        ledger.transition(code, CodeState(state))
+
+
 @pytest.fixture
 def state_of(tmp_path: Path) -> StateOf:
     ledger = Ledger(tmp_path / "l.db")
     seed_codes(ledger, ["A1", "A2", "A3", "A4"])
-    with ledger.atomic() as conn:
-        conn.execute("UPDATE codes SET state = 'printed' WHERE code IN ('A1', 'A2')")
-        conn.execute("UPDATE codes SET state = 'verified' WHERE code = 'A3'")
-        conn.execute("UPDATE codes SET state = 'rejected' WHERE code = 'A4'")
+    for code, last in (("A1", "printed"), ("A2", "printed"), ("A3", "verified"), ("A4", "rejected")):
+        walk(ledger, code, "allocated", "sent", "printed", last)
 
     def lookup(text: str) -> CodeState | None:
         try:
@@ -68,9 +72,8 @@ def test_the_right_code_in_a_state_that_cannot_be_verified_is_rejected(tmp_path:
     """A code voided (or never sent) cannot be on a genuine product of this run, even where expected."""
     ledger = Ledger(tmp_path / "v.db")
     seed_codes(ledger, ["V1", "R1"])
-    with ledger.atomic() as conn:
-        conn.execute("UPDATE codes SET state = 'voided' WHERE code = 'V1'")
-        conn.execute("UPDATE codes SET state = 'returned' WHERE code = 'R1'")
+    walk(ledger, "V1", "voided")
+    walk(ledger, "R1", "allocated", "returned")
 
     def lookup(text: str) -> CodeState | None:
         try:

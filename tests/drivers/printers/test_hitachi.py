@@ -1,267 +1,226 @@
-"""Hitachi communication buffer: byte tables, random bytes, the simulator's logic, the driver over pty and TCP."""
+"""Hitachi communication buffer: byte tables from the RX manual rev D and the C# client, random bytes, and
+the simulator's answers as the manual states them. The driver against the simulator: test_hitachi_driver.py."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.printers.base import (
-    BufferFull,
-    DeviceTimeout,
     Fault,
-    LinkDown,
-    Nak,
-    Printer,
     PrinterState,
     ProtocolError,
-    Record,
 )
-from drivers.printers.hitachi import HitachiBuffer, HitachiSettings
 from drivers.printers.hitachi_codec import (
+    STATUS_QUERY,
     Bcc,
-    TextDeframer,
-    bcc_xor,
-    decode_print_contents,
-    encode_print_contents,
-    frame_text,
+    Commands,
+    Model,
+    Remote,
+    Status,
+    frame,
+    item_code,
     parse_answer,
+    parse_print_contents,
+    parse_status,
+    parse_time,
+    print_contents,
+    recall,
     split_items,
 )
 from drivers.sim.coder_model import CoderModel
 from drivers.sim.faults import SimFault
-from drivers.sim.hitachi import HitachiSim, HitachiSimProtocol
-from tests.drivers.printers.random_answers import only_printer_errors
+from drivers.sim.hitachi import HitachiSimProtocol
 
+H = bytes.fromhex
 ENQ, ACK, NAK, DC2 = b"\x05", b"\x06", b"\x15", b"\x12"
-CLEAR = b"\x02\x1b2v\x03"
-RESTART = b"\x02\x1bw\x03"
+RX, PX = Commands.for_model(Model.RX), Commands.for_model(Model.PX)
 
 
+# ---- byte tables: the manual's own examples ----------------------------------------------------
 @pytest.mark.parametrize(
-    ("code", "wire"),
+    ("built", "wire"),
     [
-        ("ABC", b"\x10\x31ABC"),
-        ("0123456789AB", b"\x10\x310123456789\x10\x32AB"),
+        # 5.3.3-3 (1): call up print data message number 12
+        (frame(recall(12)), H("02 1F 20 31 30 30 31 32 03")),
+        # 5.3.2-5 (1): print item 1 "ABC" (the calendar characters of item 2 are 2-byte codes: left out)
+        (frame(print_contents([(1, "ABC")])), H("02 10 31 41 42 43 03")),
+        # 5.6 communication monitor, line 3: items 1 "ABCDE" and 2 "12345"
+        (frame(print_contents([(1, "ABCDE"), (2, "12345")])), H("02 10 31 41 42 43 44 45 10 32 31 32 33 34 35 03")),
+        # 5.9.3-2: clear buffer / restart printing, ESC2 and the existing machine's ESC clear
+        (frame(RX.clear_buffer), H("02 1F 76 03")),
+        (frame(RX.restart_printing), H("02 1F 77 03")),
+        (frame(PX.clear_buffer), H("02 1B 2D 03")),
+        # 5.3.9-1: remote operation, fault clear 34H; existing machine ESC 71H
+        (frame(RX.remote(Remote.FAULT_CLEAR)), H("02 1F 72 34 03")),
+        (frame(PX.remote(Remote.FAULT_CLEAR)), H("02 1B 71 34 03")),
+        # 5.3.10-1 (2) / 5.4.2: current time inquiry, no STX/ETX
+        (RX.time_query, H("1F 75")),
+        (PX.time_query, H("1B 7B")),
     ],
 )
-def test_codes_spread_over_items_of_ten_chars(code: str, wire: bytes) -> None:
-    items = split_items(code)
-    assert encode_print_contents(items) == wire
-    assert decode_print_contents(wire) == items
+def test_manual_examples(built: bytes, wire: bytes) -> None:
+    assert built == wire
 
 
-def test_frame_with_and_without_bcc() -> None:
-    assert frame_text(b"\x10\x31A") == b"\x02\x10\x31A\x03"
-    # XOR of 0x10 0x31 0x41 0x03 = 0x63
-    assert frame_text(b"\x10\x31A", Bcc.XOR) == b"\x02\x10\x31A\x03\x63"
-    assert bcc_xor(b"\x10\x31A\x03") == 0x63
+@pytest.mark.parametrize(("item", "code"), [(1, 0x31), (10, 0x3A), (11, 0x3B), (50, 0x62), (91, 0x8B), (100, 0x94)])
+def test_item_number_table_5_3_2_2(item: int, code: int) -> None:
+    assert item_code(item) == code
 
 
 @pytest.mark.parametrize(
-    ("code", "message"),
-    [("X" * 81, "exceeds 80"), ("", "empty"), ("é", "not ASCII")],
+    ("built", "wire"),
+    [
+        (STATUS_QUERY, b"\x1b\x23"),  # BuildFetchString FetchOps.Status: sESC + (char)0x23
+        (frame(PX.restart_printing), H("02 1B 5A 03")),  # BuildSOP16Command eRestartPrinting = 0x5A
+        (frame(RX.remote(Remote.START)), b"\x02\x1f\x72\x30\x03"),  # HPTest.cs: "\x02\x1F\x72\x30\x03"
+        (frame(RX.remote(Remote.READY)), b"\x02\x1fr2\x03"),  # ControlOps.Ready: sSTX + sESC2 + "r2" + sETX
+        (frame(RX.remote(Remote.STANDBY)), b"\x02\x1fr3\x03"),
+        (frame(PX.remote(Remote.READY)), b"\x02\x1bq2\x03"),  # sSTX + sESC + "q2" + sETX
+    ],
 )
-def test_codes_a_data_set_cannot_hold_are_refused(code: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        encode_print_contents(split_items(code))
+def test_csharp_client_constants(built: bytes, wire: bytes) -> None:
+    assert built == wire
 
 
-def test_exchange_limit_is_1500_bytes() -> None:
-    assert len(frame_text(b"x" * 1498)) == 1500
-    with pytest.raises(ValueError, match="1500"):
-        frame_text(b"x" * 1499)
+def test_status_replies_as_the_csharp_client_reads_them() -> None:
+    # HPStatus.cs simulated status {STX,'1','0','0','2','0',ETX}: off-line, no reception, Ready, no alarm
+    s = parse_status(b"\x021002" + b"0\x03")
+    assert s == Status(online=False, reception=False, operation=0x32, alarm=0x30)
+    assert s.encode() == b"\x0210020\x03"
+    assert s.state is PrinterState.PRINTING
+    assert parse_status(b"\x0211100\x03").state is PrinterState.IDLE  # paused (ink stopped)
+    assert parse_status(b"\x0211110\x03").state is PrinterState.IDLE  # running, not ready (standby)
+    buffer_fault = parse_status(b"\x02111\x661\x03")
+    assert (buffer_fault.state, buffer_fault.faults) == (PrinterState.FAULT, {Fault.BUFFER_EMPTY, Fault.INK_LOW})
+    assert parse_status(b"\x02111\x380\x03").faults == {Fault.COVER_OPEN}
+    assert "Communication Buffer Fault" in buffer_fault.detail
 
 
-def test_answers_parse_and_garbage_is_a_protocol_error() -> None:
-    assert parse_answer(0x06) is True
-    assert parse_answer(0x15) is False
-    with pytest.raises(ProtocolError, match="0x41"):
-        parse_answer(0x41)
+def test_time_reply_5_3_10() -> None:
+    assert parse_time(b"\x02\x1f\x7f20150707124500\x03") == "2015-07-07 12:45:00"
+    assert parse_time(b"\x02\x1b\x7c20150707124500\x03", esc2=False) == "2015-07-07 12:45:00"
 
 
-@given(st.binary(max_size=64), st.sampled_from(list(Bcc)))
-def test_random_bytes_raise_only_protocol_errors(data: bytes, bcc: Bcc) -> None:
-    try:
-        for kind, payload in TextDeframer(bcc).feed(data):
-            if kind == "text":
-                decode_print_contents(payload)
-    except ProtocolError:
-        pass
+def test_limits_of_a_text() -> None:
+    assert len(frame(b"x" * 2998)) == 3000  # 5.3.1 (8): 3000 bytes including STX and ETX
+    with pytest.raises(ValueError, match="3000"):
+        frame(b"x" * 2999)
+    assert frame(b"\x101A", Bcc.XOR) == b"\x02\x101A\x03" + bytes([0x10 ^ 0x31 ^ 0x41 ^ 0x03])
+    with pytest.raises(ValueError, match="8 items"):
+        print_contents([(i, "A") for i in range(1, 10)])  # 5.9.3-1 (2): 8 items, 80 characters
+    with pytest.raises(ValueError, match="80 characters"):
+        print_contents([(1, "A" * 81)])
+    assert split_items("ABCDEFGHIJKL", 1, 10) == [(1, "ABCDEFGHIJ"), (2, "KL")]
+    with pytest.raises(ValueError, match="printable ASCII"):
+        print_contents([(1, "é")])
+    with pytest.raises(ValueError, match=r"1\.\.2000"):
+        recall(2001)
 
 
-def sim(capacity: int = 3, n: int = 2) -> HitachiSimProtocol:
-    return HitachiSimProtocol(CoderModel(capacity=capacity), refill_n=n)
+@given(st.binary(max_size=40))
+def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    for parse in (parse_status, parse_print_contents, parse_time):
+        with contextlib.suppress(ProtocolError):
+            parse(data)  # type: ignore[operator]
+    for b in data[:4]:
+        with contextlib.suppress(ProtocolError):
+            parse_answer(b)
 
 
-def data_set(code: str) -> bytes:
-    return frame_text(encode_print_contents(split_items(code)))
+# ---- the simulator, as the manual says it answers ----------------------------------------------
+def sim(**kw: Any) -> HitachiSimProtocol:
+    kw.setdefault("restart_delay_s", 0.0)
+    return HitachiSimProtocol(CoderModel(capacity=100), **kw)
 
 
-def test_sim_handshake_buffer_full_and_bad_text() -> None:
-    s = sim(capacity=2)
+def data_set(text: str, item: int = 1) -> bytes:
+    return frame(print_contents([(item, text)]))
+
+
+def test_sim_transmission_sequences_5_3_1_and_monitor_example_5_6() -> None:
+    s = sim()
     assert s.receive(ENQ) == ACK
-    assert s.receive(data_set("A1")) == ACK
-    assert s.receive(ENQ + data_set("A2")) == ACK + ACK
-    assert s.receive(data_set("A3")) == NAK  # buffer full
-    assert s.receive(b"\x02ZZ\x03") == NAK  # not print contents
-    assert list(s.model.queue) == ["A1", "A2"]
+    assert s.receive(H("02 10 31 41 42 43 44 45 10 32 31 32 33 34 35 03")) == ACK
+    assert s.receive(ENQ) == ACK
+    assert s.receive(H("02 10 31 41 42 43 44 45 10 32 31 32 33 34 7F 03")) == NAK  # 5.6 line 8
+    assert s.receive(data_set("B")) == ACK  # ENQ omitted
+    assert s.receive(b"\x1f\x73") == ACK  # 5.3.8-2: ESC2 73H, no ENQ/STX/ETX
+    assert s.receive(frame(recall(12))) == ACK and s.job == "12"
+    s.go_offline()
+    assert s.receive(ENQ + DC2 + data_set("C")) == NAK + NAK + NAK  # 5.3.1 (3)
+    assert s.receive(STATUS_QUERY) == b"\x0210010\x03"  # '1', off-line, no reception, standby, no alarm
 
 
-def test_sim_restart_needs_n_sets_after_clear_and_stop_clears() -> None:
-    s = sim(capacity=4, n=2)
-    s.receive(data_set("A1") + data_set("A2"))
-    assert s.receive(RESTART) == ACK
-    assert s.receive(CLEAR) == ACK
-    assert (list(s.model.queue), s.model.running) == ([], False)
-    s.receive(data_set("B1"))
-    assert s.receive(RESTART) == NAK  # only 1 of N=2 sets
-    s.receive(data_set("B2"))
-    assert s.receive(RESTART) == ACK
-    assert [s.model.fire(), s.model.fire(), s.model.fire()] == ["B1", "B2", None]
+def test_sim_buffer_holds_100_items_and_1000_characters() -> None:
+    s = sim()
+    assert all(s.receive(data_set(f"{i:03d}")) == ACK for i in range(100))
+    assert s.receive(data_set("X")) == NAK  # 5.9.4 (1): capacity exceeded -> NAK
+    s = sim()
+    assert all(s.receive(data_set("C" * 80)) == ACK for _ in range(12))  # 960 characters
+    assert s.receive(data_set("C" * 80)) == NAK
+    assert s.receive(frame(print_contents([(1, "A")]) + b"\x10\x32B" * 8)) == NAK  # 9 items at once
+    assert s.receive(b"\x02\x10\x31" + b"A" * 2998 + b"\x03") == NAK  # 3001 bytes (5.3.1 (8))
 
 
-def test_sim_offline_bcc_and_injections() -> None:
-    s = HitachiSimProtocol(CoderModel(capacity=2), bcc=Bcc.XOR)
-    assert s.receive(frame_text(b"\x101A", Bcc.XOR)) == ACK
-    assert s.receive(b"\x02\x101B\x03\x00") == NAK  # wrong BCC
-    s.online = False
-    assert s.receive(ENQ + DC2) == NAK + NAK
-    s.online = True
-    s.inject.armed.append(SimFault.NAK)
-    assert s.receive(DC2 + DC2) == NAK + ACK
-    s.model.power_loss()
-    assert s.receive(ENQ) == b""  # powered off: no answer at all
+def test_sim_prints_one_set_per_print_and_faults_when_empty() -> None:
+    s = sim()
+    s.receive(data_set("A") + data_set("B"))
+    assert s.fire() is None  # standby: a miss
+    assert s.receive(frame(RX.remote(Remote.READY))) == ACK
+    assert [s.fire(), s.fire(), s.fire()] == ["A", "B", None]  # example 6: buffer fault at print start
+    assert s.status_reply()[4] == 0x66
+    assert s.receive(frame(RX.remote(Remote.FAULT_CLEAR))) == ACK and s.status_reply()[4] == 0x31
 
 
-# --- the driver against the simulator, over a pty and over TCP ------------------------------------
-
-LINKS = ["pty", "tcp"]
-
-
-@asynccontextmanager
-async def pair(link: str, *, capacity: int = 4, n: int = 2, bcc: Bcc = Bcc.NONE) -> AsyncIterator[
-        tuple[HitachiBuffer, HitachiSim]]:
-    s = HitachiSim(capacity=capacity, refill_n=n, bcc=bcc)
-    url = await s.serve_pty() if link == "pty" else f"tcp://127.0.0.1:{await s.serve_tcp(0)}"
-    driver = HitachiBuffer(HitachiSettings(url=url, timeout_s=0.3, retries=1, buffer_size=capacity,
-                                           refill_n=n, bcc=bcc))
-    try:
-        await driver.connect()
-        yield driver, s
-    finally:
-        await driver.close()
-        await s.close()
+def test_sim_offline_repeats_the_current_content_example_3() -> None:
+    s = sim()
+    s.receive(frame(RX.remote(Remote.READY)))
+    s.receive(data_set("A") + data_set("B") + data_set("C") + data_set("D"))
+    assert s.fire() == "A"
+    s.go_offline()
+    assert [s.fire(), s.fire()] == ["B", "B"]
+    s.go_online()
+    assert s.fire() == "B"  # standard mode until the buffer function is set up again
+    assert s.receive(data_set("E")) == ACK and [s.fire(), s.fire()] == ["E", "E"]
+    s.rearm()
+    s.receive(data_set("F"))
+    assert [s.fire(), s.fire()] == ["F", None]
 
 
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 30))
+def test_sim_clear_and_restart_rules_5_9_3_2() -> None:
+    s = sim(print_s=60.0, restart_delay_s=60.0)
+    s.receive(frame(RX.remote(Remote.READY)) + data_set("A") + data_set("B") + data_set("C"))
+    assert s.receive(frame(RX.clear_buffer)) == ACK
+    assert s.fire() == "A"  # the set fetched before the clear still prints ("may be printed")
+    assert s.receive(frame(RX.clear_buffer)) == NAK  # a print is in progress
+    s.print_s = 0.0
+    s.receive(data_set("D"))
+    assert s.receive(frame(RX.restart_printing)) == ACK
+    assert s.fire() is None and s.status_reply()[4] == 0x69  # print start within 500 ms of restart
+    s = sim()
+    s.receive(frame(RX.remote(Remote.READY)) + data_set("A") + data_set("B"))
+    s.receive(frame(RX.remote(Remote.STANDBY)))  # a stop keeps the buffer (5.9.2 (2))
+    s.receive(frame(RX.remote(Remote.READY)))
+    assert [s.fire(), s.fire()] == ["A", "B"]
 
 
-@pytest.mark.parametrize("link", LINKS)
-@pytest.mark.parametrize("bcc", list(Bcc))
-def test_data_sets_print_in_order_after_restart_with_n_sets(link: str, bcc: Bcc) -> None:
-    async def go() -> None:
-        async with pair(link, bcc=bcc) as (driver, s):
-            await driver.push([Record(1, "CODE-0000000000001")])
-            with pytest.raises(Nak, match="fewer than 2 data sets"):
-                await driver.start()
-            await driver.push([Record(2, "CODE-0000000000002")])
-            await driver.start()
-            assert s.trigger(3) == 2
-            assert s.printed == ["CODE-0000000000001", "CODE-0000000000002"]
-            st_ = await driver.status()
-            assert (st_.state, st_.last_printed, st_.fifo_depth) == (PrinterState.PRINTING, None, None)
-
-    run(go())
+def test_sim_existing_machine_messages() -> None:
+    s = sim()
+    assert s.receive(H("02 1B 2D 03") + H("02 1B 77 03")) == ACK + ACK  # 5.9.3-2 existing machine message
+    assert s.receive(H("02 1B 5A 03")) == NAK  # the C# client's PX/PXR restart is not an RX text
+    assert s.receive(H("02 1B 71 34 03")) == ACK  # 5.3.9-1 existing machine fault clear
+    assert s.receive(b"\x02\x1bU012\x03") == ACK and s.job == "12"  # 5.3.3-1 ESC 55H + 3 digits
+    assert s.receive(b"\x1b\x7b")[:3] == b"\x02\x1b\x7c"  # 5.3.10 existing machine time output
 
 
-@pytest.mark.parametrize("link", LINKS)
-def test_a_full_buffer_refuses_with_buffer_full_and_keeps_what_it_took(link: str) -> None:
-    async def go() -> None:
-        async with pair(link, capacity=2) as (driver, s):
-            with pytest.raises(BufferFull, match="seq 3"):
-                await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
-            assert list(s.model.queue) == ["A", "B"]
-
-    run(go())
-
-
-@pytest.mark.parametrize("link", LINKS)
-def test_stop_clears_the_buffer_and_reports_the_loss_once(link: str) -> None:
-    async def go() -> None:
-        async with pair(link) as (driver, s):
-            await driver.push([Record(1, "A"), Record(2, "B")])
-            await driver.stop()
-            assert list(s.model.queue) == []
-            assert [(await driver.status()).fifo_lost, (await driver.status()).fifo_lost] == [True, False]
-
-    run(go())
-
-
-@pytest.mark.parametrize("link", LINKS)
-def test_offline_printer_is_a_fault_and_refuses_data(link: str) -> None:
-    async def go() -> None:
-        async with pair(link) as (driver, s):
-            s.protocol.online = False  # type: ignore[attr-defined]
-            st_ = await driver.status()
-            assert (st_.state, st_.faults) == (PrinterState.FAULT, {Fault.OTHER})
-            with pytest.raises(BufferFull, match="off-line"):
-                await driver.push([Record(1, "A")])
-            with pytest.raises(Nak, match="at the printer"):
-                await driver.clear_fault()
-            s.protocol.online = True  # type: ignore[attr-defined]
-            await driver.clear_fault()
-
-    run(go())
-
-
-@pytest.mark.parametrize("link", LINKS)
-def test_power_loss_empties_the_buffer_and_the_driver_says_so(link: str) -> None:
-    async def go() -> None:
-        async with pair(link) as (driver, s):
-            await driver.push([Record(1, "A"), Record(2, "B")])
-            await s.power_off()
-            with pytest.raises(LinkDown):
-                for _ in range(3):
-                    with contextlib.suppress(DeviceTimeout):
-                        await driver.status()
-            await s.power_on()
-            st_ = await driver.status()
-            assert (st_.fifo_lost, st_.state) == (True, PrinterState.IDLE)
-            await driver.push([Record(3, "C")])
-            assert list(s.model.queue) == ["C"]
-
-    run(go())
-
-
-@pytest.mark.parametrize("link", LINKS)
-def test_garbage_answer_to_a_data_set_is_a_protocol_error_and_puts_it_in_doubt(link: str) -> None:
-    async def go() -> None:
-        async with pair(link) as (driver, s):
-            await driver.push([Record(1, "A")])
-            s.inject(SimFault.GARBAGE, count=2)  # the ENQ is answered with garbage
-            with pytest.raises(ProtocolError):
-                await driver.push([Record(2, "B")])
-            assert (await driver.status()).fifo_lost is True
-
-    run(go())
-
-
-# --- the driver against a device that answers random bytes: only typed errors come out --------------
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.binary(min_size=1, max_size=40))
-def test_random_answers_raise_only_printer_errors(answer: bytes) -> None:
-    only_printer_errors(make_driver, answer)
-
-
-def make_driver(url: str) -> Printer:
-    return HitachiBuffer(HitachiSettings(url=url, timeout_s=0.05, retries=0))
+def test_sim_bcc_and_injections() -> None:
+    s = sim(bcc=True)
+    assert s.receive(frame(b"\x101A", Bcc.XOR)) == ACK
+    assert s.receive(b"\x02\x101B\x03\x00") == NAK
+    s.inject.armed.extend([SimFault.NAK, SimFault.SILENCE])
+    assert s.receive(DC2 + DC2 + DC2) == NAK + ACK

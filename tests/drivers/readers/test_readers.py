@@ -12,11 +12,12 @@ from drivers.readers.base import (
     CodeReader,
     ReaderLinkError,
     ReaderProtocolError,
+    ReaderStatusError,
     ReaderTimeout,
     TriggerMode,
     read_with_deadline,
 )
-from drivers.readers.dataman import DataMan, DataManSettings, escape, unescape
+from drivers.readers.dataman import DataMan, DataManSettings
 from drivers.readers.generic import GenericReader, GenericSettings
 from drivers.readers.keyence import KeyenceSettings, KeyenceSR
 from drivers.sim.readers import DmccSim, GenericSim, KeyenceSim, Outcome, ReaderSimServer, SimProtocol
@@ -26,9 +27,15 @@ GS1 = "0109506000134352\x1d21ABC123\x1d10LOT1"
 Kind = tuple[Callable[[], SimProtocol], Callable[[str, dict[str, Any]], CodeReader]]
 KINDS: dict[str, Kind] = {
     "dataman": (DmccSim, lambda url, kw: DataMan(DataManSettings(url=url, timeout_s=0.3, **kw))),
-    "dataman-plain": (DmccSim, lambda url, kw: DataMan(DataManSettings(url=url, timeout_s=0.3,
-                                                                          command_ids=False, **kw))),
+    "dataman-extended": (lambda: DmccSim(response=DmccSim.EXTENDED),
+                         lambda url, kw: DataMan(DataManSettings(url=url, timeout_s=0.3, **kw))),
+    "dataman-plain": (lambda: DmccSim(response=DmccSim.EXTENDED),
+                      lambda url, kw: DataMan(DataManSettings(url=url, timeout_s=0.3, command_ids=False, **kw))),
     "keyence": (KeyenceSim, lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, **kw))),
+    "keyence-mixed": (KeyenceSim,  # commands in STX/ETX, data setting none/CR
+                      lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, framing="stx_etx", **kw))),
+    "keyence-sr600": (lambda: KeyenceSim(ack=False),
+                      lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, **kw))),
     "keyence-stx": (lambda: KeyenceSim(stx_etx=True),
                     lambda url, kw: KeyenceSR(KeyenceSettings(url=url, timeout_s=0.3, framing="stx_etx", **kw))),
     "generic": (lambda: GenericSim(trigger="\\x16T\\r", header="\\x02", terminator="\\x03", no_read="NR"),
@@ -67,15 +74,39 @@ def test_reads_no_reads_garbage_and_silence(kind: str, link: str) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("kind", ["dataman", "keyence"])
-def test_error_status_is_a_protocol_error_naming_it(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "code", "words"), [("dataman-extended", 105, "reader unavailable"),
+                                                    ("keyence", 20, "not executable in the current status")])
+def test_error_replies_are_status_errors_naming_the_vendor_code(kind: str, code: int, words: str) -> None:
     async def scenario() -> None:
         server, make = await serve(kind, "tcp")
         server.protocol.results.extend([Outcome.ERROR, "C9"])
         async with server, make() as reader:
-            with pytest.raises(ReaderProtocolError, match=r"status 105: reader unavailable|ER,LON,01"):
+            with pytest.raises(ReaderStatusError, match=words) as err:
                 await reader.read()
+            assert err.value.code == code
             assert (await reader.read()).text == "C9"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("link", ["pty", "tcp"])
+@pytest.mark.parametrize("kind", ["dataman", "keyence", "generic"])
+def test_power_loss_is_a_typed_error_and_the_reader_is_back_after_power_on(kind: str, link: str) -> None:
+    async def scenario() -> None:
+        server, make = await serve(kind, link)
+        server.protocol.results.extend([Outcome.POWER_LOSS, "C2"])
+        async with server:
+            reader = make()
+            await reader.open()
+            with pytest.raises((ReaderLinkError, ReaderTimeout)):  # TCP drops; a tty goes silent
+                await reader.read()
+            with pytest.raises((ReaderLinkError, ReaderTimeout)):  # still off
+                await reader.read()
+            server.power_on()
+            await reader.close()
+            await reader.open()
+            assert (await reader.read()).text == "C2"
+            await reader.close()
 
     asyncio.run(scenario())
 
@@ -102,13 +133,6 @@ def test_keyence_sends_esc_to_clear_the_buffer_and_survives_noise() -> None:
     assert sim.feed(b"noise\x1bLON\r") == b"OK,LON\rC1\r"
     reader = KeyenceSR(KeyenceSettings(url="tcp://127.0.0.1:1"))
     assert reader.encode_trigger() == b"\x1bLON\r"
-
-
-@pytest.mark.parametrize(("raw", "text"), [("a\\\\b", "a\\b"), ("01\\x1D21", "01\x1d21"), ("x\\r\\n", "x\r\n"),
-                                          ("plain", "plain")])
-def test_dmcc_escapes(raw: str, text: str) -> None:
-    assert unescape(raw) == text
-    assert unescape(escape(text)) == text
 
 
 def test_dmcc_checks_the_command_id_of_the_extended_reply() -> None:

@@ -1,0 +1,131 @@
+"""Fail-safe, as the plant sees it: the PLC's heartbeat watchdog, and a crash inside the runtime
+stopping the conveyor before the coder (the order a real line needs: no product may pass a coder that
+no longer prints while the belt still runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from agent.demo import prepare
+from agent.jobs import JobSpec, create_job, start_job
+from agent.ledger import Ledger
+from agent.line.printing import PrintStation
+from agent.line.runtime import LineRuntime
+from agent.line.simulated import SimSettings, SimulatedLine
+from drivers.plc import LinePlc
+from drivers.plc.plc import PlcSettings, Signal
+from drivers.sim.plc import ConveyorModel, PlcSim, example_map
+from tests.conftest import free_port
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_watchdog_arms_on_the_first_beat_trips_and_holds_until_beats_resume() -> None:
+    clock = Clock()
+    m = ConveyorModel(example_map(), watchdog_s=1.0, clock=clock)
+    m.write(Signal.LINE_RUN, 1)
+    clock.t += 60
+    assert m.step() is not None or m.counter == 1  # not armed: no heartbeat was ever written
+    m.write(Signal.HEARTBEAT, 1)
+    clock.t += 0.9
+    m.write(Signal.HEARTBEAT, 2)
+    clock.t += 0.9
+    m.step()
+    assert m.running and m.watchdog_trips == 0
+    clock.t += 0.2  # 1.1 s since the last change
+    assert m.step() is None
+    assert not m.running and m.watchdog_trips == 1
+    m.write(Signal.HEARTBEAT, 2)  # the same value again is no beat
+    m.write(Signal.LINE_RUN, 1)
+    assert not m.running
+    m.write(Signal.HEARTBEAT, 3)
+    m.write(Signal.LINE_RUN, 1)
+    assert m.running
+
+
+def test_the_plc_stops_the_conveyor_when_heartbeats_over_modbus_stop() -> None:
+    async def main() -> None:
+        async with PlcSim(example_map(), port=free_port(), watchdog_s=0.3) as sim:
+            settings = PlcSettings.model_validate({"url": sim.url, "registers": example_map().model_dump()})
+            async with LinePlc(settings) as plc:
+                for _ in range(5):
+                    await plc.heartbeat()
+                    await asyncio.sleep(0.05)
+                await plc.run_line(True)
+                assert sim.model.running
+                # The agent goes silent: the PLC's own scan (a pitch here) finds the beat too old.
+                for _ in range(400):  # a hang detector: up to 20 s on a loaded machine
+                    sim.model.step()
+                    if not sim.model.running:
+                        break
+                    await asyncio.sleep(0.05)
+                assert not sim.model.running and sim.model.watchdog_trips == 1
+                await plc.run_line(True)  # refused by the PLC until the agent beats again
+                assert not sim.model.running
+                await plc.heartbeat()
+                await plc.run_line(True)
+                assert sim.model.running
+
+    asyncio.run(main())
+
+
+def test_a_crash_inside_the_runtime_stops_the_conveyor_before_the_coder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Path(os.devnull).open("w") as sink:
+        cfg = prepare(tmp_path, 400, Console(file=sink))
+    sim = SimulatedLine(cfg, tmp_path, SimSettings(rate_per_min=600, receiver=False))
+    live = sim.start()
+    ledger = Ledger(live.resolve(live.storage.ledger))
+    model = next(iter(sim.plcs.values())).model
+    belt_when_coder_stopped: list[bool] = []
+    halt = PrintStation.halt
+
+    async def observed_halt(self: PrintStation) -> None:
+        belt_when_coder_stopped.append(model.running)  # what the plant shows at that moment
+        await halt(self)
+
+    monkeypatch.setattr(PrintStation, "halt", observed_halt)
+    try:
+        job = create_job(ledger, JobSpec(name="WO-1", gtin="09506000134352", product_name="water", lot="L1",
+                                         target_qty=400, template="dl", packing_spec="6x4x40"))
+        start_job(ledger, job)
+        runtime = LineRuntime(live.model_copy(update={"mqtt": None}), ledger, overrides=sim.overrides(),
+                              status_every_s=0.05)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(runtime.run(stop))
+            for _ in range(1200):  # up to 60 s for the line to run on a loaded machine
+                if model.running and model.counter > 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert model.running, "the line never started"
+
+            def crash() -> None:
+                raise RuntimeError("a bug in the runtime")
+
+            monkeypatch.setattr(runtime, "snapshot", crash)
+            try:
+                await asyncio.wait_for(task, 90)  # a hang detector
+            except BaseExceptionGroup as group:
+                assert group.subgroup(RuntimeError) is not None
+            else:
+                raise AssertionError("the runtime swallowed the crash")
+
+        asyncio.run(scenario())
+        assert not model.running
+        assert belt_when_coder_stopped and not any(belt_when_coder_stopped)
+    finally:
+        ledger.close()
+        sim.stop()
