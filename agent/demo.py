@@ -5,12 +5,23 @@ its feeder, verify station, aggregation and MQTT uplink); only the devices are s
 their real protocols on ptys and sockets (agent/line/simulated.py). The summary is checked, not just
 printed: a failed invariant (a code printed twice, an event missing or duplicated at the receiver)
 makes the demo exit non-zero.
+
+While the line runs, a progress display shows items printed, judged and packed, the rejects and the
+events the receiver acked, from the same snapshot `lineagent top` reads (agent/cli/top_source.py).
+The first Ctrl-C (SIGINT; SIGTERM too) sets the runtime's stop event, exactly as `lineagent run` does:
+the conveyor stops before the coder, each coder is reconciled, the ledger committed; then the job is
+finished, the uplink drained, the invariants checked on what ran and the summary printed. A second
+Ctrl-C during that shutdown is only acknowledged: cutting the reconcile short is what would leave codes
+unaccounted for. Exit codes (agent/cli/demo_cmd.py): 0 done, 1 an invariant failed, 130 stopped by
+Ctrl-C with every invariant holding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,10 +31,12 @@ import cv2
 import yaml
 import zxingcpp
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Column, Table
 
 from agent.aggregation.parents import ReadLabel
 from agent.cli.codes_cmd import make_codes
+from agent.cli.top_source import collect
 from agent.codes.importer import import_file
 from agent.codes.package import generate_keys, load_public, load_signing_key, make_package
 from agent.config import LineConfig, load_config
@@ -44,6 +57,7 @@ SIM_CONFIG = Path(__file__).resolve().parent.parent / "config" / "line.sim.yaml"
 @dataclass
 class DemoReport:
     ok: bool = True
+    interrupted: bool = False  # stopped by Ctrl-C (or SIGTERM) before the job was complete
     checks: list[Check] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
 
@@ -95,6 +109,7 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
                   f"PLC {', '.join(p.url for p in sim.plcs.values())}; broker {sim.broker.url if sim.broker else '-'}")
     labels_dir = workdir / "labels"
     labels_dir.mkdir(exist_ok=True)
+    restart: threading.Timer | None = None
     try:
         ledger = Ledger(ledger_path, group_window_s=live.storage.group_commit_ms / 1000)
         job = create_job(ledger, JobSpec(name="WO-DEMO-1", gtin="09506000134352", product_name="Spring water 500 ml",
@@ -105,8 +120,17 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
         runtime = LineRuntime(live, ledger, overrides=sim.overrides(), read_labels=readers, exit_when_done=True,
                               drain_s=60.0)
         if broker_restart and sim.broker is not None:
-            threading.Timer(max(2.0, items / rate_per_min * 30), sim.restart_broker).start()
-        asyncio.run(_run(runtime))
+            restart = threading.Timer(max(2.0, items / rate_per_min * 30), sim.restart_broker)
+            restart.daemon = True
+            restart.start()
+        try:
+            report.interrupted = asyncio.run(_run(runtime, ledger_path, items, console))
+        finally:
+            if restart is not None:
+                restart.cancel()  # stopped early: no broker restart after the simulators are gone
+        if report.interrupted:
+            console.print("[yellow]stopped by Ctrl-C: the coders are reconciled and the ledger committed; "
+                          "finishing the job and checking what ran[/]")
         fin = finish_job(ledger, job)
         ledger.commit()
         console.print(f"job finished: {fin.returned} unused codes returned, {fin.in_doubt} in doubt")
@@ -130,8 +154,86 @@ def run_demo(workdir: Path, *, items: int, fresh: bool, console: Console, rate_p
     return report
 
 
-async def _run(runtime: LineRuntime) -> None:
-    await runtime.run(asyncio.Event())
+async def _run(runtime: LineRuntime, ledger_path: Path, items: int, console: Console) -> bool:
+    """Run the line with the progress display; True when a signal stopped it before the job was done."""
+    stop = asyncio.Event()
+    signals: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if not signals:
+            console.print("[yellow]Ctrl-C: stopping the line (conveyor first, then the coders)...[/]")
+        else:
+            console.print("[yellow]already stopping: the coders are being reconciled, please wait[/]")
+        signals.append(signum)
+        stop.set()
+
+    handled: list[int] = []
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+            handled.append(sig)
+    try:
+        with _progress(console) as progress:
+            bars = _Bars(progress, items)
+            shown = asyncio.create_task(_show(bars, ledger_path), name="demo-progress")
+            try:
+                await runtime.run(stop)
+            finally:
+                shown.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shown
+            with contextlib.suppress(Exception):
+                bars.update(await asyncio.to_thread(collect, ledger_path))  # the last figures
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+    return bool(signals) and not (runtime.runs and runtime.runs[-1].completed)
+
+
+def _progress(console: Console) -> Progress:
+    # fixed-width figures first, the free text last and cut, so the rows fit an 80-column terminal
+    return Progress(TextColumn("{task.description:<7}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                    TextColumn("{task.fields[extra]}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                                            ratio=1)),
+                    console=console, refresh_per_second=4, expand=True)
+
+
+class _Bars:
+    """The demo's progress rows: items printed, judged (with the rejects), packed, events acked."""
+
+    def __init__(self, progress: Progress, items: int) -> None:
+        self.progress = progress
+        self.rows: dict[str, TaskID] = {
+            k: progress.add_task(k, total=items if k != "synced" else None, extra="")
+            for k in ("printed", "judged", "packed", "synced")}
+
+    def update(self, snap: dict[str, object]) -> None:
+        job = snap.get("job")
+        sync = snap.get("sync")
+        packs = snap.get("packs")
+        if isinstance(job, dict):
+            self.progress.update(self.rows["printed"], completed=job["printed"],
+                                 extra=f"in FIFOs {job['codes'].get('sent', 0)}")
+            rejects = job["rejects"]
+            why = ", ".join(f"{k} {v}" for k, v in rejects.items())
+            self.progress.update(self.rows["judged"], completed=job["judged"],
+                                 extra=f"good {job['good']}, rejects {sum(rejects.values())}"
+                                 + (f": {why}" if why else ""))
+        if isinstance(job, dict) and isinstance(packs, dict):
+            self.progress.update(self.rows["packed"], completed=job["packed"],
+                                 extra=", ".join(f"{lv} {p['closed']}" for lv, p in packs.items()) + " packs closed")
+        if isinstance(sync, dict):
+            self.progress.update(self.rows["synced"], completed=sync["delivered"],
+                                 total=sync["delivered"] + sync["undelivered"],
+                                 extra=f"events acked, {sync['undelivered']} on the way")
+
+
+async def _show(bars: _Bars, ledger_path: Path) -> None:
+    while True:
+        with contextlib.suppress(Exception):  # the display must never disturb the line
+            bars.update(await asyncio.to_thread(collect, ledger_path))
+        await asyncio.sleep(0.5)
 
 
 def _drain(cfg: LineConfig, ledger_path: Path, timeout_s: float) -> bool:

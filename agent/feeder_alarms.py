@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.i18n import N_, _
+
 
 class Alarm(StrEnum):
     SLOW_FEED = "slow_feed"  # FIFO below the low-water mark while printing: it will run dry soon
@@ -73,3 +75,19 @@ class AlarmSink:
             self._callback(event)
         if self._queue is not None:
             self._queue.put_nowait(event)
+
+
+# The operator's words for each alarm, marked for the catalogue and translated where shown.
+DESCRIPTIONS: dict[Alarm, str] = {
+    Alarm.SLOW_FEED: N_("the coder's FIFO is running low while printing: it will run dry soon"),
+    Alarm.FIFO_EMPTY: N_("the coder is printing with an empty FIFO: items pass unmarked"),
+    Alarm.CODES_SHORT: N_("not enough codes in the pool for this job: import a code package"),
+    Alarm.COMMUNICATION: N_("the coder does not answer, or answers garbage"),
+    Alarm.CODER_FAULT: N_("the coder reports a fault that stops printing"),
+    Alarm.IN_DOUBT: N_("a reconcile left codes in doubt: they will be voided unless proven printed"),
+}
+
+
+def describe(alarm: Alarm) -> str:
+    """What `alarm` means, for an operator, in the current language."""
+    return _(DESCRIPTIONS[alarm])

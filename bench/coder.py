@@ -30,6 +30,7 @@ from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import Ledger
 from bench import Figure
 from drivers.printers.base import Printer, Record
+from drivers.printers.fifo import CoderKind
 from drivers.sim.base import BITS_PER_BYTE
 
 BAUD = 115_200
@@ -123,8 +124,13 @@ class _Tap:
             os.close(fd)
 
 
-async def _link_rate(proto: Protocol, codes: int) -> tuple[float, float]:
-    """(codes/s achieved, codes/s the link could carry at this protocol's bytes per code)."""
+async def _link_rate(proto: Protocol, codes: int) -> tuple[float, float, float | None]:
+    """(codes/s achieved, codes/s the link could carry at this protocol's bytes per code, and the
+    driver's own highest safe line rate in items/min where its coder is a single slot).
+
+    The driver follows its protocol's real rules here: an indexed FIFO takes pipelined batches of what
+    the feeder may keep in it, a single slot one code per print, each proven by the coder's counter
+    before the next goes out, a handshaken link an ENQ/ACK per record."""
     sim = proto.make_sim(proto.capacity)
     tap = _Tap(await sim.serve_pty())
     driver = proto.make_driver(tap.path, proto.capacity)
@@ -136,7 +142,7 @@ async def _link_rate(proto: Protocol, codes: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         while seq < codes:
             batch = [Record(seq + i + 1, f"0104012345678901921BENCH{seq + i + 1:07d}")
-                     for i in range(min(proto.capacity, codes - seq))]
+                     for i in range(min(driver.capabilities.fifo_capacity, codes - seq))]
             await driver.push(batch)
             seq += len(batch)
             sim.trigger(len(batch))  # the products pass: the FIFO is free for the next batch
@@ -148,7 +154,8 @@ async def _link_rate(proto: Protocol, codes: int) -> tuple[float, float]:
         await sim.close()
     per_code = max(rx, tx) / codes  # the busier direction limits a full-duplex link
     theoretical = (BAUD / BITS_PER_BYTE) / per_code
-    return codes / elapsed, theoretical
+    safe = driver.capabilities.max_items_per_min if driver.capabilities.kind is CoderKind.SINGLE_SLOT else None
+    return codes / elapsed, theoretical, safe
 
 
 # ---- 2 + 3. long runs through the feeder ------------------------------------------------------------
@@ -254,12 +261,22 @@ def _fault_spec(items: int, faults: int, seed: int = 7) -> str:
 def run(quick: bool) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     for proto in _protocols():
-        achieved, theoretical = asyncio.run(_link_rate(proto, 512 if quick else 2048))
+        n = (512 if quick else 2048) if proto.capacity > 1 else (150 if quick else 600)
+        achieved, theoretical, safe = asyncio.run(_link_rate(proto, n))
         figures[f"coder.{proto.name}.link_utilisation"] = Figure(
             achieved / theoretical, "of link", 1.0, 0.9,
-            note=f"{achieved:,.0f} codes/s pushed over a {BAUD}-baud pty; the link carries "
-            f"{theoretical:,.0f}/s at this protocol's bytes per code",
+            note=f"{achieved:,.0f} codes/s pushed over a {BAUD}-baud pty ({n} codes, the simulator answers at "
+            f"once); the link carries {theoretical:,.0f}/s at this protocol's bytes per code (both ways, "
+            "10 bits a byte)",
         )
+        if safe is not None:
+            figures[f"coder.{proto.name}.max_safe_items_per_min"] = Figure(
+                safe, "items/min", theoretical * 60, LINE_RATE_PER_MIN,
+                note=f"the highest line rate the driver allows for this single-slot coder at {BAUD} baud: one "
+                "code per print, the next only after the counter shows the last printed, with the coder's "
+                "turnaround per exchange (a setting: the manual gives none); baseline: the link's byte "
+                "limit per minute with no turnaround",
+            )
     items = 10_000 if quick else 100_000
     rate = LINE_RATE_PER_MIN * SPEEDUP  # the compressed conveyor, products/min
     long = asyncio.run(_feeder_run(items, line_per_min=LINE_RATE_PER_MIN, speedup=SPEEDUP, faults=None))

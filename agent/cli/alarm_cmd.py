@@ -11,8 +11,10 @@ from rich.table import Table
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, ledger_path
 from agent.control import client
 from agent.control.protocol import ErrorCode
+from agent.i18n import _
+from agent.line.alarms import alarm_name, light_name, severity_name
 
-app = typer.Typer(help="Alarms of the running line: list, acknowledge.", no_args_is_help=True)
+app = typer.Typer(help=_("Alarms of the running line: list, acknowledge."), no_args_is_help=True)
 
 
 def _call(config: ConfigOpt, db: DbOpt, cmd: str, args: dict[str, object]) -> dict[str, object]:
@@ -22,33 +24,34 @@ def _call(config: ConfigOpt, db: DbOpt, cmd: str, args: dict[str, object]) -> di
     try:
         return client.call(sock, cmd, args, timeout_s=10)
     except client.DaemonNotRunning as exc:
-        fail(f"no running daemon answers ({exc}); alarms live in the daemon", Exit.DEVICE)
+        fail(_("no running daemon answers ({error}); alarms live in the daemon").format(error=exc), Exit.DEVICE)
     except client.DaemonRefused as exc:
         fail(str(exc), Exit.NOT_FOUND if exc.code is ErrorCode.NOT_FOUND else Exit.REFUSED)
 
 
-@app.command("list")
+@app.command("list", help=_("The active alarms, worst first."))
 def list_cmd(config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """The active alarms, worst first."""
     st = _call(config, db, "status", {})
     alarms = st.get("alarms") or []
-    table = Table(title=f"alarms (light {st.get('light')})")
-    for col in ("severity", "source", "alarm", "detail"):
+    table = Table(title=_("alarms (light {light})").format(light=light_name(str(st.get("light")))))
+    for col in (_("severity"), _("source"), _("alarm"), _("detail")):
         table.add_column(col)
     for a in alarms if isinstance(alarms, list) else []:
-        table.add_row(str(a["severity"]), escape(str(a["source"])), escape(str(a["key"])), escape(str(a["detail"])))
+        table.add_row(severity_name(a["severity"]), escape(str(a["source"])), escape(alarm_name(str(a["key"]))),
+                      escape(str(a["detail"])))
     console.print(table)
 
 
-@app.command("ack")
+@app.command("ack", help=_("Acknowledge: the buzzer stops; the light stays until the cause is cleared."))
 def ack(
-    source: Annotated[str | None, typer.Argument(help="Only this source's alarms (a device or station)")] = None,
-    key: Annotated[str | None, typer.Option(help="Only this alarm of the source")] = None,
+    source: Annotated[str | None, typer.Argument(help=_("Only this source's alarms (a device or station)"))] = None,
+    key: Annotated[str | None, typer.Option(help=_("Only this alarm of the source"))] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Acknowledge: the buzzer stops; the light stays until the cause is cleared."""
     result = _call(config, db, "alarm.ack", {"source": source, "key": key})
     done = result.get("acknowledged") or []
-    console.print(f"{len(done) if isinstance(done, list) else 0} alarm(s) acknowledged"
-                  + (": " + ", ".join(map(str, done)) if isinstance(done, list) and done else ""))
+    names = ", ".join(map(str, done)) if isinstance(done, list) else ""
+    count = len(done) if isinstance(done, list) else 0
+    console.print(_("{count} alarm(s) acknowledged: {names}").format(count=count, names=names) if names
+                  else _("{count} alarm(s) acknowledged").format(count=count))

@@ -12,11 +12,22 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, err_console, fail, open_ledger
+from agent.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    Exit,
+    config_optional,
+    console,
+    err_console,
+    fail,
+    open_ledger,
+    state_name,
+)
 from agent.codes.importer import ImportRefused, import_file
 from agent.codes.package import KeyFileError, load_public, load_signing_key, make_package
+from agent.i18n import _
 
-app = typer.Typer(help="Code packages (码包): make, import, stock.", no_args_is_help=True)
+app = typer.Typer(help=_("Code packages (码包): make, import, stock."), no_args_is_help=True)
 
 # Unambiguous upper-case alphabet (no 0/O, 1/I/L): codes get typed by hand when a label is damaged.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -30,26 +41,25 @@ def make_codes(count: int, *, prefix: str = "", start: int | None = None, length
     seen: set[str] = set()
     out: list[str] = []
     while len(out) < count:
-        c = prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
+        c = prefix + "".join(secrets.choice(ALPHABET) for _i in range(length))
         if c not in seen:
             seen.add(c)
             out.append(c)
     return out
 
 
-@app.command("make-package")
+@app.command("make-package", help=_("Write a signed (optionally encrypted) code package, as the cloud side does."))
 def make_package_cmd(
-    level: Annotated[str, typer.Option(help="Code level, e.g. item, box, case")],
-    count: Annotated[int, typer.Option(min=1, help="How many codes")],
-    key: Annotated[Path, typer.Option(help="Ed25519 private key (PEM) that signs the package")],
-    out: Annotated[Path, typer.Option(help="Package file to write")],
-    encrypt_to: Annotated[Path | None, typer.Option(help="X25519 public key of the line to encrypt to")] = None,
-    prefix: Annotated[str, typer.Option(help="Prefix every code with this")] = "",
-    start: Annotated[int | None, typer.Option(help="Sequential codes from this number (default: random)")] = None,
-    issuer: Annotated[str, typer.Option(help="Issuer named in the manifest")] = "lineagent-cloud",
-    code_format: Annotated[str, typer.Option("--format", help="Format named in the manifest")] = "raw",
+    level: Annotated[str, typer.Option(help=_("Code level, e.g. item, box, case"))],
+    count: Annotated[int, typer.Option(min=1, help=_("How many codes"))],
+    key: Annotated[Path, typer.Option(help=_("Ed25519 private key (PEM) that signs the package"))],
+    out: Annotated[Path, typer.Option(help=_("Package file to write"))],
+    encrypt_to: Annotated[Path | None, typer.Option(help=_("X25519 public key of the line to encrypt to"))] = None,
+    prefix: Annotated[str, typer.Option(help=_("Prefix every code with this"))] = "",
+    start: Annotated[int | None, typer.Option(help=_("Sequential codes from this number (default: random)"))] = None,
+    issuer: Annotated[str, typer.Option(help=_("Issuer named in the manifest"))] = "lineagent-cloud",
+    code_format: Annotated[str, typer.Option("--format", help=_("Format named in the manifest"))] = "raw",
 ) -> None:
-    """Write a signed (optionally encrypted) code package, as the cloud side does."""
     try:
         skey = load_signing_key(key)
         enc = load_public(encrypt_to) if encrypt_to else None
@@ -58,31 +68,33 @@ def make_package_cmd(
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
     if enc is not None and not isinstance(enc, X25519PublicKey):
-        fail(f"{encrypt_to} is not an X25519 public key (make one with keys generate --kind x25519)")
+        fail(_("{path} is not an X25519 public key (make one with keys generate --kind x25519)").format(
+            path=encrypt_to))
     codes = make_codes(count, prefix=prefix, start=start)
     data = make_package(codes, level=level, signing_key=skey, issuer=issuer, code_format=code_format,
                         encrypt_to=enc)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
-    console.print(f"wrote {out}: {count} {level} codes, signed{', encrypted' if enc else ''} ({len(data):,} bytes)")
+    done = (_("wrote {path}: {count} {level} codes, signed, encrypted ({size:,} bytes)") if enc else
+            _("wrote {path}: {count} {level} codes, signed ({size:,} bytes)"))
+    console.print(done.format(path=out, count=count, level=level, size=len(data)))
 
 
-@app.command("import")
+@app.command("import", help=_("Import codes: all or nothing; a refused import lists what is wrong and where (exit 1)."))
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="Signed package, or TXT/CSV when unsigned imports are allowed")],
-    level: Annotated[str | None, typer.Option(help="Level of the codes in a TXT file")] = None,
+    file: Annotated[Path, typer.Argument(help=_("Signed package, or TXT/CSV when unsigned imports are allowed"))],
+    level: Annotated[str | None, typer.Option(help=_("Level of the codes in a TXT file"))] = None,
     encoding: Annotated[str | None, typer.Option(
-        help="Text encoding of a TXT/CSV file (default: UTF-8, else GB18030/GBK, detected)")] = None,
+        help=_("Text encoding of a TXT/CSV file (default: UTF-8, else GB18030/GBK, detected)"))] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Import codes: all or nothing; a refused import lists what is wrong and where (exit 1)."""
     cfg = config_optional(config)
     if not file.exists():
-        fail(f"{file}: no such file", Exit.NOT_FOUND)
+        fail(_("{path}: no such file").format(path=file), Exit.NOT_FOUND)
     ledger = open_ledger(cfg, db, create=True)
     try:
-        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        with Progress(TextColumn(_("importing")), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True) as bar:
             task = bar.add_task("import", total=None)
             result = import_file(ledger, file, cfg, level=level, encoding=encoding,
@@ -90,25 +102,27 @@ def import_cmd(
     except ImportRefused as exc:
         ledger.audit("codes.import", {"file": str(file), "level": level}, f"refused: {exc.total} problem(s)")
         ledger.close()
-        err_console.print(f"[bold red]refused:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(_("[bold red]refused:[/] {reason}").format(reason=escape(str(exc))),
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
     if result.already_imported:
-        console.print(f"package {result.package_id} was already imported ({result.count} codes): nothing to do")
+        console.print(_("package {package} was already imported ({count} codes): nothing to do").format(
+            package=result.package_id, count=result.count))
     else:
         levels = ", ".join(f"{n} {lv}" for lv, n in result.levels.items())
         ledger.audit("codes.import", {"file": str(file), "package": result.package_id}, f"imported {result.count}")
-        console.print(f"imported {result.count:,} codes ({levels}) from {file} as package {result.package_id}")
+        console.print(_("imported {count:,} codes ({levels}) from {path} as package {package}").format(
+            count=result.count, levels=levels, path=file, package=result.package_id))
     ledger.close()
 
 
-@app.command("stats")
+@app.command("stats", help=_("Counts per level, package and state; warns when a level runs low."))
 def stats(
     config: ConfigOpt = None,
     db: DbOpt = None,
-    check: Annotated[bool, typer.Option(help="Exit 1 when a level is below its low-stock threshold")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    check: Annotated[bool, typer.Option(help=_("Exit 1 when a level is below its low-stock threshold"))] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
-    """Counts per level, package and state; warns when a level runs low."""
     cfg = config_optional(config)
     ledger = open_ledger(cfg, db)
     rows = ledger.counts()
@@ -126,12 +140,12 @@ def stats(
         if check and low_levels:
             raise typer.Exit(int(Exit.REFUSED))
         return
-    table = Table(title="codes by level, package and state")
-    for col in ("level", "package", "state", "count"):
-        table.add_column(col, justify="right" if col == "count" else "left")
+    table = Table(title=_("codes by level, package and state"))
+    for col, title in (("level", _("level")), ("package", _("package")), ("state", _("state")), ("count", _("count"))):
+        table.add_column(title, justify="right" if col == "count" else "left")
     available: dict[str, int] = {}
     for r in rows:
-        table.add_row(r["level"], r["package_id"], r["state"], f"{r['n']:,}")
+        table.add_row(r["level"], r["package_id"], state_name(r["state"]), f"{r['n']:,}")
         if r["state"] in ("available", "returned"):
             available[r["level"]] = available.get(r["level"], 0) + int(r["n"])
     console.print(table)
@@ -141,7 +155,8 @@ def stats(
             have = available.get(lv, 0)
             if have < src.low_stock:
                 low.append(lv)
-                err_console.print(f"[bold yellow]low stock:[/] level {lv!r} has {have:,} codes available, "
-                                  f"threshold {src.low_stock:,}: import a package")
+                err_console.print(_("[bold yellow]low stock:[/] level {level!r} has {have:,} codes available, "
+                                    "threshold {threshold:,}: import a package").format(
+                    level=lv, have=have, threshold=src.low_stock))
     if check and low:
         raise typer.Exit(int(Exit.REFUSED))

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent.config import ConfigError, LineConfig, default_config_path, load_config
+from agent.i18n import N_, _, set_language
 from agent.ledger import Ledger, LedgerError
 
 console = Console()
@@ -33,32 +34,55 @@ class Exit(IntEnum):
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)"),
+    typer.Option("--config", "-c",
+                 help=_("Line config (default: $LINEAGENT_CONFIG, then /etc/lineagent/line.yaml)")),
 ]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="Ledger file (overrides storage.ledger)")]
+DbOpt = Annotated[Path | None, typer.Option("--db", help=_("Ledger file (overrides storage.ledger)"))]
+
+
+# The states of jobs (agent/jobs.py), packs (agent/aggregation/model.py) and codes
+# (agent/ledger/states.py) as an operator reads them; --json output keeps the raw values.
+STATE_NAMES: dict[str, str] = {
+    "created": N_("created"), "running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
+    "finished": N_("finished"),
+    "open": N_("open"), "parked": N_("parked"), "closed": N_("closed"), "unpacked": N_("unpacked"),
+    "replaced": N_("replaced"), "decommissioned": N_("decommissioned"),
+    "available": N_("available"), "allocated": N_("allocated"), "sent": N_("sent"), "printed": N_("printed"),
+    "verified": N_("verified"), "rejected": N_("rejected"), "in_doubt": N_("in_doubt"), "voided": N_("voided"),
+    "returned": N_("returned"),
+}
+
+
+def state_name(state: object) -> str:
+    """A job, pack or code state in the operator's language; an unknown one as it is."""
+    text = str(state)
+    return _(STATE_NAMES[text]) if text in STATE_NAMES else text
 
 
 def fail(message: str, code: Exit = Exit.REFUSED) -> NoReturn:
     # escape(): a path or a code may hold "[/]" or "[bold]", which rich would read as markup
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(_("[bold red]error:[/] {message}").format(message=escape(message)),
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
 def config(path: Path | None) -> LineConfig:
     p = path or default_config_path()
     try:
-        return load_config(p)
+        cfg = load_config(p)
     except ConfigError as exc:
         for issue in exc.issues:
             err_console.print(f"[red]{escape(str(issue))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(int(Exit.REFUSED)) from exc
+    set_language(cfg.locale)  # the config's language wins over LANG from here on
+    return cfg
 
 
 def ledger_path(cfg: LineConfig | None, db: Path | None) -> Path:
     if db is not None:
         return db
     if cfg is None:
-        fail("no --db given and no config to take storage.ledger from", Exit.USAGE)
+        fail(_("no --db given and no config to take storage.ledger from"), Exit.USAGE)
     return cfg.resolve(cfg.storage.ledger)
 
 
@@ -67,10 +91,11 @@ def open_ledger(cfg: LineConfig | None, db: Path | None, *, create: bool = False
     (`codes import`, `job create`, `run`): a mistyped --db must not quietly become an empty ledger."""
     path = ledger_path(cfg, db)
     if not create and not path.exists():
-        fail(f"no ledger at {path} (a mistyped --db or storage.ledger? `lineagent codes import` or "
-             "`lineagent run` creates one)", Exit.NOT_FOUND)
+        fail(_("no ledger at {path} (a mistyped --db or storage.ledger? `lineagent codes import` or "
+               "`lineagent run` creates one)").format(path=path), Exit.NOT_FOUND)
     if create and not path.parent.is_dir():
-        fail(f"cannot create the ledger {path}: folder {path.parent} does not exist", Exit.NOT_FOUND)
+        fail(_("cannot create the ledger {path}: folder {folder} does not exist").format(path=path, folder=path.parent),
+             Exit.NOT_FOUND)
     window = (cfg.storage.group_commit_ms / 1000.0) if cfg else 0.010
     try:
         return Ledger(path, group_window_s=window)

@@ -7,8 +7,6 @@ undone by a slip costs a quarantined batch, so a second, deliberate step is wort
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -17,18 +15,21 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from agent import pins
 from agent.aggregation import operations
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
 from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
 from agent.config.model import LineConfig
+from agent.i18n import _, pgettext
 from agent.ledger import Ledger
 
-app = typer.Typer(help="Packs: show, close (force), park/resume, replace, unlink, decommission.", no_args_is_help=True)
-CodeArg = Annotated[str, typer.Argument(help="The pack's (or child's) code as printed")]
+app = typer.Typer(help=_("Packs: show, close (force), park/resume, replace, unlink, decommission."),
+                  no_args_is_help=True)
+CodeArg = Annotated[str, typer.Argument(help=_("The pack's (or child's) code as printed"))]
 T = TypeVar("T")
-PinOpt = Annotated[str | None, typer.Option("--pin", help="Operator PIN (prompted when omitted)")]
+PinOpt = Annotated[str | None, typer.Option("--pin", help=_("Operator PIN (prompted when omitted)"))]
 
 
 def when(at: float | None) -> str:
@@ -36,17 +37,28 @@ def when(at: float | None) -> str:
 
 
 def check_pin(cfg: LineConfig, ledger: Ledger, pin: str | None, action: str, args: dict[str, object]) -> None:
-    """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off."""
-    want = cfg.security.operator_pin_sha256
+    """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off;
+    too many wrong PINs lock every PIN action out for a while (agent/pins.py). The PIN is never logged."""
+    want = cfg.security.operator_pin_hash
     if not want:
         ledger.audit(action, args, "refused: no operator PIN configured")
         ledger.close()
-        fail(f"{action} needs the operator PIN, and security.operator_pin_sha256 is not set in the config")
-    given = pin if pin is not None else typer.prompt("Operator PIN", hide_input=True)
-    if not hmac.compare_digest(hashlib.sha256(given.encode()).hexdigest(), want.lower()):
-        ledger.audit(action, args, "refused: wrong operator PIN")
+        fail(_("{action} needs the operator PIN, and security.operator_pin_hash is not set in the config").format(
+            action=action))
+    with ledger.lock:
+        failures = [float(r[0]) for r in ledger.conn.execute(
+            "SELECT at FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?", (pins.WRONG, pins.LOCKOUT_AFTER))]
+    until = pins.locked_until(failures)
+    if until is not None:
+        ledger.audit(action, args, "refused: locked out after wrong PINs")
         ledger.close()
-        fail(f"{action}: wrong operator PIN")
+        fail(_("{action}: {n} wrong PINs; PIN actions are locked until {at}").format(
+            action=action, n=pins.LOCKOUT_AFTER, at=datetime.fromtimestamp(until).strftime("%H:%M:%S")))
+    given = pin if pin is not None else typer.prompt(_("Operator PIN"), hide_input=True)
+    if not pins.verify_pin(want, given):
+        ledger.audit(action, args, pins.WRONG)
+        ledger.close()
+        fail(_("{action}: wrong operator PIN").format(action=action))
 
 
 def open_for(cfg_path: Path | None, db: Path | None, code: str) -> tuple[LineConfig, Ledger, Aggregator]:
@@ -79,20 +91,19 @@ def _run(ledger: Ledger, action: str, args: dict[str, object], work: Callable[[]
 
 def show_info(info: PackInfo, children: list[str]) -> None:
     t = Table(title=f"{info.level} {info.code}", show_header=False)
-    t.add_row("state", str(info.state))
-    t.add_row("children", f"{info.children} of {info.expected_count}")
+    t.add_row(_("state"), state_name(info.state))
+    t.add_row(_("children"), _("{count} of {expected}").format(count=info.children, expected=info.expected_count))
     if info.partial_reason:
-        t.add_row("force-closed", info.partial_reason)
-    t.add_row("job", str(info.job or "-"))
-    t.add_row("created", when(info.created_at))
-    t.add_row("closed", when(info.closed_at))
-    t.add_row("contents", ", ".join(children) or "-")
+        t.add_row(_("force-closed"), info.partial_reason)
+    t.add_row(_("job"), str(info.job or "-"))
+    t.add_row(pgettext("time", "created"), when(info.created_at))
+    t.add_row(pgettext("time", "closed"), when(info.closed_at))
+    t.add_row(_("contents"), ", ".join(children) or "-")
     console.print(t)
 
 
-@app.command("show")
+@app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children."))
 def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """A pack: state, count against expected, force-close reason, times and its children."""
     ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
     try:
         info = pack_info(ledger.conn, code)
@@ -104,79 +115,81 @@ def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
     show_info(info, kids)
 
 
-@app.command("close")
+@app.command("close", help=_("Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."))
 def close(
     parent: CodeArg,
-    partial: Annotated[bool, typer.Option("--partial", help="Force-close with fewer children than the count")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why it is closed partial (recorded)")] = None,
+    partial: Annotated[
+        bool, typer.Option("--partial", help=_("Force-close with fewer children than the count"))
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help=_("Why it is closed partial (recorded)"))] = None,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."""
     cfg, ledger, agg = open_for(config, db, parent)
     if partial and not reason:
         ledger.close()
-        fail("--partial needs --reason TEXT: the auditor must read why", Exit.USAGE)
+        fail(_("--partial needs --reason TEXT: the auditor must read why"), Exit.USAGE)
     args: dict[str, object] = {"parent": parent, "partial": partial, "reason": reason}
     if partial:
         check_pin(cfg, ledger, pin, "pack.close", args)
     _run(ledger, "pack.close", args,
          lambda: agg.close(parent, partial_reason=reason if partial else None).state)
-    console.print(f"[green]closed[/] {parent}" + (f" (partial: {reason})" if partial else ""))
+    done = _("[green]closed[/] {code} (partial: {reason})") if partial else _("[green]closed[/] {code}")
+    console.print(done.format(code=parent, reason=reason))
 
 
-@app.command("park")
+@app.command("park", help=_("Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."))
 def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."""
-    _, ledger, agg = open_for(config, db, parent)
+    _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.park", {"parent": parent}, lambda: agg.park(parent).state)
-    console.print(f"[yellow]parked[/] {parent}")
+    console.print(_("[yellow]parked[/] {code}").format(code=parent))
 
 
-@app.command("resume")
+@app.command("resume", help=_("Continue a parked pack (提取)."))
 def resume(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Continue a parked pack (提取)."""
-    _, ledger, agg = open_for(config, db, parent)
+    _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.resume", {"parent": parent}, lambda: agg.resume(parent).state)
-    console.print(f"[green]resumed[/] {parent}")
+    console.print(_("[green]resumed[/] {code}").format(code=parent))
 
 
-@app.command("replace")
+@app.command("replace", help=_(
+    "Put NEW in OLD's place (码替换): same level, NEW unused; OLD is decommissioned, history kept."))
 def replace(
     old: CodeArg,
-    new: Annotated[str, typer.Argument(help="An unused code of the same level, from a package of this line")],
+    new: Annotated[str, typer.Argument(help=_("An unused code of the same level, from a package of this line"))],
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Put NEW in OLD's place (码替换): same level, NEW unused; OLD is decommissioned, history kept."""
     cfg, ledger, agg = open_for(config, db, old)
     check_pin(cfg, ledger, pin, "pack.replace", {"old": old, "new": new})
     _run(ledger, "pack.replace", {"old": old, "new": new}, lambda: operations.replace(agg, old, new))
-    console.print(f"[green]replaced[/] {old} -> {new}")
+    console.print(_("[green]replaced[/] {old} -> {new}").format(old=old, new=new))
 
 
-@app.command("unlink")
+@app.command("unlink", help=_(
+    "Empty a pack (取消关联), top-down: a pack inside another cannot be unlinked before its parent."))
 def unlink(
     code: CodeArg,
-    recursive: Annotated[bool, typer.Option("--recursive", help="Also empty every pack inside it")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", help=_("Also empty every pack inside it"))] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Empty a pack (取消关联), top-down: a pack inside another cannot be unlinked before its parent."""
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.unlink", {"code": code, "recursive": recursive})
     done = _run(ledger, "pack.unlink", {"code": code, "recursive": recursive},
                 lambda: operations.unlink(agg, code, recursive=recursive))
     for u in done:
-        console.print(f"[yellow]unlinked[/] {u.parent}: {u.children} children")
+        console.print(_("[yellow]unlinked[/] {code}: {count} children").format(code=u.parent, count=u.children))
 
 
-@app.command("decommission")
+@app.command("decommission", help=_(
+    "Take a code and all its contents out of commerce (ObjectEvent, bizStep decommissioning)."))
 def decommission(
     code: CodeArg,
-    recursive: Annotated[bool, typer.Option("--recursive", help="Everything inside it too (a pack needs it)")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help=_("Everything inside it too (a pack needs it)"))
+    ] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    """Take a code and all its contents out of commerce (ObjectEvent, bizStep decommissioning)."""
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.decommission", {"code": code, "recursive": recursive})
     count = _run(ledger, "pack.decommission", {"code": code, "recursive": recursive},
                  lambda: operations.decommission(agg, code, recursive=recursive))
-    console.print(f"[red]decommissioned[/] {code}: {count} codes")
+    console.print(_("[red]decommissioned[/] {code}: {count} codes").format(code=code, count=count))

@@ -14,10 +14,11 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, Exit, config, console, fail
+from agent.i18n import _
 from drivers import registry
 from drivers.plc import LinePlc, PlcError, PlcLinkError, Signal
 
-app = typer.Typer(help="Check the line PLC's register map against the live PLC.", no_args_is_help=True)
+app = typer.Typer(help=_("Check the line PLC's register map against the live PLC."), no_args_is_help=True)
 
 
 async def _probe(plc: LinePlc) -> dict[Signal, int | PlcError]:
@@ -25,17 +26,17 @@ async def _probe(plc: LinePlc) -> dict[Signal, int | PlcError]:
         return await plc.probe()
 
 
-@app.command()
+@app.command(help=_("Read and show every signal in the PLC's register map."))
 def probe(
-    name: Annotated[str, typer.Argument(help="A PLC under devices.plcs in the line config")],
+    name: Annotated[str, typer.Argument(help=_("A PLC under devices.plcs in the line config"))],
     config_path: ConfigOpt = None,
 ) -> None:
-    """Read and show every signal in the PLC's register map."""
     cfg = config(config_path)
     entry = cfg.devices.plcs.get(name)
     if entry is None:
-        known = ", ".join(sorted(cfg.devices.plcs)) or "none configured"
-        fail(f"no PLC named {name!r} under devices.plcs (known: {known})", Exit.NOT_FOUND)
+        known = ", ".join(sorted(cfg.devices.plcs)) or _("none configured")
+        fail(_("no PLC named {name!r} under devices.plcs (known: {known})").format(name=name, known=known),
+             Exit.NOT_FOUND)
     cls = registry.load(registry.DeviceKind.PLC, entry.type)
     plc: LinePlc = cls(cfg.device_settings("plcs", name), name=name)
     try:
@@ -43,10 +44,10 @@ def probe(
     except PlcLinkError as exc:
         fail(str(exc), Exit.DEVICE)
     if values and all(isinstance(v, PlcError) for v in values.values()):
-        fail(f"PLC {name} at {plc.settings.url} answered none of its {len(values)} signals: "
-             f"{next(iter(values.values()))}", Exit.DEVICE)
-    table = Table(title=f"PLC {name} at {plc.settings.url}")
-    for col in ("signal", "table", "address", "slave", "value"):
+        fail(_("PLC {name} at {url} answered none of its {count} signals: {error}").format(
+            name=name, url=plc.settings.url, count=len(values), error=next(iter(values.values()))), Exit.DEVICE)
+    table = Table(title=_("PLC {name} at {url}").format(name=name, url=plc.settings.url))
+    for col in (_("signal"), _("table"), _("address"), _("slave"), _("value")):
         table.add_column(col)
     for signal, value in values.items():
         point = plc.point(signal)

@@ -13,39 +13,43 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import Exit, console, fail
-from agent.config.loader import ConfigError
+from agent.i18n import N_, _
+from confkit.loader import ConfigError
 from drivers.printers.generic_spec import load_protocol
 from drivers.sim import SIMULATORS, load_simulator
 from drivers.sim.faults import FaultPlan, FaultSpecError
 
-app = typer.Typer(help="Simulated devices that speak the real wire protocols, with fault injection.")
+app = typer.Typer(help=_("Simulated devices that speak the real wire protocols, with fault injection."))
 
-FAULTS_HELP = (
+FAULTS_HELP = N_(
     "Faults, comma-separated: KIND:P (probability per request for nak, garbage, silence, buffer_full; "
     "per print for stop, power_loss, ink_low), KIND@N (once, after the N-th print), seed=S (default 0), "
     "down=SECONDS (power-loss length, default 1). Example: nak:0.01,garbage:0.005,power_loss@500,seed=7"
 )
 
 
-@app.command()
+@app.command(help=_("Run one simulated coder until Ctrl-C (or --for), then show what it printed."))
 def printer(
-    protocol: Annotated[str, typer.Option("--protocol", help=f"One of: {', '.join(sorted(SIMULATORS))}")],
-    pty: Annotated[bool, typer.Option("--pty", help="Serve on a new pty; its path is printed")] = False,
-    tcp: Annotated[int | None, typer.Option("--tcp", help="Serve on this TCP port of 127.0.0.1 (0: any)")] = None,
-    faults: Annotated[str | None, typer.Option("--faults", help=FAULTS_HELP)] = None,
-    rate: Annotated[float, typer.Option("--rate", help="Conveyor: products per minute (0: none)", min=0)] = 60.0,
-    baud: Annotated[int, typer.Option("--baud", help="Line speed of the pty (10 bits a byte)", min=1)] = 115200,
-    capacity: Annotated[int | None, typer.Option("--capacity", help="FIFO size (default: the vendor's)", min=1)] = None,
-    duration: Annotated[float | None, typer.Option("--for", help="Stop after this many seconds", min=0)] = None,
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help=_("One of: {names}").format(names=", ".join(sorted(SIMULATORS))))],
+    pty: Annotated[bool, typer.Option("--pty", help=_("Serve on a new pty; its path is printed"))] = False,
+    tcp: Annotated[int | None, typer.Option("--tcp", help=_("Serve on this TCP port of 127.0.0.1 (0: any)"))] = None,
+    faults: Annotated[str | None, typer.Option("--faults", help=_(FAULTS_HELP))] = None,
+    rate: Annotated[float, typer.Option("--rate", help=_("Conveyor: products per minute (0: none)"), min=0)] = 60.0,
+    baud: Annotated[int, typer.Option("--baud", help=_("Line speed of the pty (10 bits a byte)"), min=1)] = 115200,
+    capacity: Annotated[
+        int | None, typer.Option("--capacity", help=_("FIFO size (default: the vendor's)"), min=1)
+    ] = None,
+    duration: Annotated[float | None, typer.Option("--for", help=_("Stop after this many seconds"), min=0)] = None,
     protocol_file: Annotated[
-        str | None, typer.Option("--protocol-file", help="For --protocol generic: config/printers/NAME.yaml or a path")
+        str | None,
+        typer.Option("--protocol-file", help=_("For --protocol generic: config/printers/NAME.yaml or a path"))
     ] = None,
 ) -> None:
-    """Run one simulated coder until Ctrl-C (or --for), then show what it printed."""
     if pty == (tcp is not None):
-        fail("give exactly one of --pty or --tcp PORT", Exit.USAGE)
+        fail(_("give exactly one of --pty or --tcp PORT"), Exit.USAGE)
     if (protocol == "generic") != (protocol_file is not None):
-        fail("--protocol-file goes with --protocol generic, and only with it", Exit.USAGE)
+        fail(_("--protocol-file goes with --protocol generic, and only with it"), Exit.USAGE)
     try:
         cls = load_simulator(protocol)
         plan = FaultPlan.parse(faults)
@@ -65,7 +69,8 @@ def printer(
             asyncio.run(_serve(sim, pty=pty, port=tcp, duration=duration))
         except ValueError as exc:  # e.g. a TCP-only protocol asked for a pty
             fail(str(exc), Exit.USAGE)
-    console.print(f"printed {len(sim.printed)} records, counter {sim.counter}, missed {sim.missed} products")
+    console.print(_("printed {printed} records, counter {counter}, missed {missed} products").format(
+        printed=len(sim.printed), counter=sim.counter, missed=sim.missed))
 
 
 async def _serve(sim: Any, *, pty: bool, port: int | None, duration: float | None) -> None:

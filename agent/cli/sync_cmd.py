@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,31 +14,35 @@ import typer
 from rich.table import Table
 
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
+from agent.i18n import N_, _, english
 from agent.sync.outbox import Outbox
 
-app = typer.Typer(help="Cloud sync over MQTT: status, resend, run.", no_args_is_help=True)
+app = typer.Typer(help=_("Cloud sync over MQTT: status, resend, run."), no_args_is_help=True)
 
+SYNC_ALARMS = {"ok": N_("ok"), "warn": N_("warning"), "stop": N_("stop")}  # agent/sync/backlog.BacklogLevel
 STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
 
 
-def _age(seconds: float | None) -> str:
+def _age(seconds: float | None, tr: Callable[[str], str] = _) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return tr(N_("{seconds:.0f} s")).format(seconds=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return tr(N_("{minutes:.0f} min")).format(minutes=seconds / 60)
+    return tr(N_("{hours:.1f} h")).format(hours=seconds / 3600)
 
 
-def status_report(outbox: Outbox) -> dict[str, Any]:
+def status_report(outbox: Outbox, tr: Callable[[str], str] = english) -> dict[str, Any]:
+    """The sync state as data; `tr=_` words the connection state for an operator (`--json` stays English)."""
     backlog = outbox.backlog()
     row = outbox.conn.execute("SELECT value FROM sync_state WHERE key = 'link'").fetchone()
     link: dict[str, Any] = json.loads(row[0]) if row else {}
     now = time.time()
-    state = link.get("state", "never ran")
+    state = link["state"] if "state" in link else tr(N_("never ran"))
     if link and now - float(link.get("at", 0)) > STALE_S:
-        state = f"unknown (uplink not running; last seen {link.get('state')} {_age(now - float(link['at']))} ago)"
+        state = tr(N_("unknown (uplink not running; last seen {state} {age} ago)")).format(
+            state=link.get("state"), age=_age(now - float(link["at"]), tr))
     return {
         "backlog_events": backlog.undelivered_events,
         "unbatched_events": backlog.unbatched_events,
@@ -51,29 +56,30 @@ def status_report(outbox: Outbox) -> dict[str, Any]:
     }
 
 
-@app.command("status")
+@app.command("status", help=_("Backlog, age of the oldest undelivered event, delivery rate and connection state."))
 def status(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
 ) -> None:
-    """Backlog, age of the oldest undelivered event, delivery rate and connection state."""
     cfg = config_optional(config_path)
+    open_ledger(cfg, db).close()  # a missing or too-new ledger is refused with the reason, not created
     outbox = Outbox(ledger_path(cfg, db))
-    report = status_report(outbox)
+    report = status_report(outbox, english if as_json else _)
     if as_json:
         console.print_json(json.dumps(report))
         return
-    table = Table(title="cloud sync", show_header=False)
-    table.add_row("backlog (undelivered events)", f"{report['backlog_events']:,}")
-    table.add_row("  not yet batched", f"{report['unbatched_events']:,}")
-    table.add_row("  batches awaiting ack", f"{report['open_batches']:,}")
-    table.add_row("oldest undelivered", _age(report["oldest_undelivered_age_s"]))
-    table.add_row("delivery rate (last minute)", f"{report['rate_events_per_s']:,} events/s")
-    table.add_row("connection", str(report["connection"]))
-    table.add_row("alarm", str(report["alarm"]))
+    table = Table(title=_("cloud sync"), show_header=False)
+    table.add_row(_("backlog (undelivered events)"), f"{report['backlog_events']:,}")
+    table.add_row("  " + _("not yet batched"), f"{report['unbatched_events']:,}")
+    table.add_row("  " + _("batches awaiting ack"), f"{report['open_batches']:,}")
+    table.add_row(_("oldest undelivered"), _age(report["oldest_undelivered_age_s"]))
+    table.add_row(_("delivery rate (last minute)"), _("{rate:,} events/s").format(rate=report["rate_events_per_s"]))
+    table.add_row(_("connection"), str(report["connection"]))
+    alarm = str(report["alarm"])
+    table.add_row(_("alarm"), _(SYNC_ALARMS[alarm]) if alarm in SYNC_ALARMS else alarm)
     if report["last_error"]:
-        table.add_row("last error", str(report["last_error"]))
+        table.add_row(_("last error"), str(report["last_error"]))
     console.print(table)
 
 
@@ -81,32 +87,32 @@ def _parse_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        fail(f"--since {text!r} is not an ISO 8601 time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00",
-             Exit.USAGE)
+        fail(_("--since {text!r} is not an ISO 8601 time such as 2026-11-23T08:00 or 2026-11-23T08:00+08:00").format(
+            text=text), Exit.USAGE)
     if moment.tzinfo is None:
         moment = moment.astimezone()  # local time of this PC, as an operator means it
     return moment.timestamp()
 
 
-@app.command("resend")
+@app.command("resend", help=_(
+    "Queue already delivered events again; the receiver ignores the ones it holds (same eventID)."))
 def resend(
-    since: Annotated[str, typer.Option(help="Re-send events written at or after this time (ISO 8601)")],
+    since: Annotated[str, typer.Option(help=_("Re-send events written at or after this time (ISO 8601)"))],
     config_path: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Queue already delivered events again; the receiver ignores the ones it holds (same eventID)."""
     cfg = config_optional(config_path)
     at = _parse_time(since)
     batch = cfg.mqtt.batch_max_events if cfg and cfg.mqtt else 500
     count = Outbox(ledger_path(cfg, db)).resend_since(at, batch)
     with open_ledger(cfg, db) as ledger:
         ledger.audit("sync.resend", {"since": since}, f"{count} events queued")
-    console.print(f"{count:,} delivered events since {since} queued for re-sending")
+    console.print(_("{count:,} delivered events since {since} queued for re-sending").format(count=count, since=since))
 
 
-@app.command("run")
+@app.command("run", help=_(
+    "Run the uplink and downlink in the foreground until Ctrl-C (the daemon runs the same loop)."))
 def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Run the uplink and downlink in the foreground until Ctrl-C (the daemon runs the same loop)."""
     from agent.codes.package import KeyFileError, load_verify_key
     from agent.sync.apply import code_package_applier, journal_handlers
     from agent.sync.downlink import Downlink
@@ -115,7 +121,7 @@ def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
 
     cfg = config(config_path)
     if cfg.mqtt is None:
-        fail("the line config has no mqtt section: nothing to sync to")
+        fail(_("the line config has no mqtt section: nothing to sync to"))
     try:
         key = load_verify_key(cfg.resolve(cfg.security.cloud_public_key))
     except KeyFileError as exc:
@@ -126,10 +132,11 @@ def run(config_path: ConfigOpt = None, db: DbOpt = None) -> None:
                         apply_package=code_package_applier(ledger, cfg), handlers=journal_handlers(ledger))
     topics = Topics(cfg.mqtt.topic_prefix, cfg.site.id, cfg.line.id)
     uplink = Uplink(outbox, cfg.mqtt, topics, client_id=cfg.mqtt.client_id, on_command=downlink.handle,
-                    on_alarm=lambda a: console.print(f"[yellow]{a.level}[/]: {a.message}"))
+                    on_alarm=lambda a: console.print(f"[yellow]{_(SYNC_ALARMS.get(a.level, a.level))}[/]: {a.message}"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print(f"syncing {ledger.path} to {cfg.mqtt.broker} as {topics.base}; Ctrl-C stops")
+    console.print(_("syncing {path} to {broker} as {topic}; Ctrl-C stops").format(
+        path=ledger.path, broker=cfg.mqtt.broker, topic=topics.base))
     try:
         uplink.run(stop)
     except KeyboardInterrupt:

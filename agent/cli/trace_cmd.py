@@ -19,19 +19,21 @@ from agent.aggregation import trace as tracing
 from agent.aggregation.model import AggregationError, PackRejected
 from agent.aggregation.setup import aggregator_for
 from agent.cli import common
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger
+from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
 from agent.cli.pack_cmd import when
+from agent.i18n import _
 from agent.jobs import JobError, JobNotFound, get_job, list_jobs
 
-export_app = typer.Typer(help="Export a hierarchy for auditors and customers.", no_args_is_help=True)
+export_app = typer.Typer(help=_("Export a hierarchy for auditors and customers."), no_args_is_help=True)
 
 
 def _label(n: tracing.Node, *, focus: bool = False) -> str:
-    state = n.state + (f"/{n.pack_state}" if n.pack_state else "")
-    extra = f" partial: {n.partial_reason}" if n.partial_reason else ""
+    state = state_name(n.state) + (f"/{state_name(n.pack_state)}" if n.pack_state else "")
+    extra = " " + _("partial: {reason}").format(reason=n.partial_reason) if n.partial_reason else ""
     code = f"[bold]{n.code}[/]" if focus else n.code
-    job = f"job {n.job_name} lot {n.lot}" if n.job_name else "no job"
-    return f"{n.level} {code} [dim]{state}, {job}, linked {when(n.linked_at)}{extra}[/]"
+    job = _("job {job} lot {lot}").format(job=n.job_name, lot=n.lot) if n.job_name else _("no job")
+    linked = _("linked {time}").format(time=when(n.linked_at))
+    return f"{n.level} {code} [dim]{state}, {job}, {linked}{extra}[/]"
 
 
 def _tree(t: tracing.Trace, depth: int | None) -> Tree:
@@ -44,7 +46,7 @@ def _tree(t: tracing.Trace, depth: int | None) -> Tree:
     def grow(node: tracing.Node, tree: Tree, level: int) -> None:
         if depth is not None and level >= depth:
             if node.children:
-                tree.add(f"[dim]... {len(node.children)} more[/]")
+                tree.add("[dim]" + _("... {count} more").format(count=len(node.children)) + "[/]")
             return
         for child in node.children:
             grow(child, tree.add(_label(child)), level + 1)
@@ -54,12 +56,11 @@ def _tree(t: tracing.Trace, depth: int | None) -> Tree:
 
 
 def trace(
-    code: Annotated[str, typer.Argument(help="Any code: bottle, box, case or pallet")],
-    depth: Annotated[int | None, typer.Option(help="Show this many levels below the code")] = None,
+    code: Annotated[str, typer.Argument(help=_("Any code: bottle, box, case or pallet"))],
+    depth: Annotated[int | None, typer.Option(help=_("Show this many levels below the code"))] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The code's ancestors and descendants as a tree with states, times, job and lot."""
     ledger = open_ledger(config_optional(config), db)
     try:
         t = tracing.trace(ledger.conn, code)
@@ -68,20 +69,20 @@ def trace(
     finally:
         ledger.close()
     console.print(_tree(t, depth))
-    console.print(f"[dim]{t.count()} codes under {code}, {len(t.ancestors)} above[/]")
+    console.print("[dim]" + _("{count} codes under {code}, {above} above").format(
+        count=t.count(), code=code, above=len(t.ancestors)) + "[/]")
 
 
-@export_app.command("pallet")
+@export_app.command("pallet", help=_("The whole hierarchy under a pallet, one code per row (csv) or nested (json)."))
 def export_pallet(
-    code: Annotated[str, typer.Argument(help="The pallet (or any pack) to export")],
-    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
-    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+    code: Annotated[str, typer.Argument(help=_("The pallet (or any pack) to export"))],
+    fmt: Annotated[str, typer.Option("--format", help=_("json or csv"))] = "json",
+    out: Annotated[Path | None, typer.Option(help=_("Write here instead of stdout"))] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The whole hierarchy under a pallet, one code per row (csv) or nested (json)."""
     if fmt not in ("json", "csv"):
-        fail(f"--format must be json or csv, not {fmt!r}", Exit.USAGE)
+        fail(_("--format must be json or csv, not {format!r}").format(format=fmt), Exit.USAGE)
     ledger = open_ledger(config_optional(config), db)
     try:
         t = tracing.trace(ledger.conn, code)
@@ -94,18 +95,17 @@ def export_pallet(
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         out.write_text(text)
-        console.print(f"wrote {t.count()} codes to {out}")
+        console.print(_("wrote {count} codes to {path}").format(count=t.count(), path=out))
 
 
 def scan(
     level: Annotated[str | None, typer.Argument(
-        help="The parent level being packed: box, case, pallet (default: the first parent level)")] = None,
-    job: Annotated[str | None, typer.Option(help="Job name or id the packs belong to (default: the running job)")
+        help=_("The parent level being packed: box, case, pallet (default: the first parent level)"))] = None,
+    job: Annotated[str | None, typer.Option(help=_("Job name or id the packs belong to (default: the running job)"))
                    ] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Manual scan mode: scan children, then the parent label; an empty line or CANCEL drops the pack."""
     cfg = common.config(config)
     ledger = open_ledger(cfg, db)
     try:
@@ -113,7 +113,7 @@ def scan(
             running = [j for j in list_jobs(ledger) if j.state == "running"]
             if len(running) != 1:
                 ledger.close()
-                fail(f"{len(running)} jobs are running: give --job NAME", Exit.USAGE)
+                fail(_("{count} jobs are running: give --job NAME").format(count=len(running)), Exit.USAGE)
             j = running[0]
         else:
             j = get_job(ledger, job)
@@ -123,13 +123,14 @@ def scan(
     except (AggregationError, JobError) as exc:
         ledger.close()
         fail(str(exc), Exit.NOT_FOUND if isinstance(exc, JobNotFound) else Exit.REFUSED)
-    console.print(f"job {j.name}: scan {plan.count} {plan.child_level} codes, then the {level} label (Ctrl-D ends)")
+    console.print(_("job {job}: scan {count} {child} codes, then the {level} label (Ctrl-D ends)").format(
+        job=j.name, count=plan.count, child=plan.child_level, level=level))
     children: list[str] = []
     packed = refused = 0
     for raw in sys.stdin:
         code = raw.strip()
         if code.upper() == "CANCEL" or (not code and children):
-            console.print(f"[yellow]dropped[/] {len(children)} scans")
+            console.print(_("[yellow]dropped[/] {count} scans").format(count=len(children)))
             children = []
             continue
         if not code:
@@ -144,19 +145,25 @@ def scan(
         except PackRejected as exc:
             refused += 1
             ledger.audit("scan.pack", {"parent": code, "children": children}, f"refused: {exc}")
-            console.print(f"[bold red]REJECTED[/] {exc}")
+            console.print(_("[bold red]REJECTED[/] {reason}").format(reason=exc))
         else:
             packed += 1
             ledger.audit("scan.pack", {"parent": code, "children": children}, "ok")
-            console.print(f"[green]packed[/] {level} {code} with {len(children)} {plan.child_level}")
+            console.print(_("[green]packed[/] {level} {code} with {count} {child}").format(
+                level=level, code=code, count=len(children), child=plan.child_level))
         children = []
     ledger.close()
-    console.print(f"{packed} packed, {refused} rejected" + (f", {len(children)} scans left over" if children else ""))
+    done = _("{packed} packed, {refused} rejected").format(packed=packed, refused=refused)
+    if children:
+        done += _(", {count} scans left over").format(count=len(children))
+    console.print(done)
     if refused:
         raise typer.Exit(int(Exit.REFUSED))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("trace")(trace)
-    app.command("scan")(scan)
+    app.command("trace", help=_(
+        "The code's ancestors and descendants as a tree with states, times, job and lot."))(trace)
+    app.command("scan", help=_(
+        "Manual scan mode: scan children, then the parent label; an empty line or CANCEL drops the pack."))(scan)
     app.add_typer(export_app, name="export")

@@ -1,8 +1,8 @@
 """Line config: YAML validated by pydantic, unknown keys refused, errors with file, line and key.
 
-The names below load lazily (PEP 562) so that `agent.config.base`, which other packages' settings
-models build on, can be imported without pulling in the root model, which in turn imports those
-packages' settings (a cycle otherwise).
+The names below load lazily (PEP 562) so that importing agent.config does not load the root model and,
+through the driver registry, every driver's settings. The strict base and the YAML loader live in the
+leaf package confkit, which drivers use too.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.config.load import default_config_path, load_config
-    from agent.config.loader import ConfigError, ConfigIssue
     from agent.config.model import LineConfig
+    from confkit.loader import ConfigError, ConfigIssue
 
 __all__ = ["ConfigError", "ConfigIssue", "LineConfig", "default_config_path", "load_config"]
 
 _WHERE = {
-    "ConfigError": "agent.config.loader",
-    "ConfigIssue": "agent.config.loader",
+    "ConfigError": "confkit.loader",
+    "ConfigIssue": "confkit.loader",
     "LineConfig": "agent.config.model",
     "default_config_path": "agent.config.load",
     "load_config": "agent.config.load",

@@ -10,10 +10,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError
 
-from agent.config.loader import ConfigError, ConfigIssue, Loc, issues_from, line_of, read_yaml
+from agent.codes.package import KeyFileError, load_private, load_verify_key
 from agent.config.model import LineConfig
+from confkit.loader import ConfigError, ConfigIssue, Loc, issues_from, line_of, read_yaml
 from drivers import registry
 
 DEVICE_GROUPS = ("coders", "cameras", "readers", "plcs", "label_printers")
@@ -30,6 +32,11 @@ def _d(loc: Loc) -> str:
     for p in loc:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+def _load_line_key(path: Path) -> None:
+    if not isinstance(load_private(path), X25519PrivateKey):
+        raise KeyFileError(f"{path} is not an X25519 private key (lineagent keys generate --kind x25519)")
 
 
 def _dict(value: Any) -> dict[Any, Any]:
@@ -101,11 +108,26 @@ def load_config(path: str | Path) -> LineConfig:
             elif isinstance(lv.get("level"), str) and lv["level"] not in levels:
                 issue(("packing_specs", spec_name, "levels", i, "level"),
                       f"level {lv['level']!r} is not under code_sources.levels")
-    key_file = _dict(data.get("security")).get("cloud_public_key")
-    if isinstance(key_file, str):
-        key_path = Path(key_file) if Path(key_file).is_absolute() else path.resolve().parent / key_file
+    here = path.resolve().parent
+    security = _dict(data.get("security"))
+    for key, loader in (("cloud_public_key", load_verify_key), ("line_private_key", _load_line_key)):
+        key_file = security.get(key)
+        if not isinstance(key_file, str):
+            continue
+        key_path = Path(key_file) if Path(key_file).is_absolute() else here / key_file
         if not key_path.is_file():
-            issue(("security", "cloud_public_key"), f"no such file: {key_path}")
+            issue(("security", key), f"no such file: {key_path}")
+            continue
+        try:
+            loader(key_path)
+        except KeyFileError as exc:
+            issue(("security", key), str(exc))
+    for lp_name, entry in _dict(devices.get("label_printers")).items():
+        tpl = _dict(entry).get("template")
+        if isinstance(tpl, str):
+            tpl_path = Path(tpl) if Path(tpl).is_absolute() else here / tpl
+            if not tpl_path.is_file():
+                issue(("devices", "label_printers", lp_name, "template"), f"no such label template: {tpl_path}")
 
     if issues or cfg is None:
         issues.sort(key=lambda i: (i.line or 0, i.key))

@@ -6,14 +6,15 @@ import re
 from datetime import timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from agent import pins
 from agent.codes import gs1
-from agent.config.base import Strict
 from agent.config.mqtt import MqttConfig
 from agent.config.stations import StationConfig
+from confkit.base import Strict
 
 
 class SiteConfig(Strict):
@@ -74,11 +75,28 @@ class SecurityConfig(Strict):
     cloud_public_key: Path  # Ed25519 key that signs code packages and commands
     line_private_key: Path | None = None  # X25519 key for packages encrypted to this line
     allow_unsigned_imports: bool = False  # plain TXT/CSV 码包 files
-    operator_pin_sha256: str | None = None  # destructive operator actions need this PIN
+    # Destructive operator actions need the PIN whose scrypt hash this is (lineagent keys pin-hash).
+    operator_pin_hash: str | None = None
+    operator_pin_sha256: str | None = None  # refused: a bare SHA-256 of a PIN is reversed in a second
+
+    @field_validator("operator_pin_hash")
+    @classmethod
+    def _pin_hash(cls, v: str | None) -> str | None:
+        if v is not None:
+            pins.check_format(v)
+        return v
+
+    @field_validator("operator_pin_sha256")
+    @classmethod
+    def _no_sha256(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError("a bare SHA-256 of a PIN is not safe (all 6-digit PINs are tried in a second): "
+                             "replace it with operator_pin_hash from `lineagent keys pin-hash`")
+        return v
 
 
 class LevelSource(Strict):
-    low_stock: int = Field(0, ge=0)  # warn when available codes of this level fall below
+    low_stock: int = Field(0, ge=0, le=1_000_000_000)  # warn when available codes of this level fall below
     code_format: str = "raw"  # informational: raw, url, digital_link, element_string, sscc
 
 
@@ -142,7 +160,7 @@ class ParentSource(StrEnum):
 
 class PackLevel(Strict):
     level: str
-    count: int | None = Field(None, ge=1)  # children per parent; the bottom level has none
+    count: int | None = Field(None, ge=1, le=100_000)  # children per parent; the bottom level has none
     parent_code: ParentSource | None = None
 
 
@@ -197,6 +215,8 @@ class LineConfig(Strict):
     mqtt: MqttConfig | None = None
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    # The operator's language for CLI messages and alarms; unset: LANGUAGE/LC_ALL/LC_MESSAGES/LANG.
+    locale: Literal["en", "zh_CN"] | None = None
 
     # Set by the loader: where the file was, so relative paths resolve against it.
     source: Path | None = Field(default=None, exclude=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
+from confkit.base import Strict
 
 
 class TlsConfig(Strict):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 
 if TYPE_CHECKING:
     from drivers.cameras.base import Image

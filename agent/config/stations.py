@@ -6,8 +6,8 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
 from agent.config.verify import DecoderSettings, GradeSettings, VerifySettings
+from confkit.base import Strict
 
 
 class StationKind(StrEnum):
@@ -19,14 +19,14 @@ class StationKind(StrEnum):
 class FeedSettings(Strict):
     """How a print station keeps its coder's FIFO; None fields take the coder's capacity-based defaults."""
 
-    target_depth: int | None = Field(None, ge=1)
-    low_water: int | None = Field(None, ge=0)
-    allocate_ahead: int | None = Field(None, ge=1)
-    push_chunk: int = Field(64, ge=1)
-    poll_ms: float = Field(20.0, gt=0)
+    target_depth: int | None = Field(None, ge=1, le=100_000)
+    low_water: int | None = Field(None, ge=0, le=100_000)
+    allocate_ahead: int | None = Field(None, ge=1, le=10_000_000)
+    push_chunk: int = Field(64, ge=1, le=10_000)
+    poll_ms: float = Field(20.0, gt=0, le=60_000)
     # The highest rate items pass this coder. Needed for a coder whose link limits the rate (a single
     # slot: one code per item, each confirmed before the next): the line is not started faster.
-    line_rate_per_min: float | None = Field(None, gt=0)
+    line_rate_per_min: float | None = Field(None, gt=0, le=1_000_000)
 
 
 class StationConfig(Strict):

@@ -12,8 +12,8 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
 from agent.config.regions import Region
+from confkit.base import Strict
 
 
 class CodeFormat(StrEnum):

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 from agent.ledger.checkpoint import Checkpointer
 from agent.ledger.receipts import Group, LedgerError, Receipt
-from agent.ledger.schema import migrate
+from agent.ledger.schema import SchemaTooNew, migrate
 from agent.ledger.writer import Writer
 
 try:  # orjson: ~10x faster than json for the journal's payloads (every pack writes one)
@@ -78,6 +78,9 @@ class LedgerCore:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LedgerError(f"{path} is not a usable lineagent ledger: {exc}") from exc
+        except SchemaTooNew as exc:  # written by a newer lineagent: never touch it
+            conn.close()
+            raise LedgerError(f"{path}: {exc}") from exc
         self._conn = conn
         self._checkpointer: Checkpointer | None = None
         if not memory:

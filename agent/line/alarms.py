@@ -8,8 +8,11 @@ the board keeps what is active and says which light that makes.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+
+from agent.i18n import N_, _
 
 
 class Severity(IntEnum):
@@ -26,6 +29,18 @@ class Light(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """One raise or clear, queued for the daemon's log and the journal (AlarmBoard.take_changes)."""
+
+    source: str
+    key: str
+    active: bool
+    severity: Severity
+    detail: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveAlarm:
     source: str  # a device or station name, or "sync"
     key: str  # what is wrong, e.g. "communication", "reject_unconfirmed"
@@ -39,6 +54,8 @@ class AlarmBoard:
         self._active: dict[tuple[str, str], ActiveAlarm] = {}
         self._acked: set[tuple[str, str]] = set()  # active alarms an operator acknowledged (buzzer off)
         self.raised = 0  # alarms raised since start (for status and tests)
+        # Raises and clears not yet logged/journaled; deque appends are atomic, so any thread may set().
+        self._changes: deque[AlarmChange] = deque(maxlen=10_000)
 
     def set(self, source: str, key: str, active: bool, severity: Severity = Severity.WARNING,
             detail: str = "") -> bool:
@@ -46,14 +63,25 @@ class AlarmBoard:
         k = (source, key)
         if not active:
             self._acked.discard(k)
-            return self._active.pop(k, None) is not None
+            gone = self._active.pop(k, None)
+            if gone is not None:
+                self._changes.append(AlarmChange(source, key, False, gone.severity, gone.detail, time.time()))
+            return gone is not None
         old = self._active.get(k)
         if old is not None and old.severity == severity and old.detail == detail:
             return False
         self._active[k] = ActiveAlarm(source, key, severity, detail, old.since if old else time.time())
         if old is None:
             self.raised += 1
+        self._changes.append(AlarmChange(source, key, True, severity, detail, time.time()))
         return True
+
+    def take_changes(self) -> list[AlarmChange]:
+        """Raises and clears since the last call, oldest first."""
+        out = []
+        while self._changes:
+            out.append(self._changes.popleft())
+        return out
 
     def clear_source(self, source: str) -> None:
         for k in [k for k in self._active if k[0] == source]:
@@ -86,3 +114,46 @@ class AlarmBoard:
         if worst is Severity.WARNING:
             return Light.AMBER
         return Light.GREEN if running else Light.OFF
+
+
+# What the operator reads for an alarm key, a light and a severity (status, top, journal). Marked
+# here, translated where shown: the daemon and the CLI may run in different languages.
+ALARM_NAMES: dict[str, str] = {
+    "communication": N_("no communication"),
+    "start": N_("cannot start printing"),
+    "line_run": N_("cannot start or stop the conveyor"),
+    "line_stop": N_("line stopped"),
+    "backlog": N_("cloud sync backlog"),
+    "pack_rejected": N_("pack rejected"),
+    "station": N_("station failed"),
+    "devices": N_("devices cannot be opened"),
+    "no_frame": N_("camera delivers no image"),
+    "late_print_confirm": N_("print confirmed late"),
+    "slow_feed": N_("coder fed too slowly"),
+    "fifo_empty": N_("coder FIFO empty while printing"),
+    "codes_short": N_("not enough codes for the job"),
+    "coder_fault": N_("coder fault"),
+    "in_doubt": N_("codes in doubt"),
+    "reject_unconfirmed": N_("reject not confirmed"),
+    "consecutive_rejects": N_("too many rejects in a row"),
+    "plc_failed": N_("PLC failed"),
+    "socket": N_("control socket unavailable"),
+}
+LIGHT_NAMES: dict[str, str] = {
+    Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),
+}
+SEVERITY_NAMES: dict[str, str] = {"info": N_("info"), "warning": N_("warning"), "stop": N_("stop")}
+
+
+def alarm_name(key: str) -> str:
+    """The operator's words for an alarm key; an unknown key is shown as it is."""
+    return _(ALARM_NAMES[key]) if key in ALARM_NAMES else key
+
+
+def light_name(light: str) -> str:
+    return _(LIGHT_NAMES[light]) if light in LIGHT_NAMES else light
+
+
+def severity_name(severity: object) -> str:
+    text = str(severity)
+    return _(SEVERITY_NAMES[text]) if text in SEVERITY_NAMES else text

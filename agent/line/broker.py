@@ -42,8 +42,10 @@ class Broker:
     def start(self, wait_s: float = 10.0) -> None:
         if not Path(MOSQUITTO).exists():
             raise BrokerError(f"mosquitto not found at {MOSQUITTO}; install it (apt-get install mosquitto)")
+        # its own session: a Ctrl-C at the terminal (SIGINT to the foreground group) must reach only the
+        # demo, which stops the line and then the broker, not kill the broker under the uplink's drain
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

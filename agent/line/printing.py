@@ -20,6 +20,7 @@ from agent.codes.templates import renderer
 from agent.config.model import LineConfig
 from agent.config.stations import StationConfig
 from agent.feeder import AlarmEvent, Feeder, FeederState
+from agent.i18n import _
 from agent.jobs import Job
 from agent.ledger import Ledger
 from agent.line.alarms import AlarmBoard, Severity
@@ -73,7 +74,8 @@ class PrintStation:
                 return True
             except PrinterError as exc:
                 self.state = PrintState.DEGRADED
-                self.board.set(self.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
+                self.board.set(self.coder, "communication", True, Severity.STOP,
+                               _("cannot connect: {error}").format(error=exc))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -82,6 +84,7 @@ class PrintStation:
 
     async def run(self, job: Job, stop: asyncio.Event) -> None:
         """Feed `job` until its target is printed or `stop` is set; always reconciles before returning."""
+        self.primed.clear()  # primed for THIS run: a resumed job primes its coder again
         if not await self.connect(stop):
             return
         template = self.cfg.templates[job.template]
@@ -110,7 +113,8 @@ class PrintStation:
                 try:
                     await self.printer.start()
                 except PrinterError as exc:
-                    self.board.set(self.coder, "start", True, Severity.STOP, f"cannot start printing: {exc}")
+                    self.board.set(self.coder, "start", True, Severity.STOP,
+                                   _("cannot start printing: {error}").format(error=exc))
                 else:
                     self.board.set(self.coder, "start", False)
                     self.state = PrintState.PRINTING

@@ -49,21 +49,22 @@ from agent.jobs import (
     start_job,
     stop_job,
 )
-from agent.ledger import Ledger
-from agent.line.alarms import AlarmBoard, Light, Severity
+from agent.ledger import Ledger, LedgerError
+from agent.line.alarms import AlarmBoard, AlarmChange, Light, Severity
 from agent.line.metrics import LineMetrics
 from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
 from agent.line.status import DaemonStatus, status_path, write_status
-from agent.line.verifying import VerifyRunner
+from agent.line.verifying import VerifyRunner, VerifyState
 from agent.sync.backlog import SyncAlarm
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
 from agent.sync.uplink import Uplink
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
-from drivers.plc import PlcError
+from drivers.plc import PlcError, Signal
+from drivers.printers.base import PrinterError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def quiet_pymodbus() -> None:
     logging.getLogger("pymodbus").setLevel(logging.NOTSET if verbose else logging.CRITICAL)
 
 
+IDLE_PROBE_S = 10.0  # while no job runs, every device is probed this often (and at start-up)
+PROBE_TIMEOUT_S = 10.0
 FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
 
 
@@ -138,6 +141,7 @@ class LineRuntime:
         self._end_request: JobEnd | None = None
         self._end_event = asyncio.Event()
         self._job_over: asyncio.Future[dict[str, Any]] | None = None
+        self._next_probe = 0.0  # monotonic time of the next idle device probe (0: at start-up)
         self.metrics: LineMetrics | None = None
         if cfg.metrics.enabled:
             self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
@@ -192,6 +196,8 @@ class LineRuntime:
             await asyncio.to_thread(self.ledger.commit)
             if self.control_server is not None:
                 await self.control_server.close()
+            with contextlib.suppress(Exception):
+                await self._report_alarms()
             self.state = RuntimeState.STOPPED
             try:
                 self._write_status()
@@ -205,6 +211,9 @@ class LineRuntime:
             job = await asyncio.to_thread(self._running_job)
             if job is None:
                 self.state = RuntimeState.IDLE
+                if time.monotonic() >= self._next_probe:
+                    await self._probe_devices()
+                    self._next_probe = time.monotonic() + IDLE_PROBE_S
                 await self._wait_any(stop, self._wake, self.job_poll_s)
                 continue
             run = await self._run_job(job, stop)
@@ -213,6 +222,33 @@ class LineRuntime:
             if run.completed:  # the target is printed: wait for the operator to start another job
                 while not stop.is_set() and (await asyncio.to_thread(self._running_job)) == job:
                     await self._wait_any(stop, self._wake, self.job_poll_s)
+
+    async def _probe_devices(self) -> None:
+        """No job runs: is every coder and PLC there? One that is not raises its alarm now (logged and
+        journaled by the beat), not when the next job starts; it clears when the device answers."""
+        for p in self.printers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await p.printer.connect()
+                self.board.set(p.coder, "communication", False)
+            except (PrinterError, TimeoutError) as exc:
+                self.board.set(p.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
+            finally:
+                with contextlib.suppress(PrinterError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await p.printer.close()
+        for v in self.verifiers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await v.plc.open()
+                    await v.plc.read_many([Signal.COUNTER])
+                self.board.set(v.plc_name, "communication", False)
+            except (PlcError, TimeoutError) as exc:
+                self.board.set(v.plc_name, "communication", True, Severity.STOP, f"PLC does not answer: {exc}")
+            finally:
+                with contextlib.suppress(PlcError, TimeoutError):
+                    async with asyncio.timeout(PROBE_TIMEOUT_S):
+                        await v.plc.close()
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_s
@@ -303,6 +339,9 @@ class LineRuntime:
         deadline = time.monotonic() + limit_s
         while not stop.is_set() and time.monotonic() < deadline:
             if all([await asyncio.to_thread(v.all_judged) for v in self.verifiers.values()]):
+                return
+            if any(v.state is VerifyState.STOPPED for v in self.verifiers.values()):
+                log.warning("finish: a verify station stopped the line; unjudged items stay unjudged")
                 return
             await self._wait_any(stop, None, 0.05)
 
@@ -401,8 +440,9 @@ class LineRuntime:
         return {"job": job.name, "state": "finished", "returned": rep.returned, "in_doubt": rep.in_doubt}
 
     async def _conveyor(self, job_stop: asyncio.Event) -> None:
-        """Run the line once every coder is primed: items must not pass a coder with an empty FIFO.
-        Never faster than a coder's link can feed (Capabilities.max_items_per_min): refused, with a stop alarm."""
+        """Run the line once every coder is primed (items must not pass a coder with an empty FIFO) and
+        every PLC has taken the run command (a station may still be opening its PLC). Never faster than
+        a coder's link can feed (Capabilities.max_items_per_min): refused, with a stop alarm."""
         refusals = {p.coder: why for p in self.printers.values() if (why := p.rate_refusal()) is not None}
         for coder, why in refusals.items():
             log.error("line not started: %s", why)
@@ -411,23 +451,31 @@ class LineRuntime:
             await job_stop.wait()
             return
         while not job_stop.is_set():
-            if all(p.primed.is_set() for p in self.printers.values()):
-                await self._run_line(True)
+            ready = all(p.primed.is_set() for p in self.printers.values()) and all(
+                v.state is not VerifyState.STARTING for v in self.verifiers.values())
+            if ready and await self._run_line(True):
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.02):
                     await job_stop.wait()
 
-    async def _run_line(self, run: bool) -> None:
+    async def _run_line(self, run: bool) -> bool:
+        """True when every PLC took the command."""
+        ok = True
         for v in self.verifiers.values():
             try:
                 if run:  # a fresh beat first: a PLC whose watchdog tripped while we were idle refuses to run
                     await v.plc.heartbeat()
                 await v.plc.run_line(run)
             except PlcError as exc:
+                ok = False
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
                                f" the line: {exc}")
-        self.line_running = run
+        if ok and run:
+            for v in self.verifiers.values():
+                self.board.set(v.plc_name, "line_run", False)
+        self.line_running = run and ok
+        return ok
 
     # ---- lights, sync, status -------------------------------------------------------------------
 
@@ -477,6 +525,7 @@ class LineRuntime:
             every = min(every, wd)
         ready = False
         while not stop.is_set():
+            await self._report_alarms()
             snap = self.snapshot()
             await asyncio.to_thread(self._write_status, snap)
             summary = self.summary(snap)
@@ -490,6 +539,29 @@ class LineRuntime:
                 async with asyncio.timeout(every):
                     await stop.wait()
         self.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    async def _report_alarms(self) -> None:
+        """Every raise and clear on the daemon's output (journald under systemd) and in the journal, so
+        a person who never opens the status screen still finds it, with its time."""
+        changes = self.board.take_changes()
+        for c in changes:
+            if c.active:
+                level = logging.ERROR if c.severity is Severity.STOP else logging.WARNING
+                log.log(level, "ALARM %s/%s (%s): %s", c.source, c.key, c.severity.name.lower(), c.detail)
+            else:
+                log.info("alarm cleared %s/%s", c.source, c.key)
+        if changes:
+            await asyncio.to_thread(self._journal_alarms, changes)
+
+    def _journal_alarms(self, changes: list[AlarmChange]) -> None:
+        try:
+            with self.ledger.atomic():
+                for c in changes:
+                    self.ledger.append_event("alarm.raised" if c.active else "alarm.cleared",
+                                             {"source": c.source, "key": c.key, "severity": c.severity.name.lower(),
+                                              "detail": c.detail}, at=c.at)
+        except LedgerError as exc:  # a full disk must not silence the log line above
+            log.error("alarms not journaled: %s", exc)
 
     @staticmethod
     def summary(st: DaemonStatus) -> str:

@@ -56,6 +56,9 @@ class SimSettings:
     # The PLC stops the conveyor when the agent's heartbeat has not changed for this long (the agent
     # writes it every 0.25 s); generous, so a loaded test machine does not trip it. None: off.
     plc_watchdog_s: float | None = 3.0
+    # False: no products arrive (the belt may run empty): the agent connected and polling with nothing to
+    # do, the like-for-like baseline of the line benchmark.
+    infeed: bool = True
 
 
 # The rejecting defects and their share among the defective items (the verdict each must give).
@@ -223,7 +226,8 @@ class SimulatedLine:
         while True:
             due += period
             await asyncio.sleep(max(0.0, due - loop.time()))  # products arrive on a clock, without drift
-            self.pulse()
+            if self.settings.infeed:
+                self.pulse()
 
     def pulse(self) -> None:
         """One item passes the head: print on it, move the conveyor, show the camera its item."""

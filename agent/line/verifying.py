@@ -131,6 +131,7 @@ class VerifyRunner:
 
     async def run(self, job_template: str, stop: asyncio.Event) -> None:
         """Judge every item from now until `stop`; device failures are alarms, the loop goes on."""
+        self.state = VerifyState.STARTING  # RUNNING again only once this run's PLC and camera are open
         self.station = station = self.make_station(job_template)
         await self._until_open(stop)
         if stop.is_set():

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from agent.config.mqtt import MqttConfig
+from agent.i18n import _
 
 
 class BacklogLevel(StrEnum):
@@ -36,27 +37,29 @@ def assess(backlog_events: int, free_disk_mb: float, cfg: MqttConfig) -> SyncAla
     if free_disk_mb < cfg.min_free_disk_mb:
         return SyncAlarm(
             BacklogLevel.STOP,
-            f"Line stopped: only {free_disk_mb:.0f} MB free on the ledger disk (minimum {cfg.min_free_disk_mb} MB) "
-            f"with {backlog_events:,} events not yet delivered to the cloud. Restore the network or free disk "
-            "space, then restart the line. No data has been lost.",
+            _("Line stopped: only {free:.0f} MB free on the ledger disk (minimum {minimum} MB) "
+              "with {backlog:,} events not yet delivered to the cloud. Restore the network or free disk "
+              "space, then restart the line. No data has been lost.").format(
+                free=free_disk_mb, minimum=cfg.min_free_disk_mb, backlog=backlog_events),
             backlog_events, free_disk_mb,
         )
     if backlog_events >= cfg.backlog_stop_events:
         return SyncAlarm(
             BacklogLevel.STOP,
-            f"Line stopped: {backlog_events:,} events wait for delivery to the cloud (limit "
-            f"{cfg.backlog_stop_events:,}). Restore the network to the cloud; the line can restart once the "
-            "backlog drains. No data has been lost.",
+            _("Line stopped: {backlog:,} events wait for delivery to the cloud (limit "
+              "{limit:,}). Restore the network to the cloud; the line can restart once the "
+              "backlog drains. No data has been lost.").format(backlog=backlog_events, limit=cfg.backlog_stop_events),
             backlog_events, free_disk_mb,
         )
     if backlog_events >= cfg.backlog_warn_events:
         return SyncAlarm(
             BacklogLevel.WARN,
-            f"Cloud sync behind: {backlog_events:,} events wait for delivery (warning at "
-            f"{cfg.backlog_warn_events:,}, line stops at {cfg.backlog_stop_events:,}). Check the network.",
+            _("Cloud sync behind: {backlog:,} events wait for delivery (warning at "
+              "{warn:,}, line stops at {stop:,}). Check the network.").format(
+                backlog=backlog_events, warn=cfg.backlog_warn_events, stop=cfg.backlog_stop_events),
             backlog_events, free_disk_mb,
         )
-    return SyncAlarm(BacklogLevel.OK, "cloud sync up to date", backlog_events, free_disk_mb)
+    return SyncAlarm(BacklogLevel.OK, _("cloud sync up to date"), backlog_events, free_disk_mb)
 
 
 def free_disk_mb(path: Path) -> float:

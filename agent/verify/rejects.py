@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.i18n import _
 from drivers.plc import LinePlc, unwrap
 
 
@@ -52,23 +53,25 @@ class RejectBook:
         self.consecutive = self.consecutive + 1 if rejected else 0
         if rejected and self.consecutive >= self.max_consecutive:
             return Alarm(StopReason.CONSECUTIVE_REJECTS, seq,
-                         f"{self.consecutive} rejects in a row (limit {self.max_consecutive}), last seq {seq}; "
-                         "check the coder, the camera and the codes before restarting")
+                         _("{count} rejects in a row (limit {limit}), last seq {seq}; "
+                           "check the coder, the camera and the codes before restarting").format(
+                             count=self.consecutive, limit=self.max_consecutive, seq=seq))
         return None
 
     def confirms(self, raw_confirms: int, counter: int) -> Alarm | None:
         """Settle fires with new confirms; an alarm if the oldest fire is overdue at `counter`."""
         last = self._confirm_count if self._confirm_count is not None else raw_confirms
         now = unwrap(raw_confirms, last)
-        for _ in range(max(0, now - last)):
+        for _settled in range(max(0, now - last)):
             if self.outstanding:
                 self.confirmed.append(self.outstanding.popleft())
         self._confirm_count = now
         if self.outstanding and counter - self.outstanding[0] > self.gate_at + self.confirm_margin:
             seq = self.outstanding.popleft()
             return Alarm(StopReason.REJECT_UNCONFIRMED, seq,
-                         f"reject of seq {seq} not confirmed by the gate sensor within {self.confirm_margin} "
-                         "pitches of the gate; the item may still be on the line: pull it before restarting")
+                         _("reject of seq {seq} not confirmed by the gate sensor within {margin} "
+                           "pitches of the gate; the item may still be on the line: pull it before restarting").format(
+                             seq=seq, margin=self.confirm_margin))
         return None
 
 

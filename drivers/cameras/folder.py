@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.cameras.base import Camera, CameraError, CameraState, Image, NoFrame
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"})

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.cameras.base import Camera, CameraError, Image, NoFrame
 
 

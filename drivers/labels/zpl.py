@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.labels.link import Link, LinkError, open_link
 
 STX, ETX = b"\x02", b"\x03"

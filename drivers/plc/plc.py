@@ -26,7 +26,7 @@ U16 = 0x10000
 
 
 class Strict(BaseModel):
-    """Unknown keys refused, as in agent.config.base; defined here so drivers never import agent/."""
+    """Unknown keys refused, as in confkit.base."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +71,15 @@ class RegisterMap(Strict):
             if signal in WRITTEN and point.table not in WRITABLE:
                 raise ValueError(f"{signal} is written by the agent; {point.table} is read-only "
                                  "(use coil or holding)")
+        # Two signals on one bit or register would, e.g., make a stack-light write run the belt.
+        seen: dict[tuple[Table, int, int | None], Signal] = {}
+        for signal, point in self.points().items():
+            where = (point.table, point.address, point.device_id)
+            if where in seen:
+                raise ValueError(f"{seen[where]} and {signal} are both on {point.table} {point.address}"
+                                 + (f" of device {point.device_id}" if point.device_id is not None else "")
+                                 + ": every signal needs its own address")
+            seen[where] = signal
         return self
 
     def points(self) -> dict[Signal, Point]:

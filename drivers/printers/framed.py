@@ -36,7 +36,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.framing import GARBAGE, Deframer, Frame, FrameError, FrameSpec, encode
 from drivers.printers.base import (
     BadRecord,

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import Field, field_validator
 
-from agent.config.loader import ConfigError
+from confkit.loader import ConfigError
 from drivers.framing import Frame, FrameError, decode, encode
 from drivers.printers.base import (
     BadRecord,

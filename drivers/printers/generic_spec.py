@@ -7,7 +7,7 @@ handshake goes, which text to send for each command and how to read each answer 
 groups carry the values), what arrives unsolicited, and how the coder's FIFO behaves.
 
 Byte strings in the file are YAML strings taken byte for byte as latin-1, so "\\x02" is STX and
-"\\r" is CR. Every unknown key is refused with file, line and key (agent/config/loader.py).
+"\\r" is CR. Every unknown key is refused with file, line and key (confkit/loader.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.config.base import Strict
-from agent.config.loader import read_yaml, validate
+from confkit.base import Strict
+from confkit.loader import read_yaml, validate
 from drivers.framing import (
     ChecksumEncoding,
     ChecksumKind,

@@ -1,28 +1,44 @@
-"""Leibinger JET2neo / JET3 in mailing mode, over TCP (port 3000) or serial.
+"""Leibinger JET2neo / JET3 in mailing mode, over TCP (port 3000) or serial: an indexed FIFO coder.
 
-Public facts followed (research/protocols.md, from Leibinger's public interface descriptions):
-- frames: `^0` + `!` (action) / `=` (set) / `?` (query) + two-letter command + TAB-separated
-  parameters + CR; `^` and `\\` inside data are escaped (here: by a `\\` before them);
-- actions `!GO`/`!ST` start/stop printing, `!EQ` acknowledge error, `!FF` flush the FIFO; `=JL` load
-  a job; queries `?RS` status (nozzle, machine state 1-6, error, cover, speed) and `?CC` counters;
-- mailing: `=MR<index><TAB><data>` stores a record (up to 256), each print-go prints the next, `?SM`
-  returns depth, entries and the last printed index; the coder refuses an out-of-order index; errors
-  1015 buffer full, 1018 bad/missing index, 1019 index out of sequence, 5043 buffer empty; a print
-  stop clears the mailing data.
+No Leibinger interface manual is public; drivers/printers/leibinger_codec.py names the public clients
+run on real coders that this follows (jarrydjames-dev/leibinger `serialine.py` and
+`manuals/src/technician_manual.html`, "Interface Protocol v1.9.15 Annex B", firmware V75.0.11.2;
+ViciousInstitute/LeibingerPrinter `LeibingerAPI/Leibinger.cs`, `LeibingerStatus.cs`;
+rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`). What they establish:
+- `=MR<index><TAB><text>` stores a mailing record; each PrintGo prints the next one; the coder refuses
+  gaps and repeats and "stops with an error" (serialine.py docstring); `!FF` flushes the mailing FIFO;
+  a print stop clears the mailing data (technician_manual.html ch. 11); after a flush the next record
+  may carry any index (serialine.py resumes at "first unprinted record" after `!FF`).
+- `?SM` answers FifoDepth, FifoEntrys, LastStartedPrintNo, StopAtNo, LastStartedPrintNoWasFinished and
+  a PrintGo count. FifoEntrys leaves out the record already loaded for the next print ("FIFO entries =
+  records sent - 1", serialine.py prime_and_start; "+1 for ... ready to print", node-coder).
+- `?RS` machine state 6 is PRINTING; 5 ready for print start; the error field's bits 25-31 are flags.
+- Set and action commands get NO answer: serialine.py never waits for one, node-coder turns echoes
+  on with `!EM` but their layout is not public. This driver never enables echo and never waits for
+  one; stray echoes or unknown frames are dropped. Every push is confirmed by `?RS` + `?SM`.
+- Error 5043: mailing buffer ran empty (technician_manual.html ch. 09). 1015 buffer full, 1018
+  bad/missing index and 1019 out of sequence are NOT in the public clients read here (they come from
+  our earlier notes): a push is also checked by count (FifoEntrys against what was sent), so a
+  refusal under another number is still found and puts what was waiting in doubt.
 
-Not public, so ASSUMED here (and all of it re-describable without code in config/printers/
-leibinger.yaml for the generic driver): the answer layout. A query is answered `^0=XX<TAB>fields`, an
-action or set by the echo of its kind and command (`^0=MR5`, `^0!GO`), a refusal by
-`^0!ER<TAB>code`. `?SM` fields are buffer size, records waiting, last printed index (0: none since
-power-on); machine state 4 is "printing", 6 "fault", others "idle"; `?RS` error codes other than the
-four mailing ones are site-specific and mapped by `error_faults`. Left out: `!PO`/`!PF`/`!NO`/`!NC`
-(jet power and nozzle: an operator's decision, not the agent's), `=ET` external text and `=CM` stop
-count, print-complete messages (none publicly described: progress is polled with `?SM`).
-
-Seq mapping: mailing indexes run 1..capacity and wrap; the driver hands out the next index per record
-and `FifoTracker` turns "last printed index + records waiting" back into the feeder's seq.
-On connect, records already in the coder (from a previous session) are flushed: nobody can tell which
-codes they are, so letting them print would put untracked codes on products.
+Settings for what the sources leave open, each with the SAFE default (docs/technicians.md):
+- `wrap_index` None: indexes never wrap (public clients number 1..N; 12,000 in one run). Indexes are
+  never reused while the coder may still report an old one as its last started print.
+- `flush_clears_next` False: whether `!FF` also drops the record already loaded for the next print is
+  not public, so after a flush the two records that may be the loaded one (the first waiting, or the
+  second if the coder lost the first) are in doubt (UNKNOWN); the rest is FLUSHED. A push the coder
+  refuses (1015/1018/1019) puts everything waiting in doubt: which records it kept cannot be told.
+- Known limit (no source can settle it): if a coder keeps the loaded record on `!FF` AND the first
+  record after that flush is lost on the wire without a link error (serial noise; TCP does not lose
+  frames silently), the left-over record makes the count add up and the lost one would be taken as
+  printed once the next ones print. Prefer TCP; the camera read is the cross-check.
+- A new session numbers from LastStartedPrintNo + capacity + 1, past what an earlier session of this
+  driver can have left loaded; an earlier client that numbered further ahead is not guarded against
+  (set `flush_clears_next` once a site has seen that `!FF` empties the print buffer too).
+- `check_double_prints` False: say True only when the coder's <Check Double Prints> option is on
+  (JET2neo/JET3 operating manuals, Extern Text chapter: an error instead of a repeat print).
+Left out: `!PO`/`!PF`/`!NO`/`!NC` (jet and nozzle are the operator's), `=CM` stop count (ignored by
+V75.0.11.2, technician_manual.html ch. 11), `=ET` external text, `!EM` echo mode, `?JB` job script.
 """
 
 from __future__ import annotations
@@ -30,193 +46,388 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from drivers.framing import EscapeMode, Frame, FrameSpec
+from drivers.framing import Frame
 from drivers.printers.base import (
+    BadRecord,
     BufferFull,
     Capabilities,
     Fault,
+    LinkDown,
     Nak,
     PrinterError,
     PrinterState,
     PrinterStatus,
     PrintEventKind,
-    ProtocolError,
     Record,
+    Settlement,
 )
-from drivers.printers.framed import FramedSettings
-from drivers.printers.serializing import FifoReport, SerializingPrinter
+from drivers.printers.fifo import CoderKind, Fates, FifoMirror
+from drivers.printers.framed import FramedPrinter, FramedSettings
+from drivers.printers.leibinger_codec import (
+    ERR_BAD_INDEX,
+    ERR_BUFFER_FULL,
+    ERR_OUT_OF_SEQUENCE,
+    FORBIDDEN,
+    FRAME_SPEC,
+    JOB_DIR,
+    PUBLIC_ERRORS,
+    Kind,
+    LeibingerDeframer,
+    Machine,
+    MailStatus,
+    Nozzle,
+    Reply,
+    RunStatus,
+    job_frame,
+    parse_cc,
+    parse_reply,
+    parse_rs,
+    parse_sm,
+    record_frame,
+    state_name,
+    wire,
+)
+from drivers.transport import LinkClosed, Transport
 
 log = logging.getLogger(__name__)
 
-FRAME_SPEC = FrameSpec(start=b"^0", end=b"\r", escape=b"\\", escape_mode=EscapeMode.PREFIX, escaped=b"^\\")
-ERR_BUFFER_FULL, ERR_BAD_INDEX, ERR_OUT_OF_SEQUENCE, ERR_BUFFER_EMPTY = 1015, 1018, 1019, 5043
-PUBLIC_ERRORS: dict[int, Fault] = {
-    ERR_BUFFER_FULL: Fault.BUFFER_FULL,
-    ERR_BAD_INDEX: Fault.SEQUENCE_ERROR,
-    ERR_OUT_OF_SEQUENCE: Fault.SEQUENCE_ERROR,
-    ERR_BUFFER_EMPTY: Fault.BUFFER_EMPTY,
-}
-STATE_PRINTING, STATE_FAULT = 4, 6
-
-
-def request(kind: str, command: str, *params: str, encoding: str = "latin-1") -> bytes:
-    """The payload (unframed) of one request, e.g. request("=", "JL", "job1")."""
-    return (kind + command + "".join("\t" + p for p in params)).encode(encoding)
-
-
-def split_reply(payload: bytes, encoding: str = "latin-1") -> tuple[str, list[str]]:
-    """`=SM\t256\t3\t17` -> ("=SM", ["256", "3", "17"]); ProtocolError when it is no Leibinger reply."""
-    text = payload.decode(encoding, errors="replace")
-    if len(text) < 3 or text[0] not in "!=?" or not text[1:3].isalpha():
-        raise ProtocolError(f"not a Leibinger reply: {payload[:40]!r}")
-    head, *fields = text.split("\t")
-    return head[:3], [head[3:], *fields] if head[3:] else fields
-
-
-def ints(fields: Sequence[str], count: int, what: str) -> list[int]:
-    if len(fields) < count:
-        raise ProtocolError(f"{what}: expected {count} fields, got {len(fields)}: {list(fields)!r}")
-    try:
-        return [int(f) for f in fields[:count]]
-    except ValueError:
-        raise ProtocolError(f"{what}: non-numeric field in {list(fields)!r}") from None
+REFUSALS = frozenset({ERR_BUFFER_FULL, ERR_BAD_INDEX, ERR_OUT_OF_SEQUENCE})
+WARNINGS = frozenset({Fault.INK_LOW})
+POLL_STATE_S = 0.05
 
 
 class LeibingerSettings(FramedSettings):
-    capacity: int = Field(256, ge=2, le=256, description="mailing buffer size; indexes run 1..capacity")
+    capacity: int = Field(256, ge=2, le=256, description="mailing FIFO depth (?SM FifoDepth; up to 256, serialine.py)")
     encoding: str = Field("latin-1", description="text encoding of records on the wire")
-    poll_s: float | None = Field(None, gt=0, description="poll ?SM this often to emit PRINTED events")
+    job_dir: str = Field(JOB_DIR, description="directory prefix of =JL, backslashes as the coder writes them")
+    first_index: int = Field(1, ge=1, description="lowest mailing index (0 means 'none' in ?SM)")
+    wrap_index: int | None = Field(None, description="highest index before numbering restarts (None: never)")
+    flush_clears_next: bool = Field(False, description="!FF also drops the record loaded for the next print")
+    check_double_prints: bool = Field(False, description="the coder's <Check Double Prints> option is on")
+    confirm_s: float = Field(3.0, gt=0, description="wait this long for !GO/!ST/=JL to show in ?RS/?JL")
+    poll_s: float | None = Field(None, gt=0, description="poll ?RS/?SM this often to emit PRINTED events")
     error_faults: dict[int, Fault] = Field(
-        default_factory=lambda: dict(PUBLIC_ERRORS), description="?RS/!ER error code -> typed fault"
+        default_factory=lambda: dict(PUBLIC_ERRORS), description="error number (masked) -> typed fault"
     )
 
+    @model_validator(mode="after")
+    def _wrap_fits(self) -> LeibingerSettings:
+        if self.wrap_index is not None and self.wrap_index < self.first_index + self.capacity:
+            raise ValueError("wrap_index must leave at least `capacity` indexes after first_index")
+        return self
 
-class Leibinger(SerializingPrinter):
+
+class Leibinger(FramedPrinter):
     Settings = LeibingerSettings
     frame_spec = FRAME_SPEC
 
     def __init__(self, settings: LeibingerSettings, *, name: str = "leibinger") -> None:
-        super().__init__(settings, capacity=settings.capacity, name=name)
+        super().__init__(settings, name=name)
         self.cfg = settings
         self.capabilities = Capabilities(
-            fifo_capacity=settings.capacity, indexed=True, print_complete_events=False, counters=True
+            fifo_capacity=settings.capacity - 1,  # a full ring would make "last started" ambiguous
+            indexed=True,
+            print_complete_events=False,
+            counters=True,
+            kind=CoderKind.INDEXED_FIFO,
+            double_print_guard=settings.check_double_prints,
+            proves_flush=True,
         )
+        self.mirror = FifoMirror(CoderKind.INDEXED_FIFO, settings.capacity - 1)
+        self._next_index = settings.first_index
+        self._last_started: int | None = None  # LastStartedPrintNo as last seen
+        self._doubtful: deque[int] = deque(maxlen=2 * settings.capacity)  # indexes put in doubt
+        self._printing = False  # the coder was seen printing and nobody here stopped it
+        self._flush_due = False  # the coder may hold records nobody tracks: flush before a push
+        self._fates_due = Fates()  # proven flushes not yet handed out by settle()
+        self._depth = 0
+        self._op = asyncio.Lock()
 
-    # --- wire helpers ----------------------------------------------------------------------------
+    @property
+    def tracker(self) -> FifoMirror:
+        """The FIFO mirror under the name older callers use."""
+        return self.mirror
 
-    def reply_matches(self, request_payload: bytes, reply: Frame) -> bool:
-        """Same command, and for a record the same index: a late answer to an earlier request is dropped."""
-        if reply.payload[1:3] == b"ER":
-            return True
-        if request_payload.startswith(b"=MR"):
-            return reply.payload == request_payload.partition(b"\t")[0]
-        return reply.payload[1:3] == request_payload[1:3]
+    # --- link ------------------------------------------------------------------------------------
 
-    async def _ask(self, kind: str, command: str, *params: str, retry: bool = False) -> list[str]:
-        reply = await self.exchange(request(kind, command, *params, encoding=self.cfg.encoding), retry=retry)
-        return self._check(command, reply)
+    def _attach(self, transport: Transport) -> None:
+        super()._attach(transport)
+        # Replaced before the reader task first runs (it reads self._deframer when it starts).
+        self._deframer = LeibingerDeframer()
 
-    def _check(self, command: str, reply: Frame) -> list[str]:
-        head, fields = split_reply(reply.payload, self.cfg.encoding)
-        if head == "!ER":
-            code = ints(fields, 1, "error reply")[0]
-            raise self._refusal(command, code)
-        if head[1:] != command:
-            raise ProtocolError(f"{self.name}: answer {head!r} to a {command!r} request")
-        return fields
+    def reply_matches(self, request: bytes, reply: Frame) -> bool:
+        """`^0?XX` is answered by `=XX...`; echoes and unknown frames answer nothing we wait for."""
+        return request[2:3] == b"?" and reply.payload[:1] == b"=" and reply.payload[1:3].upper() == request[3:5]
 
-    def _refusal(self, command: str, code: int) -> Nak:
-        fault = self.cfg.error_faults.get(code)
-        text = f"{self.name}: {command} refused with error {code}" + (f" ({fault})" if fault else "")
-        return BufferFull(text) if code == ERR_BUFFER_FULL else Nak(text)
+    async def _write(self, data: bytes) -> None:
+        """Frames the coder does not answer (sets and actions): written, never waited for."""
+        await self._resync_if_due()
+        async with self._lock:
+            transport = self._linked()
+            try:
+                await transport.write(data)
+            except LinkClosed as exc:
+                self._link_lost(str(exc))
+                raise LinkDown(str(exc)) from exc
 
-    # --- SerializingPrinter hooks ----------------------------------------------------------------
+    async def _query(self, command: str) -> Reply:
+        frame = await self.exchange(wire(Kind.QUERY, command), retry=True, raw=True)
+        return parse_reply(frame.payload)
 
-    def record_payload(self, record: Record, index: int) -> bytes:
-        self.check_text(record.text, f"record seq {record.seq}", "\t\r", self.cfg.encoding)
-        return f"=MR{index}\t{record.text}".encode(self.cfg.encoding)
+    async def _read(self) -> tuple[RunStatus, MailStatus]:
+        # ?RS first: when it shows a stop, the ?SM after it holds the final last-started index.
+        rs = parse_rs(await self._query("RS"))
+        return rs, parse_sm(await self._query("SM"))
 
-    def check_push_reply(self, reply: Frame) -> None:
-        self._check("MR", reply)
+    # --- the mirror ------------------------------------------------------------------------------
 
-    async def read_fifo(self) -> FifoReport:
-        capacity, waiting, last = ints(await self._ask("?", "SM", retry=True), 3, "?SM")
-        return FifoReport(capacity, waiting, last)
+    def _observe(self, rs: RunStatus, sm: MailStatus) -> None:
+        """Bring the mirror up to what the coder reports: prints started, a stop, a cleared FIFO."""
+        stopped = self._printing and not rs.printing
+        self._progress(sm.last_started)
+        self._printing = rs.printing
+        if stopped:
+            self._lose(f"printing stopped at the coder (machine state {rs.machine}, error {rs.error})")
+        held = len(self.mirror)
+        if not held - 1 <= sm.entries <= held:  # FifoEntrys may leave out the record loaded to print
+            self._lose(f"the coder holds {sm.entries} mailing records, {held} were sent and not printed")
+        self._depth = len(self.mirror) if self.mirror else sm.entries
+
+    def _progress(self, last: int) -> None:
+        if last == self._last_started:
+            return
+        self._last_started = last
+        fates = self.mirror.printed_through(last) if last else None  # 0: none since power-on
+        if fates is not None:
+            for seq in fates.printed:
+                self.emit(PrintEventKind.PRINTED, seq=seq)
+        elif last not in self._doubtful:
+            self._lose(f"the coder's last started print is index {last}, none of the records it should hold")
+
+    def _lose(self, reason: str) -> None:
+        self._doubtful.extend(tag for _, tag in self.mirror.pending if tag is not None)
+        self._flush_due = True
+        fates = self.mirror.lose()
+        if fates.unknown:
+            log.warning("%s: %d records in doubt: %s", self.name, len(fates.unknown), reason)
+            self.emit(PrintEventKind.FIFO_LOST, detail=f"{len(fates.unknown)} records in doubt: {reason}")
+
+    async def _flush(self) -> MailStatus:
+        """`!FF`, then read: prints up to the last started one are counted, the rest never printed but
+        for the record loaded for the next print. Which one that is: the first waiting, or the second
+        if the coder lost the first (the count check before the flush allows at most that one)."""
+        self._observe(*await self._read())
+        await self._write(wire(Kind.ACTION, "FF"))
+        rs, sm = await self._read()
+        stopped = self._printing and not rs.printing
+        self._progress(sm.last_started)
+        self._printing = rs.printing
+        if stopped or sm.entries:
+            self._lose("printing stopped at the coder" if stopped else f"{sm.entries} records left after !FF")
+        elif self.mirror:
+            fates = Fates()
+            if not self.cfg.flush_clears_next:  # may sit in the print buffer and still print
+                loaded = [self.mirror.pending.popleft() for _ in range(min(2, len(self.mirror)))]
+                self._doubtful.extend(tag for _, tag in loaded if tag is not None)
+                fates = Fates(unknown=tuple(seq for seq, _ in loaded))
+            fates += self.mirror.flushed()
+            self.mirror.lost = True
+            self._fates_due += Fates(flushed=fates.flushed)
+            self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {len(fates.flushed)}, {len(fates.unknown)} in doubt")
+        self._flush_due = False
+        self._depth = 0
+        return sm
+
+    def _take_index(self) -> int:
+        index = self._next_index
+        wrap = self.cfg.wrap_index
+        self._next_index = self.cfg.first_index if wrap is not None and index >= wrap else index + 1
+        return index
+
+    def _restart_numbering_after(self, last: int) -> None:
+        """A new session: records an earlier one left may use the indexes after `last`; skip them."""
+        self._doubtful.append(last + 1)
+        start = max(last + self.cfg.capacity + 1, self.cfg.first_index)
+        wrap = self.cfg.wrap_index
+        self._next_index = start if wrap is None or start <= wrap else self.cfg.first_index + (start - wrap - 1)
 
     # --- Printer API -----------------------------------------------------------------------------
 
     async def on_connected(self) -> None:
+        rs, sm = await self._read()
+        self._last_started, self._printing = sm.last_started, rs.printing
+        self._restart_numbering_after(sm.last_started)
+        await self._write(wire(Kind.ACTION, "FF"))  # what an earlier session left cannot be told apart
+        after = parse_sm(await self._query("SM"))  # answered once the flush is done
+        if after.entries:
+            raise Nak(f"{self.name}: {after.entries} mailing records are left after !FF")
+        if sm.entries:
+            log.warning("%s: flushed %d records left from an earlier session", self.name, sm.entries)
+            self.mirror.lost = True
+            self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {sm.entries} untracked records on connect")
         if self.cfg.job:
             await self.select_job(self.cfg.job)
-        fifo = await self.read_fifo()
-        if fifo.capacity < self.capacity:
-            log.warning("%s: coder buffer holds %d, configured %d", self.name, fifo.capacity, self.capacity)
-        self.tracker.last_tag = fifo.last_index
-        self.next_index = self.index_after(fifo.last_index or 0)
-        waiting = fifo.waiting
-        if waiting:
-            log.warning("%s: flushing %d records left from an earlier session", self.name, waiting)
-            await self._ask("!", "FF")
-            self.tracker.fifo_lost = True
-            self.emit(PrintEventKind.FIFO_LOST, detail=f"flushed {waiting} untracked records on connect")
         if self.cfg.poll_s:
             self._spawn(self._poll(self.cfg.poll_s), "poll")
 
     async def on_link_up(self) -> None:
-        await self.sync()
+        """The link was gone: the coder may have lost power, and with it the FIFO and its last index."""
+        rs, sm = await self._read()
+        self._progress(sm.last_started)
+        self._lose("the link was down (the coder may have lost power)")
+        self._printing, self._last_started = rs.printing, sm.last_started
+        await self._write(wire(Kind.ACTION, "FF"))
+        self._flush_due = bool(parse_sm(await self._query("SM")).entries)
 
     async def identity(self) -> dict[str, str]:
-        report = await self.read_fifo()
-        return {"protocol": "leibinger", "url": self.cfg.url, "mailing_capacity": str(report.capacity)}
+        version = await self._query("VS")
+        _, sm = await self._read()
+        return {"protocol": "leibinger", "url": self.cfg.url, "version": " ".join(version.fields),
+                "mailing_depth": str(sm.depth)}
+
+    async def sync(self) -> tuple[RunStatus, MailStatus]:
+        rs, sm = await self._read()
+        self._observe(rs, sm)
+        return rs, sm
 
     async def status(self) -> PrinterStatus:
-        nozzle, state, error, cover, _speed = ints(await self._ask("?", "RS", retry=True), 5, "?RS")
-        capacity, waiting = await self.sync()
-        count = ints(await self._ask("?", "CC", retry=True), 1, "?CC")[0]
-        faults = set()
-        if error:
-            faults.add(self.cfg.error_faults.get(error, Fault.OTHER))
-        if cover:
+        async with self._op:
+            rs, sm = await self.sync()
+            count = parse_cc(await self._query("CC"))[0]
+        return self._status(rs, sm, count)
+
+    def _status(self, rs: RunStatus, sm: MailStatus, count: int) -> PrinterStatus:
+        faults: set[Fault] = set()
+        if rs.error:
+            faults.add(self.cfg.error_faults.get(rs.error, Fault.OTHER))
+        if rs.cover:
             faults.add(Fault.COVER_OPEN)
-        printer_state = (
-            PrinterState.PRINTING if state == STATE_PRINTING else
-            PrinterState.FAULT if state == STATE_FAULT else PrinterState.IDLE
+        state = (
+            PrinterState.PRINTING if rs.printing else
+            PrinterState.FAULT if faults - WARNINGS else PrinterState.IDLE
         )
         return PrinterStatus(
-            state=printer_state,
+            state=state,
             faults=frozenset(faults),
-            fifo_depth=waiting,
-            fifo_capacity=capacity,
-            last_printed=self.tracker.last_printed,
+            fifo_depth=self._depth,
+            fifo_capacity=sm.depth,
+            last_printed=self.mirror.last_printed,
             print_count=count,
-            fifo_lost=self.tracker.fifo_lost,
-            detail=f"nozzle {'open' if nozzle else 'closed'}, machine state {state}, error {error}",
+            fifo_lost=self.mirror.lost,
+            detail=f"nozzle {state_name(Nozzle, rs.nozzle)}, machine {state_name(Machine, rs.machine)}, "
+            f"error {rs.error} (flags {rs.error_flags:#x}), last started index {sm.last_started}",
         )
 
+    async def push(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        texts = [self._text(r) for r in records]
+        seqs = [r.seq for r in records]
+        last = self.mirror.pending[-1][0] if self.mirror else None
+        if seqs != sorted(set(seqs)) or (last is not None and seqs[0] <= last):
+            raise BadRecord(f"{self.name}: seqs {seqs[0]}..{seqs[-1]} do not follow {last}")
+        async with self._op:
+            if len(records) > self.mirror.room:
+                await self.sync()  # prints since the last look may have made room
+                if len(records) > self.mirror.room:
+                    raise BufferFull(f"{self.name}: {len(records)} records do not fit: {len(self.mirror)} "
+                                     f"of {self.mirror.capacity} places are taken")
+            if self._flush_due:
+                await self._flush()
+            indexes = [self._take_index() for _ in records]
+            for r, index in zip(records, indexes, strict=True):
+                self.mirror.pushed(r.seq, index)  # sent: from here on held, printed or in doubt
+            try:
+                await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
+                rs, sm = await self._read()
+            except PrinterError:
+                # Unchecked, a record the coder dropped would later be taken as printed when the last
+                # started index passes it: whatever is waiting is in doubt, and a flush comes first.
+                self._lose("the push could not be confirmed with ?RS/?SM")
+                raise
+            if rs.error in REFUSALS:
+                # Which records it kept cannot be told (a refused first record after a clear lets the
+                # next one start a new sequence), nor which one is loaded for the next print: all in doubt.
+                self._progress(sm.last_started)
+                self._lose(f"the coder refused a mailing record with error {rs.error}")
+                await self._write(wire(Kind.ACTION, "EQ"))  # acknowledge the error this push caused
+                text = f"{self.name}: mailing record refused with error {rs.error}"
+                raise BufferFull(text) if rs.error == ERR_BUFFER_FULL else Nak(text)
+            self._observe(rs, sm)
+
+    def _text(self, record: Record) -> bytes:
+        bad = sorted({c for c in record.text if c in FORBIDDEN})
+        if bad:
+            raise BadRecord(f"{self.name}: record seq {record.seq} contains {bad!r}, which mailing cannot carry")
+        try:
+            return record.text.encode(self.cfg.encoding)
+        except UnicodeEncodeError as exc:
+            raise BadRecord(f"{self.name}: record seq {record.seq} is not {self.cfg.encoding}: {exc.reason}") from None
+
     async def select_job(self, name: str) -> None:
-        self.check_text(name, "job name", "\t\r", self.cfg.encoding)
-        await self._ask("=", "JL", name)
+        if not name or any(c in FORBIDDEN + "\\^" for c in name):
+            raise BadRecord(f"{self.name}: job name {name!r} cannot be carried in =JL")
+        await self._write(job_frame(name.encode(self.cfg.encoding), self.cfg.job_dir.encode(self.cfg.encoding)))
+        deadline = time.monotonic() + self.cfg.confirm_s
+        while True:
+            loaded = "\t".join((await self._query("JL")).fields)
+            if loaded.split("\t")[0].endswith(name):
+                return
+            if time.monotonic() >= deadline:
+                raise Nak(f"{self.name}: job {name!r} not loaded; the coder reports {loaded!r}")
+            await asyncio.sleep(POLL_STATE_S)
 
     async def clear_fifo(self) -> None:
-        await self._ask("!", "FF")
-        await self.sync()
+        async with self._op:
+            await self._flush()
+
+    async def settle(self) -> Settlement:
+        async with self._op:
+            await self._flush()
+            rs, sm = await self._read()
+            self._observe(rs, sm)
+            count = parse_cc(await self._query("CC"))[0]
+            fates, self._fates_due = self._fates_due, Fates()
+        return Settlement(self._status(rs, sm, count), fates)
 
     async def start(self) -> None:
-        await self._ask("!", "GO")
+        async with self._op:
+            await self._write(wire(Kind.ACTION, "GO"))
+            await self._await_state(lambda rs: rs.printing, "start printing")
+            self._printing = True
 
     async def stop(self) -> None:
-        await self._ask("!", "ST")
-        await self.sync()  # a stop clears the mailing data: what was not printed is now in doubt
+        async with self._op:
+            await self._write(wire(Kind.ACTION, "ST"))
+            rs = await self._await_state(lambda rs: not rs.printing, "stop printing")
+            sm = parse_sm(await self._query("SM"))
+            self._printing = True  # this stop clears the mailing data: account for it like any stop
+            self._observe(rs, sm)
 
     async def clear_fault(self) -> None:
-        await self._ask("!", "EQ")
+        await self._write(wire(Kind.ACTION, "EQ"))
+
+    async def _await_state(self, done: Callable[[RunStatus], bool], what: str) -> RunStatus:
+        deadline = time.monotonic() + self.cfg.confirm_s
+        while True:
+            rs = parse_rs(await self._query("RS"))
+            if done(rs):
+                return rs
+            if time.monotonic() >= deadline:
+                raise Nak(f"{self.name}: the coder did not {what}: machine {state_name(Machine, rs.machine)}, "
+                          f"error {rs.error}")
+            await asyncio.sleep(POLL_STATE_S)
 
     async def _poll(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
             with contextlib.suppress(PrinterError):
-                await self.sync()
+                async with self._op:
+                    await self.sync()
+

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.printers.base import Fault, ProtocolError
 
 # Bit number in the fault register -> typed fault. Shared with drivers/sim/modbus_marker.py.

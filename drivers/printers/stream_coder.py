@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from pydantic import Field
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.printers.base import DeviceTimeout, LinkDown, Printer, PrintEvent, PrintEventKind, ProtocolError
 from drivers.printers.coder_link import CoderLink
 from drivers.printers.counted_fifo import CountedFifo

@@ -33,7 +33,7 @@ class TriggerMode(StrEnum):
 
 
 class ReaderSettings(BaseModel):
-    """Unknown keys refused, as in agent.config.base; drivers never import agent/."""
+    """Unknown keys refused, as in confkit.base."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import zxingcpp
 from pydantic import Field, model_validator
 
-from agent.config.base import Strict
+from confkit.base import Strict
 from drivers.cameras.base import Camera, Image
 
 F32 = npt.NDArray[np.float32]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
+from agent import pins
 from agent.aggregation.events import EventContext
 from agent.aggregation.model import plan_levels
 from agent.aggregation.packs import Aggregator
@@ -23,6 +24,7 @@ from tests.helpers import make_line
 
 runner = CliRunner()
 PIN = "4711"
+PIN_HASH = pins.hash_pin(PIN)
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
@@ -34,7 +36,7 @@ def line(tmp_path: Path) -> tuple[list[str], Path]:
     """A config with a 2/3/2 packing spec and an operator PIN, and a floor of packed boxes in its ledger."""
     path = make_line(tmp_path)
     doc = yaml.safe_load(path.read_text())
-    doc["security"]["operator_pin_sha256"] = hashlib.sha256(PIN.encode()).hexdigest()
+    doc["security"]["operator_pin_hash"] = PIN_HASH
     doc["packing_specs"] = {"2x3x2": {"levels": [
         {"level": "item"}, {"level": "box", "count": 2, "parent_code": "preprinted"},
         {"level": "case", "count": 3, "parent_code": "print"}, {"level": "pallet", "count": 2, "parent_code": "mint"},
@@ -169,3 +171,41 @@ def test_bare_scan_packs_for_the_running_job_at_the_first_parent_level(tmp_path:
     code, out = run("scan", *cfg, stdin="I00012\nI00013\nB00010\n")
     assert code == 0, out
     assert "job J1: scan" in out and "packed box B00010 with 2 item" in out
+
+
+def test_operator_pins_are_slow_hashes_locked_out_after_wrong_ones_and_never_stored(tmp_path: Path) -> None:
+    cfg, db = line(tmp_path)
+    for _ in range(5):
+        code, out = run("pack", "unlink", "B00001", "--pin", "wrong-9753", *cfg)
+        assert code == 1 and "wrong operator PIN" in out
+    code, out = run("pack", "unlink", "B00001", "--pin", PIN, *cfg)  # the right PIN, but locked out
+    assert code == 1 and "locked until" in out, out
+    conn = sqlite3.connect(db)
+    try:
+        text = "\n".join(str(r) for r in conn.execute("SELECT * FROM audit"))
+        journal = "\n".join(str(r) for r in conn.execute("SELECT payload FROM events"))
+    finally:
+        conn.close()
+    assert "refused: locked out after wrong PINs" in text
+    for secret in (PIN, "wrong-9753"):
+        assert f"'{secret}'" not in text and f'"{secret}"' not in text and secret not in journal
+    stored = PIN_HASH.split("$")
+    assert stored[0] == "scrypt" and int(stored[1]) >= 2**14 and PIN not in PIN_HASH
+
+
+def test_a_bare_sha256_pin_is_refused_by_config_check(tmp_path: Path) -> None:
+    path = make_line(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["security"]["operator_pin_sha256"] = "03ac674216f3e15c761ee1a5e255f067953623c8b388b4459e13f978d7c846f4"
+    path.write_text(yaml.safe_dump(doc))
+    code, out = run("config", "check", str(path))
+    assert code == 1 and "security.operator_pin_sha256" in out and "pin-hash" in out
+
+
+def test_pin_hash_command_makes_a_hash_that_verifies(tmp_path: Path) -> None:
+    code, out = run("keys", "pin-hash", "--pin", "246810")
+    assert code == 0
+    stored = out.split("operator_pin_hash:")[1].strip().strip('"')
+    assert pins.verify_pin(stored, "246810") and not pins.verify_pin(stored, "246811")
+    code, out = run("keys", "pin-hash", "--pin", "123")
+    assert code == 2 and "at least 6" in out

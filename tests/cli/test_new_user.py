@@ -142,3 +142,17 @@ def test_job_list_counts_items_not_packaging_and_speaks_json(tmp_path: Path) -> 
     assert code == 0
     stats = json.loads(out)
     assert stats["available"] == {"item": 2}
+
+
+def test_a_ledger_from_a_newer_lineagent_is_refused_by_every_command(tmp_path: Path) -> None:
+    db = tmp_path / "newer.db"
+    Ledger(db).close()
+    conn = sqlite3.connect(db)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute(f"PRAGMA user_version = {version + 3}")
+    conn.commit()
+    conn.close()
+    for args in (["job", "list"], ["status"], ["codes", "stats"], ["trace", "X"], ["sync", "status"]):
+        code, out = run(*args, "--db", str(db))
+        assert code == 1, (args, out)
+        assert "is newer than this lineagent knows" in out and "Traceback" not in out, (args, out)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.codes.package import generate_keys
 from agent.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,9 @@ def test_example_configs_are_valid(path: Path) -> None:
 
 
 def _errors(tmp_path: Path, text: str) -> list[str]:
-    (tmp_path / "pub.pem").write_text("x")
+    if not (tmp_path / "pub.pem").exists():
+        generate_keys(tmp_path / "k", kind="ed25519")
+        (tmp_path / "pub.pem").write_bytes((tmp_path / "k" / "public.pem").read_bytes())
     p = tmp_path / "line.yaml"
     p.write_text(text)
     with pytest.raises(ConfigError) as err:
@@ -73,3 +76,53 @@ def test_missing_key_file(tmp_path: Path) -> None:
     p.write_text("site: {id: s}\nline: {id: L1}\nsecurity: {cloud_public_key: keys/none.pem}\n")
     with pytest.raises(ConfigError, match=r"line.yaml:3: security.cloud_public_key: no such file"):
         load_config(p)
+
+
+# ---- what an attacker or a slip of the keyboard puts in a config (each refused with file and line) ----
+
+def test_a_key_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    generate_keys(tmp_path / "x", kind="x25519")
+    errors = _errors(tmp_path, "site: {id: s}\nline: {id: L1}\nsecurity:\n  cloud_public_key: x/public.pem\n"
+                     "  line_private_key: k/private.pem\n")
+    joined = "\n".join(errors)
+    assert ":4: security.cloud_public_key:" in joined and "is not an Ed25519 public key" in joined
+    assert ":5: security.line_private_key:" in joined and "is not an X25519 private key" in joined
+
+
+def test_two_plc_signals_on_one_coil_are_refused(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, BASE + "devices:\n  plcs:\n    plc1:\n      type: modbus\n"
+                     "      url: tcp://127.0.0.1:502\n      registers:\n"
+                     "        line_run: {table: coil, address: 0}\n        light_red: {table: coil, address: 0}\n"
+                     "        counter: {table: input, address: 0}\n        reject_fire: {table: holding, address: 0}\n"
+                     "        reject_confirm: {table: input, address: 1}\n")
+    assert any("line_run and light_red are both on coil 0" in e for e in errors), errors
+
+
+def test_a_missing_label_template_is_refused(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, BASE + "devices:\n  label_printers:\n    z1: {type: zpl, url: 'tcp://127.0.0.1:9100', "
+                     "template: labels/none.zpl}\n")
+    assert any(":6: devices.label_printers.z1.template: no such label template" in e for e in errors), errors
+
+
+def test_an_absurd_count_is_refused(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, BASE + "code_sources: {levels: {item: {}, box: {}}}\npacking_specs:\n  s:\n"
+                     "    levels:\n      - {level: item}\n      - {level: box, count: 1000000000000000000000000000000, "
+                     "parent_code: print}\n")
+    assert any("packing_specs.s.levels[1].count: Input should be less than or equal to 100000" in e
+               for e in errors), errors
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 10)]
+    errors = _errors(tmp_path, BASE + "\n".join(lines) + "\n")
+    assert any("expands to more than 200,000 values" in e for e in errors), errors
+
+
+def test_a_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "line.yaml"
+    p.write_bytes(b"site: {id: s}\nline: {id: L1}\n# \xd6\xd0\xce\xc4 GBK comment\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert "line.yaml:3:" in str(err.value) and "not UTF-8" in str(err.value)

@@ -104,7 +104,8 @@ def test_request_faults_hit_the_next_requests_in_order() -> None:
     sim = LeibingerSim()
     sim.inject(SimFault.NAK)
     sim.inject(SimFault.SILENCE)
-    query = Frame(b"?SM", b"^0?SM\r")
-    assert sim.dispatch(query) == sim.frame(b"!ER\t9000")
+    record, query = Frame(b"=MR1\tA", b"^0=MR1\tA\r"), Frame(b"?SM", b"^0?SM\r")
+    assert not sim.dispatch(record)  # a Leibinger coder answers no record: the refusal shows in ?RS
+    assert (sim.error, len(sim.fifo)) == (1018, 0)
     assert sim.dispatch(query) is None
-    assert sim.dispatch(query) == sim.frame(b"=SM\t256\t0\t0")
+    assert sim.dispatch(query) == b"^0=SM256\t0\t0\t0\t0\t0\r"

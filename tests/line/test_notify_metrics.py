@@ -102,3 +102,40 @@ def test_metrics_are_served_on_localhost_from_the_status_snapshot() -> None:
                  'lineagent_sync_acked_batches{line="L1",site="s1"} 12.0'):
         assert line in text, line
     assert "python_gc" not in text  # a private registry: only the line's own figures
+
+
+def test_a_dead_coder_is_an_alarm_on_the_log_and_in_the_journal_with_no_job(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import yaml
+
+    path = make_line(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["devices"] = {"coders": {"cij1": {"type": "leibinger", "url": f"tcp://127.0.0.1:{free_port()}",
+                                          "timeout_s": 0.2, "retries": 0}}}
+    raw["stations"] = {"printer": {"type": "print", "coder": "cij1"}}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    ledger = Ledger(tmp_path / "ledger.db")
+    runtime = LineRuntime(cfg, ledger, status_every_s=0.05)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        for _ in range(600):  # a hang detector
+            if any(a.source == "cij1" for a in runtime.board.active) and not runtime.board._changes:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # one more beat journals it
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    with caplog.at_level(logging.WARNING, logger="agent.line.runtime"):
+        asyncio.run(main())
+    try:
+        rows = ledger.conn.execute("SELECT kind, payload FROM events WHERE kind = 'alarm.raised'").fetchall()
+    finally:
+        ledger.close()
+    assert any("cij1" in p and "communication" in p for _k, p in rows), rows
+    assert any("ALARM cij1/communication" in r.getMessage() for r in caplog.records)

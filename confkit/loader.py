@@ -16,6 +16,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 Loc = tuple[str | int, ...]
+# A line config has a few hundred values. YAML aliases can make a few lines expand to billions (the
+# "billion laughs" bomb) that would spin the CPU in validation: refuse past this many.
+MAX_VALUES = 200_000
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,12 @@ class ConfigError(ValueError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
+def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int], seen: list[int]) -> Any:
+    seen[0] += 1  # every value counts, also one reached again through an alias
+    if seen[0] > MAX_VALUES:
+        raise ConfigError([ConfigIssue("", node.start_mark.line + 1, _dotted(path),
+                                        f"the file expands to more than {MAX_VALUES:,} values "
+                                        "(YAML aliases repeated without end?)")])
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -52,11 +60,11 @@ def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
                     [ConfigIssue("", key_node.start_mark.line + 1, _dotted(child), "duplicate key")]
                 )
             lines[child] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, child, lines)
+            out[key] = _construct(value_node, child, lines, seen)
             lines[child] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lines) for i, v in enumerate(node.value)]
+        return [_construct(v, (*path, i), lines, seen) for i, v in enumerate(node.value)]
     return _scalar(node)
 
 
@@ -75,9 +83,16 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML keeping the line of every key; a syntax error becomes a ConfigIssue."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([ConfigIssue(name, None, "", f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise ConfigError([ConfigIssue(name, bad_line, "", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                       f"{column}): save the file as UTF-8")]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -90,9 +105,12 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     if node is None:
         return {}, lines
     try:
-        data = _construct(node, (), lines)
+        data = _construct(node, (), lines, [0])
     except ConfigError as exc:
         raise ConfigError([ConfigIssue(name, i.line, i.key, i.message) for i in exc.issues]) from exc
+    except RecursionError:
+        raise ConfigError([ConfigIssue(name, None, "", "nested too deeply (or an alias that contains "
+                                       "itself)")]) from None
     return data, lines
 
 

@@ -1,4 +1,4 @@
-"""The strict base every config section uses: unknown keys are refused, never ignored."""
+"""The strict base every config section (agent or driver) uses: unknown keys are refused, never ignored."""
 
 from pydantic import BaseModel, ConfigDict
 
