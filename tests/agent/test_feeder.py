@@ -363,7 +363,10 @@ def test_in_doubt_codes_are_voided_or_proven_and_never_sent_again(db_path: Path)
             await task
             assert line.printed == []
         doubt = sorted(states(ledger, job)["in_doubt"])
-        assert len(doubt) == depth
+        # The Leibinger driver proves its flush for what its ?SM shows it held: those come back to the pool.
+        back = states(ledger, job).get("returned", set()) | states(ledger, job).get("allocated", set())
+        assert len(doubt) + len(back & set(f.reports[-1].returned)) == depth
+        assert doubt, "a record the coder may have loaded into its head stays in doubt"
         proven = doubt[0]
         prove_printed(ledger, proven)
         assert ledger.state_of(proven) is CodeState.PRINTED
