@@ -65,8 +65,10 @@ class FeederLedger:
     # ---- confirming ------------------------------------------------------------------------------
 
     def confirm(self, status: PrinterStatus) -> int:
-        """Confirm what the coder reports printed; a report its own counter contradicts confirms
-        nothing and asks for a reconcile (the codes concerned end in doubt, never falsely printed)."""
+        """Confirm what the driver reports printed (status.last_printed); a report the coder's own counter
+        contradicts confirms nothing and asks for a reconcile (those codes end in doubt, never falsely
+        printed). A counter alone confirms nothing here: a single slot counts blank products too, so only
+        the driver, which knows what its slot held, may turn a count into a seq."""
         n = 0
         if status.last_printed is not None:
             try:
@@ -75,11 +77,6 @@ class FeederLedger:
             except store.CounterMismatch as exc:
                 log.warning("%s", exc)
                 self.pending = self.pending or ReconcileReason.COUNTER
-        elif (status.print_count is not None and self.suspect_from is None
-              and (mark := store.get_mark(self.ledger, self.coder))):
-            # By the counter alone: the k-th count since the mark printed the k-th record sent since it.
-            # Not after a failed push: which of its records the coder holds is unknown.
-            n = store.confirm_by_count(self.ledger, self.coder, mark, status.print_count)
         self._confirmed(n)
         return n
 
