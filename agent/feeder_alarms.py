@@ -23,6 +23,7 @@ class Alarm(StrEnum):
     COMMUNICATION = "communication"  # the coder does not answer (or answers garbage)
     CODER_FAULT = "coder_fault"  # the coder reports a fault that stops printing
     IN_DOUBT = "in_doubt"  # a reconcile left codes in doubt (they will be voided unless proven)
+    RATE_LIMIT = "rate_limit"  # the line is faster than the coder's link can feed one code per item
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,37 +235,66 @@ def _confirm(ledger: Ledger, rows: Sequence[Any]) -> int:
 
 def settle_in_doubt(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:
     """Every still-open record of `coder` becomes in_doubt; then a new mark is set. Durable on return."""
+    return settle(ledger, coder, reason, print_count, ()).in_doubt
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    returned: list[str]  # proven flushed, never printed: back in the pool (sent -> returned)
+    in_doubt: list[str]  # fate unknown: never sent again, voided unless a read proves them
+
+
+def settle(ledger: Ledger, coder: str, reason: str, print_count: int | None,
+           flushed: Sequence[int]) -> Settled:
+    """Close every still-open record of `coder`: the seqs in `flushed` (the coder proved it discarded
+    them unprinted) return to the pool, every other one goes in doubt; then a new mark is set.
+
+    A returned code loses its coder_feed row (the journal keeps the push and the return), so it can be
+    sent again under a new seq; UNIQUE(code) still forbids two open pushes of one code. Durable on return.
+    """
     with ledger.lock:  # one view: a print-complete confirm must not slip in between read and write
-        return _settle_locked(ledger, coder, reason, print_count)
-
-
-def _settle_locked(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:
-    open_now = open_records(ledger, coder)
-    with ledger.lock:
+        rows = ledger.conn.execute(
+            "SELECT f.seq, c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
+            "WHERE f.coder = ? AND c.state = 'sent' ORDER BY f.seq", (coder,)).fetchall()
         high = ledger.conn.execute("SELECT MAX(seq) FROM coder_feed WHERE coder = ?", (coder,)).fetchone()
-        jobs = dict(ledger.conn.execute(
-            "SELECT c.code, f.job FROM coder_feed f JOIN codes c ON c.id = f.code "
-            "WHERE f.coder = ? AND c.state = 'sent'", (coder,)).fetchall())
-    mark = get_mark(ledger, coder)
-    settled = max(int(high[0] or 0), mark.settled_seq if mark else 0)
-    by_job: dict[int, list[str]] = {}
-    for _, code in open_now:
-        by_job.setdefault(int(jobs[code]), []).append(code)
-    with ledger.atomic() as conn:
-        for job, codes in by_job.items():
-            ledger.transition_many(codes, CodeState.IN_DOUBT, expect=CodeState.SENT,
-                                   kind="codes.in_doubt", job=job)
-        conn.execute(
-            "INSERT INTO coder_marks(coder, settled_seq, print_count, at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(coder) DO UPDATE SET settled_seq = excluded.settled_seq, "
-            "print_count = excluded.print_count, at = excluded.at",
-            (coder, settled, print_count, time.time()),
-        )
-        ledger.append_event("coder.reconciled", {"coder": coder, "reason": reason,
-                                                 "in_doubt": len(open_now), "settled_seq": settled,
-                                                 "print_count": print_count}, uplink=False)
-    ledger.commit()
-    return [code for _, code in open_now]
+        mark = get_mark(ledger, coder)
+        settled = max(int(high[0] or 0), mark.settled_seq if mark else 0)
+        proven = set(flushed)
+        back: dict[int, list[str]] = {}
+        doubt: dict[int, list[str]] = {}
+        back_seqs: list[int] = []
+        order: tuple[list[str], list[str]] = ([], [])
+        for seq, code, job in rows:
+            if int(seq) in proven:
+                back.setdefault(int(job), []).append(str(code))
+                back_seqs.append(int(seq))
+                order[0].append(str(code))
+            else:
+                doubt.setdefault(int(job), []).append(str(code))
+                order[1].append(str(code))
+        with ledger.atomic() as conn:
+            for job, codes in back.items():
+                ledger.transition_many(codes, CodeState.RETURNED, expect=CodeState.SENT,
+                                       kind="codes.returned", job=job)
+            if back_seqs:
+                conn.executemany("DELETE FROM coder_feed WHERE coder = ? AND seq = ?",
+                                 [(coder, seq) for seq in back_seqs])
+                ledger.append_event("coder.flushed", {"coder": coder, "reason": reason, "seqs": back_seqs},
+                                    uplink=False)
+            for job, codes in doubt.items():
+                ledger.transition_many(codes, CodeState.IN_DOUBT, expect=CodeState.SENT,
+                                       kind="codes.in_doubt", job=job)
+            conn.execute(
+                "INSERT INTO coder_marks(coder, settled_seq, print_count, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(coder) DO UPDATE SET settled_seq = excluded.settled_seq, "
+                "print_count = excluded.print_count, at = excluded.at",
+                (coder, settled, print_count, time.time()),
+            )
+            ledger.append_event("coder.reconciled", {"coder": coder, "reason": reason, "in_doubt": len(order[1]),
+                                                     "returned": len(back_seqs), "settled_seq": settled,
+                                                     "print_count": print_count}, uplink=False)
+        ledger.commit()
+    return Settled(order[0], order[1])
 
 
 def get_mark(ledger: Ledger, coder: str) -> Mark | None:

@@ -41,7 +41,7 @@ class PrintState(StrEnum):
 
 
 # Feeder alarms that stop production (red) rather than warn (amber).
-STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short"})
+STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "rate_limit"})
 
 
 class PrintStation:
@@ -93,7 +93,8 @@ class PrintStation:
         self.feeder = feeder = Feeder(
             self.ledger, self.printer, coder=self.coder, job=job.id, level=job.level, render=self.render,
             target_depth=f.target_depth, low_water=f.low_water, allocate_ahead=f.allocate_ahead,
-            push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, on_alarm=self._on_alarm,
+            push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, line_rate_per_min=f.line_rate_per_min,
+            on_alarm=self._on_alarm,
         )
         self.state = PrintState.FEEDING
         async with asyncio.TaskGroup() as tg:
@@ -120,6 +121,21 @@ class PrintStation:
                     self.primed.set()
                     return
             await asyncio.sleep(0.02)
+
+    def rate_refusal(self) -> str | None:
+        """Why the conveyor must not start for this coder, or None. A coder whose link cannot feed one
+        code per item at the line's rate would print a stale code on the next item (a duplicate)."""
+        limit = self.printer.capabilities.max_items_per_min
+        rate = self.feed.line_rate_per_min
+        if limit is None:
+            return None
+        if rate is None:
+            return (f"{self.coder}: its link feeds at most {limit:g} items/min; set "
+                    f"stations.{self.name}.feed.line_rate_per_min to the line's highest rate to start the line")
+        if rate > limit:
+            return (f"{self.coder}: the line runs at {rate:g} items/min, faster than the {limit:g}/min its link "
+                    "can feed one code per item; the conveyor is not started (a stale code would print twice)")
+        return None
 
     async def _fifo_depth(self) -> int:
         return len(await asyncio.to_thread(store.open_records, self.ledger, self.coder))

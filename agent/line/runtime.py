@@ -449,7 +449,15 @@ class LineRuntime:
 
     async def _conveyor(self, job_stop: asyncio.Event) -> None:
         """Run the line once every coder is primed (items must not pass a coder with an empty FIFO) and
-        every PLC has taken the run command (a station may still be opening its PLC)."""
+        every PLC has taken the run command (a station may still be opening its PLC). Never faster than
+        a coder's link can feed (Capabilities.max_items_per_min): refused, with a stop alarm."""
+        refusals = {p.coder: why for p in self.printers.values() if (why := p.rate_refusal()) is not None}
+        for coder, why in refusals.items():
+            log.error("line not started: %s", why)
+            self.board.set(coder, "line_rate", True, Severity.STOP, why)
+        if refusals:
+            await job_stop.wait()
+            return
         while not job_stop.is_set():
             ready = all(p.primed.is_set() for p in self.printers.values()) and all(
                 v.state is not VerifyState.STARTING for v in self.verifiers.values())

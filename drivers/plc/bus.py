@@ -1,8 +1,13 @@
-"""One physical Modbus bus (a TCP connection or an RS-485 line) shared by the slaves on it.
+"""One physical Modbus bus (a TCP connection or an RS-485 line) shared by the slaves on it: the one
+Modbus adapter of the agent, for the line PLC (drivers/plc/plc.py) and the Modbus marker
+(drivers/printers/modbus_marker.py).
 
 Why its own module: pymodbus changes its API at almost every 3.x minor release (`slave=` became
-`device_id=` in 3.10, the datastore moved in 3.13), so every pymodbus client call of the PLC part lives
-here and nothing else in the agent imports it. Written against pymodbus ~=3.16.1.
+`device_id=` in 3.10, the datastore moved in 3.13), so every pymodbus client call lives here and
+nothing else in the agent imports pymodbus' client. Written against pymodbus ~=3.16.1.
+
+Strings follow the common PLC convention: two characters per 16-bit register, first character in the
+high byte, padded with NUL (`pack_text`, `unpack_text`).
 
 Why one lock per bus and a timeout per slave: RS-485 is half duplex, so only one request may be on the
 wire at a time; and a dead slave must cost its own timeout and nothing more; it must not close the
@@ -13,7 +18,7 @@ a failure is reported at once, typed, and the caller's policy decides what happe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -53,6 +58,38 @@ class PlcDeviceError(PlcError):
     def __init__(self, message: str, exception_code: int) -> None:
         super().__init__(message)
         self.exception_code = exception_code
+
+
+def pack_text(text: str, registers: int) -> list[int]:
+    """Two ASCII characters per register, high byte first, NUL-padded to exactly `registers` registers.
+
+    Why strict: a code that does not fit the device's text area must fail before it is written, not
+    be truncated into a different (possibly duplicate) code on the product.
+    """
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text {text!r} is not ASCII; the register text area holds ASCII only") from exc
+    if b"\x00" in raw:
+        raise ValueError(f"text {text!r} contains NUL, which marks the end of the register text")
+    if len(raw) > 2 * registers:
+        raise ValueError(f"text {text!r} is {len(raw)} chars; the text area holds {2 * registers}")
+    raw = raw.ljust(2 * registers, b"\x00")
+    return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
+
+
+def unpack_text(registers: Sequence[int]) -> str:
+    """Inverse of pack_text: stops at the first NUL; refuses non-ASCII bytes with ValueError."""
+    raw = bytearray()
+    for value in registers:
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"register value {value} is outside 0..65535")
+        raw += bytes(((value >> 8) & 0xFF, value & 0xFF))
+    text = bytes(raw).split(b"\x00", 1)[0]
+    try:
+        return text.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"register text {bytes(text)!r} is not ASCII") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +195,18 @@ class ModbusBus:
                 raise PlcError(f"PLC bus {self.spec.url}: value {value} for holding {address} is not 0..65535")
             await self._call(f"{label}write holding {address}", device_id, timeout_s,
                              lambda: c.write_register(address, value, device_id=device_id))
+
+    async def write_many(
+        self, address: int, values: Sequence[int], *, device_id: int, timeout_s: float, label: str = ""
+    ) -> None:
+        """Write holding registers in one request (function 16), which a device applies whole."""
+        words = list(values)
+        if not words or any(not 0 <= v <= 0xFFFF for v in words):
+            raise PlcError(f"PLC bus {self.spec.url}: values for holding {address}+{len(words)} must be "
+                           "1..123 registers of 0..65535")
+        c = self._c()
+        await self._call(f"{label}write holding {address}+{len(words)}", device_id, timeout_s,
+                         lambda: c.write_registers(address, words, device_id=device_id))
 
     def _c(self) -> Client:
         if self._client is None or not self._client.connected:

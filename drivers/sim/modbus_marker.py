@@ -25,7 +25,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.modbus_client import pack_text, unpack_text
+from drivers.plc.bus import pack_text, unpack_text
 from drivers.printers.base import Fault
 from drivers.printers.modbus_marker import (
     FAULT_BITS,
@@ -111,6 +111,8 @@ class MarkerModel:
                 self.stop()
         elif address == s.reset_coil and value:
             self.faults.clear()
+        elif address == s.flush_coil and value:
+            self.flush()
         elif address == s.trigger_coil and value:
             self.fire()
 
@@ -125,6 +127,10 @@ class MarkerModel:
     def stop(self) -> None:
         """A stop discards the queue, as the map says: queued := printed."""
         self.running = False
+        self.queued = self.printed
+
+    def flush(self) -> None:
+        """The map's flush coil: the queue is discarded and the marker goes on running (or not)."""
         self.queued = self.printed
 
     def power_loss(self) -> None:
@@ -232,7 +238,7 @@ class ModbusMarkerSim:
     async def start(self) -> None:
         """Power on: serve on settings.port; the conveyor (if any) starts moving."""
         s = self.settings
-        coils = -(-(max(s.trigger_coil, s.run_coil, s.reset_coil) + 1) // 16) * 16
+        coils = -(-(max(s.trigger_coil, s.run_coil, s.reset_coil, s.flush_coil) + 1) // 16) * 16
         holding = max(s.text_address + s.slots * s.text_registers, s.queued_address + 4)
         inputs = max(s.printed_address + 2, s.status_address + 1, s.fault_address + 1,
                      s.identity_address + s.identity_registers)

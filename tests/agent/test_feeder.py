@@ -227,25 +227,29 @@ def test_a_job_prints_every_code_exactly_once(db_path: Path, kind: str) -> None:
 def test_a_stop_that_clears_the_fifo_puts_unconfirmed_codes_in_doubt(db_path: Path, kind: str) -> None:
     async def body() -> None:
         ledger = Ledger(db_path)
-        job = make_job(ledger, target=200, pool=600)
-        # Leibinger: 40 products/s, slow enough that its serial link (~250 records/s at 115,200 baud)
-        # keeps the FIFO filled, so the stop has something to discard. The Modbus marker stays at
-        # 400/s: at 40/s it falls into a reconcile loop after the stop (each clear_fifo is seen as a
-        # new FIFO loss) — a known open defect, written up in the issue note.
-        async with open_line(kind, rate=400 if kind == "modbus-tcp" else 40) as line:
+        job = make_job(ledger, target=120, pool=600)
+        # 40 products/s on every coder: slow enough that a serial link keeps the FIFO filled, so the stop
+        # has something to discard. On the Modbus marker this was the slow-line reconcile loop (its
+        # clear_fifo stopped the marker, each stop looked like a new loss: ~70 reconciles, ~500 codes
+        # in doubt); one stop is now one reconcile with at most the FIFO's depth in doubt.
+        async with open_line(kind, rate=40) as line:
             f = feeder(ledger, line, job)
             task = asyncio.create_task(f.run())
             await until(lambda: n_printed(ledger, job) >= 40 and line.depth() >= 3, "40 printed, FIFO filled")
+            before = len(f.reports)
             line.panel_stop()
             await task
         by_state = check_invariants(ledger, job, line.printed)
-        assert len(by_state["printed"]) == 200
+        assert len(by_state["printed"]) == 120
         # Every driver must see the stop, the Modbus marker's included: its queue count is a
         # compare-and-set, so a push racing the stop is refused instead of undoing it.
-        reasons = {r.reason for r in f.reports}
-        assert reasons & {ReconcileReason.FIFO_LOST, ReconcileReason.STOP, ReconcileReason.PUSH_FAILED}
+        after = f.reports[before:]
+        assert len(after) == 1, f"one stop, {len(after)} reconciles: {[r.reason for r in after]}"
+        assert after[0].reason in {ReconcileReason.FIFO_LOST, ReconcileReason.STOP, ReconcileReason.PUSH_FAILED,
+                                   ReconcileReason.COUNTER}
         doubt = by_state.get("in_doubt", set())
         assert doubt, "the stop discarded queued records, so some codes must be in doubt"
+        assert len(doubt) <= f.target_depth
         ledger.close()
 
     run(body())
@@ -359,7 +363,10 @@ def test_in_doubt_codes_are_voided_or_proven_and_never_sent_again(db_path: Path)
             await task
             assert line.printed == []
         doubt = sorted(states(ledger, job)["in_doubt"])
-        assert len(doubt) == depth
+        # The Leibinger driver proves its flush for what its ?SM shows it held: those come back to the pool.
+        back = states(ledger, job).get("returned", set()) | states(ledger, job).get("allocated", set())
+        assert len(doubt) + len(back & set(f.reports[-1].returned)) == depth
+        assert doubt, "a record the coder may have loaded into its head stays in doubt"
         proven = doubt[0]
         prove_printed(ledger, proven)
         assert ledger.state_of(proven) is CodeState.PRINTED

@@ -3,6 +3,12 @@
 Each check is an async function taking a `Bench` (a connected driver, its simulator, the pair);
 test_contract.py runs every check for every pair in pairs.py over a pty and over TCP. The simulator is
 stepped by hand (`sim.trigger(n)`: n products pass the head), so nothing here depends on timing.
+
+Kind-aware: a check names the kinds of coder it holds for (`@kinds(...)`, drivers/printers/fifo.py
+CoderKind), and runs for a pair only when the pair's driver declares one of them in its Capabilities.
+FIFO checks push several records at once; a single slot has its own checks (a second push refused
+before the first is printed, the counter's proof, settle's flushed-or-printed, a repeat print reported).
+Checks with no `@kinds` hold for every coder (settle never changes whether the coder prints, ...).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pytest
 
 from drivers.printers.base import (
     BufferFull,
+    Capabilities,
     DeviceTimeout,
     LinkDown,
     Nak,
@@ -28,10 +35,27 @@ from drivers.printers.base import (
     ProtocolError,
     Record,
 )
+from drivers.printers.fifo import CoderKind
 from drivers.sim.faults import SimFault
 from tests.drivers.printers.pairs import RETRIES, ContractSim, Pair
 
 LINKS = ("pty", "tcp")
+Check = Callable[["Bench"], Awaitable[None]]
+FIFO = (CoderKind.INDEXED_FIFO, CoderKind.COUNTED_FIFO)
+SINGLE = (CoderKind.SINGLE_SLOT,)
+_KINDS: dict[str, frozenset[CoderKind]] = {}  # check name -> the kinds it holds for (absent: all)
+
+
+def kinds(*which: CoderKind) -> Callable[[Check], Check]:
+    def mark(check: Check) -> Check:
+        _KINDS[check.__name__] = frozenset(which)
+        return check
+
+    return mark
+
+
+def applies(check: Check, caps: Capabilities) -> bool:
+    return caps.kind in _KINDS.get(check.__name__, frozenset(CoderKind))
 
 
 @dataclass
@@ -79,6 +103,12 @@ def records(first: int, n: int) -> list[Record]:
     return [Record(seq, f"CODE{seq:06d}^\\") for seq in range(first, first + n)]
 
 
+def ours(b: Bench, pushed: list[Record]) -> list[str]:
+    """What the coder printed of `pushed`, in order (a void text a driver writes over a slot is not ours)."""
+    texts = {r.text for r in pushed}
+    return [t for t in b.sim.printed if t in texts]
+
+
 async def check_identity_and_idle_status(b: Bench) -> None:
     ident = await b.driver.identity()
     assert ident["protocol"]
@@ -93,6 +123,7 @@ async def check_select_job(b: Bench) -> None:
     assert b.sim.job == "JOB-42"
 
 
+@kinds(*FIFO)
 async def check_prints_confirmed_in_order(b: Bench) -> None:
     batch = records(1001, 10)
     await b.driver.push(batch)
@@ -106,6 +137,7 @@ async def check_prints_confirmed_in_order(b: Bench) -> None:
     assert printed == list(range(1001, 1007))
 
 
+@kinds(*FIFO)
 async def check_index_wraps_over_many_refills(b: Bench) -> None:
     await b.driver.start()
     pushed: list[Record] = []
@@ -118,6 +150,7 @@ async def check_index_wraps_over_many_refills(b: Bench) -> None:
     assert b.sim.printed == [r.text for r in pushed]
 
 
+@kinds(*FIFO)
 async def check_buffer_full_raises(b: Bench) -> None:
     # The capacity the driver promises (an indexed coder keeps one index free), not the coder's own.
     cap = b.driver.capabilities.fifo_capacity
@@ -131,6 +164,7 @@ async def check_buffer_full_raises(b: Bench) -> None:
     assert (await b.driver.status()).fifo_depth == cap
 
 
+@kinds(*FIFO)
 async def check_device_refusing_full_raises(b: Bench) -> None:
     b.sim.inject(SimFault.BUFFER_FULL)
     with pytest.raises(BufferFull):
@@ -154,8 +188,9 @@ async def check_garbage_raises_protocol_error_and_recovers(b: Bench) -> None:
     b.sim.inject(SimFault.GARBAGE, count=RETRIES + 1)
     with pytest.raises(ProtocolError):
         await b.driver.status()
-    await b.driver.push(records(1, 2))
-    assert (await b.driver.status()).fifo_depth == 2
+    n = min(2, b.driver.capabilities.fifo_capacity)
+    await b.driver.push(records(1, n))
+    assert (await b.driver.status()).fifo_depth == n
 
 
 async def check_silence_raises_timeout(b: Bench) -> None:
@@ -165,6 +200,7 @@ async def check_silence_raises_timeout(b: Bench) -> None:
     assert (await b.driver.status()).state is PrinterState.IDLE
 
 
+@kinds(*FIFO)
 async def check_stop_clears_fifo(b: Bench) -> None:
     await b.driver.push(records(1, 8))
     await b.driver.start()
@@ -181,6 +217,7 @@ async def check_stop_clears_fifo(b: Bench) -> None:
     assert len(b.sim.printed) == 5
 
 
+@kinds(*FIFO)
 async def check_stop_at_the_panel_is_noticed(b: Bench) -> None:
     await b.driver.push(records(1, 5))
     await b.driver.start()
@@ -190,6 +227,7 @@ async def check_stop_at_the_panel_is_noticed(b: Bench) -> None:
     assert (st.fifo_lost, st.last_printed, st.state) == (True, 1, PrinterState.IDLE)
 
 
+@kinds(*FIFO)
 async def check_power_loss(b: Bench) -> None:
     await b.driver.push(records(1, 8))
     await b.driver.start()
@@ -212,7 +250,131 @@ async def check_power_loss(b: Bench) -> None:
     assert b.sim.printed == [r.text for r in records(1, 2) + records(9, 3)]
 
 
-CHECKS: list[Callable[[Bench], Awaitable[None]]] = [
+# ---- every kind ---------------------------------------------------------------------------------
+
+async def check_capabilities_are_coherent(b: Bench) -> None:
+    caps = b.driver.capabilities
+    assert caps.fifo_capacity >= 1
+    if caps.kind is CoderKind.SINGLE_SLOT:
+        assert caps.fifo_capacity == 1
+    if caps.kind is CoderKind.INDEXED_FIFO:
+        assert caps.fifo_capacity < b.pair.capacity or not caps.indexed, "an indexed ring keeps one index free"
+    if caps.max_items_per_min is not None:
+        assert caps.max_items_per_min > 0
+
+
+async def check_settle_never_changes_whether_the_coder_prints(b: Bench) -> None:
+    """A coder that can only empty its queue while stopped (Hitachi 5.9.3-2) refuses instead: a Nak,
+    and it goes on printing."""
+    await b.driver.start()
+    await b.driver.push(records(1, 1))
+    try:
+        settled = await b.driver.settle()
+    except Nak:
+        pass
+    else:
+        assert settled.status.state is PrinterState.PRINTING
+    assert (await b.driver.status()).state is PrinterState.PRINTING
+    await b.driver.stop()
+    await b.driver.push(records(2, 1))
+    settled = await b.driver.settle()
+    assert settled.status.state is not PrinterState.PRINTING
+
+
+async def check_settle_accounts_for_every_record(b: Bench) -> None:
+    """Printed ones through last_printed; flushed ones only if the driver can prove it; no overlap."""
+    n = b.driver.capabilities.fifo_capacity
+    batch = records(1, min(n, 3))
+    await b.driver.push(batch[:1])
+    await b.driver.start()
+    b.sim.trigger(1)
+    if len(batch) > 1:
+        await b.driver.push(batch[1:])
+    try:
+        settled = await b.driver.settle()
+    except Nak:  # a coder that empties its queue only while stopped (Hitachi 5.9.3-2)
+        await b.driver.stop()
+        settled = await b.driver.settle()
+    assert ours(b, batch) == [batch[0].text]
+    caps = b.driver.capabilities
+    assert settled.status.last_printed == (1 if caps.counters or caps.print_complete_events else None)
+    assert 1 not in settled.fates.flushed
+    assert set(settled.fates.flushed) <= {r.seq for r in batch[1:]}
+    if not b.driver.capabilities.proves_flush:
+        assert settled.fates.flushed == ()
+    b.sim.trigger(3)
+    # What prints after a settle (a record already loaded into the head, where a coder keeps one) must be
+    # one the settle left in doubt: never one it proved flushed, never one printed before.
+    later = ours(b, batch)[1:]
+    texts = {r.text: r.seq for r in batch}
+    assert len(later) == len(set(later)) and batch[0].text not in later
+    assert not {texts[t] for t in later} & set(settled.fates.flushed), "a record proved flushed printed"
+
+
+# ---- single slot ----------------------------------------------------------------------------------
+
+@kinds(*SINGLE)
+async def check_single_slot_refuses_a_second_push_before_the_first_printed(b: Bench) -> None:
+    await b.driver.start()
+    await b.driver.push(records(1, 1))
+    with pytest.raises(BufferFull):
+        await b.driver.push(records(2, 1))
+    with pytest.raises(BufferFull):
+        await b.driver.push(records(2, 2))
+    b.sim.trigger(1)
+    await b.driver.status()
+    await b.driver.push(records(2, 1))
+    b.sim.trigger(1)
+    assert b.sim.printed == [r.text for r in records(1, 2)]
+
+
+@kinds(*SINGLE)
+async def check_single_slot_counter_confirms(b: Bench) -> None:
+    if not b.driver.capabilities.counters:
+        return  # nothing to confirm with (the feeder does not feed such a coder)
+    await b.driver.start()
+    await b.driver.push(records(5, 1))
+    st = await b.driver.status()
+    assert st.last_printed is None
+    b.sim.trigger(1)
+    st = await b.driver.status()
+    assert st.last_printed == 5
+    assert [e.seq for e in await b.drain() if e.kind is PrintEventKind.PRINTED] == [5]
+
+
+@kinds(*SINGLE)
+async def check_single_slot_settle_flush_vs_printed(b: Bench) -> None:
+    await b.driver.start()
+    await b.driver.push(records(1, 1))
+    settled = await b.driver.settle()  # no product passed: never printed
+    assert settled.status.last_printed is None
+    assert settled.fates.flushed == ((1,) if b.driver.capabilities.proves_flush else ())
+    await b.driver.push(records(2, 1))
+    b.sim.trigger(1)
+    settled = await b.driver.settle()  # printed before the settle: printed, never flushed
+    assert (settled.status.last_printed, settled.fates.flushed) == (2, ())
+    b.sim.trigger(1)  # the slot was emptied (or voided): no code of ours again on the next product
+    assert ours(b, records(1, 2)) == [records(2, 1)[0].text]
+
+
+@kinds(*SINGLE)
+async def check_single_slot_repeat_print_reported(b: Bench) -> None:
+    """A product passing a slot that still holds a printed code prints it again: that is a duplicate on
+    the line, and the driver must say so (a FAULT event), never confirm a second record with it."""
+    await b.driver.start()
+    await b.driver.push(records(1, 1))
+    b.sim.trigger(1)
+    assert (await b.driver.status()).last_printed == 1
+    b.sim.trigger(1)
+    st = await b.driver.status()
+    assert st.last_printed == 1
+    events = await b.drain()
+    assert [e.seq for e in events if e.kind is PrintEventKind.PRINTED] == [1]
+    if b.sim.printed.count(records(1, 1)[0].text) > 1:
+        assert any(e.kind is PrintEventKind.FAULT for e in events), "a repeat print went unreported"
+
+
+CHECKS: list[Check] = [
     check_identity_and_idle_status,
     check_select_job,
     check_prints_confirmed_in_order,
@@ -225,6 +387,13 @@ CHECKS: list[Callable[[Bench], Awaitable[None]]] = [
     check_stop_clears_fifo,
     check_stop_at_the_panel_is_noticed,
     check_power_loss,
+    check_capabilities_are_coherent,
+    check_settle_never_changes_whether_the_coder_prints,
+    check_settle_accounts_for_every_record,
+    check_single_slot_refuses_a_second_push_before_the_first_printed,
+    check_single_slot_counter_confirms,
+    check_single_slot_settle_flush_vs_printed,
+    check_single_slot_repeat_print_reported,
 ]
 
 
@@ -232,6 +401,9 @@ def run_check(pair: Pair, link: str, check: Callable[[Bench], Awaitable[None]]) 
     name = check.__name__.removeprefix("check_")
     if name in pair.skip:
         pytest.skip(f"{pair.name} cannot show {name}")
+    caps = pair.make_driver("tcp://127.0.0.1:1", pair.capacity).capabilities  # built, never connected
+    if not applies(check, caps):
+        pytest.skip(f"{name} is not a check for a {caps.kind} coder")
 
     async def main() -> None:
         async with linked(pair, link) as bench:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus_client import pack_text, unpack_text
+from drivers.plc.bus import pack_text, unpack_text
 from drivers.printers.base import (
     BufferFull,
     DeviceTimeout,
@@ -359,6 +359,43 @@ def test_registry_interface_free_port_and_seeded_faults() -> None:
         finally:
             await driver.close()
             await sim.close()
+
+    run(go())
+
+
+def test_clear_fifo_discards_the_queue_and_leaves_the_marker_running() -> None:
+    async def go() -> None:
+        async with pair() as (driver, sim):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            sim.model.fire()
+            await driver.clear_fifo()
+            assert sim.model.running, "clear_fifo() must not change whether the marker prints"
+            assert sim.model.depth == 0
+            st_ = await driver.status()
+            assert (st_.state, st_.last_printed, st_.fifo_depth) == (PrinterState.PRINTING, 1, 0)
+            await driver.push([Record(4, "D")])
+            sim.model.fire()
+            assert sim.printed == ["A", "D"]
+
+    run(go())
+
+
+def test_settle_proves_only_its_own_flush_and_leaves_an_unseen_stop_unknown() -> None:
+    async def go() -> None:
+        async with pair() as (driver, sim):
+            await driver.start()
+            await driver.push([Record(1, "A"), Record(2, "B"), Record(3, "C")])
+            sim.model.fire()
+            settled = await driver.settle()  # our flush, then the counter: B and C never printed
+            assert (settled.status.last_printed, settled.fates.flushed) == (1, (2, 3))
+            assert sim.model.running
+            await driver.push([Record(4, "D"), Record(5, "E")])
+            sim.model.stop()  # at the panel: nobody can say the driver saw every print before it
+            sim.model.running = True
+            settled = await driver.settle()
+            assert settled.fates.flushed == ()  # D and E stay in doubt
+            assert settled.status.last_printed == 1
 
     run(go())
 

@@ -1,0 +1,179 @@
+"""The feeder's ledger side: what it confirms, settles and allocates, run in a worker thread.
+
+Why apart from agent/feeder.py: the loop there is about the order of events, polls and reconciles;
+this is about what each of them may claim. Every claim errs towards doubt: a report the coder's own
+counter contradicts confirms nothing; after a failed push nothing past it is attributed or returned
+(a refused or unanswered record may be followed by stored ones); a record goes back to the pool only
+when the driver proved it flushed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+
+from agent import feeder_store as store
+from agent.feeder_alarms import Alarm, AlarmSink
+from agent.ledger import Ledger, LedgerError
+from drivers.printers.base import PrinterStatus
+from drivers.printers.fifo import Fates
+
+log = logging.getLogger(__name__)
+
+
+class FeederState(StrEnum):
+    IDLE = "idle"  # not running
+    RECONCILING = "reconciling"
+    FEEDING = "feeding"  # FIFO kept at target depth
+    WAITING = "waiting"  # coder faulted, unreachable, or unfit to feed: nothing is pushed
+    DONE = "done"  # the job's target is printed
+
+
+class ReconcileReason(StrEnum):
+    STARTUP = "startup"
+    STOP = "stop"  # the coder stopped printing (a stop clears the FIFO on most coders)
+    FIFO_LOST = "fifo_lost"  # the coder reported its FIFO cleared
+    FAULT = "fault"
+    LINK = "link"  # link lost / reconnected / power loss / a device error
+    PUSH_FAILED = "push_failed"
+    COUNTER = "counter"  # the coder's counter contradicted the printed report
+    SHUTDOWN = "shutdown"  # the feeder is asked to stop
+
+
+class FeederLedger:
+    """State the feeder keeps about its open records, and every ledger write it makes."""
+
+    alarms: AlarmSink
+
+    def __init__(self, ledger: Ledger, coder: str, job: int, level: str) -> None:
+        self.ledger = ledger
+        self.coder = coder
+        self.job = job
+        self.level = level
+        self.open = 0  # records sent to the coder and not yet settled (printed, returned or in doubt)
+        self.pending: ReconcileReason | None = None  # a reconcile owed
+        self.suspect_from: int | None = None  # first seq of a failed push since the last reconcile
+        self.recount_s = 0.5
+        self._seq = 0
+        self._last_progress: store.Progress | None = None
+        self._progress_at = 0.0
+        self._confirmed_since_count = 0  # confirmations since the last full progress count
+
+    # ---- confirming ------------------------------------------------------------------------------
+
+    def confirm(self, status: PrinterStatus) -> int:
+        """Confirm what the driver reports printed (status.last_printed); a report the coder's own counter
+        contradicts confirms nothing and asks for a reconcile (those codes end in doubt, never falsely
+        printed). A counter alone confirms nothing here: a single slot counts blank products too, so only
+        the driver, which knows what its slot held, may turn a count into a seq."""
+        n = 0
+        if status.last_printed is not None:
+            try:
+                n = store.confirm_upto(self.ledger, self.coder, self._trusted(status.last_printed),
+                                       print_count=status.print_count)
+            except store.CounterMismatch as exc:
+                log.warning("%s", exc)
+                self.pending = self.pending or ReconcileReason.COUNTER
+        self._confirmed(n)
+        return n
+
+    def confirm_event(self, seq: int) -> int:
+        n = store.confirm_upto(self.ledger, self.coder, self._trusted(seq))
+        self._confirmed(n)
+        return n
+
+    def _confirmed(self, n: int) -> None:
+        self.ledger.maybe_commit()
+        self.open = max(0, self.open - n)
+        self._confirmed_since_count += n
+
+    def _trusted(self, last_printed: int) -> int:
+        """After a failed push nobody knows which of its records reached the FIFO, nor in what order,
+        so a print the driver puts on one of them cannot be attributed: those go in doubt instead."""
+        if self.suspect_from is None:
+            return last_printed
+        return min(last_printed, self.suspect_from - 1)
+
+    # ---- settling --------------------------------------------------------------------------------
+
+    def settle_ledger(self, reason: ReconcileReason, status: PrinterStatus,
+                      fates: Fates) -> tuple[int, store.Settled]:
+        """After settle(): confirm through status, return the proven-flushed, put the rest in doubt.
+        Seqs print in order, so a record the driver calls UNKNOWN caps what last_printed may confirm."""
+        flushed: Sequence[int] = fates.flushed
+        cap = min(fates.unknown, default=None)
+        if cap is not None and status.last_printed is not None and status.last_printed >= cap:
+            log.warning("%s: the driver reports seq %d printed but seq %d in doubt; confirming up to %d",
+                        self.coder, status.last_printed, cap, cap - 1)
+            status = dataclasses.replace(status, last_printed=cap - 1 if cap > 1 else None)
+        printed = self.confirm(status)
+        if self.pending is ReconcileReason.COUNTER:
+            self.pending = None  # this reconcile is the one the mismatch asked for
+        # After a failed push the driver's mirror may not match the coder: nothing from there is returned.
+        cut = self.suspect_from
+        proven = [s for s in flushed if cut is None or s < cut]
+        settled = store.settle(self.ledger, self.coder, reason.value, status.print_count, proven)
+        self.suspect_from = None
+        self.open = 0
+        self._seq = store.next_seq(self.ledger, self.coder)
+        return printed, settled
+
+    # ---- sending ---------------------------------------------------------------------------------
+
+    def reserve_seqs(self, n: int) -> int:
+        """The first of `n` fresh seqs (never reused, even across a crash: the ledger knows the highest)."""
+        if self._seq == 0:
+            self._seq = store.next_seq(self.ledger, self.coder)
+        first = self._seq
+        self._seq += n
+        return first
+
+    def record_sent(self, batch: Sequence[tuple[int, str]]) -> None:
+        """Durably `sent` before a byte leaves; from here the codes are open in the coder."""
+        store.record_sent(self.ledger, self.coder, self.job, batch)
+        self.open += len(batch)
+
+    def take(self, want: int, progress: store.Progress) -> list[str]:
+        """The next `want` allocated codes of the job, allocating ahead in batches when short."""
+        if progress.allocated < want:
+            ask = min(max(self.allocate_ahead, want), progress.needed) - progress.allocated
+            if ask > 0:
+                self._allocate(ask)
+        return store.allocated_codes(self.ledger, self.job, want)
+
+    allocate_ahead: int
+
+    def _allocate(self, ask: int) -> None:
+        try:
+            self.ledger.allocate(self.job, self.level, ask)
+            self.alarms.set(Alarm.CODES_SHORT, False)
+            return
+        except LedgerError as exc:
+            self.alarms.set(Alarm.CODES_SHORT, True, f"{self.coder}: {exc}")
+        left = store.available_count(self.ledger, self.level)
+        if left > 0:
+            self.ledger.allocate(self.job, self.level, min(left, ask))
+
+    def progress(self) -> store.Progress:
+        """The job's progress; recounted in full every `recount_s`, in between advanced by our own
+        confirmations. A full count scans the whole job, which at 100,000 codes would cost more
+        than a tick; an estimate that lags other writers by `recount_s` is harmless, because the
+        job is only called done on a full count."""
+        now = time.monotonic()
+        last = self._last_progress
+        if last is None or now - self._progress_at >= self.recount_s:
+            return self._full_count(now)
+        fresh = store.refresh(self.ledger, self.job, last)
+        ahead = store.Progress(done=last.done + self._confirmed_since_count, sent=fresh.sent,
+                               allocated=fresh.allocated, target=last.target)
+        if ahead.needed == 0 and ahead.sent == 0:  # looks done: make sure with a full count
+            return self._full_count(now)
+        return ahead
+
+    def _full_count(self, now: float) -> store.Progress:
+        self._last_progress = store.progress(self.ledger, self.job)
+        self._progress_at, self._confirmed_since_count = now, 0
+        return self._last_progress
