@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.ledger import CodeState, Ledger, LedgerError
+from agent.ledger import CodeState, Group, Ledger, LedgerError
 from agent.ledger.store import Receipt
 
 # States that count towards a job's target: the item carries the code.
@@ -162,7 +162,10 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
     nothing, so the caller reconciles and the codes end in doubt, never falsely printed.
     """
     floors = _floors.setdefault(ledger, {})
-    floor = floors.get(coder, 0)
+    floor, group = floors.get(coder, (0, None))
+    if group is not None and group.failed:  # the confirmations behind the floor were rolled back
+        floors.pop(coder, None)
+        floor = 0  # rescan from the start: slower once, never wrong
     with ledger.lock:
         rows = ledger.conn.execute(
             "SELECT c.code, f.job, f.seq FROM coder_feed f JOIN codes c ON c.id = f.code "
@@ -182,17 +185,20 @@ def confirm_upto(ledger: Ledger, coder: str, last_printed: int, *, print_count: 
                         f"confirm {len(rows)} more records, but the coder's counter allows {allowed} "
                         f"(counter {print_count}, {mark.print_count} at the last reconcile)"
                     )
-        confirmed = _confirm(ledger, rows)
+        confirmed, commit = _confirm(ledger, rows)
         if rows:  # never past a record we have seen: a claim beyond what was pushed moves nothing
-            floors[coder] = max(floor, int(rows[-1][2]))
+            floors[coder] = (max(floor, int(rows[-1][2])), commit)
         return confirmed
 
 
 # Per ledger and coder, a seq up to which no record is `sent` any more: every open record up to
 # it was confirmed by an earlier call. It bounds confirm_upto's scan to what is still open, so the cost stays
 # flat over a long job instead of growing with the coder's feed history. Held in memory only: a
-# new process starts from 0 (slower once, never wrong), and records only ever leave `sent`.
-_floors: weakref.WeakKeyDictionary[Ledger, dict[str, int]] = weakref.WeakKeyDictionary()
+# new process starts from 0 (slower once, never wrong), and records only ever leave `sent`. Beside it the
+# commit group of the confirmations that moved it: if that group failed (the ledger rolled it back, the
+# codes are `sent` again), the floor is dropped and the next call scans from 0, so a printed code is never
+# skipped and later put in doubt.
+_floors: weakref.WeakKeyDictionary[Ledger, dict[str, tuple[int, Group | None]]] = weakref.WeakKeyDictionary()
 
 
 class CounterMismatch(LedgerError):
@@ -219,18 +225,21 @@ def confirm_by_count(ledger: Ledger, coder: str, mark: Mark, print_count: int) -
         ).fetchall()
         if len(rows) < delta:
             return 0
-        return _confirm(ledger, [r for r in rows[:delta] if r[2] == "sent"])
+        return _confirm(ledger, [r for r in rows[:delta] if r[2] == "sent"])[0]
 
 
-def _confirm(ledger: Ledger, rows: Sequence[Any]) -> int:
+def _confirm(ledger: Ledger, rows: Sequence[Any]) -> tuple[int, Group | None]:
+    """Confirm `rows`; returns how many and the commit group they went into."""
     by_job: dict[int, list[str]] = {}
     for code, job, *_ in rows:
         by_job.setdefault(int(job), []).append(str(code))
+    commit: Group | None = None
     with ledger.atomic():
         for job, codes in by_job.items():
-            ledger.transition_many(codes, CodeState.PRINTED, expect=CodeState.SENT,
-                                   kind="codes.printed", job=job)
-    return len(rows)
+            receipt = ledger.transition_many(codes, CodeState.PRINTED, expect=CodeState.SENT,
+                                             kind="codes.printed", job=job)
+            commit = receipt.commit
+    return len(rows), commit
 
 
 def settle_in_doubt(ledger: Ledger, coder: str, reason: str, print_count: int | None) -> list[str]:

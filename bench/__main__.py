@@ -83,8 +83,14 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results.json")
     ap.add_argument("--repeat", type=int, default=0, help="runs of every part (default: per part, see REPEATS)")
     ap.add_argument("--doc", default="docs/benchmarks.md", help="where the readable report goes ('' for none)")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the figures of parts not run now from the existing results file")
     args = ap.parse_args()
     results: dict[str, object] = {"machine": machine(), "quick": args.quick}
+    if args.update and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        results.update({k: v for k, v in old.items() if k not in ("machine", "quick")})
+        results["machine_of_earlier_parts"] = old.get("machine")
     failed = []
     for part in PARTS:
         if args.only and not any(o in part for o in args.only):
