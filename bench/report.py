@@ -170,7 +170,7 @@ def _write_png(results: dict[str, Any], png: Path) -> bool:
         ax.axis("off")
     fig.suptitle("lineagent benchmarks: ours (blue) against the same-run baseline (grey); red: target",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the panels
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=90)
     plt.close(fig)
