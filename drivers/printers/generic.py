@@ -174,7 +174,14 @@ class GenericPrinter(GenericLink):
         push = self.protocol.commands.push
         tags = [self._tag(k) for k in range(len(records))]
         payloads = [self.codec.record_payload(r, t) for r, t in zip(records, tags, strict=True)]
-        if len(records) > self.mirror.room:
+        caps = self.capabilities
+        if not (caps.counters or caps.print_complete_events or caps.indexed):
+            # No progress source at all (e.g. the Hitachi buffer): only the coder can say it is full (its
+            # NAK, a BufferFull). Records it took long ago leave the mirror without a fate; the ledger keeps
+            # them `sent` until a camera read proves them or a reconcile puts them in doubt.
+            while self.mirror.pending and len(self.mirror) + len(records) > self.mirror.capacity:
+                self.mirror.pending.popleft()
+        elif len(records) > self.mirror.room:
             await self._progress()
             if len(records) > self.mirror.room:
                 raise BufferFull(f"{self.name}: {len(records)} records do not fit: {len(self.mirror)} of "

@@ -67,10 +67,13 @@ def check_invariants(ledger: Ledger, job: int, sim_printed: list[str]) -> dict[s
     dupes = [c for c, n in Counter(printed_codes).items() if n > 1]
     assert not dupes, f"the simulator printed these codes twice: {dupes[:5]}"
     sent_events: Counter[str] = Counter()
+    returned: Counter[str] = Counter()
     with ledger.lock:
-        for (payload,) in ledger.conn.execute("SELECT payload FROM events WHERE kind = 'codes.sent'"):
-            sent_events.update(json.loads(payload)["codes"])
-    assert not [c for c, n in sent_events.items() if n > 1], "a code was sent twice"
+        for kind, payload in ledger.conn.execute(
+                "SELECT kind, payload FROM events WHERE kind IN ('codes.sent', 'codes.returned')"):
+            (sent_events if kind == "codes.sent" else returned).update(json.loads(payload)["codes"])
+    # A code goes out again only after the coder proved it flushed and never printed (sent -> returned).
+    assert not [c for c, n in sent_events.items() if n > returned[c] + 1], "a code was sent twice"
     by_state = states(ledger, job)
     ledger_printed = by_state.get("printed", set())
     in_doubt = by_state.get("in_doubt", set()) | by_state.get("voided", set())
