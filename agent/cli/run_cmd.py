@@ -57,15 +57,8 @@ def register(app: typer.Typer) -> None:
             ledger.close()
             fail(_("cannot build the line from {path}: {error}").format(path=cfg.source, error=exc))
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await runtime.run(stop)
-
         try:
-            asyncio.run(main())
+            _serve(runtime)
         finally:
             ledger.close()
         console.print(_("lineagent stopped cleanly; ledger {path} committed").format(path=ledger.path))
@@ -101,6 +94,19 @@ def register(app: typer.Typer) -> None:
                 pass
 
 
+def _serve(runtime: Any) -> None:
+    """Run the daemon until SIGTERM or SIGINT sets its stop event (then it stops the line cleanly)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.run(stop)
+
+    asyncio.run(main())
+
+
 def _run_simulated(workdir: Path, rate: float) -> None:
     """A whole simulated plant and the daemon on it, in this process, until SIGTERM/SIGINT. The first
     run makes keys, a config from config/line.sim.yaml and imports signed code packages; later runs
@@ -126,15 +132,8 @@ def _run_simulated(workdir: Path, rate: float) -> None:
         console.print(_("simulated line running; in another terminal use [bold]--config {config}[/]:").format(
             config=here) + "\n" + commands)
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await runtime.run(stop)
-
         try:
-            asyncio.run(main())
+            _serve(runtime)
         finally:
             ledger.close()
     finally:
