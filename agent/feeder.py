@@ -1,6 +1,6 @@
 """The FIFO feeder: keeps one coder's FIFO topped up with a job's codes, and never prints one twice.
 
-Why this shape (see research/protocols.md, serialization mode):
+Why this shape (serialization mode as the coders' own documents describe it; drivers/printers/fifo.py):
 - A code is durably `sent` (the ledger commit has returned) before its bytes leave. A crash after
   that commit can only leave the code in doubt; it can never make us send it again.
 - Each record pushed gets the next seq of this coder; the seq -> code map is in the ledger

@@ -2,7 +2,7 @@
 
 Why one model: every way a code gets printed twice or credited to the wrong product starts with a
 driver's private idea of the coder's queue drifting from the coder's own. Three kinds of coder exist
-(research/protocols.md, "Serialization mode"; each driver's docstring cites its manual):
+(each driver's docstring cites the manual or public client it follows):
 - INDEXED_FIFO: records carry an index the coder reports back ("last started print number"), e.g.
   Leibinger mailing mode (`=MR<index>`, `?SM`). Filled to capacity - 1 at most, so a full ring never
   makes the last printed index ambiguous.

@@ -1,6 +1,6 @@
 """A marker (laser, TIJ, labeller) driven over Modbus TCP through a register map set in the config.
 
-Source: no coder vendor publishes a Modbus map (research/protocols.md), so this is *our* convention,
+Source: no coder vendor publishes a Modbus map for serialisation, so this is *our* convention,
 wholly described by `ModbusMarker.Settings`; a site maps it onto its marker's or gateway PLC's registers.
 Strings are packed two ASCII chars per register, high byte first (the common PLC convention).
 
