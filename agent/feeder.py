@@ -286,8 +286,12 @@ class Feeder(FeederLedger):
             return ReconcileReason.LINK
         # The coder holds fewer records than are open after every print it counted is confirmed: some
         # vanished unprinted (a stop the driver missed). Twice in a row, so a skew between one
-        # reply's counter and depth is not taken for a loss.
-        if self.printer.capabilities.counters and status.fifo_depth is not None and status.fifo_depth < self.open:
+        # reply's counter and depth is not taken for a loss. Only while the coder is not printing: while
+        # it prints, its depth and our confirmations race (at 2,000 items/min this fired on every run of
+        # the simulated line, and each "loss" flushed a FIFO the belt then ran dry on); a coder that
+        # prints has not lost its FIFO to a stop, and a loss while printing shows as a fault or a link loss.
+        if (self.printer.capabilities.counters and status.state is not PrinterState.PRINTING
+                and status.fifo_depth is not None and status.fifo_depth < self.open):
             self._short += 1
             if self._short >= 2:
                 return ReconcileReason.FIFO_LOST
