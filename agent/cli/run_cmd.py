@@ -141,9 +141,8 @@ def _run_simulated(workdir: Path, rate: float) -> None:
     console.print(_("simulated line stopped cleanly"))
 
 
-def collect(ledger: Path) -> dict[str, Any]:
-    """What `status` shows, as data (`status --json`): exit 0 when the daemon is alive, 3 when not."""
-    st = read_status(status_path(ledger))
+def _job_and_feed(ledger: Path) -> tuple[Any, dict[str, int]]:
+    """The running (else newest) job's progress and each coder's sent-unconfirmed count, read-only."""
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
         prog = job_progress(conn)
@@ -152,11 +151,22 @@ def collect(ledger: Path) -> dict[str, Any]:
             "GROUP BY f.coder").fetchall())
     finally:
         conn.close()
+    return prog, feed
+
+
+def _backlog(ledger: Path) -> Any:
     outbox = Outbox(ledger)
     try:
-        b = outbox.backlog()
+        return outbox.backlog()
     finally:
         outbox.close()
+
+
+def collect(ledger: Path) -> dict[str, Any]:
+    """What `status` shows, as data (`status --json`): exit 0 when the daemon is alive, 3 when not."""
+    st = read_status(status_path(ledger))
+    prog, feed = _job_and_feed(ledger)
+    b = _backlog(ledger)
     return {
         "daemon": {"alive": bool(st and st.alive()), "pid": st.pid if st else None,
                    "state": st.state if st else None, "light": st.light if st else None,
@@ -187,14 +197,7 @@ def render(ledger: Path) -> Group:
             _("[red]not running[/] (last beat {seconds:.0f} s ago, {state})").format(
                 seconds=time.time() - st.beat_at, state=st.state)))
         head.add_row(_("stack light"), light_name(st.light))
-    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
-    try:
-        prog = job_progress(conn)
-        feed = dict(conn.execute(
-            "SELECT f.coder, COUNT(*) FROM coder_feed f JOIN codes c ON c.id = f.code WHERE c.state = 'sent' "
-            "GROUP BY f.coder").fetchall())
-    finally:
-        conn.close()
+    prog, feed = _job_and_feed(ledger)
     parts: list[Table] = [head]
     if prog is not None:
         t = Table(title=_("job {job} ({state}, target {target})").format(
@@ -215,11 +218,7 @@ def render(ledger: Path) -> Group:
         for al in st.alarms:
             a.add_row(severity_name(al["severity"]), str(al["source"]), alarm_name(str(al["key"])), str(al["detail"]))
         parts.append(a)
-    outbox = Outbox(ledger)
-    try:
-        b = outbox.backlog()
-    finally:
-        outbox.close()
+    b = _backlog(ledger)
     s = Table(title=_("sync"))
     s.add_column(_("undelivered events"))
     s.add_column(_("open batches"))
