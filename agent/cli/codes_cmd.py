@@ -1,4 +1,4 @@
-"""`lineagent codes`: make a signed package (cloud side), import packages, show stock."""
+"""`lineagent codes`: make a signed package (cloud side), import packages, show stock, show one code."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent.cli.code_arg import find
 from agent.cli.common import (
     ConfigOpt,
     DbOpt,
@@ -23,11 +24,12 @@ from agent.cli.common import (
     open_ledger,
     state_name,
 )
+from agent.codes.forms import Form
 from agent.codes.importer import ImportRefused, import_file
 from agent.codes.package import KeyFileError, load_public, load_signing_key, make_package
 from agent.i18n import _
 
-app = typer.Typer(help=_("Code packages (码包): make, import, stock."), no_args_is_help=True)
+app = typer.Typer(help=_("Code packages (码包): make, import, stock; one code as printed."), no_args_is_help=True)
 
 # Unambiguous upper-case alphabet (no 0/O, 1/I/L): codes get typed by hand when a label is damaged.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -160,3 +162,35 @@ def stats(
                     level=lv, have=have, threshold=src.low_stock))
     if check and low:
         raise typer.Exit(int(Exit.REFUSED))
+
+
+@app.command("show", help=_("What a code as typed or scanned is read as, and the ledger's code, level, state and job."))
+def show(
+    code: Annotated[str, typer.Argument(help=_("A code in any printed form"))],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
+) -> None:
+    cfg = config_optional(config)
+    with open_ledger(cfg, db) as ledger:
+        found = find(ledger, cfg, code)
+        with ledger.lock:
+            row = ledger.conn.execute(
+                "SELECT c.level, c.state, j.name, j.gtin, j.lot, p.code FROM codes c LEFT JOIN jobs j ON j.id = c.job"
+                " LEFT JOIN pack_links l ON l.child = c.id LEFT JOIN codes p ON p.id = l.parent WHERE c.code = ?",
+                (found.key,)).fetchone()
+    p = found.printed
+    facts = {"code": found.key, "form": p.form.value, "gtin": p.gtin, "serial": p.serial, "lot": p.lot,
+             "sscc": p.sscc, "level": row[0], "state": row[1], "job": row[2], "job_gtin": row[3], "job_lot": row[4],
+             "parent": row[5]}
+    if as_json:
+        typer.echo(json.dumps(facts, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=found.key, show_header=False)
+    table.add_row(_("read as"), p.describe() if found.changed or p.form is not Form.RAW else _("the code itself"))
+    table.add_row(_("level"), str(row[0]))
+    table.add_row(_("state"), state_name(row[1]))
+    table.add_row(_("job"), _("{job} (GTIN {gtin}, lot {lot})").format(job=row[2], gtin=row[3], lot=row[4])
+                  if row[2] else "-")
+    table.add_row(_("inside"), row[5] or "-")
+    console.print(table)

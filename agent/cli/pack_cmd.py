@@ -20,6 +20,7 @@ from agent.aggregation import operations
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
 from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
+from agent.cli.code_arg import code_key
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
 from agent.config.model import LineConfig
 from agent.i18n import _, pgettext
@@ -104,6 +105,7 @@ def show_info(info: PackInfo, children: list[str]) -> None:
 
 @app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children."))
 def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    code = code_key(config, db, code)
     ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
     try:
         info = pack_info(ledger.conn, code)
@@ -124,6 +126,7 @@ def close(
     reason: Annotated[str | None, typer.Option(help=_("Why it is closed partial (recorded)"))] = None,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
+    parent = code_key(config, db, parent)
     cfg, ledger, agg = open_for(config, db, parent)
     if partial and not reason:
         ledger.close()
@@ -139,6 +142,7 @@ def close(
 
 @app.command("park", help=_("Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."))
 def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    parent = code_key(config, db, parent)
     _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.park", {"parent": parent}, lambda: agg.park(parent).state)
     console.print(_("[yellow]parked[/] {code}").format(code=parent))
@@ -146,6 +150,7 @@ def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
 
 @app.command("resume", help=_("Continue a parked pack (提取)."))
 def resume(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    parent = code_key(config, db, parent)
     _cfg, ledger, agg = open_for(config, db, parent)
     _run(ledger, "pack.resume", {"parent": parent}, lambda: agg.resume(parent).state)
     console.print(_("[green]resumed[/] {code}").format(code=parent))
@@ -158,6 +163,7 @@ def replace(
     new: Annotated[str, typer.Argument(help=_("An unused code of the same level, from a package of this line"))],
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
+    old, new = code_key(config, db, old), code_key(config, db, new)
     cfg, ledger, agg = open_for(config, db, old)
     check_pin(cfg, ledger, pin, "pack.replace", {"old": old, "new": new})
     _run(ledger, "pack.replace", {"old": old, "new": new}, lambda: operations.replace(agg, old, new))
@@ -171,6 +177,7 @@ def unlink(
     recursive: Annotated[bool, typer.Option("--recursive", help=_("Also empty every pack inside it"))] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
+    code = code_key(config, db, code)
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.unlink", {"code": code, "recursive": recursive})
     done = _run(ledger, "pack.unlink", {"code": code, "recursive": recursive},
@@ -188,6 +195,7 @@ def decommission(
     ] = False,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
+    code = code_key(config, db, code)
     cfg, ledger, agg = open_for(config, db, code)
     check_pin(cfg, ledger, pin, "pack.decommission", {"code": code, "recursive": recursive})
     count = _run(ledger, "pack.decommission", {"code": code, "recursive": recursive},

@@ -19,6 +19,7 @@ from agent.aggregation import trace as tracing
 from agent.aggregation.model import AggregationError, PackRejected
 from agent.aggregation.setup import aggregator_for
 from agent.cli import common
+from agent.cli.code_arg import ledger_code, scanned
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config_optional, console, fail, open_ledger, state_name
 from agent.cli.pack_cmd import when
 from agent.cli.refusals import refusal
@@ -62,8 +63,10 @@ def trace(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    ledger = open_ledger(config_optional(config), db)
+    cfg = config_optional(config)
+    ledger = open_ledger(cfg, db)
     try:
+        code = ledger_code(ledger, cfg, code)
         t = tracing.trace(ledger.conn, code)
     except AggregationError as exc:
         fail(str(exc), Exit.NOT_FOUND)
@@ -84,8 +87,10 @@ def export_pallet(
 ) -> None:
     if fmt not in ("json", "csv"):
         fail(_("--format must be json or csv, not {format!r}").format(format=fmt), Exit.USAGE)
-    ledger = open_ledger(config_optional(config), db)
+    cfg = config_optional(config)
+    ledger = open_ledger(cfg, db)
     try:
+        code = ledger_code(ledger, cfg, code)
         t = tracing.trace(ledger.conn, code)
     except AggregationError as exc:
         fail(str(exc), Exit.NOT_FOUND)
@@ -136,6 +141,10 @@ def scan(
             continue
         if not code:
             continue
+        key = scanned(ledger, cfg, code)
+        if key is None:
+            continue
+        code = key
         row = ledger.conn.execute("SELECT level FROM codes WHERE code = ?", (code,)).fetchone()
         if row is None or row[0] != level:
             children.append(code)
