@@ -8,18 +8,37 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, ledger_path, open_ledger
+from agent.aggregation import trace as tracing
+from agent.aggregation.model import AggregationError
+from agent.cli.code_arg import find
+from agent.cli.common import (
+    ConfigOpt,
+    DbOpt,
+    Exit,
+    config,
+    config_optional,
+    console,
+    fail,
+    ledger_path,
+    open_ledger,
+)
+from agent.config.model import LineConfig
 from agent.i18n import N_, _, english
+from agent.sync.code_status import Delivery, EventDelivery, deliveries, summary
 from agent.sync.outbox import Outbox
 
 app = typer.Typer(help=_("Cloud sync over MQTT: status, resend, run."), no_args_is_help=True)
 
 SYNC_ALARMS = {"ok": N_("ok"), "warn": N_("warning"), "stop": N_("stop")}  # agent/sync/backlog.BacklogLevel
+DELIVERY = {"acked": N_("acked"), "delivered": N_("delivered"), "pending": N_("pending")}  # code_status.Delivery
+RELATION = {"self": N_("itself"), "child": N_("below"), "parent": N_("above")}
+LIST_AT_MOST = 40  # events listed without --all; beyond that only those not yet acked
 STALE_S = 10.0  # the uplink writes its link state every 2 s; older than this, it is not running
 
 
@@ -56,13 +75,20 @@ def status_report(outbox: Outbox, tr: Callable[[str], str] = english) -> dict[st
     }
 
 
-@app.command("status", help=_("Backlog, age of the oldest undelivered event, delivery rate and connection state."))
+@app.command("status", help=_("Backlog, age of the oldest undelivered event, delivery rate and connection state; "
+                               "with --code, each event of that code and its hierarchy: acked, delivered or pending."))
 def status(
     config_path: ConfigOpt = None,
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help=_("Machine-readable output"))] = False,
+    code: Annotated[str | None, typer.Option(
+        "--code", help=_("A code in any printed form: its events and those of its children and parents"))] = None,
+    show_all: Annotated[bool, typer.Option("--all", help=_("With --code: list acked events too"))] = False,
 ) -> None:
     cfg = config_optional(config_path)
+    if code is not None:
+        code_status(cfg, db, code, as_json=as_json, show_all=show_all)
+        return
     open_ledger(cfg, db).close()  # a missing or too-new ledger is refused with the reason, not created
     outbox = Outbox(ledger_path(cfg, db))
     report = status_report(outbox, english if as_json else _)
@@ -81,6 +107,56 @@ def status(
     if report["last_error"]:
         table.add_row(_("last error"), str(report["last_error"]))
     console.print(table)
+
+
+def code_status(cfg: LineConfig | None, db: Path | None, text: str, *, as_json: bool, show_all: bool) -> None:
+    """`sync status --code`: the code's events, its children's and its parents', each with its delivery."""
+    ledger = open_ledger(cfg, db)
+    try:
+        found = find(ledger, cfg, text)
+        with ledger.lock:
+            t = tracing.trace(ledger.conn, found.key)
+            stack, codes = [t.root], {a.code: "parent" for a in t.ancestors}
+            while stack:
+                node = stack.pop()
+                codes[node.code] = "self" if node is t.root else "child"
+                stack.extend(node.children)
+            events = deliveries(ledger.conn, codes)
+    except AggregationError as exc:
+        fail(str(exc), Exit.NOT_FOUND)
+    finally:
+        ledger.close()
+    counts = summary(events)
+    if as_json:
+        console.print_json(json.dumps({"code": found.key, "read_as": found.printed.describe(),
+                                       "codes": len(codes), "summary": counts,
+                                       "events": [e.as_dict() for e in events]}))
+        return
+    console.print(_("{code}: {events} events of {codes} codes (itself, {below} below, {above} above): "
+                    "{acked} acked, {delivered} delivered and awaiting the ack, {pending} pending").format(
+        code=found.key, events=len(events), codes=len(codes), below=t.count() - 1, above=len(t.ancestors),
+        acked=counts["acked"], delivered=counts["delivered"], pending=counts["pending"]))
+    listed = events if show_all or len(events) <= LIST_AT_MOST else [e for e in events if e.state is not Delivery.ACKED]
+    if listed:
+        console.print(_event_table(listed))
+    if len(listed) < len(events):
+        console.print("[dim]" + _("{count} acked events not listed (--all lists them)").format(
+            count=len(events) - len(listed)) + "[/]")
+
+
+def _event_table(events: list[EventDelivery]) -> Table:
+    table = Table(title=_("cloud delivery"))
+    for title in (_("seq"), _("written"), _("event"), _("code"), _("where"), _("delivery"), _("batch"), _("outcome")):
+        table.add_column(title)
+    colour = {Delivery.ACKED: "green", Delivery.DELIVERED: "yellow", Delivery.PENDING: "red"}
+    for e in events:
+        state = f"[{colour[e.state]}]{_(DELIVERY[e.state.value])}[/]"
+        outcome = e.outcome or "-"
+        if e.outcome and e.outcome != "stored":
+            outcome = f"[red]{outcome}[/]"
+        table.add_row(str(e.seq), datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.code,
+                      _(RELATION[e.relation]), state, str(e.batch or "-"), outcome)
+    return table
 
 
 def _parse_time(text: str) -> float:
