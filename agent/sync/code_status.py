@@ -94,7 +94,7 @@ def deliveries(conn: sqlite3.Connection, codes: Mapping[str, str]) -> list[Event
 
 def _decommissions(conn: sqlite3.Connection, codes: Mapping[str, str]) -> Iterable[tuple[int, float, str, str]]:
     """Decommissioning events that name one of `codes` but are filed under another code (a box and its
-    bottles are one event, filed under the box). Searched only for codes that were taken out of
+    bottles are one event, filed under the first of its codes). Searched only for codes that were taken out of
     commerce (state rejected), since it reads every decommissioning event of the journal."""
     keys = list(codes)
     out_of_commerce: set[str] = set()
