@@ -94,7 +94,7 @@ def _serial_problem(conn: sqlite3.Connection, p: Printed) -> str | None:
     level, job_level, gtin, lot, job = row
     if job is None or level != job_level:
         return None
-    if gtin != p.gtin:
+    if str(gtin).zfill(14) != p.gtin:  # a job may hold a GTIN-13; what was read is always 14 digits
         return _("{text!r} names GTIN {gtin} serial {serial}, but this ledger's code {serial} is GTIN {held} "
                  "(job {job})").format(text=p.text[:80], gtin=p.gtin, serial=p.serial, held=gtin, job=job)
     if p.lot is not None and p.lot != lot:

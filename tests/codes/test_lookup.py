@@ -83,6 +83,16 @@ def test_another_products_label_with_the_same_serial_is_refused(ledger: Ledger) 
     assert "lot LOT9" in str(e.value) and "of lot LOT1 (job J1)" in str(e.value)
 
 
+def test_a_job_holding_a_gtin_13_matches_its_14_digit_reading(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l13.db") as led:
+        job = create_job(led, JobSpec("J13", "4006381333931", "Soap", "L", 10))
+        seed_codes(led, ["S1"], level="item")
+        led.allocate(job, "item", 1)
+        assert key(led, "https://id.example.com/01/4006381333931/21/S1") == "S1"
+        with pytest.raises(LookupRefused, match="is GTIN 4006381333931"):
+            key(led, f"(01){G}(21)S1")
+
+
 def test_a_box_code_may_carry_a_gtin_of_its_own(ledger: Ledger) -> None:
     assert key(ledger, f"(01){BOX_GTIN}(21)BOX1") == "BOX1"
 
