@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 # Numbers reserved while parts land: 2 sync (outbox delivery), 3 aggregation, 4 verification, 5 feeder,
-# 6 the state guard (CHECK and transition trigger on codes).
+# 6 the state guard (CHECK and transition trigger on codes), 7 restart tracking and the escaped state.
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -266,6 +266,73 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHEN NEW.state IS NOT OLD.state AND NOT EXISTS (
                 SELECT 1 FROM code_transitions WHERE source = OLD.state AND target = NEW.state)
             BEGIN SELECT RAISE(ABORT, 'illegal code transition (see agent/ledger/states.py)'); END;
+        """,
+    ),
+    (
+        7,
+        """
+        -- Tracking that survives a restart, and the `escaped` state (agent/verify/binding.py).
+        -- 1. `escaped`: printed on a product that left the line with no verdict carried out at the gate
+        --    (passed unjudged under a reject-only gate, or a reject the gate sensor did not confirm).
+        --    Never reported void. The CHECK on codes.state must name it, and SQLite cannot change a
+        --    CHECK, so codes is rebuilt as in migration 6 (ids kept; references checked before commit).
+        CREATE TABLE codes_v7 (
+            id          INTEGER PRIMARY KEY,
+            code        TEXT NOT NULL,
+            level       TEXT NOT NULL,
+            package     INTEGER NOT NULL REFERENCES packages(id),
+            state       TEXT NOT NULL DEFAULT 'available' CHECK (
+                        state = 'available' OR state = 'allocated' OR state = 'sent' OR state = 'printed' OR
+                        state = 'verified' OR state = 'rejected' OR state = 'in_doubt' OR state = 'voided' OR
+                        state = 'returned' OR state = 'escaped'),
+            prev_state  TEXT CHECK (prev_state IS NULL OR
+                        prev_state = 'available' OR prev_state = 'allocated' OR prev_state = 'sent' OR prev_state = 'printed' OR
+                        prev_state = 'verified' OR prev_state = 'rejected' OR prev_state = 'in_doubt' OR prev_state = 'voided' OR
+                        prev_state = 'returned' OR prev_state = 'escaped'),
+            job         INTEGER REFERENCES jobs(id),
+            updated_at  REAL
+        );
+        INSERT INTO codes_v7(id, code, level, package, state, prev_state, job, updated_at)
+            SELECT id, code, level, package, state, prev_state, job, updated_at FROM codes;
+        DROP TABLE codes;
+        ALTER TABLE codes_v7 RENAME TO codes;
+        CREATE UNIQUE INDEX codes_code ON codes(code);
+        CREATE INDEX codes_pool ON codes(level, id) WHERE state IN ('available', 'returned');
+        CREATE INDEX codes_job ON codes(job, state) WHERE job IS NOT NULL;
+        DROP TRIGGER code_transitions_fixed_i;
+        INSERT INTO code_transitions(source, target) VALUES ('printed', 'escaped');
+        CREATE TRIGGER code_transitions_fixed_i BEFORE INSERT ON code_transitions
+            BEGIN SELECT RAISE(ABORT, 'code_transitions changes only by a schema migration'); END;
+        CREATE TRIGGER codes_legal_transition BEFORE UPDATE OF state ON codes
+            WHEN NEW.state IS NOT OLD.state AND NOT EXISTS (
+                SELECT 1 FROM code_transitions WHERE source = OLD.state AND target = NEW.state)
+            BEGIN SELECT RAISE(ABORT, 'illegal code transition (see agent/ledger/states.py)'); END;
+
+        -- 2. Which code is on which conveyor position, durable when the binding is made, so a restart
+        --    tracks the items in flight with their own code. One row per item between print head and
+        --    gate (seq: the PLC counter, unwrapped, continued across restarts); deleted once the item's
+        --    fate at the gate is recorded. verdict NULL: not judged yet; released 1: release_fire written.
+        CREATE TABLE conveyor_items (
+            station   TEXT NOT NULL,
+            seq       INTEGER NOT NULL,
+            coder     TEXT,
+            feed_seq  INTEGER,
+            code      INTEGER REFERENCES codes(id),
+            verdict   TEXT,
+            reason    TEXT,
+            released  INTEGER NOT NULL DEFAULT 0,
+            bound_at  REAL NOT NULL,
+            PRIMARY KEY (station, seq)
+        ) WITHOUT ROWID;
+        -- Per verify station: the newest item bound and the coder feed seq printed on it, the base from
+        -- which a restart proves (PLC counter against coder counter) what passed the head meanwhile.
+        CREATE TABLE conveyor_marks (
+            station   TEXT PRIMARY KEY,
+            seq       INTEGER NOT NULL,
+            coder     TEXT,
+            feed_seq  INTEGER,
+            at        REAL NOT NULL
+        );
         """,
     ),
 ]

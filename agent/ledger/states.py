@@ -20,25 +20,33 @@ class CodeState(StrEnum):
     IN_DOUBT = "in_doubt"  # sent, then a stop/fault/power loss: may or may not be printed
     VOIDED = "voided"  # never usable again (in doubt and not proven, or a voided label)
     RETURNED = "returned"  # a job ended with the code unused: back in the pool, allocatable again
+    # Printed on a product that left the line with no verdict carried out at the gate: it passed
+    # unjudged (reject-only gate, agent down) or its reject was not confirmed by the gate sensor. Still
+    # OPEN-SCS Encoded, neither commissioned nor decommissioned: never reported void, since the product
+    # may be in the market; shown to the operator (`lineagent codes stats`, status).
+    ESCAPED = "escaped"
 
 
 # Legal transitions. ALLOCATED -> PRINTED is for codes printed on demand by a label printer that
 # confirms synchronously (no FIFO, so no SENT step). SENT -> RETURNED is for a record the coder proved
 # flushed (gone from its queue, never printed): it goes back to the pool, and the move is audited.
-# The same pairs are enforced by a trigger in the ledger file (schema migration 6); a test checks that
-# the two agree, so changing this table needs a new migration too.
+# PRINTED -> ESCAPED is for a printed product that left the line without its verdict carried out at the
+# gate (migration 7).
+# The same pairs are enforced by a trigger in the ledger file (schema migrations 6 and 7); a test checks
+# that the two agree, so changing this table needs a new migration too.
 TRANSITIONS: dict[CodeState, frozenset[CodeState]] = {
     CodeState.AVAILABLE: frozenset({CodeState.ALLOCATED, CodeState.VOIDED}),
     CodeState.ALLOCATED: frozenset(
         {CodeState.SENT, CodeState.RETURNED, CodeState.VOIDED, CodeState.PRINTED}
     ),
     CodeState.SENT: frozenset({CodeState.PRINTED, CodeState.IN_DOUBT, CodeState.RETURNED}),
-    CodeState.PRINTED: frozenset({CodeState.VERIFIED, CodeState.REJECTED}),
+    CodeState.PRINTED: frozenset({CodeState.VERIFIED, CodeState.REJECTED, CodeState.ESCAPED}),
     CodeState.IN_DOUBT: frozenset({CodeState.PRINTED, CodeState.VOIDED}),
     CodeState.VERIFIED: frozenset({CodeState.REJECTED}),  # decommissioned after the fact
     CodeState.REJECTED: frozenset(),
     CodeState.VOIDED: frozenset(),
     CodeState.RETURNED: frozenset({CodeState.ALLOCATED, CodeState.VOIDED}),
+    CodeState.ESCAPED: frozenset(),
 }
 
 # States from which allocation may take a code.

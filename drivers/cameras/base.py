@@ -38,6 +38,12 @@ class Frame:
     seq: int  # per camera, from 0, increasing by one per grabbed frame
     at: float  # time.monotonic() when the frame was in hand
     source: str = ""  # where it came from: a file name, a device URL, "sim:<text>"
+    # The device's own trigger count for this image, when it stamps one (industrial smart cameras give
+    # each image a trigger/image ID): the N-th trigger since the device's count was zero is N, one more
+    # per trigger, counting triggers whose image was lost too. A driver whose device counts in 16 or 32
+    # bits passes the raw count; the verify station unwraps it near the item it expects. None: the
+    # device gives no count, and frames are tied to items by arrival order (see agent/line/verifying.py).
+    index: int | None = None
 
 
 class CameraError(Exception):
@@ -71,13 +77,14 @@ class Camera(ABC):
         if self.state is not CameraState.OPEN:
             raise CameraClosed(f"camera {self.name!r} is {self.state}, not open")
         try:
-            image, at, source = await self._grab()
+            got = await self._grab()
         except NoFrame:
             raise
         except CameraError:
             self.state = CameraState.FAILED
             raise
-        frame = Frame(image=image, seq=self._seq, at=at, source=source)
+        index = got[3] if len(got) == 4 else None  # type: ignore[misc]
+        frame = Frame(image=got[0], seq=self._seq, at=got[1], source=got[2], index=index)
         self._seq += 1
         return frame
 
@@ -99,8 +106,9 @@ class Camera(ABC):
     async def _open(self) -> None: ...
 
     @abstractmethod
-    async def _grab(self) -> tuple[Image, float, str]:
-        """One frame, the monotonic time it was in hand, and where it came from."""
+    async def _grab(self) -> tuple[Image, float, str] | tuple[Image, float, str, int | None]:
+        """One frame, the monotonic time it was in hand, where it came from and, from a device that
+        stamps one, its trigger count (`Frame.index`)."""
 
     @abstractmethod
     async def _close(self) -> None: ...

@@ -8,6 +8,12 @@ the config, optionally on its own slave (remote I/O on the same RS-485 bus). The
 - `counter` (input or holding): items past the print head, 16 bits, wrapping. Item seq N is the N-th.
 - `reject_fire` (holding): the agent writes the low 16 bits of the seq of an item the gate must
   remove; the PLC queues it and fires the gate when that item arrives.
+- `release_fire` (holding): the agent writes the low 16 bits of the seq of an item it judged good,
+  in increasing seq order, before the item reaches the gate. With `gate: release` the PLC removes every
+  item that reaches the gate without its release (the agent dead, hung, restarting, a verdict late, the
+  camera gone): positive release. The register keeps its last value, so after a restart the agent reads
+  back the last item it released. With `gate: reject` (the older reject-only logic) the PLC removes only
+  the items named in `reject_fire`, and everything the agent did not judge passes.
 - `reject_confirm` (input or holding): how many items the confirm sensor saw leave through the gate,
   16 bits, wrapping. A counter, not a flag, so a poll never misses a confirm that came and went.
 - `light_green`/`light_amber`/`light_red`/`buzzer` (coils), `heartbeat` (holding, the agent counts up).
@@ -36,6 +42,7 @@ class Signal(StrEnum):
     COUNTER = "counter"
     REJECT_FIRE = "reject_fire"
     REJECT_CONFIRM = "reject_confirm"
+    RELEASE_FIRE = "release_fire"
     LIGHT_GREEN = "light_green"
     LIGHT_AMBER = "light_amber"
     LIGHT_RED = "light_red"
@@ -44,8 +51,15 @@ class Signal(StrEnum):
 
 
 # Signals the agent writes must live in a writable table.
-WRITTEN = frozenset({Signal.LINE_RUN, Signal.REJECT_FIRE, Signal.LIGHT_GREEN, Signal.LIGHT_AMBER,
+WRITTEN = frozenset({Signal.LINE_RUN, Signal.REJECT_FIRE, Signal.RELEASE_FIRE, Signal.LIGHT_GREEN, Signal.LIGHT_AMBER,
                      Signal.LIGHT_RED, Signal.BUZZER, Signal.HEARTBEAT})
+
+
+class GateMode(StrEnum):
+    """What the PLC does with an item at the gate that the agent said nothing about."""
+
+    RELEASE = "release"  # removed: only items the agent released (release_fire) pass (fail-safe)
+    REJECT = "reject"  # passes: only items the agent named in reject_fire are removed
 
 
 class Point(Strict):
@@ -59,6 +73,7 @@ class RegisterMap(Strict):
     counter: Point
     reject_fire: Point
     reject_confirm: Point
+    release_fire: Point | None = None  # needed by gate: release
     light_green: Point | None = None
     light_amber: Point | None = None
     light_red: Point | None = None
@@ -95,7 +110,19 @@ class PlcSettings(Strict):
     parity: str = Field("N", pattern="^[NEO]$")
     stopbits: int = Field(1, ge=1, le=2)
     poll_ms: float = Field(5.0, gt=0)  # how often the station reads the counter
+    # release: the PLC removes every item not released by the agent (the safe default; needs the
+    # release_fire register and the PLC logic of docs/technicians.md). reject: the older reject-only
+    # logic, where items pass unjudged while the agent is down.
+    gate: GateMode = GateMode.RELEASE
     registers: RegisterMap
+
+    @model_validator(mode="after")
+    def _release_mapped(self) -> PlcSettings:
+        if self.gate is GateMode.RELEASE and self.registers.release_fire is None:
+            raise ValueError("gate: release needs registers.release_fire (a holding register the PLC's "
+                             "release logic reads, see docs/technicians.md); set gate: reject to keep the "
+                             "reject-only logic, under which products leave unjudged while the agent is down")
+        return self
 
 
 class Buses:
@@ -198,6 +225,19 @@ class LinePlc:
 
     async def fire_reject(self, seq: int) -> None:
         await self.write(Signal.REJECT_FIRE, seq % U16)
+
+    @property
+    def gate(self) -> GateMode:
+        return self.settings.gate
+
+    async def release(self, seq: int) -> None:
+        """Release item `seq` (judged good) through the gate: its low 16 bits to `release_fire`."""
+        await self.write(Signal.RELEASE_FIRE, seq % U16)
+
+    async def last_released(self) -> int:
+        """The raw 16-bit value last written to `release_fire` (the PLC keeps it): after a restart, the
+        last item the agent released before it stopped."""
+        return await self.read(Signal.RELEASE_FIRE)
 
     async def lights(self, *, green: bool, amber: bool, red: bool, buzzer: bool = False) -> None:
         """Set the stack lights that are mapped; unmapped ones are skipped, not an error."""

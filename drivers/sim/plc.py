@@ -8,9 +8,13 @@ read and write before pymodbus answers it. Coils and discrete inputs use linear 
 
 The conveyor: items are one pitch apart; the print head is at position 0, the camera `camera_at`
 pitches downstream, the reject gate `gate_at` pitches downstream. Each step one new item passes the
-print head (the counter advances) and every item moves one pitch. When an item reaches the gate and its
-seq was written to `reject_fire`, the gate removes it and the confirm sensor counts it. The model keeps
-its own record of removed and passed seqs so tests can compare them with the agent's verdicts.
+print head (the counter advances) and every item moves one pitch. At the gate the logic of `gate` decides
+(docs/technicians.md, "PLC logic for positive release"): `reject` removes an item whose seq was written
+to `reject_fire`; `release` removes every item whose seq was not written to `release_fire` before it
+reached the gate (or was also written to `reject_fire`). A removed item is counted by the confirm sensor.
+The model keeps its own record of removed and passed seqs so tests can compare them with the agent's
+verdicts. Holding registers keep the value last written (read back like a real PLC's), so an agent that
+restarts can read the last release it wrote.
 
 Faults: `confirm_never` (the gate fires but the sensor never reports), `dead` slaves (requests are never
 answered, so the client must time out), `jam_gate` (the gate does not fire: the item passes).
@@ -30,7 +34,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.plc.bus import Table
-from drivers.plc.plc import U16, RegisterMap, Signal, unwrap
+from drivers.plc.plc import U16, GateMode, RegisterMap, Signal, unwrap
 
 FC_TABLE: dict[int, Table] = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE,
                               3: Table.HOLDING, 6: Table.HOLDING, 16: Table.HOLDING, 4: Table.INPUT}
@@ -50,10 +54,14 @@ class ConveyorModel:
     confirms: int = 0
     heartbeat: int = 0
     outputs: dict[Signal, int] = field(default_factory=dict)  # lights, buzzer as last written
+    gate: GateMode = GateMode.REJECT
     pending: set[int] = field(default_factory=set)  # seqs the gate must remove
+    released: set[int] = field(default_factory=set)  # seqs the gate lets pass (gate: release)
     rejected: list[int] = field(default_factory=list)  # seqs the gate removed
     passed: list[int] = field(default_factory=list)  # seqs that left the line past the gate
     late: list[int] = field(default_factory=list)  # reject asked for an item already past the gate
+    late_releases: list[int] = field(default_factory=list)  # release written after the item's gate decision
+    holding: dict[Signal, int] = field(default_factory=dict)  # reject_fire/release_fire as last written
     confirm_never: bool = False
     jam_gate: bool = False
     # The PLC's heartbeat watchdog (what a real line's PLC program does, docs/technicians.md): armed by
@@ -91,13 +99,17 @@ class ConveyorModel:
         at_gate = self.counter - self.gate_at
         if at_gate < 1:
             return None
-        if at_gate in self.pending and not self.jam_gate:
-            self.pending.discard(at_gate)
+        if self.gate is GateMode.RELEASE:
+            remove = at_gate not in self.released or at_gate in self.pending
+        else:
+            remove = at_gate in self.pending
+        self.pending.discard(at_gate)
+        self.released.discard(at_gate)
+        if remove and not self.jam_gate:
             self.rejected.append(at_gate)
             if not self.confirm_never:
                 self.confirms += 1
         else:
-            self.pending.discard(at_gate)
             self.passed.append(at_gate)
         return at_gate
 
@@ -108,12 +120,19 @@ class ConveyorModel:
     def write(self, signal: Signal, value: int) -> None:
         if signal is Signal.LINE_RUN:
             self.running = bool(value) and not self.watchdog()
-        elif signal is Signal.REJECT_FIRE:
+        elif signal in (Signal.REJECT_FIRE, Signal.RELEASE_FIRE):
+            self.holding[signal] = value
             seq = unwrap(value, self.counter)
-            if seq <= self.counter - self.gate_at:
-                self.late.append(seq)
+            decided = seq <= self.counter - self.gate_at  # the item has reached the gate already
+            if signal is Signal.REJECT_FIRE:
+                if decided:
+                    self.late.append(seq)
+                else:
+                    self.pending.add(seq)
+            elif decided:
+                self.late_releases.append(seq)
             else:
-                self.pending.add(seq)
+                self.released.add(seq)
         elif signal is Signal.HEARTBEAT:
             if value != self.heartbeat or self._beat_at is None:
                 self._beat_at = self.clock()
@@ -131,6 +150,8 @@ class ConveyorModel:
             return self.confirms % U16
         if signal is Signal.HEARTBEAT:
             return self.heartbeat
+        if signal in (Signal.REJECT_FIRE, Signal.RELEASE_FIRE):
+            return self.holding.get(signal, 0)
         return self.outputs.get(signal, 0)
 
 
@@ -149,10 +170,12 @@ class PlcSim:
         host: str = "127.0.0.1",
         rtu: bool = False,
         watchdog_s: float | None = None,
+        gate: GateMode = GateMode.REJECT,
     ) -> None:
         """`rtu=True` serves Modbus RTU frames on socket://host:port (an RS-485 gateway's raw mode),
         which the adapter reaches through pyserial's serial_for_url like a real serial port."""
-        self.model = ConveyorModel(registers, camera_at=camera_at, gate_at=gate_at, watchdog_s=watchdog_s)
+        self.model = ConveyorModel(registers, camera_at=camera_at, gate_at=gate_at, watchdog_s=watchdog_s,
+                                   gate=gate)
         self.port = port
         self.host = host
         self.device_ids = device_ids
@@ -271,4 +294,5 @@ def example_map() -> RegisterMap:
         "reject_confirm": {"table": "input", "address": 1},
         "reject_fire": {"table": "holding", "address": 0},
         "heartbeat": {"table": "holding", "address": 1},
+        "release_fire": {"table": "holding", "address": 2},
     })

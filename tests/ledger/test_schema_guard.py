@@ -40,7 +40,8 @@ WALK = {CodeState.AVAILABLE: [], CodeState.ALLOCATED: ["allocated"], CodeState.S
         CodeState.VERIFIED: ["allocated", "sent", "printed", "verified"],
         CodeState.REJECTED: ["allocated", "sent", "printed", "rejected"],
         CodeState.IN_DOUBT: ["allocated", "sent", "in_doubt"], CodeState.VOIDED: ["voided"],
-        CodeState.RETURNED: ["allocated", "returned"]}
+        CodeState.RETURNED: ["allocated", "returned"],
+        CodeState.ESCAPED: ["allocated", "sent", "printed", "escaped"]}
 
 
 def test_every_raw_update_is_judged_by_the_file(tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ from agent.ledger import CodeState, IllegalTransition, Ledger, LedgerError
 from agent.ledger.states import ALLOCATABLE, TERMINAL, TRANSITIONS, legal_pairs
 from tests.helpers import seed_codes
 
-A, AL, SE, PR, VE, RJ, ID, VO, RE = (
-    "available", "allocated", "sent", "printed", "verified", "rejected", "in_doubt", "voided", "returned")
+A, AL, SE, PR, VE, RJ, ID, VO, RE, ES = (
+    "available", "allocated", "sent", "printed", "verified", "rejected", "in_doubt", "voided", "returned",
+    "escaped")
 
 BY_HAND: dict[tuple[str, str], str] = {
     (A, AL): "a job reserves a pooled code",
@@ -32,7 +33,8 @@ BY_HAND: dict[tuple[str, str], str] = {
     (SE, ID): "a stop, fault or power loss: it may or may not be on a product",
     (SE, RE): "the coder proved it flushed, never printed: back to the pool (audited)",
     (PR, VE): "read back and graded good (commissioned)",
-    (PR, RJ): "read back and failed; the item left the line (decommissioned)",
+    (PR, RJ): "read back and failed; the gate removed the item (decommissioned)",
+    (PR, ES): "the product left the line with no verdict carried out at the gate (never reported void)",
     (VE, RJ): "decommissioned after the fact (a recall, a broken pack)",
     (ID, PR): "a camera read proves it is on a product",
     (ID, VO): "never proven: voided at job close, never used again",
@@ -41,7 +43,7 @@ BY_HAND: dict[tuple[str, str], str] = {
 }
 
 SENDABLE = {AL, SE}  # states from which a code can (still or again) reach a coder
-MAY_BE_ON_A_PRODUCT = {PR, VE, RJ, ID}
+MAY_BE_ON_A_PRODUCT = {PR, VE, RJ, ID, ES}
 
 
 def _reachable(start: str) -> set[str]:
@@ -63,7 +65,7 @@ def test_the_table_is_exactly_the_hand_written_one() -> None:
 
 
 def test_every_state_is_named_here() -> None:
-    assert {s.value for s in CodeState} == {A, AL, SE, PR, VE, RJ, ID, VO, RE}
+    assert {s.value for s in CodeState} == {A, AL, SE, PR, VE, RJ, ID, VO, RE, ES}
 
 
 @pytest.mark.parametrize("start", sorted(MAY_BE_ON_A_PRODUCT))
@@ -74,11 +76,11 @@ def test_a_code_that_may_be_on_a_product_never_becomes_sendable(start: str) -> N
 
 def test_an_in_doubt_code_ends_printed_or_voided_only() -> None:
     assert {t.value for t in TRANSITIONS[CodeState.IN_DOUBT]} == {PR, VO}
-    assert _reachable(ID) <= {PR, VE, RJ, VO}
+    assert _reachable(ID) <= {PR, VE, RJ, VO, ES}  # once proven printed, it may escape like any print
 
 
 def test_voided_and_rejected_are_final_and_nothing_returns_to_available() -> None:
-    assert {s.value for s in TERMINAL} == {RJ, VO}
+    assert {s.value for s in TERMINAL} == {RJ, VO, ES}
     assert all(A not in _reachable(s.value) for s in CodeState)
 
 

@@ -22,6 +22,7 @@ PATHS: dict[CodeState, list[CodeState]] = {
     CodeState.IN_DOUBT: [CodeState.ALLOCATED, CodeState.SENT, CodeState.IN_DOUBT],
     CodeState.VOIDED: [CodeState.VOIDED],
     CodeState.RETURNED: [CodeState.ALLOCATED, CodeState.RETURNED],
+    CodeState.ESCAPED: [CodeState.ALLOCATED, CodeState.SENT, CodeState.PRINTED, CodeState.ESCAPED],
 }
 PAIRS = list(itertools.product(CodeState, CodeState))
 
