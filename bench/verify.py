@@ -36,7 +36,7 @@ from agent.verify.grade import Grader
 from agent.verify.station import VerifyStation, observe_image
 from bench import Figure
 from drivers.cameras.base import Image
-from drivers.plc import LinePlc, PlcSettings
+from drivers.plc import GateMode, LinePlc, PlcSettings
 from drivers.sim.camera import Defect, Defects, SimCameraSettings, render
 from drivers.sim.plc import PlcSim, example_map
 
@@ -95,7 +95,7 @@ async def _line(
     settings = VerifySettings(camera_at=3, read_window=1, gate_at=8, max_consecutive_rejects=1000)
     sim = PlcSim(example_map(), port=_port(), camera_at=3, gate_at=8)
     await sim.start()
-    plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map()))
+    plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map(), gate=GateMode.REJECT))
     await plc.open()
     await plc.run_line(True)
     station = VerifyStation(ledger, plc, settings, line=LineContext("urn:epc:id:sgln:0614141.00777.L1", None))

@@ -1,11 +1,14 @@
-"""The reject gate: fire through the PLC, expect a confirm for every fire, stop the line when not.
+"""The reject gate: expect a confirm for every item the gate must remove, stop the line when not.
 
 Why a confirm counter and not a flag: the gate may fire twice between two polls; a counter of removed
 items never loses one. Gates remove items in conveyor order, so each confirm settles the oldest
-outstanding fire. A fire still unconfirmed `confirm_margin` pitches after its item reached the gate
-means a product that should have left may still be on the line: the line stops with an alarm, because
-carrying on would ship it. The same happens after `max_consecutive` rejects in a row: something
-upstream (coder, camera, codes) is broken, and rejecting everything is waste, not control.
+outstanding removal, and only a settled removal lets the station decommission that item's code
+(agent/verify/records.py). Under a reject-only gate the removals expected are the items fired; under
+positive release, every item that reached the gate without its release. A removal still unconfirmed
+`confirm_margin` pitches after its item reached the gate means a product that should have left may still
+be on the line: the line stops with an alarm, because carrying on would ship it. The same happens after
+`max_consecutive` rejects in a row: something upstream (coder, camera, codes) is broken, and rejecting
+everything is waste, not control.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ class RejectBook:
         self._confirm_count = raw_confirms
 
     def fired(self, seq: int) -> None:
-        self.outstanding.append(seq)
+        """The gate must remove `seq` (fired, or not released); kept in conveyor order."""
+        if self.outstanding and seq < self.outstanding[-1]:
+            items = sorted([*self.outstanding, seq])
+            self.outstanding = deque(items)
+        else:
+            self.outstanding.append(seq)
 
     def verdict(self, seq: int, rejected: bool) -> Alarm | None:
         self.consecutive = self.consecutive + 1 if rejected else 0
@@ -58,21 +66,24 @@ class RejectBook:
                              count=self.consecutive, limit=self.max_consecutive, seq=seq))
         return None
 
-    def confirms(self, raw_confirms: int, counter: int) -> Alarm | None:
-        """Settle fires with new confirms; an alarm if the oldest fire is overdue at `counter`."""
+    def confirms(self, raw_confirms: int, counter: int) -> tuple[list[int], Alarm | None]:
+        """Settle removals with new confirms (the seqs settled); an alarm if the oldest is overdue at
+        `counter` (its seq is dropped from the book: the item may have left the line)."""
         last = self._confirm_count if self._confirm_count is not None else raw_confirms
         now = unwrap(raw_confirms, last)
+        settled: list[int] = []
         for _settled in range(max(0, now - last)):
             if self.outstanding:
-                self.confirmed.append(self.outstanding.popleft())
+                settled.append(self.outstanding.popleft())
+        self.confirmed.extend(settled)
         self._confirm_count = now
         if self.outstanding and counter - self.outstanding[0] > self.gate_at + self.confirm_margin:
             seq = self.outstanding.popleft()
-            return Alarm(StopReason.REJECT_UNCONFIRMED, seq,
+            return settled, Alarm(StopReason.REJECT_UNCONFIRMED, seq,
                          _("reject of seq {seq} not confirmed by the gate sensor within {margin} "
                            "pitches of the gate; the item may still be on the line: pull it before restarting").format(
                              seq=seq, margin=self.confirm_margin))
-        return None
+        return settled, None
 
 
 async def stop_line(plc: LinePlc) -> None:

@@ -1,25 +1,31 @@
-"""The verify station: ties reads to positions, judges every item, records it, rejects at the gate.
+"""The verify station: ties reads to positions, judges every item, records it, acts at the gate.
 
 Why it looks like this: the station is the one place where a physical item, a ledger code and a
 verdict meet, so it is the one place that must never let them drift apart. It takes `Observation`s
 from any source (a fixed reader's strings, a camera frame through the decoder: see `observe_image`),
 positions from the PLC counter, prints from the feeder, and for each item in conveyor order:
 
+- binds it to the code printed on it, durably (agent/verify/records.py), so a restart knows it;
 - judges it (agent.verify.verdict), at the read or, when no read came, when its read window closes;
-- fires the reject through the PLC at once, and stops the line when a reject is not confirmed or too
-  many come in a row (agent.verify.rejects);
-- hands the verdict to its writer thread (agent.verify.recorder), which records it in one transaction
-  with its EPCIS event on the outbox: good -> verified with a commissioning ObjectEvent, anything else
-  -> rejected with a decommissioning one and its reason. A code still `sent` or `in_doubt` is first
-  moved to `printed` when the read proves the print; a rejected item whose print no read proves is
-  voided instead (sent -> in_doubt -> voided), since a code may only be rejected once printed;
+- acts at the gate through the PLC (drivers/plc/plc.py `gate`): a reject is fired at once; under
+  positive release (`gate: release`) a good item is released once its verdict is committed, and the
+  PLC removes every item not released. The line stops when a removal is not confirmed or too many
+  rejects come in a row (agent.verify.rejects);
+- hands every write to its writer thread (agent.verify.recorder): a good verdict is verified with its
+  EPCIS commissioning event at once; a reject's code is decommissioned only once the product is proven
+  removed (the confirm sensor, or no release under positive release), and a product that left with no
+  verdict carried out at the gate is `escaped`, never reported void;
 - reports the verdict (counts, `on_verdict` hooks: packing, the runtime) only after its commit.
+
+On start it plans from the PLC's counters and the ledger what is between head and gate
+(agent/verify/binding.py): items in flight are judged with their own code when the binding is proven,
+rejected as unbound otherwise; never judged against another item's code.
 
 The event loop never touches the writer connection: code states come from a read-only WAL connection
 plus this station's own verdicts not yet committed, so a commit's fsync elsewhere cannot stall it.
 
 Fail safe: when the ledger refuses a good verdict the item is rejected anyway; nothing leaves the line
-verified that is not verified in the ledger.
+verified (or released) that is not verified in the ledger.
 """
 
 from __future__ import annotations
@@ -36,20 +42,24 @@ from typing import Any
 import numpy as np
 
 from agent.config.verify import VerifySettings
-from agent.epcis import LineContext, commissioning_event, decommissioning_event, epc_for
+from agent.epcis import LineContext
 from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
 from agent.ledger.states import IllegalTransition
+from agent.verify import binding
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
 from agent.verify.recorder import Recorder
+from agent.verify.records import Outcome, Records, verification_event
 from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
-from agent.verify.tracker import Tracked, Tracker
+from agent.verify.tracker import ItemState, Tracked, Tracker
 from agent.verify.verdict import JUDGED, Judgement, Observation, Verdict, judge
 from drivers.cameras.base import Image
-from drivers.plc import LinePlc, PlcError, Signal, unwrap
+from drivers.plc import GateMode, LinePlc, PlcError, Signal, unwrap
 from drivers.readers.base import ReadResult
 
-UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
+__all__ = ["VerifySettings", "VerifyStation", "ink_seen", "observe_image", "observe_read", "verification_event"]
+
+RELEASE_MARGIN = 2  # a release is written only while its item is at least this many pitches before the gate
 
 
 class VerifyStation:
@@ -66,35 +76,93 @@ class VerifyStation:
         self.ledger = ledger
         self.plc = plc
         self.settings = s = settings or VerifySettings()
+        self.gate: GateMode = plc.settings.gate
         self.line = line
-        self._jobs: dict[int, tuple[str | None, str | None, str]] = {}  # job id -> lot, expiry, name
         self.code_of = code_of  # printed text -> ledger code (templates render codes into URLs)
         self.name = name
         self.tracker = Tracker(camera_at=s.camera_at, window=s.read_window, gate_at=s.gate_at)
         self.book = RejectBook(gate_at=s.gate_at, confirm_margin=s.confirm_margin,
                                max_consecutive=s.max_consecutive_rejects)
         self.counts: Counter[Verdict] = Counter()
+        self.fates: Counter[str] = Counter()  # removed / escaped / passed, as recorded
         self.alarms: list[Alarm] = []
         self.stopped = False
         self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []  # called once the verdict is durable
         self.recorder = Recorder(ledger, name=f"verify-recorder:{name}")
+        self.records = Records(ledger, line, name)
         self.latency_s: deque[float] = deque(maxlen=100_000)  # image arrival -> verdict decided, reject fired
+        self.late_releases = 0  # good items whose release could not be written before the gate
+        self.plan: binding.Plan | None = None
         self._reader: sqlite3.Connection | None = None
         self._unsettled: dict[str, tuple[CodeState, int]] = {}  # code -> (state it is getting, by seq)
+        self._removals: dict[int, Tracked] = {}  # items the gate must remove, until confirmed
+        self._last_release = -1
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- inputs ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Take the PLC's counters as they are now: items already on the line are not ours to judge."""
-        counter = await self.plc.counter()
-        self.tracker = Tracker(camera_at=self.tracker.camera_at, window=self.tracker.window,
-                               gate_at=self.tracker.gate_at, start=counter)
-        self.book.baseline(await self.plc.confirmed())
+    async def start(self, render: Callable[[str], str] | None = None) -> binding.Plan:
+        """Re-read the PLC's counters and the ledger: settle what passed the gate while the station was
+        away, track again what is in flight (its own code when the binding is proven, rejected as
+        unbound otherwise). `render`: code -> the text the coder printed (the job's template)."""
+        s = self.settings
+        raw = await self.plc.counter()
+        confirms = await self.plc.confirmed()
+        released = await self.plc.last_released() if self.gate is GateMode.RELEASE else None
+        rows, mark, after = await asyncio.to_thread(self._read_bindings)
+        self.plan = plan = binding.plan(raw_counter=raw, rows=rows, mark=mark, after_mark=after, gate=self.gate,
+                                        released_raw=released, gate_at=s.gate_at)
+        self.tracker = Tracker(camera_at=s.camera_at, window=s.read_window, gate_at=s.gate_at, start=plan.head)
+        self.book.baseline(confirms)
+        self._last_release = plan.released_upto if plan.released_upto is not None else -1
+        if plan.reset:
+            self.recorder.submit(functools.partial(self.records.mark, plan.head))
+        for b in plan.proven:
+            assert b.code is not None
+            self.recorder.submit(functools.partial(self.records.bound, b.seq, b.code, b.coder, b.feed_seq))
+        for b, fate, why in plan.settle:
+            o = Outcome(b.seq, b.code, None, b.verdict or Verdict.MISSED, b.reason or why)
+            if fate is binding.Fate.PASSED:
+                self.recorder.submit(functools.partial(self.records.done, b.seq))
+            else:
+                write = self.records.removed if fate is binding.Fate.REMOVED else self.records.escaped
+                self.recorder.submit(functools.partial(write, o, why))
+            self.fates[fate.value] += 1
+        restore = {b.seq: b for b in plan.restore}
+        for seq in sorted([*restore, *plan.unbound]):
+            if seq not in restore:
+                await self._judge_as(self.tracker.restore(Tracked(seq, unbound=True)), Judgement(
+                    Verdict.UNBOUND, None, "in flight across a restart; no binding to a code is proven"))
+                continue
+            b = restore[seq]
+            text = render(b.code) if render is not None and b.code is not None else b.code
+            item = self.tracker.restore(Tracked(seq, b.code, text, released=b.released or (
+                b.verdict is Verdict.GOOD and seq <= self._last_release)))
+            if b.verdict is not None:
+                item.judgement = Judgement(b.verdict, None, b.reason or "")
+                item.state = ItemState.JUDGED
+                if b.verdict.rejects:
+                    await self._fire(item)  # again: the PLC may have lost it; the same seq twice is one reject
+                elif self.gate is GateMode.RELEASE and not item.released:
+                    await self._release(item)
+            elif self.tracker.position(seq) > s.camera_at + s.read_window:
+                await self._judge_as(item, Judgement(Verdict.MISSED, None,
+                                                     "its read window passed while the agent was down"))
+        return plan
 
-    def printed(self, seq: int, code: str, text: str | None = None) -> None:
-        """The feeder's print-complete (or counter-mapped) report: `code` is on item `seq`."""
+    def _read_bindings(self) -> tuple[list[binding.Bound], binding.Mark | None, list[binding.Bound]]:
+        conn = self.ledger.reader()
+        try:
+            return binding.read(conn, self.name)
+        finally:
+            conn.close()
+
+    def printed(self, seq: int, code: str, text: str | None = None, *, coder: str | None = None,
+                feed_seq: int | None = None) -> None:
+        """The feeder's print-complete (or counter-mapped) report: `code` is on item `seq`; the binding is
+        written with the next group (a restart before that finds the item unbound: rejected, never wrong)."""
         self.tracker.printed(seq, code, text)
+        self.recorder.submit(functools.partial(self.records.bound, seq, code, coder, feed_seq))
 
     async def observe(self, obs: Observation) -> Judgement | None:
         """A read for item obs.seq; judged at once. None when it came too late or twice."""
@@ -109,10 +177,16 @@ class VerifyStation:
         await self.step(unwrap(values[Signal.COUNTER], self.tracker.head), values[Signal.REJECT_CONFIRM])
 
     async def step(self, counter: int, raw_confirms: int) -> None:
-        for item in self.tracker.advance(counter).expired:
+        advance = self.tracker.advance(counter)
+        for item in advance.expired:
             await self._judge(item, None)
-        alarm = self.book.confirms(raw_confirms, counter)
+        for item in advance.at_gate:
+            self._at_gate(item)
+        settled, alarm = self.book.confirms(raw_confirms, counter)
+        for seq in settled:
+            self._fate(seq, binding.Fate.REMOVED, "confirmed by the gate sensor")
         if alarm is not None:
+            self._fate(alarm.seq, binding.Fate.ESCAPED, "its removal was not confirmed by the gate sensor")
             await self._stop(alarm)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,6 +201,63 @@ class VerifyStation:
                 async with asyncio.timeout(self.settings.poll_ms / 1000):
                     await stop.wait()
         await self.flush()
+
+    # ---- the gate -------------------------------------------------------------------------------
+
+    def _at_gate(self, item: Tracked) -> None:
+        """The item is at the gate now: under positive release, one not released is being removed."""
+        if self.gate is GateMode.RELEASE and not item.released:
+            self.book.fired(item.seq)
+            self._removals[item.seq] = item
+        elif self.gate is GateMode.REJECT and item.judgement is None:
+            self._fate(item.seq, binding.Fate.ESCAPED, "reached the gate unjudged", item)
+
+    def _fate(self, seq: int | None, fate: binding.Fate, why: str, item: Tracked | None = None) -> None:
+        item = item or (self._removals.pop(seq, None) if seq is not None else None)
+        if item is None:
+            return
+        self.fates[fate.value] += 1
+        write = self.records.removed if fate is binding.Fate.REMOVED else self.records.escaped
+        self.recorder.submit(functools.partial(write, self._outcome(item), why))
+
+    @staticmethod
+    def _outcome(item: Tracked) -> Outcome:
+        j = item.judgement or Judgement(Verdict.UNBOUND, None, "not judged")
+        grade = item.observation.grade if item.observation is not None else None
+        return Outcome(item.seq, item.code, item.text, j.verdict, j.reason, j.read,
+                       grade.value if grade is not None else None)
+
+    async def _fire(self, item: Tracked) -> None:
+        """Write the reject (under positive release too: a PLC in reject mode still removes it)."""
+        try:
+            await self.plc.fire_reject(item.seq)
+        except PlcError as exc:
+            await self._stop(Alarm(StopReason.PLC_FAILED, item.seq,
+                                   f"reject of seq {item.seq} could not be fired: {exc}"))
+            return
+        item.fired = True
+        if self.gate is GateMode.REJECT and item.seq not in self._removals:
+            self.book.fired(item.seq)
+            self._removals[item.seq] = item
+
+    async def _release(self, item: Tracked) -> None:
+        """Release a good item whose verdict is committed, while it is still in time for the gate and in
+        increasing seq order (so the register read back after a restart says how far releases got)."""
+        if item.state is ItemState.GONE or self.tracker.position(item.seq) > self.settings.gate_at - RELEASE_MARGIN \
+                or item.seq <= self._last_release:
+            self.late_releases += 1  # the PLC removes it; its code is decommissioned when confirmed
+            return
+        item.released = True  # before the write: the gate must not count on its removal from now on
+        self._last_release = item.seq
+        try:
+            await self.plc.release(item.seq)
+        except PlcError as exc:
+            item.released = False
+            await self._stop(Alarm(StopReason.PLC_FAILED, item.seq,
+                                   f"release of seq {item.seq} could not be written: {exc}"))
+            return
+        self.fates[binding.Fate.PASSED.value] += 1
+        self.recorder.submit(functools.partial(self.records.done, item.seq))
 
     # ---- judging --------------------------------------------------------------------------------
 
@@ -147,33 +278,36 @@ class VerifyStation:
         return None if row is None else CodeState(row[0])
 
     async def _judge(self, item: Tracked, obs: Observation | None) -> Judgement:
+        return await self._judge_as(item, judge(item.text, obs, self._state_of, minimum=self.settings.min_grade),
+                                    obs)
+
+    async def _judge_as(self, item: Tracked, j: Judgement, obs: Observation | None = None) -> Judgement:
         """Decide and act at the gate now; record in the writer thread; report once durable.
 
         Why the reject is fired before its verdict is committed: firing is the physical safety act
         and must land before the item reaches the gate, while the commit may take longer than a
-        pitch. The order is safe because a reject can only remove an item: if the agent dies before
-        the commit, the item is off the line and its code is still sent or printed in the ledger,
-        never verified; it ends in doubt or is judged again, never shipped as good. A good verdict,
-        in turn, is reported (hooks, counts, packing) only after its commit returned, and one the
-        ledger refuses comes back as a reject that is fired then.
+        pitch. The order is safe because a reject can only remove an item, and its code is
+        decommissioned only once the removal is confirmed. A good verdict, in turn, is reported (hooks,
+        counts, packing) and released only after its commit returned, and one the ledger refuses comes
+        back as a reject that is fired then.
         """
-        j = judge(item.text, obs, self._state_of, minimum=self.settings.min_grade)
         self.tracker.judged(item, j)
         if j.verdict.rejects:
-            await self._fire(item.seq)
+            await self._fire(item)
         if obs is not None:
             self.latency_s.append(time.monotonic() - obs.at)
         if item.code is not None:
             self._unsettled[item.code] = (self._expected_state(item, j), item.seq)
-        self.recorder.submit(functools.partial(self._record_safely, item, j, obs),
+        self.recorder.submit(functools.partial(self._record_safely, item, j),
                              functools.partial(self._recorded, item, j))
-        alarm = self.book.verdict(item.seq, j.verdict.rejects)
-        if alarm is not None:
-            await self._stop(alarm)
+        if not j.verdict.restart:
+            alarm = self.book.verdict(item.seq, j.verdict.rejects)
+            if alarm is not None:
+                await self._stop(alarm)
         return j
 
     def _expected_state(self, item: Tracked, j: Judgement) -> CodeState:
-        """What the writer will make of item.code, for the loop's view until the commit is visible."""
+        """What item.code will become, for the loop's view until the commit is visible."""
         if not j.verdict.rejects:
             return CodeState.VERIFIED
         assert item.code is not None
@@ -193,7 +327,9 @@ class VerifyStation:
         if refused is not None:
             j = refused
             self.tracker.judged(item, j)
-            self._spawn(self._fire(item.seq))
+            self._spawn(self._fire(item))
+        elif not j.verdict.rejects and self.gate is GateMode.RELEASE:
+            self._spawn(self._release(item))
         self.counts[j.verdict] += 1
         for hook in self.on_verdict:
             hook(item, j)
@@ -201,8 +337,9 @@ class VerifyStation:
     async def flush(self) -> None:
         """Wait until every verdict so far is committed and reported (tests, shutdown, end of a job)."""
         await self.recorder.flush()
-        if self._tasks:
+        while self._tasks:
             await asyncio.gather(*self._tasks)
+        await self.recorder.flush()
 
     def close(self) -> None:
         """Stop the writer thread after what is queued; close the read connection."""
@@ -216,88 +353,22 @@ class VerifyStation:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fire(self, seq: int) -> None:
-        try:
-            await self.plc.fire_reject(seq)
-            self.book.fired(seq)
-        except PlcError as exc:
-            await self._stop(Alarm(StopReason.PLC_FAILED, seq, f"reject of seq {seq} could not be fired: {exc}"))
-
-    def _record_safely(self, item: Tracked, j: Judgement, obs: Observation | None) -> Judgement | None:
+    def _record_safely(self, item: Tracked, j: Judgement) -> Judgement | None:
         """Writer thread. Record the verdict; a good one the ledger refuses comes back as its reject."""
+        o = self._outcome(item)
         if item.code is None:
-            self._record_event(item, j)
+            self.records.event(o)
             return None
+        keep = j.verdict.rejects or self.gate is GateMode.RELEASE  # the binding waits for the item's fate
         try:
-            self._record(item, j, obs)
+            self.records.verdict(o, keep_binding=keep)
         except (LedgerError, IllegalTransition, UnknownCode) as exc:
             turned = None if j.verdict.rejects else Judgement(
                 Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
-            self._record_event(item, turned or j, error=str(exc))
+            self.records.event(Outcome(o.seq, o.code, o.text, (turned or j).verdict, (turned or j).reason, o.read),
+                               error=str(exc))
             return turned
         return None
-
-    def _record(self, item: Tracked, j: Judgement, obs: Observation | None) -> None:
-        """The verdict, its item row and its EPCIS event: one transaction (writer thread).
-
-        A rejected item whose code no read proves printed (still `sent` or `in_doubt`: a no-read, a
-        missing print, another code read) cannot become `rejected`, which needs a printed code. Its
-        item has left the line at the gate, so nothing will ever prove the print: the code goes
-        sent -> in_doubt -> voided at once, the void carrying the decommissioning event, and the
-        feeder's later confirmation skips it (it confirms only codes still `sent`).
-        """
-        assert item.code is not None
-        code, now = item.code, time.time()
-        good = not j.verdict.rejects
-        grade = obs.grade.value if obs is not None and obs.grade is not None else None
-        with self.ledger.atomic():
-            row = self.ledger.code_row(code)
-            lot, expiry, work_order = self._job(row["job"])
-            event = verification_event(self.line, code, commissioning=good, at=now, lot=lot, expiry=expiry,
-                                       work_order=work_order, reason=None if good else j.verdict.value)
-            payload: dict[str, Any] = {"epcis": event, "seq": item.seq, "verdict": j.verdict.value,
-                                       "reason": j.reason, "read": j.read, "grade": grade, "station": self.name}
-            state = CodeState(row["state"])
-            if state in UNPROVEN and j.read is not None and j.read == item.text:
-                self.ledger.transition(code, CodeState.PRINTED, kind="code.printed",
-                                       payload={"proven_by": "read", "seq": item.seq})
-                state = CodeState.PRINTED
-            if state in JUDGED:
-                # Printed a second time: the first item keeps its verdict (it may have shipped and
-                # is genuine); this item leaves at the gate, and the journal says why.
-                self.ledger.append_event("verify.printed_again", payload, code=code, job=row["job"])
-            elif not good and state in UNPROVEN:
-                if state is CodeState.SENT:
-                    self.ledger.transition(code, CodeState.IN_DOUBT, kind="code.in_doubt", payload={
-                        "seq": item.seq, "station": self.name, "why": f"{j.verdict.value}: no read proves the print"})
-                self.ledger.transition(code, CodeState.VOIDED, kind="code.voided", payload=payload, uplink=True)
-            else:
-                target = CodeState.VERIFIED if good else CodeState.REJECTED
-                self.ledger.transition(code, target, kind=f"code.{target.value}", payload=payload, uplink=True)
-            if row["job"] is not None:
-                self.ledger.conn.execute(
-                    "INSERT INTO items(job, code, seq, verdict, grade, judged_at) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(code) DO UPDATE SET seq = excluded.seq, verdict = excluded.verdict, "
-                    "grade = excluded.grade, judged_at = excluded.judged_at",
-                    (row["job"], row["id"], item.seq, j.verdict.value, grade, now),
-                )
-
-    def _job(self, job: int | None) -> tuple[str | None, str | None, str | None]:
-        """Lot, expiry and work order (the job's name) for the events of a job's codes; cached."""
-        if job is None:
-            return None, None, None
-        if job not in self._jobs:
-            row = self.ledger.conn.execute("SELECT lot, expiry, name FROM jobs WHERE id = ?", (job,)).fetchone()
-            self._jobs[job] = (row["lot"], row["expiry"], row["name"]) if row else (None, None, str(job))
-        return self._jobs[job]
-
-    def _record_event(self, item: Tracked, j: Judgement, error: str | None = None) -> None:
-        """A verdict with no code to move (nothing printed), or one the ledger refused: journal it."""
-        with self.ledger.atomic():
-            self.ledger.append_event(f"verify.{j.verdict.value}", {
-                "seq": item.seq, "reason": j.reason, "read": j.read, "station": self.name,
-                **({"error": error} if error else {}),
-            }, code=item.code)
 
     # ---- alarms ---------------------------------------------------------------------------------
 
@@ -317,21 +388,6 @@ class VerifyStation:
         self.stopped = True
         with contextlib.suppress(PlcError):  # already an alarm; a dead PLC cannot be stopped by us
             await stop_line(self.plc)
-
-
-def verification_event(
-    line: LineContext, code: str, *, commissioning: bool, at: float, reason: str | None,
-    lot: str | None = None, expiry: str | None = None, work_order: str | None = None,
-) -> dict[str, Any]:
-    """The EPCIS 2.0 ObjectEvent for one verdict, built by agent.epcis so every producer agrees.
-
-    Verified: ADD / commissioning / active with lot and expiry as ilmd. Rejected: OBSERVE /
-    decommissioning / inactive with the verdict as `lineagent:reason`.
-    """
-    epc = epc_for(code, line.company_prefix_length)
-    if commissioning:
-        return commissioning_event(line, [epc], at=at, lot=lot, expiry=expiry, work_order=work_order)
-    return decommissioning_event(line, [epc], at=at, reason=reason or "rejected", work_order=work_order)
 
 
 def observe_read(seq: int, result: ReadResult, *, at: float | None = None) -> Observation:

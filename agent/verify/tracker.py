@@ -7,6 +7,9 @@ print-complete events) has seq N, and at counter C it sits C - N pitches downstr
 `camera_at` pitches; a read for an item is taken until `camera_at + window`; when the window closes
 without one, the item is handed back as expired so the station judges it as not read. Every item is
 judged before it reaches the gate at `gate_at`, which is what lets a reject land on it.
+
+After a restart the items already between head and gate are put back with `restore` (what the ledger
+and the counters prove about them, agent/verify/binding.py); they move on like any other.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Tracked:
     observation: Observation | None = None
     judgement: Judgement | None = None
     state: ItemState = ItemState.MOVING
+    released: bool = False  # release_fire written for it (gate: release)
+    fired: bool = False  # reject_fire written for it
+    unbound: bool = False  # in flight across a restart with no binding proven
 
 
 @dataclass(slots=True)
@@ -74,6 +80,19 @@ class Tracker:
         """The seq in front of the camera now (None before the first item gets there)."""
         seq = self.head - self.camera_at
         return seq if seq in self._items else None
+
+    def restore(self, item: Tracked) -> Tracked:
+        """Put back an item that passed the head before this tracker started (a restart): it must still
+        be between head and gate."""
+        if not self.head - self.gate_at < item.seq <= self.head:
+            raise TrackingError(f"seq {item.seq} is not between the gate and the head (head {self.head})")
+        if item.judgement is not None:
+            item.state = ItemState.JUDGED
+        self._items[item.seq] = item
+        return item
+
+    def items(self) -> list[Tracked]:
+        return [self._items[s] for s in sorted(self._items)]
 
     def printed(self, seq: int, code: str, text: str | None = None) -> Tracked:
         """Tie a printed code to its seq; the print may be reported before or after the counter moves."""

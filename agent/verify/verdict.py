@@ -27,10 +27,23 @@ class Verdict(StrEnum):
     FOREIGN = "foreign"  # a code in no package of this line
     LOW_GRADE = "low_grade"  # the right code, printed below the minimum grade
     MISSING_PRINT = "missing_print"  # nothing printed: the coder reported no print, or no ink was seen
+    # In flight across a restart of the agent, and no binding to a code is proven (not in the ledger,
+    # not provable from the PLC's and the coder's counters): rejected without looking at it, never
+    # judged against another item's code.
+    UNBOUND = "unbound_after_restart"
+    # In flight across a restart with its code known, but its read window passed while the agent was
+    # down: nobody saw it, so it cannot be released.
+    MISSED = "missed_after_restart"
 
     @property
     def rejects(self) -> bool:
         return self is not Verdict.GOOD
+
+    @property
+    def restart(self) -> bool:
+        """A reject caused by the agent's own restart, not by the coder, camera or codes: it does not
+        count towards "N rejects in a row" (that alarm is for a broken line, not a restarted agent)."""
+        return self in (Verdict.UNBOUND, Verdict.MISSED)
 
 
 # A code in one of these states was already judged on some item; seeing it again means two items

@@ -83,7 +83,7 @@ class Camera(ABC):
         except CameraError:
             self.state = CameraState.FAILED
             raise
-        index = got[3] if len(got) == 4 else None  # type: ignore[misc]
+        index = got[3] if len(got) == 4 else None
         frame = Frame(image=got[0], seq=self._seq, at=got[1], source=got[2], index=index)
         self._seq += 1
         return frame

@@ -20,7 +20,7 @@ from agent.verify.grade import Grade
 from agent.verify.rejects import StopReason
 from agent.verify.station import VerifySettings, VerifyStation
 from agent.verify.verdict import Judgement, Observation, Verdict
-from drivers.plc import LinePlc, PlcSettings, Signal
+from drivers.plc import GateMode, LinePlc, PlcSettings, Signal
 from drivers.sim.plc import PlcSim, example_map
 from tests.conftest import free_port
 from tests.helpers import seed_codes
@@ -99,7 +99,7 @@ async def open_line(tmp: Path, n: int, settings: VerifySettings, *, spare: int =
     ledger, codes = ledger_with_printed(tmp / "ledger.db", n, spare=spare, state=state)
     sim = PlcSim(example_map(), port=free_port(), camera_at=settings.camera_at, gate_at=settings.gate_at)
     await sim.start()
-    plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map()))
+    plc = LinePlc(PlcSettings(url=sim.url, timeout_s=1.0, registers=example_map(), gate=GateMode.REJECT))
     await plc.open()
     await plc.run_line(True)
     station = VerifyStation(ledger, plc, settings, line=LineContext(READ_POINT, None))
@@ -268,7 +268,7 @@ def test_run_polls_a_moving_line_and_survives_a_dead_plc(tmp_path: Path) -> None
     async def scenario() -> None:
         ledger, _ = ledger_with_printed(tmp_path / "ledger.db", 5)
         async with PlcSim(example_map(), port=free_port(), camera_at=1, gate_at=6, rate_per_s=50) as sim:
-            plc = LinePlc(PlcSettings(url=sim.url, timeout_s=0.1, registers=example_map()))
+            plc = LinePlc(PlcSettings(url=sim.url, timeout_s=0.1, registers=example_map(), gate=GateMode.REJECT))
             await plc.open()
             await plc.run_line(True)
             station = VerifyStation(ledger, plc, settings, line=LineContext(READ_POINT, None))
