@@ -108,6 +108,9 @@ class VerifySettings(Strict):
     max_consecutive_rejects: int = Field(5, ge=1)
     min_grade: Grade = Grade.C
     poll_ms: float = Field(5.0, gt=0)  # PLC counter polling
+    # A camera that stamps its images with its own trigger count (drivers/cameras/base.py Frame.index):
+    # item seq = that count + this offset (0: the camera's count and the PLC counter started together).
+    frame_index_offset: int = Field(0, ge=-(2**31), le=2**31)
 
     @model_validator(mode="after")
     def _order(self) -> VerifySettings:

@@ -286,9 +286,10 @@ MIGRATIONS: list[tuple[int, str]] = [
                         state = 'verified' OR state = 'rejected' OR state = 'in_doubt' OR state = 'voided' OR
                         state = 'returned' OR state = 'escaped'),
             prev_state  TEXT CHECK (prev_state IS NULL OR
-                        prev_state = 'available' OR prev_state = 'allocated' OR prev_state = 'sent' OR prev_state = 'printed' OR
-                        prev_state = 'verified' OR prev_state = 'rejected' OR prev_state = 'in_doubt' OR prev_state = 'voided' OR
-                        prev_state = 'returned' OR prev_state = 'escaped'),
+                        prev_state = 'available' OR prev_state = 'allocated' OR prev_state = 'sent' OR
+                        prev_state = 'printed' OR prev_state = 'verified' OR prev_state = 'rejected' OR
+                        prev_state = 'in_doubt' OR prev_state = 'voided' OR prev_state = 'returned' OR
+                        prev_state = 'escaped'),
             job         INTEGER REFERENCES jobs(id),
             updated_at  REAL
         );

@@ -3,7 +3,11 @@
 Why not drivers.sim.camera.SimCamera directly: that camera renders at grab time, inside the agent's
 process, so a benchmark would charge the simulator's rendering to the agent. Here the simulated line
 renders each frame (with drivers.sim.camera.render, seeded defects) in its own thread and hands it
-over; the agent only grabs, as it would from a triggered industrial camera.
+over; the agent only grabs, as it would from a triggered industrial camera. Like an industrial smart
+camera it stamps each image with its trigger count (`Frame.index`): the camera is triggered once per item
+reaching it, the first being item 1, so the count is the conveyor seq of the item it shows. Frames are
+kept across open/close (a triggered camera's buffer is not the agent's): the index says whose they are,
+and the station drops those of items it no longer waits for.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections import deque
 from drivers.cameras.base import Camera, Image, NoFrame
 from drivers.sim.camera import SimCameraSettings
 
+BUFFER = 256  # frames the camera keeps when nobody grabs (the oldest go first)
+
 
 class PositionCamera(Camera):
     Settings = SimCameraSettings
@@ -25,7 +31,7 @@ class PositionCamera(Camera):
         super().__init__(name)
         self.settings = settings or SimCameraSettings()
         self.wait_s = wait_s  # how long a grab waits for the line to deliver a frame
-        self._frames: deque[tuple[int, Image, float]] = deque()
+        self._frames: deque[tuple[int, Image, float]] = deque(maxlen=BUFFER)
         self._lock = threading.Lock()
 
     def show(self, seq: int, image: Image) -> None:
@@ -34,20 +40,18 @@ class PositionCamera(Camera):
             self._frames.append((seq, image, time.monotonic()))
 
     async def _open(self) -> None:
-        with self._lock:
-            self._frames.clear()  # frames from before we looked belong to items nobody tracks
+        return None
 
-    async def _grab(self) -> tuple[Image, float, str]:
+    async def _grab(self) -> tuple[Image, float, str, int | None]:
         deadline = time.monotonic() + self.wait_s
         while True:
             with self._lock:
                 if self._frames:
                     seq, image, at = self._frames.popleft()
-                    return image, at, f"sim:item {seq}"
+                    return image, at, f"sim:item {seq}", seq
             if time.monotonic() >= deadline:
                 raise NoFrame(f"camera {self.name!r}: no frame from the simulated line in {self.wait_s} s")
             await asyncio.sleep(0.002)
 
     async def _close(self) -> None:
-        with self._lock:
-            self._frames.clear()
+        return None

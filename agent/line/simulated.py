@@ -187,7 +187,7 @@ class SimulatedLine:
             settings = self.cfg.device_settings("plcs", name)
             plc = PlcSim(settings.registers, port=free_port(), camera_at=self._verify.camera_at,
                          gate_at=self._verify.gate_at, device_ids=(settings.device_id,),
-                         watchdog_s=self.settings.plc_watchdog_s)
+                         watchdog_s=self.settings.plc_watchdog_s, gate=settings.gate)
             await plc.start()
             entry["url"] = plc.url
             self.plcs[name] = plc

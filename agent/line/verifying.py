@@ -10,9 +10,18 @@ link. Records a reconcile put in doubt were flushed from the coder and are skipp
 an item would shift the binding; that can only produce rejects (the read does not match), never a false
 accept, and the reject reasons say so.
 
+Every binding is written to the ledger when it is made, and a (re)start waits for the feeder's reconcile
+(the print station primed) before the station re-reads the PLC's counters: what is in flight is then
+tracked with its own code, rejected as unbound, or settled (agent/verify/binding.py). New items bind
+from the first feed record sent after the reconcile.
+
 The camera is triggered per item: for every item that reaches the camera position one frame is grabbed
-and decoded (in a worker thread: decoding must not stall the loop) and handed to the station. A device
-that fails (camera, PLC) raises an alarm and the station keeps trying; it never ends the agent.
+and decoded (in a worker thread: decoding must not stall the loop) and handed to the station. A frame
+that carries the camera's own trigger count (`Frame.index`) is given to the item whose seq is that count
+plus `verify.frame_index_offset`; one naming an item not tracked, not yet past the head or already judged
+is dropped and counted, never given to another item. A frame without a count goes to the next item in
+arrival order, starting after the items that were at or past the camera at start. A device that fails
+(camera, PLC) raises an alarm and the station keeps trying; it never ends the agent.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from agent.verify.station import VerifyStation, observe_image
 from agent.verify.tracker import Tracked, TrackingError
 from agent.verify.verdict import Judgement
 from drivers.cameras.base import Camera, CameraError
-from drivers.plc import LinePlc, PlcError, Signal, unwrap
+from drivers.plc import U16, LinePlc, PlcError, Signal, unwrap
 from drivers.registry import DeviceKind, load
 
 log = logging.getLogger(__name__)
@@ -103,6 +112,8 @@ class VerifyRunner:
         self._bound_feed_seq = 0  # the last coder feed seq tied to an item
         self._bound_item = 0  # the last conveyor seq tied to a print
         self._next_frame = 0
+        self._order_floor = 0  # frames without an index start here after a (re)start
+        self.frames_dropped = 0  # frames whose index named no item waiting for one
         self._unjudged: set[int] = set()  # bound items still waiting for their durable verdict
         self._reader: sqlite3.Connection | None = None  # committed view; never waits on a commit
         self._reader_lock = threading.Lock()  # the tick and the end-of-job check read from two threads
@@ -136,12 +147,16 @@ class VerifyRunner:
         await self._until_open(stop)
         if stop.is_set():
             return
-        await station.start()
-        head = station.tracker.head
-        self._bound_item = head
-        self._next_frame = head + 1
-        with contextlib.suppress(Exception):
-            self._bound_feed_seq = await asyncio.to_thread(self._last_settled_seq)
+        # The feeder reconciles with its coder before it primes it: only then do the ledger's feed records
+        # say what was printed while the station was away.
+        primed = asyncio.ensure_future(self.printing.primed.wait())
+        halt = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([primed, halt], return_when=asyncio.FIRST_COMPLETED)
+        primed.cancel()
+        halt.cancel()
+        if stop.is_set():
+            return
+        await self._start(station)
         self.state = VerifyState.RUNNING
         poll = self.st.verify.poll_ms / 1000
         while not stop.is_set():
@@ -163,6 +178,32 @@ class VerifyRunner:
                     await stop.wait()
         await station.flush()  # the last verdicts are committed and reported before the job ends
         station.close()
+
+    async def _start(self, station: VerifyStation) -> None:
+        """Re-read the counters and the ledger; say what a restart found (an operator sees it)."""
+        plan = await station.start(render=self.printing.render)
+        s = self.st.verify
+        head = plan.head
+        self._bound_item = head
+        self._order_floor = head - s.camera_at + 1
+        waiting = [b.seq for b in plan.restore if b.verdict is None
+                   and head - b.seq <= s.camera_at + s.read_window]
+        self._next_frame = min([*waiting, self._order_floor])
+        self._unjudged = set(waiting)
+        self._bound_feed_seq = await asyncio.to_thread(self._last_settled_seq)
+        if plan.restore or plan.unbound or plan.settle:
+            fates: dict[str, int] = {}
+            for _b, fate, _why in plan.settle:
+                fates[fate.value] = fates.get(fate.value, 0) + 1
+            msg = (f"start at counter {head}: {len(plan.restore)} items in flight tracked with their own code "
+                   f"({len(plan.proven)} proven by the counters), {len(plan.unbound)} unbound (rejected), "
+                   f"past the gate meanwhile: {fates or 'none'}")
+            if plan.reset:
+                msg += "; the PLC counter went back (PLC reset): bindings before it are unknown"
+            log.warning("%s: %s", self.name, msg)
+            self.board.set(self.name, "restart", True, Severity.WARNING, msg)
+        else:
+            self.board.set(self.name, "restart", False)
 
     async def _until_open(self, stop: asyncio.Event) -> None:
         delay = 0.1
@@ -190,13 +231,14 @@ class VerifyRunner:
             late = counter - seq >= s.camera_at + s.read_window
             if seq > self._bound_item and not late:
                 break  # the coder's confirmation is on its way; the frame waits in the camera
-            await self._frame(station, seq)
-            self._next_frame += 1
+            await self._frame(station, seq, counter)
 
-    async def _frame(self, station: VerifyStation, seq: int) -> None:
+    async def _frame(self, station: VerifyStation, seq: int, counter: int) -> None:
+        """Grab one frame for item `seq` (or, by its index, for the item it names) and judge it."""
         try:
             frame = await self.camera.grab()
         except CameraError as exc:
+            self._next_frame = seq + 1  # this item's read window closes without a read: judged unread
             self.board.set(self.camera_name, "no_frame", True, Severity.STOP, str(exc))
             if self.camera.state.value == "failed":
                 with contextlib.suppress(CameraError):
@@ -204,6 +246,18 @@ class VerifyRunner:
                     await self.camera.open()
             return
         self.board.set(self.camera_name, "no_frame", False)
+        if frame.index is None:
+            seq = max(seq, self._order_floor)
+        else:
+            target = unwrap((frame.index + self.st.verify.frame_index_offset) % U16, seq)
+            item = station.tracker.get(target)
+            if target < seq or target > counter or item is None or item.judgement is not None:
+                self.frames_dropped += 1  # never another item's: that item is judged by its own frame or unread
+                if target >= seq:  # not an older frame still queued: item `seq` gets no frame from this grab
+                    self._next_frame = (target if target <= counter else seq) + 1
+                return
+            seq = target
+        self._next_frame = seq + 1
         work = functools.partial(observe_image, seq, frame.image, self.decoder, self.grader, at=frame.at)
         obs = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work)
         await station.observe(obs)
@@ -218,7 +272,8 @@ class VerifyRunner:
             self._bound_item += 1
             self._bound_feed_seq = feed_seq
             try:
-                station.printed(self._bound_item, code, self.printing.render(code))
+                station.printed(self._bound_item, code, self.printing.render(code), coder=self.printing.coder,
+                                feed_seq=feed_seq)
             except TrackingError as exc:
                 # The confirmation came after the item left the camera: it was judged unread (rejected).
                 self.board.set(self.name, "late_print_confirm", True, Severity.WARNING, str(exc))
@@ -236,7 +291,8 @@ class VerifyRunner:
     def _printed_after(self, feed_seq: int, limit: int) -> list[tuple[int, str]]:
         rows = self._read(
             "SELECT f.seq, c.code FROM coder_feed f JOIN codes c ON c.id = f.code WHERE f.coder = ? "
-            "AND f.seq > ? AND c.state IN ('sent', 'printed', 'verified', 'rejected') ORDER BY f.seq LIMIT ?",
+            "AND f.seq > ? AND c.state IN ('sent', 'printed', 'verified', 'rejected', 'escaped') "
+            "ORDER BY f.seq LIMIT ?",
             (self.printing.coder, feed_seq, limit))
         return [(int(r[0]), str(r[1])) for r in rows]
 
@@ -260,4 +316,6 @@ class VerifyRunner:
         st = self.station
         return {"kind": "verify", "state": str(self.state),
                 "verdicts": {str(k): v for k, v in st.counts.items()} if st else {},
+                "fates": dict(st.fates) if st else {}, "late_releases": st.late_releases if st else 0,
+                "gate": str(self.plc.gate), "frames_dropped": self.frames_dropped,
                 "camera": str(self.camera.state), "plc": self.plc_name}

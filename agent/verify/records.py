@@ -11,8 +11,9 @@ is verified with its commissioning event (under positive release the release is 
 that commit, so a released product always has a verified code).
 
 Beside the codes, the binding of each item in flight (conveyor seq <-> coder feed record and code,
-table conveyor_items, migration 7) is written when it is made and deleted once the item's fate at the
-gate is recorded, so a restarted agent knows what is between head and gate (agent/verify/binding.py).
+table conveyor_items, migration 7) is written when it is made, completed with the verdict and the
+release, and deleted once the item is through the gate and its fate recorded, so a restarted agent
+knows what is between head and gate (agent/verify/binding.py).
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ class Records:
 
     # ---- verdicts -------------------------------------------------------------------------------
 
-    def verdict(self, o: Outcome, *, keep_binding: bool) -> None:
+    def released(self, seq: int) -> None:
+        """release_fire was written for item `seq`."""
+        with self.ledger.atomic() as conn:
+            conn.execute("UPDATE conveyor_items SET released = 1 WHERE station = ? AND seq = ?", (self.station, seq))
+
+    def verdict(self, o: Outcome) -> None:
         """The verdict, its item row and (good) the code verified with its commissioning event: one
         transaction. A reject moves no code here (its fate is known at the gate), except that a read
         proving the print of a code still `sent`/`in_doubt` moves it to `printed`."""
@@ -111,11 +117,8 @@ class Records:
                     "ON CONFLICT(code) DO UPDATE SET seq = excluded.seq, verdict = excluded.verdict, "
                     "grade = excluded.grade, judged_at = excluded.judged_at",
                     (row["job"], row["id"], o.seq, o.verdict.value, o.grade, now))
-            if keep_binding:
-                conn.execute("UPDATE conveyor_items SET verdict = ?, reason = ? WHERE station = ? AND seq = ? "
-                             "AND code = ?", (o.verdict.value, o.reason, self.station, o.seq, row["id"]))
-            else:
-                conn.execute("DELETE FROM conveyor_items WHERE station = ? AND seq = ?", (self.station, o.seq))
+            conn.execute("UPDATE conveyor_items SET verdict = ?, reason = ? WHERE station = ? AND seq = ? "
+                         "AND code = ?", (o.verdict.value, o.reason, self.station, o.seq, row["id"]))
 
     def event(self, o: Outcome, error: str | None = None) -> None:
         """A verdict with no code to move (nothing printed), or one the ledger refused: journal it."""

@@ -205,12 +205,17 @@ class VerifyStation:
     # ---- the gate -------------------------------------------------------------------------------
 
     def _at_gate(self, item: Tracked) -> None:
-        """The item is at the gate now: under positive release, one not released is being removed."""
+        """The item is at the gate now: under positive release, one not released is being removed; one
+        released (or, under a reject-only gate, one not fired) passes."""
         if self.gate is GateMode.RELEASE and not item.released:
             self.book.fired(item.seq)
             self._removals[item.seq] = item
         elif self.gate is GateMode.REJECT and item.judgement is None:
             self._fate(item.seq, binding.Fate.ESCAPED, "reached the gate unjudged", item)
+        elif not item.fired or self.gate is GateMode.RELEASE:
+            self.fates[binding.Fate.PASSED.value] += 1
+            if item.code is not None:
+                self.recorder.submit(functools.partial(self.records.done, item.seq))
 
     def _fate(self, seq: int | None, fate: binding.Fate, why: str, item: Tracked | None = None) -> None:
         item = item or (self._removals.pop(seq, None) if seq is not None else None)
@@ -256,8 +261,7 @@ class VerifyStation:
             await self._stop(Alarm(StopReason.PLC_FAILED, item.seq,
                                    f"release of seq {item.seq} could not be written: {exc}"))
             return
-        self.fates[binding.Fate.PASSED.value] += 1
-        self.recorder.submit(functools.partial(self.records.done, item.seq))
+        self.recorder.submit(functools.partial(self.records.released, item.seq))
 
     # ---- judging --------------------------------------------------------------------------------
 
@@ -359,9 +363,8 @@ class VerifyStation:
         if item.code is None:
             self.records.event(o)
             return None
-        keep = j.verdict.rejects or self.gate is GateMode.RELEASE  # the binding waits for the item's fate
         try:
-            self.records.verdict(o, keep_binding=keep)
+            self.records.verdict(o)
         except (LedgerError, IllegalTransition, UnknownCode) as exc:
             turned = None if j.verdict.rejects else Judgement(
                 Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")

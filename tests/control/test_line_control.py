@@ -73,9 +73,8 @@ def test_operator_drives_a_running_line_through_the_control_socket(tmp_path: Pat
 
                 code, out = await cli("job", "start", "WO-1", *conf)
                 assert code == 0 and "running" in out, out
-                # The belt runs again. (What the camera then makes of the items that were between print
-                # head and camera across the stop is the restart-tracking defect of the faults issue; this
-                # test is about the commands reaching the line, so it only asks that the belt moved.)
+                # The belt runs again; the items left between print head and camera by the stop are judged on
+                # their own prints (checked against the plant's record at the end).
                 await until(lambda: model.counter > count + 3, "the line runs again")
                 code, out = await cli("job", "pause", "WO-1", *conf)
                 assert code == 0 and "is paused" in out, out
@@ -101,6 +100,10 @@ def test_operator_drives_a_running_line_through_the_control_socket(tmp_path: Pat
         sim.stop()
     conn = sqlite3.connect(live.resolve(live.storage.ledger))
     try:
+        judged = conn.execute("SELECT i.seq, c.code, i.verdict, c.state FROM items i JOIN codes c ON c.id = i.code "
+                              "ORDER BY i.seq").fetchall()
+        outbox = conn.execute("SELECT code, payload FROM events WHERE uplink = 1").fetchall()
+        journal = conn.execute("SELECT kind, code, payload FROM events WHERE kind LIKE 'alarm.%'").fetchall()
         state = conn.execute("SELECT state FROM jobs WHERE name='WO-1'").fetchone()[0]
         codes = dict(conn.execute("SELECT state, COUNT(*) FROM codes WHERE job IS NOT NULL AND level='item' "
                                   "GROUP BY state").fetchall())
@@ -114,3 +117,29 @@ def test_operator_drives_a_running_line_through_the_control_socket(tmp_path: Pat
     assert {u for u, _a in audit[-5:]} == {me}
     printed = coder.printed
     assert len(printed) == len(set(printed)), "a code printed twice"
+    # Against the plant's own record (which text the coder printed on which item, which defect the plant
+    # put on it), not the agent's: the stop/start and pause/resume above left items between print head
+    # and camera each time, and each must still get the verdict of its own print.
+    expected = {"mismatch": {"mismatch", "foreign"}, "no_read": {"no_read"}, "low_grade": {"low_grade"},
+                "missing_print": {"missing_print"}}
+    assert judged, "no item judged"
+    for seq, code, verdict, _state in judged:
+        on_item = sim.record.printed.get(seq)
+        defect = sim.record.defect.get(seq)
+        if on_item is None:  # the coder printed nothing on it (its FIFO was flushed at a stop)
+            assert verdict == "missing_print", (seq, code, verdict)
+            continue
+        assert on_item.endswith("/21/" + code), f"item {seq} carries {on_item!r}, the ledger bound {code!r}"
+        if defect is None:
+            assert verdict == "good", f"item {seq}: a good print judged {verdict}"
+        else:
+            assert verdict in expected[defect], f"item {seq}: plant defect {defect}, verdict {verdict}"
+    kinds = {k for k, _c, _p in journal}
+    assert "alarm.consecutive_rejects" not in kinds and "alarm.reject_unconfirmed" not in kinds, kinds
+    # No decommissioning event for a code whose product passed the gate (the plant's record of the gate).
+    passed = {sim.record.printed[s].rsplit("/21/", 1)[1] for s in model.passed if sim.record.printed.get(s)}
+    void = {c for c, payload in outbox if '"decommissioning"' in payload}
+    assert void, "no reject was decommissioned (the plant injects defects)"
+    assert not (void & passed), f"decommissioned codes on products that passed the gate: {void & passed}"
+    removed = {sim.record.printed[s].rsplit("/21/", 1)[1] for s in model.rejected if sim.record.printed.get(s)}
+    assert void <= removed, "a code decommissioned whose product the gate did not remove"
