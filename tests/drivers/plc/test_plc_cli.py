@@ -29,6 +29,7 @@ devices:
         reject_confirm: {{table: input, address: 1}}
         reject_fire: {{table: holding, address: 0}}
         heartbeat: {{table: holding, address: 1}}
+        release_fire: {{table: holding, address: 2}}
 """
 
 
