@@ -49,7 +49,7 @@ STATE_NAMES: dict[str, str] = {
     "replaced": N_("replaced"), "decommissioned": N_("decommissioned"),
     "available": N_("available"), "allocated": N_("allocated"), "sent": N_("sent"), "printed": N_("printed"),
     "verified": N_("verified"), "rejected": N_("rejected"), "in_doubt": N_("in_doubt"), "voided": N_("voided"),
-    "returned": N_("returned"),
+    "returned": N_("returned"), "escaped": N_("escaped"),
 }
 
 

@@ -203,10 +203,11 @@ def render(ledger: Path) -> Group:
         t = Table(title=_("job {job} ({state}, target {target})").format(
             job=prog.job, state=state_name(prog.state), target=prog.target))
         for col in (_("allocated"), _("sent"), _("printed"), _("verified"), _("rejected"), _("in_doubt"),
-                    _("rejects by reason"), _("packs")):
+                    _("escaped"), _("rejects by reason"), _("packs")):
             t.add_column(col)
         c = prog.codes
-        t.add_row(*(str(c.get(k, 0)) for k in ("allocated", "sent", "printed", "verified", "rejected", "in_doubt")),
+        t.add_row(*(str(c.get(k, 0)) for k in ("allocated", "sent", "printed", "verified", "rejected", "in_doubt",
+                                                 "escaped")),
                   ", ".join(f"{k} {v}" for k, v in sorted(prog.rejects.items())) or "-",
                   ", ".join(f"{k} {v}" for k, v in sorted(prog.packs.items())) or "-")
         parts.append(t)

@@ -28,7 +28,7 @@ from typing import Any
 from agent.line.status import read_status, status_path
 
 EMPTY_PACKS = {"open": 0, "parked": 0, "closed": 0, "filling": 0}
-PRINTED_STATES = ("printed", "verified", "rejected")  # a code in one of these was printed on an item
+PRINTED_STATES = ("printed", "verified", "rejected", "escaped")  # a code in one of these was printed on an item
 
 
 def collect(ledger: Path, now: float | None = None) -> dict[str, Any]:

@@ -190,3 +190,49 @@ def test_a_release_lost_in_a_restart_is_read_back_and_written_again_in_time(tmp_
         await close_rig(rig)
 
     asyncio.run(scenario())
+
+
+def test_a_reject_the_gate_never_confirms_escapes_and_is_never_reported_void(tmp_path: Path) -> None:
+    """Reject-only gate whose confirm sensor stays silent: the line stops, the item may have left, so
+    its code goes printed -> escaped with no decommissioning event on the outbox; a confirmed reject
+    next to it is decommissioned. `lineagent codes stats` shows the escaped code to the operator."""
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+    from tests.verify.test_station import Item, close_line, open_line
+
+    settings = VerifySettings(camera_at=2, read_window=1, gate_at=5, confirm_margin=1)
+
+    async def scenario() -> list[str]:
+        line, plc = await open_line(tmp_path, 20, settings)
+        await line.run({3: Item(texts=())}, 9)  # item 3 unread: fired, removed and confirmed at 8
+        line.sim.model.confirm_never = True  # from now on the sensor sees nothing
+        # Items 8 and 9 were at the camera when the first run ended: their reads never come, they are
+        # fired, and no confirm follows: the line stops on 8.
+        await line.run({}, 12)
+        await line.station.flush()
+        assert [(a.reason.value, a.seq) for a in line.station.alarms] == [("reject_unconfirmed", 8)]
+        assert line.ledger.state_of(line.codes[2]) is CodeState.REJECTED
+        assert line.ledger.state_of(line.codes[7]) is CodeState.ESCAPED
+        assert decommissioned(line.ledger) == {line.codes[2]}
+        kinds = [r[0] for r in line.ledger.conn.execute(
+            "SELECT kind FROM events WHERE code = ? ORDER BY seq", (line.codes[7],))]
+        assert kinds[-2:] == ["verify.no_read", "code.escaped"]
+        codes = list(line.codes)
+        await close_line(line, plc)
+        return codes
+
+    codes = asyncio.run(scenario())
+    result = CliRunner().invoke(app, ["codes", "stats", "--json", "--db", str(tmp_path / "ledger.db")])
+    assert result.exit_code == 0, result.output
+    rows = {r["state"]: r["count"] for r in json.loads(result.output)["rows"]}
+    assert rows["escaped"] == 1 and rows["rejected"] == 1
+    assert codes[7] not in decommissioned_in(tmp_path / "ledger.db")
+
+
+def decommissioned_in(path: Path) -> set[str]:
+    led = Ledger(path)
+    try:
+        return decommissioned(led)
+    finally:
+        led.close()
