@@ -40,6 +40,7 @@ from typing import Any
 from agent.config.model import LineConfig, TemplateKind
 from agent.config.stations import StationConfig
 from agent.epcis.events import LineContext
+from agent.i18n import _
 from agent.ledger import Ledger
 from agent.line.alarms import AlarmBoard, Severity
 from agent.line.printing import PrintStation
@@ -195,11 +196,12 @@ class VerifyRunner:
             fates: dict[str, int] = {}
             for _b, fate, _why in plan.settle:
                 fates[fate.value] = fates.get(fate.value, 0) + 1
-            msg = (f"start at counter {head}: {len(plan.restore)} items in flight tracked with their own code "
-                   f"({len(plan.proven)} proven by the counters), {len(plan.unbound)} unbound (rejected), "
-                   f"past the gate meanwhile: {fates or 'none'}")
+            msg = _("start at counter {head}: {restored} items in flight tracked with their own code ({proven} "
+                    "proven by the counters), {unbound} unbound (rejected), past the gate meanwhile: {fates}").format(
+                head=head, restored=len(plan.restore), proven=len(plan.proven), unbound=len(plan.unbound),
+                fates=", ".join(f"{k} {v}" for k, v in sorted(fates.items())) or "-")
             if plan.reset:
-                msg += "; the PLC counter went back (PLC reset): bindings before it are unknown"
+                msg += "; " + _("the PLC counter went back (PLC reset): bindings before it are unknown")
             log.warning("%s: %s", self.name, msg)
             self.board.set(self.name, "restart", True, Severity.WARNING, msg)
         else:
