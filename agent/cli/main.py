@@ -55,6 +55,10 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("agent.cli.plc_cmd", "plc"),
     ("agent.cli.alarm_cmd", "alarm"),
 ]
+# Modules that add commands to a group through `register(group_app)`: (module, the group's module).
+GROUP_COMMANDS: list[tuple[str, str]] = [
+    ("agent.cli.rework_cmd", "agent.cli.pack_cmd"),
+]
 # Modules that add top-level commands to `app` through `register(app)`.
 TOP_LEVEL: list[str] = [
     "agent.cli.demo_cmd",
@@ -84,6 +88,8 @@ def _root(
 
 
 def _build() -> None:
+    for module, group in GROUP_COMMANDS:
+        importlib.import_module(module).register(importlib.import_module(group).app)
     for module, name in SUBCOMMANDS:
         app.add_typer(importlib.import_module(module).app, name=name)
     for module in TOP_LEVEL:

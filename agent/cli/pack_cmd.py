@@ -26,7 +26,8 @@ from agent.config.model import LineConfig
 from agent.i18n import _, pgettext
 from agent.ledger import Ledger
 
-app = typer.Typer(help=_("Packs: show, close (force), park/resume, replace, unlink, decommission."),
+app = typer.Typer(help=_("Packs: show, close (force), park/resume, replace, unlink, decommission, take-out, move, "
+                         "merge."),
                   no_args_is_help=True)
 CodeArg = Annotated[str, typer.Argument(help=_("The pack's (or child's) code as printed"))]
 T = TypeVar("T")
@@ -95,7 +96,7 @@ def show_info(info: PackInfo, children: list[str]) -> None:
     t.add_row(_("state"), state_name(info.state))
     t.add_row(_("children"), _("{count} of {expected}").format(count=info.children, expected=info.expected_count))
     if info.partial_reason:
-        t.add_row(_("force-closed"), info.partial_reason)
+        t.add_row(_("partial"), info.partial_reason)  # force-closed short, or short after a rework
     t.add_row(_("job"), str(info.job or "-"))
     t.add_row(pgettext("time", "created"), when(info.created_at))
     t.add_row(pgettext("time", "closed"), when(info.closed_at))

@@ -1,4 +1,5 @@
-"""Property tests: random packing, force-close, replace and unlink never break the hierarchy.
+"""Property tests: random packing, force-close, replace, unlink and rework (take-out, move, merge) never
+break the hierarchy.
 
 After any sequence: no child is in two parents, every closed pack holds exactly its count unless a
 force-close is recorded, and replaying the uplinked events from scratch gives the same links as the
@@ -13,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.aggregation import events, operations
+from agent.aggregation import events, operations, rework
 from agent.aggregation.burst import pack_burst
 from agent.aggregation.model import AggregationError, PackRejected, Reason
 from tests.aggregation.conftest import Floor, make_floor
@@ -21,7 +22,7 @@ from tests.helpers import seed_codes
 
 OPS = st.lists(
     st.tuples(st.sampled_from(["box", "box_partial", "case", "case_partial", "burst", "replace", "unlink",
-                               "unlink_r"]),
+                               "unlink_r", "take_out", "move", "merge"]),
               st.integers(0, 1000), st.integers(0, 1000)),
     min_size=1, max_size=25,
 )
@@ -74,12 +75,44 @@ def _apply(floor: Floor, op: str, a: int, b: int) -> None:
         spare = _unused(floor, floor.ledger.code_row(old)["level"])
         if spare:
             operations.replace(agg, old, spare[b % len(spare)])
+    elif op in ("take_out", "move", "merge"):
+        _rework(floor, op, a, b)
     else:
         tops = [r[0] for r in floor.ledger.conn.execute(
             "SELECT c.code FROM packs p JOIN codes c ON c.id = p.code LEFT JOIN pack_links l ON l.child = p.code"
             " WHERE p.state = 'closed' AND l.child IS NULL ORDER BY p.id")]
         if tops:
             operations.unlink(agg, tops[a % len(tops)], recursive=op == "unlink_r")
+
+
+# Closed packs with their level, children and count: what rework may take from or put into.
+_CLOSED = ("SELECT c.code, p.level, p.expected_count, (SELECT COUNT(*) FROM pack_links l WHERE l.parent = p.code),"
+           " EXISTS (SELECT 1 FROM pack_links l WHERE l.child = p.code)"
+           " FROM packs p JOIN codes c ON c.id = p.code WHERE p.state = 'closed' ORDER BY p.id")
+
+
+def _rework(floor: Floor, op: str, a: int, b: int) -> None:
+    """A valid rework chosen from the packs there are: a child of a pack holding more than one, a target
+    of the same level with room, a merge source in no parent that fits."""
+    packs = floor.ledger.conn.execute(_CLOSED).fetchall()
+    if op == "merge":
+        pairs = [(s, t) for s in packs for t in packs
+                 if s[0] != t[0] and s[1] == t[1] and not s[4] and s[3] > 0 and t[3] + s[3] <= t[2]]
+        if pairs:
+            source, target = pairs[a % len(pairs)]
+            rework.merge(floor.agg, source[0], target[0])
+        return
+    full = [p for p in packs if p[3] > 1]
+    if not full:
+        return
+    source = full[a % len(full)]
+    child = floor.agg.children_of(source[0])[b % source[3]]
+    if op == "take_out":
+        rework.take_out(floor.agg, child, reason="property")
+        return
+    targets = [t for t in packs if t[0] != source[0] and t[1] == source[1] and t[3] < t[2]]
+    if targets:
+        rework.move(floor.agg, child, targets[b % len(targets)][0])
 
 
 def _check(floor: Floor) -> None:
