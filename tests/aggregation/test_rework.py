@@ -247,3 +247,21 @@ def test_parked_packs_are_reworked_and_stay_parked_without_a_partial_reason(yard
     agg.resume("P6")
     agg.add("P6", ["C00005"])  # the taken-out case packs again, onto the pallet that has room
     assert agg.close("P6").state is PackState.CLOSED
+
+
+def test_a_rework_that_fails_half_way_leaves_nothing_behind(yard: Floor) -> None:
+    """One transaction: the arrival's event is refused by the file itself (a trigger), after the child
+    was unlinked and its DELETE journaled; the move and the merge must leave no trace at all."""
+    ledger = yard.ledger
+    with ledger.atomic(durable=True) as conn:
+        conn.execute("CREATE TEMP TRIGGER no_arrival BEFORE INSERT ON events WHEN NEW.kind = 'aggregation.add'"
+                     " BEGIN SELECT RAISE(ABORT, 'no room on the disk for the arrival'); END")
+    before = snapshot(ledger)
+    for call in (lambda: rework.move(yard.agg, "C00003", "P4"), lambda: rework.merge(yard.agg, "P1", "P2")):
+        with pytest.raises(sqlite3.IntegrityError, match="no room on the disk"):
+            call()
+        assert snapshot(ledger) == before
+    with ledger.atomic(durable=True) as conn:
+        conn.execute("DROP TRIGGER no_arrival")
+    rework.move(yard.agg, "C00003", "P4")  # and the ledger goes on
+    assert snapshot(ledger) != before
