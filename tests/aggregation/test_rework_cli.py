@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from agent import i18n
 from agent.aggregation.events import EventContext
 from agent.aggregation.model import plan_levels
 from agent.aggregation.packs import Aggregator
@@ -104,10 +105,13 @@ def test_output_and_refusals_in_chinese(tmp_path: Path) -> None:
     doc = yaml.safe_load(path.read_text())
     doc["locale"] = "zh_CN"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    code, out = run("pack", "take-out", "I00000", "--reason", "破损", "--pin", PIN, *cfg)
-    assert code == 0, out
-    assert "取出" in out and "B00000" in out
-    code, out = run("pack", "take-out", "I00001", "--reason", "破损", "--pin", PIN, *cfg)
-    assert code == 1 and "'I00001'" in out and "'B00000'" in out and "最后" in out, out
-    code, out = run("pack", "merge", SSCC_A, "--into", SSCC_A, "--pin", PIN, *cfg)
-    assert code == 1 and "合并" in out, out
+    try:
+        code, out = run("pack", "take-out", "I00000", "--reason", "破损", "--pin", PIN, *cfg)
+        assert code == 0, out
+        assert "已取出 I00000" in out and "B00000" in out
+        code, out = run("pack", "take-out", "I00001", "--reason", "破损", "--pin", PIN, *cfg)
+        assert code == 1 and "'I00001' 是 'B00000' 中最后一个 item" in out, out
+        code, out = run("pack", "merge", SSCC_A, "--into", SSCC_A, "--pin", PIN, *cfg)
+        assert code == 1 and "不能合并到它自己" in out, out
+    finally:
+        i18n.set_language()  # the config's language stays set in this process: give the next test its own
