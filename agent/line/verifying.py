@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
+from agent.codes.ai import FormError, parse_element_string
 from agent.config.model import LineConfig, TemplateKind
 from agent.config.stations import StationConfig
 from agent.epcis.events import LineContext
@@ -75,10 +76,10 @@ def code_parser(cfg: LineConfig, template: str) -> Callable[[str], str | None]:
     def serial(text: str) -> str | None:
         if "/21/" in text:  # digital link
             return text.split("/21/", 1)[1].split("?", 1)[0].split("/", 1)[0]
-        if "\x1d21" in text or text.startswith("21"):  # element string: 21 is last before <GS>
-            part = text.split("\x1d21", 1)[1] if "\x1d21" in text else text[2:]
-            return part.split("\x1d", 1)[0]
-        return None
+        try:  # element string: (21) follows a fixed-length AI with no GS (0109506000134352 21ABC)
+            return parse_element_string(text).get("21")
+        except FormError:
+            return None
 
     return serial
 
@@ -124,8 +125,9 @@ class VerifyRunner:
 
     def make_station(self, job_template: str) -> VerifyStation:
         parse = code_parser(self.cfg, job_template)
+        gs1 = self.cfg.templates[job_template].kind is TemplateKind.ELEMENT_STRING
         station = VerifyStation(self.ledger, self.plc, self.st.verify, line=LineContext.from_config(self.cfg),
-                                code_of=parse, name=self.name)
+                                code_of=parse, name=self.name, gs1=gs1)
         station.on_verdict.append(self._judged)
         station.on_verdict.extend(self.on_verdict)
         return station

@@ -20,8 +20,11 @@ GS1 text: with `gs1_text: element_string` (the default) a GS1 DataMatrix reads a
 with ASCII GS (0x1D) separators between variable-length fields and no leading FNC1, e.g.
 "0109506000134352172012251012345\x1d21XYZ" - the form agent/codes templates produce.
 With `gs1_text: hri` it reads as bracketed HRI, "(01)09506000134352(17)201225(10)12345(21)XYZ".
-Symbol.gs1 says whether the symbol was GS1-flagged (FNC1 in first position). pyzbar gives plain
-text only.
+Symbol.gs1 says whether the symbol was GS1-flagged (FNC1 in first position, zxing-cpp's
+ContentType.GS1), and Symbol.symbology_id gives its ISO/IEC 15424 identifier as a scanner would send
+it (zxing-cpp `Barcode.symbology_identifier`): "]d2" for a GS1 DataMatrix and "]d1" for a plain one
+carrying the very same text, "]Q3" / "]Q1" for QR Code. The text alone cannot tell them apart, so the
+GS1 verdicts (agent.verify.verdict) judge the identifier. pyzbar gives plain text only.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Symbol:
     ec_level: str | None = None  # QR: L/M/Q/H; None where the symbology has no level (DataMatrix ECC200)
     unused_ec: float | None = None  # 0..1 error correction left unused by this read (zxing-cpp only)
     version: str | None = None  # QR "2", DataMatrix "18x18": gives the module grid for grading
+    symbology_id: str | None = None  # "]d2" GS1 DataMatrix, "]d1" plain; None: the backend does not say
 
     @property
     def centre(self) -> Point:
@@ -182,6 +186,7 @@ class Decoder:
                 ec_level=b.ec_level or None,
                 unused_ec=float(uec) if isinstance(uec, int | float) and not fmt.linear else None,
                 version=str(extra["Version"]) if "Version" in extra else None,
+                symbology_id=b.symbology_identifier or None,
             ))
         return out
 

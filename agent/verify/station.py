@@ -72,6 +72,7 @@ class VerifyStation:
         line: LineContext,
         code_of: Callable[[str], str | None] = lambda text: text,
         name: str = "verify",
+        gs1: bool = False,
     ) -> None:
         self.ledger = ledger
         self.plc = plc
@@ -79,6 +80,7 @@ class VerifyStation:
         self.gate: GateMode = plc.settings.gate
         self.line = line
         self.code_of = code_of  # printed text -> ledger code (templates render codes into URLs)
+        self.gs1 = gs1  # the job prints GS1 element strings: reads must be GS1 data in a GS1 symbol
         self.name = name
         self.tracker = Tracker(camera_at=s.camera_at, window=s.read_window, gate_at=s.gate_at)
         self.book = RejectBook(gate_at=s.gate_at, confirm_margin=s.confirm_margin,
@@ -282,8 +284,8 @@ class VerifyStation:
         return None if row is None else CodeState(row[0])
 
     async def _judge(self, item: Tracked, obs: Observation | None) -> Judgement:
-        return await self._judge_as(item, judge(item.text, obs, self._state_of, minimum=self.settings.min_grade),
-                                    obs)
+        return await self._judge_as(item, judge(item.text, obs, self._state_of, minimum=self.settings.min_grade,
+                                                gs1=self.gs1), obs)
 
     async def _judge_as(self, item: Tracked, j: Judgement, obs: Observation | None = None) -> Judgement:
         """Decide and act at the gate now; record in the writer thread; report once durable.
@@ -421,5 +423,6 @@ def observe_image(seq: int, image: Image, decoder: Decoder, grader: Grader | Non
         report = grader.sampled(image, result.symbols[0]) if grader is not None else None
         grade = report.overall if report is not None else None
         return Observation(seq, tuple(s.text for s in result.symbols), grade,
-                           at=time.monotonic() if at is None else at)
+                           at=time.monotonic() if at is None else at,
+                           symbologies=tuple(s.symbology_id for s in result.symbols))
     return Observation(seq, (), None, blank=not ink_seen(crop), at=time.monotonic() if at is None else at)

@@ -7,6 +7,12 @@ grade; both become an `Observation`, and `judge` never knows which it was.
 The order of the checks is the order of severity, so an item that is wrong in two ways gets the worse
 reason: nothing printed, nothing read, then a code that is not ours (foreign), ours but already used
 (duplicate), ours but not the one printed here (mismatch), and only for the right code the grade.
+
+A job printing GS1 element strings (`gs1=True`) adds two checks (agent.codes.gs1_rules): data that is
+not a valid GS1 element string is `bad_gs1_data` before it is looked up (its code cannot be told
+reliably: a missing separator runs the lot into the serial), and the right code in a symbol without
+FNC1 in first position is `not_gs1_symbol`, after the code checks (a duplicate stays a duplicate) and
+before the grade: a plain DataMatrix carrying GS1 data is unusable downstream however well printed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.codes import gs1_rules
 from agent.config.verify import Grade
 from agent.ledger import CodeState
 
@@ -34,6 +41,12 @@ class Verdict(StrEnum):
     # In flight across a restart with its code known, but its read window passed while the agent was
     # down: nobody saw it, so it cannot be released.
     MISSED = "missed_after_restart"
+    # A GS1 job: the right code, but not in a GS1 symbol (a plain DataMatrix ]d1 or QR ]Q1 carrying GS1
+    # data: the coder's FNC1 setting or its barcode mode is wrong).
+    NOT_GS1 = "not_gs1_symbol"
+    # A GS1 job: the data read is no valid GS1 element string (an unknown AI, a wrong length or check
+    # digit, an impossible date, a missing separator, an AI without the key it needs).
+    BAD_GS1 = "bad_gs1_data"
 
     @property
     def rejects(self) -> bool:
@@ -64,10 +77,17 @@ class Observation:
     grade: Grade | None = None  # None: the source does not grade (a fixed reader's string)
     blank: bool = False  # the source saw no ink at all in the print region
     at: float = 0.0  # time.monotonic() when the image or string arrived
+    # The AIM symbology identifier of each text ("]d2"), where the source says (a camera does; a fixed
+    # reader's string does not unless the reader sends one): the GS1 symbol check needs it.
+    symbologies: tuple[str | None, ...] = ()
 
     @property
     def no_read(self) -> bool:
         return not self.texts
+
+    def symbology_of(self, text: str) -> str | None:
+        i = self.texts.index(text)
+        return self.symbologies[i] if i < len(self.symbologies) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +101,10 @@ class Judgement:
 StateOf = Callable[[str], CodeState | None]
 
 
-def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, minimum: Grade) -> Judgement:
-    """The verdict for one item; `expected` is the text the coder printed at this position (None: none)."""
+def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, minimum: Grade,
+          gs1: bool = False) -> Judgement:
+    """The verdict for one item; `expected` is the text the coder printed at this position (None: none).
+    `gs1`: the job prints GS1 element strings, so the read must be one, in a GS1 symbol."""
     if obs is None or obs.no_read:
         if expected is None:
             return Judgement(Verdict.MISSING_PRINT, None, "the coder reported no print for this item")
@@ -91,6 +113,8 @@ def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, m
         why = "no read arrived before the read window closed" if obs is None else "nothing decoded"
         return Judgement(Verdict.NO_READ, None, f"{why}; expected {expected!r}")
     text = expected if expected is not None and expected in obs.texts else obs.texts[0]
+    if gs1 and (problem := gs1_rules.element_string_problem(text)):
+        return Judgement(Verdict.BAD_GS1, text, f"read {text!r}, not valid GS1 data: {problem}")
     state = state_of(text)
     if state is None:
         return Judgement(Verdict.FOREIGN, text, f"read {text!r}, which is in no code package of this line")
@@ -102,6 +126,8 @@ def judge(expected: str | None, obs: Observation | None, state_of: StateOf, *, m
     if state not in VERIFIABLE:
         return Judgement(Verdict.MISMATCH, text, f"read {text!r} as printed, but the ledger holds it {state}: "
                                                  "it cannot be on a product of this run")
+    if gs1 and (problem := gs1_rules.symbol_problem(obs.symbology_of(text))):
+        return Judgement(Verdict.NOT_GS1, text, f"read {text!r} as printed, but {problem}")
     if obs.grade is not None and obs.grade.points < minimum.points:
         return Judgement(Verdict.LOW_GRADE, text, f"grade {obs.grade} is below the minimum {minimum}")
     return Judgement(Verdict.GOOD, text, "read back as printed" + (f", grade {obs.grade}" if obs.grade else ""))

@@ -38,6 +38,7 @@ class Symbology(StrEnum):
     QR = "qr"
     DATAMATRIX = "datamatrix"
     GS1_DATAMATRIX = "gs1_datamatrix"  # text in bracketed HRI: (01)...(21)...
+    GS1_QR = "gs1_qr"  # QR Code with FNC1 in first position; text in bracketed HRI as above
     CODE128 = "code128"
 
 
@@ -149,6 +150,7 @@ def module_matrix(text: str, symbology: Symbology, qr_ec_level: str = "M") -> np
     """The symbol as a boolean module grid (True = ink), without quiet zone, from zxing-cpp's encoder."""
     fmt = {
         Symbology.QR: zxingcpp.BarcodeFormat.QRCode,
+        Symbology.GS1_QR: zxingcpp.BarcodeFormat.QRCode,
         Symbology.DATAMATRIX: zxingcpp.BarcodeFormat.DataMatrix,
         Symbology.GS1_DATAMATRIX: zxingcpp.BarcodeFormat.DataMatrix,
         Symbology.CODE128: zxingcpp.BarcodeFormat.Code128,
@@ -159,6 +161,8 @@ def module_matrix(text: str, symbology: Symbology, qr_ec_level: str = "M") -> np
         barcode = zxingcpp.create_barcode(text, fmt, force_square=True)
     elif symbology is Symbology.QR:
         barcode = zxingcpp.create_barcode(text, fmt, ec_level=qr_ec_level)
+    elif symbology is Symbology.GS1_QR:
+        barcode = zxingcpp.create_barcode(text, fmt, gs1=True, ec_level=qr_ec_level)
     else:
         barcode = zxingcpp.create_barcode(text, fmt)
     pixels = np.asarray(barcode.to_image(scale=1, add_quiet_zones=False))
