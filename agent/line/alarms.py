@@ -138,6 +138,7 @@ ALARM_NAMES: dict[str, str] = {
     "consecutive_rejects": N_("too many rejects in a row"),
     "plc_failed": N_("PLC failed"),
     "socket": N_("control socket unavailable"),
+    "gs1_fnc1": N_("GS1 job: the coder's FNC1 setting is missing"),
 }
 LIGHT_NAMES: dict[str, str] = {
     Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),

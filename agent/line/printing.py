@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent import feeder_store as store
-from agent.codes.templates import renderer
+from agent.codes.templates import Fnc1NotSet, coder_renderer, renderer
 from agent.config.model import LineConfig
 from agent.config.stations import StationConfig
 from agent.feeder import AlarmEvent, Feeder, FeederState
@@ -61,7 +61,7 @@ class PrintStation:
         self.state = PrintState.CONNECTING
         self.feeder: Feeder | None = None
         self.primed = asyncio.Event()  # the FIFO holds codes and the coder prints: the line may run
-        self.render: Any = None  # the job's renderer (code -> printed text), once a job runs
+        self.render: Any = None  # the job's renderer (code -> printed text, as read back), once a job runs
 
     async def connect(self, stop: asyncio.Event) -> bool:
         """Connect, retrying with backoff and an alarm; False when asked to stop first."""
@@ -85,13 +85,23 @@ class PrintStation:
     async def run(self, job: Job, stop: asyncio.Event) -> None:
         """Feed `job` until its target is printed or `stop` is set; always reconciles before returning."""
         self.primed.clear()  # primed for THIS run: a resumed job primes its coder again
-        if not await self.connect(stop):
-            return
         template = self.cfg.templates[job.template]
         self.render = renderer(template, gtin=job.gtin, lot=job.lot, expiry=job.expiry)
+        fnc1, first = self._gs1_settings()
+        try:
+            to_coder = coder_renderer(template, self.render, coder=self.coder, fnc1=fnc1, fnc1_first=first)
+        except Fnc1NotSet as exc:  # refused, not guessed: the line is never primed, so it does not run
+            log.error("%s", exc)
+            self.state = PrintState.STOPPED
+            self.board.set(self.coder, "gs1_fnc1", True, Severity.STOP, str(exc))
+            await stop.wait()
+            return
+        self.board.set(self.coder, "gs1_fnc1", False)
+        if not await self.connect(stop):
+            return
         f = self.feed
         self.feeder = feeder = Feeder(
-            self.ledger, self.printer, coder=self.coder, job=job.id, level=job.level, render=self.render,
+            self.ledger, self.printer, coder=self.coder, job=job.id, level=job.level, render=to_coder,
             target_depth=f.target_depth, low_water=f.low_water, allocate_ahead=f.allocate_ahead,
             push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, line_rate_per_min=f.line_rate_per_min,
             on_alarm=self._on_alarm,
@@ -105,6 +115,15 @@ class PrintStation:
             feeder.stop()  # no-op when the job is done; else: flush, reconcile, return
             stopper.cancel()
         self.state = PrintState.DONE if feeder.state is FeederState.DONE else PrintState.STOPPED
+
+    def _gs1_settings(self) -> tuple[str | None, bool]:
+        """The coder's FNC1 spelling (drivers/printers/base.py CoderSettings): from the loaded config, or
+        from the printer handed in when the config was built without the loader."""
+        try:
+            settings = self.cfg.device_settings("coders", self.coder)
+        except KeyError:
+            settings = getattr(self.printer, "settings", None) or getattr(self.printer, "cfg", None)
+        return getattr(settings, "gs1_fnc1", None), bool(getattr(settings, "gs1_fnc1_first", False))
 
     async def _start_when_primed(self, feeding: asyncio.Task[None]) -> None:
         while not feeding.done():

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from confkit.base import Strict
 from drivers.printers.fifo import CoderKind, Fates
 
 
@@ -45,6 +46,26 @@ class Fault(StrEnum):
     SEQUENCE_ERROR = "sequence_error"
     COVER_OPEN = "cover_open"
     OTHER = "other"
+
+
+class CoderSettings(Strict):
+    """Keys every coder takes in `devices.coders.<name>`, whatever its protocol.
+
+    GS1 element strings carry FNC1 twice over: in first position it makes the symbol a GS1 DataMatrix or
+    GS1 QR Code, and after each variable-length field that is not last it separates the fields (GS1
+    General Specifications, release 24.0, §7.8.5). How a host writes FNC1 into a coder's data is the
+    coder's barcode convention, not part of its link protocol, and most vendors do not publish it for
+    their host interfaces (each driver's docstring says what its sources give). So it is a setting:
+    `gs1_fnc1` is the spelling put where a separator belongs (None: not known, and a GS1 element-string
+    job on this coder is refused at start rather than printed as a plain DataMatrix), `gs1_fnc1_first`
+    whether the record also starts with it (False: the coder's barcode object is in GS1 mode and adds
+    it). The agent renders records with them (agent.codes.templates); the camera's GS1 check catches a
+    coder that read the spelling as text.
+    """
+
+    gs1_fnc1: str | None = Field(None, min_length=1, max_length=16,
+                                 description="how this coder takes FNC1 in a GS1 code's data; None: not known")
+    gs1_fnc1_first: bool = Field(False, description="start GS1 records with FNC1 (the barcode is not in GS1 mode)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from confkit.base import Strict
 from drivers.framing import GARBAGE, Deframer, Frame, FrameError, FrameSpec, encode
 from drivers.printers.base import (
     BadRecord,
+    CoderSettings,
     DeviceTimeout,
     Fault,
     LinkDown,
@@ -54,7 +55,7 @@ from drivers.transport import Backoff, LinkClosed, ReadTimeout, Transport, Trans
 log = logging.getLogger(__name__)
 
 
-class FramedSettings(Strict):
+class FramedSettings(CoderSettings):
     """Keys every framed coder accepts in its `devices.coders.<name>` section."""
 
     url: str = Field(description="serial_for_url URL (/dev/ttyUSB0, socket://h:p, loop://) or tcp://host:port")

@@ -39,6 +39,13 @@ What the public protocol can and cannot tell, and what this driver makes of it:
 - A text whose answer never came is not re-sent (a second copy could print the code twice): the
   push fails and what the coder holds is in doubt.
 
+GS1 codes: the RX manual's print contents (5.3.2) are printable ASCII and show no FNC1 code. Hitachi's
+"EtherNet/IP Communication Users Manual" for the UX (7th edition, 8.3.5 "Special keys for barcode")
+writes it `{FNC1}` in a print character string; that is the EtherNet/IP path, not proven for the
+communication buffer, so `gs1_fnc1` (CoderSettings) has no default: a technician sets `{FNC1}` after a
+test print reads back as GS1 (docs/technicians.md). A code spread over several items (`item_chars`)
+could cut the spelling in two: keep a GS1 code in one item.
+
 Left out: 2-byte character modes, message layout and print specification texts, the BCC range (a
 guess, off by default), job call-up on ESC models (sources disagree), the undocumented retrieve texts.
 """
@@ -52,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from drivers.printers.base import (
     BadRecord,
@@ -116,6 +123,14 @@ class HitachiSettings(StreamSettings):
     legacy_restart_header: int = Field(0x5A, ge=0x20, le=0x7F, description="ESC model restart header (C#: 5AH)")
     latch_after_outage: bool = Field(True, description="a link outage latches the off-line fault")
     blank_after_mode_loss: bool = Field(True, description="erase the code items once back on-line")
+
+    @field_validator("gs1_fnc1")
+    @classmethod
+    def _fnc1(cls, v: str | None) -> str | None:
+        """5.3.2-1: print contents in 1-byte mode are printable ASCII; no control byte such as GS."""
+        if v is not None and not all(0x20 <= ord(c) <= 0x7E for c in v):
+            raise ValueError(f"{v!r}: print contents are printable ASCII in 1-byte mode (5.3.2-1); GS cannot be sent")
+        return v
 
 
 class HitachiBuffer(StreamCoder):

@@ -37,6 +37,9 @@ Settings for what the sources leave open, each with the SAFE default (docs/techn
   (set `flush_clears_next` once a site has seen that `!FF` empties the print buffer too).
 - `check_double_prints` False: say True only when the coder's <Check Double Prints> option is on
   (JET2neo/JET3 operating manuals, Extern Text chapter: an error instead of a repeat print).
+GS1 codes: none of the public clients sends a GS1 code, and no public source says how a mailing record
+writes FNC1 (a raw GS byte, or a token of the barcode object): `gs1_fnc1` (CoderSettings) has no
+default, and a GS1 job is refused until a technician sets it from a test print.
 Left out: `!PO`/`!PF`/`!NO`/`!NC` (jet and nozzle are the operator's), `=CM` stop count (ignored by
 V75.0.11.2, technician_manual.html ch. 11), `=ET` external text, `!EM` echo mode, `?JB` job script.
 """
@@ -50,7 +53,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers.framing import Frame
 from drivers.printers.base import (
@@ -115,6 +118,13 @@ class LeibingerSettings(FramedSettings):
     error_faults: dict[int, Fault] = Field(
         default_factory=lambda: dict(PUBLIC_ERRORS), description="error number (masked) -> typed fault"
     )
+
+    @field_validator("gs1_fnc1")
+    @classmethod
+    def _fnc1(cls, v: str | None) -> str | None:
+        if v is not None and any(c in FORBIDDEN for c in v):
+            raise ValueError(f"{v!r}: a mailing record cannot carry TAB, CR or LF")
+        return v
 
     @model_validator(mode="after")
     def _wrap_fits(self) -> LeibingerSettings:

@@ -31,6 +31,10 @@ code, which prints on after a restart: the count tells); stop() voids the field 
 start/stop are State Change (5.22) `~ST|06|` / `~ST|04|` (SmartDate targets READY, PRODUCING, HELD
 only); clear_fault asks READY from ABORTED, the PackML way out if permitted (no fault-reset message).
 
+GS1 codes: the NGPCL Usage Guide v25 does not say how a field writes FNC1 for a GS1 DataMatrix, so
+`gs1_fnc1` (CoderSettings) has no default and a GS1 job is refused until it is set; its spelling may
+not use { } | ~ (section 4), so `~1` cannot be sent to this coder.
+
 Left out / settings with the safe default: the checkfield, Unicode and traditional-vs-printable are
 device settings (codec docstring; `delimiters` here); the reply status field is a device setting
 (4.4.3), on in every capture (`reply_status`; the counts reply shows which, and wins); how long
@@ -48,7 +52,7 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from drivers.printers.base import (
     BadRecord,
@@ -107,6 +111,15 @@ class MarkemSettings(StreamSettings):
     void_text: str = Field("", description="written into the field so a code in doubt cannot print again")
     imaging_s: float = Field(0.25, gt=0, le=10, description="time the coder takes to image an update (unpublished)")
     code_length: int = Field(40, ge=1, le=500, description="typical code length, for the line-rate limit")
+
+    @field_validator("gs1_fnc1")
+    @classmethod
+    def _fnc1(cls, v: str | None) -> str | None:
+        """Section 4: { } | ~ delimit NGPCL packets and fields and have no escape."""
+        why = check_text(v) if v is not None else None
+        if why:
+            raise ValueError(f"{v!r} {why}")
+        return v
 
 
 class MarkemNgpcl(StreamCoder):

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from confkit.base import Strict
-from drivers.printers.base import Fault, ProtocolError
+from drivers.printers.base import CoderSettings, Fault, ProtocolError
 
 # Bit number in the fault register -> typed fault. Shared with drivers/sim/modbus_marker.py.
 FAULT_BITS: dict[int, Fault] = {
@@ -42,7 +41,11 @@ def faults_from_bits(bits: int) -> frozenset[Fault]:
     return frozenset(f for bit, f in FAULT_BITS.items() if bits & (1 << bit))
 
 
-class ModbusMarkerSettings(Strict):
+class ModbusMarkerSettings(CoderSettings):
+    # Our map, our convention (drivers/printers/modbus_marker.py): FNC1 separators are GS (1Dh) in the
+    # slot text, as a scanner transmits them; the marker's GS1 barcode object adds FNC1 in first position.
+    gs1_fnc1: str | None = Field("\x1d", min_length=1, max_length=16,
+                                 description="how the marker takes FNC1 in a GS1 code's data (our map: GS)")
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
     device_id: int = Field(1, ge=0, le=255)

@@ -25,6 +25,10 @@ The map (addresses are 0-based Modbus addresses):
   `reset_coil` (1 = clear faults), `flush_coil` (1 = discard the queue, queued := printed, and leave
   the run coil as it is: `clear_fifo()` must never change whether the marker prints).
 
+- GS1 codes: FNC1 separators travel as GS (1Dh) in the slot text, as a scanner transmits them
+  (`gs1_fnc1`); the marker's barcode object, set to GS1 mode, puts FNC1 in first position itself
+  (`gs1_fnc1_first: true` starts the text with GS for a marker that wants it from the host).
+
 Every push also re-reads the marker's count first and refuses (Nak, nothing written) if it is not the
 count the driver last wrote: records queued behind a discarded queue would be printed out of place.
 

@@ -24,8 +24,15 @@ from typing import TypeVar
 
 from pydantic import Field
 
-from confkit.base import Strict
-from drivers.printers.base import DeviceTimeout, LinkDown, Printer, PrintEvent, PrintEventKind, ProtocolError
+from drivers.printers.base import (
+    CoderSettings,
+    DeviceTimeout,
+    LinkDown,
+    Printer,
+    PrintEvent,
+    PrintEventKind,
+    ProtocolError,
+)
 from drivers.printers.coder_link import CoderLink
 from drivers.printers.counted_fifo import CountedFifo
 
@@ -33,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StreamSettings(Strict):
+class StreamSettings(CoderSettings):
     url: str = Field(description="tcp://host:port, or a serial_for_url URL (/dev/ttyUSB0, a pty path)")
     baud: int = Field(115200, gt=0)
     timeout_s: float = Field(1.0, gt=0, le=60, description="wait for one answer")

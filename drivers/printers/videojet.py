@@ -24,6 +24,11 @@ coder has no queue; it prints whatever the field holds on every product. So:
 - the 1710 and 1610DH have no G (nor O, Q, R, Z, `!`): nothing is ever confirmed, `$XX` only means
   "received"; capabilities say so (counters=False, proves_flush=False, max_items_per_min=0).
 
+GS1 codes: section 3 carries 20h-7Fh only, so FNC1 cannot travel as GS (1Dh), and neither the WSI manual
+nor any public Videojet document read for this driver says how a user field writes FNC1 for a GS1
+DataMatrix: `gs1_fnc1` (drivers/printers/base.py CoderSettings) has no default; a GS1 job is refused
+until a technician sets it from the printer's barcode setup (docs/technicians.md).
+
 Not in the manual, settings with the safe default: whether a query's data packet also carries a
 check sequence before or after it (`query_check`, detected at connect: section 3 says every packet is
 answered with one, the 3.15 examples show none); the coder's turnaround (20 ms); what lights the
@@ -113,6 +118,14 @@ class VideojetSettings(StreamSettings):
     @classmethod
     def _void(cls, v: str) -> str:
         return check_user_data(v) if v else v
+
+    @field_validator("gs1_fnc1")
+    @classmethod
+    def _fnc1(cls, v: str | None) -> str | None:
+        """Section 3: a user field carries 20h-7Fh only, so a raw GS (1Dh) cannot be sent."""
+        if v is not None and not all(0x20 <= ord(c) <= 0x7F for c in v):
+            raise ValueError(f"{v!r}: WSI data is characters 20h-7Fh only (section 3); GS (1Dh) cannot be sent")
+        return v
 
 
 class VideojetWsi(StreamCoder):
