@@ -38,15 +38,41 @@ def with_event_id(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The key order events are sent in. It matters for one thing beyond readability: GS1's reference
+# event-hash generator (epcis-event-hash-generator 1.9) reads the pairs of a bizTransactionList,
+# sourceList or destinationList entry in the order the JSON gives them, and CBV 2.0, 8.9 orders them
+# type first. The ledger stores events with sorted keys ("bizTransaction" < "type"), so every event
+# is re-ordered here, at the one place that makes the bytes sent, and the hash the producer computed
+# is the hash of those bytes (tests/epcis/test_uplink_capture.py checks it on what a broker delivers).
+WIRE_ORDER = (
+    "type", "eventID", "eventTime", "eventTimeZoneOffset", "certificationInfo", "parentID", "epcList",
+    "inputEPCList", "childEPCs", "outputEPCList", "action", "transformationID", "bizStep", "disposition",
+    "persistentDisposition", "readPoint", "bizLocation", "bizTransactionList", "sourceList", "destinationList",
+    "ilmd",
+)
+_PAIRS = {"bizTransactionList": ("type", "bizTransaction"), "sourceList": ("type", "source"),
+          "destinationList": ("type", "destination")}
+
+
+def wire_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with its keys in WIRE_ORDER (extensions after), and list entries type first."""
+    out = {k: event[k] for k in WIRE_ORDER if k in event}
+    if len(out) != len(event):
+        out.update((k, v) for k, v in event.items() if k not in out)
+    for name, pair in _PAIRS.items():
+        entries = out.get(name)
+        if isinstance(entries, list):
+            out[name] = [{**{k: e[k] for k in pair if k in e}, **e} if isinstance(e, dict) else e for e in entries]
+    return out
+
+
 def document(
     events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None,
     owned: bool = False,
 ) -> dict[str, Any]:
-    """An EPCISDocument holding the events (each given its eventID), with our extension context.
-
-    Events are copied, so the caller's dicts never change; `owned=True` says the caller hands them
-    over (the uplink's freshly parsed rows), and a dict that already has its eventID is used as is,
-    sparing a copy per event on a backlog drain.
+    """An EPCISDocument holding the events (each given its eventID, keys in WIRE_ORDER), with our
+    extension context. The caller's dicts never change; `owned=True` says the caller hands them over
+    (the uplink's freshly parsed rows), sparing the eventID copy of a dict that already has one.
     """
     return {
         "@context": CONTEXT,
@@ -55,7 +81,7 @@ def document(
         "creationDate": created or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "id": doc_id or f"urn:uuid:{uuid.uuid4()}",
         "epcisBody": {"eventList": [
-            e if owned and isinstance(e, dict) and e.get("eventID") else with_event_id(e) for e in events
+            wire_event(e if owned and isinstance(e, dict) and e.get("eventID") else with_event_id(e)) for e in events
         ]},
     }
 

@@ -176,7 +176,7 @@ def canonical_value(text: str) -> str:
 
 _cache: dict[str, str] = {}
 _CACHE_MAX = 65536
-_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:lineagent:code:", "urn:epc:id:sscc:")
+_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:example:lineagent:code:", "urn:epc:id:sscc:")
 _NUMERIC_START = frozenset("0123456789+-.")
 
 
@@ -290,7 +290,7 @@ def _dl(draw: st.DrawFn) -> str:
 
 
 _other = st.one_of(
-    st.builds(lambda s: f"urn:lineagent:code:{s}", _serial),
+    st.builds(lambda s: f"urn:example:lineagent:code:{s}", _serial),
     st.sampled_from(["urn:epcglobal:cbv:bizstep:packing", " 12.50 ", "-0.0", "1e3", "nan", "007", "12:", "a/",
                      "urn:epc:id:gdti:0614141.00001.1", "urn:epc:idpat:sgtin:0614141.812345.*", "http:/x"]),
     st.text(max_size=30),
@@ -346,7 +346,7 @@ def test_fast_hash_equals_the_reference_for_any_event(events: list[dict[str, Any
 @given(
     items=st.lists(st.one_of(_urn(), _dl(), st.builds(lambda s: f"CN{s}", _serial)), min_size=1, max_size=12,
                    unique=True),
-    parent=st.one_of(_urn(), _dl(), st.just("urn:lineagent:code:BX000000001")),
+    parent=st.one_of(_urn(), _dl(), st.just("urn:example:lineagent:code:BX000000001")),
     at=st.floats(min_value=1e9, max_value=2e9),
     offset=st.sampled_from(["+00:00", "+08:00", "-05:30"]),
     lot=_serial,
