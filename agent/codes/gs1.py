@@ -144,11 +144,17 @@ def sscc_uri(sscc: str, company_prefix_len: int = 7) -> str:
 CANONICAL_DL = "https://id.gs1.org"  # GS1 Digital Link URI Syntax 1.2: the domain of the canonical DL URI
 
 
+# The seven EPC escapes plus these: the canonical form CBV 2.0, 8.9 gives an SGTIN's serial when it
+# turns an EPC URN into a Digital Link for the event hash. Written so, both forms of one SGTIN are
+# the same string to the hash and the same eventID (tests/epcis/test_identity.py).
+_DL_ESCAPES = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
+
+
 def sgtin_dl(gtin: str, serial: str) -> str:
     """The canonical GS1 Digital Link of an SGTIN (GS1 Digital Link URI Syntax 1.2, "canonical GS1
-    Digital Link URI"): id.gs1.org, GTIN-14 and serial only, the serial percent-encoded except the
-    RFC 3986 unreserved characters. It names the same object as the SGTIN URN, one to one."""
-    return f"{CANONICAL_DL}/01/{normalise_gtin(gtin)}/21/{quote(_check_serial(serial), safe='')}"
+    Digital Link URI": id.gs1.org, GTIN-14 and serial only). Its serial is percent-encoded as CBV 2.0,
+    8.9 does ("%&/<>? and !()*+,: escaped, the rest as is), a valid path segment (RFC 3986, 3.3)."""
+    return f"{CANONICAL_DL}/01/{normalise_gtin(gtin)}/21/{epc_escape(_check_serial(serial)).translate(_DL_ESCAPES)}"
 
 
 def sscc_dl(sscc: str) -> str:

@@ -80,3 +80,53 @@ def test_render_every_template_kind() -> None:
     assert render(TemplateConfig(kind=TemplateKind.ELEMENT_STRING), "SN1", **kw) == (
         "010950600013435217270131" + "10L1\x1d21SN1"
     )
+
+
+# EPC Tag Data Standard 2.x, Table A-1: of the 82 characters of the GS1 AI encodable character set,
+# exactly " % & / < > ? are written percent-escaped in an EPC URI; written out here by hand.
+TDS_ESCAPED = {'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C", ">": "%3E", "?": "%3F"}
+TDS_AS_IS = "!'()*+,-.:;=_" + "0123456789" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
+
+
+def test_sgtin_uri_escapes_exactly_what_the_tag_data_standard_lists() -> None:
+    assert len(TDS_ESCAPED) + len(TDS_AS_IS) == 82  # the whole character set, nothing else
+    for ch, escaped in TDS_ESCAPED.items():
+        assert gs1.sgtin_uri("80614141123458", f"A{ch}B") == f"urn:epc:id:sgtin:0614141.812345.A{escaped}B"
+    for i in range(0, len(TDS_AS_IS), 20):
+        serial = TDS_AS_IS[i:i + 20]
+        assert gs1.sgtin_uri("80614141123458", serial) == f"urn:epc:id:sgtin:0614141.812345.{serial}"
+
+
+def test_canonical_digital_links_of_sgtin_and_sscc() -> None:
+    # GS1 Digital Link URI Syntax: id.gs1.org, GTIN-14, serial with every non-unreserved character encoded
+    assert gs1.sgtin_dl("9506000134352", "A/B!") == "https://id.gs1.org/01/09506000134352/21/A%2FB%21"
+    assert gs1.sscc_dl("106141412345678908") == "https://id.gs1.org/00/106141412345678908"
+
+
+@pytest.mark.parametrize(("printed", "key"), [
+    ("https://id.example.com/01/09506000134352/10/LOT42/21/DWY4V3ADTWSWHS?17=270101",
+     gs1.Key(gtin="09506000134352", serial="DWY4V3ADTWSWHS", lot="LOT42")),
+    ("https://r.example.com/some/path/01/9506000134352/21/A%2FB", gs1.Key(gtin="09506000134352", serial="A/B")),
+    ("0109506000134352" "17270101" "10L1\x1d" "21ABC", gs1.Key(gtin="09506000134352", serial="ABC", lot="L1")),
+    ("]d2" "0109506000134352" "21X", gs1.Key(gtin="09506000134352", serial="X")),
+    ("(01)09506000134352(17)270101(10)L1(21)A!B", gs1.Key(gtin="09506000134352", serial="A!B", lot="L1")),
+    ("00106141412345678908", gs1.Key(sscc="106141412345678908")),
+    ("(00)106141412345678908", gs1.Key(sscc="106141412345678908")),
+    ("https://id.example.com/00/106141412345678908", gs1.Key(sscc="106141412345678908")),
+])
+def test_key_of_reads_every_printed_form(printed: str, key: gs1.Key) -> None:
+    assert gs1.key_of(printed) == key
+
+
+@pytest.mark.parametrize("printed", [
+    "DWY4V3ADTWSWHS",  # a bare serial: no GTIN printed with it
+    "106141412345678908",  # 18 digits without AI 00
+    "https://q.example.cn/c/123",  # a 一物一码 URL
+    "https://id.example.com/01/09506000134353/21/X",  # wrong GTIN check digit
+    "(00)106141412345678909",  # wrong SSCC check digit
+    "0109506000134352",  # a GTIN without a serial
+    "(01)09506000134352(99)X(21)Y",  # an AI a line does not print
+    "81234567890123456789",  # a 20-digit drug traceability code
+])
+def test_key_of_names_no_key_for_what_is_not_one(printed: str) -> None:
+    assert gs1.key_of(printed) is None

@@ -96,7 +96,7 @@ def test_epc_for_each_kind_of_code() -> None:
     assert epc_for("a b/c") == "urn:example:lineagent:code:a%20b%2Fc"
     with pytest.raises(EventError):
         epc_for("  ")
-    with pytest.raises(EventError, match="identity.code_namespace"):
+    with pytest.raises(EventError, match=r"identity\.code_namespace"):
         epc_for("RAW1", namespace=None)
 
 
