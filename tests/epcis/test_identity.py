@@ -112,7 +112,8 @@ def test_work_orders_are_cbv_business_transaction_ids(tmp_path: Path) -> None:
     # GLN of urn:epc:id:sgln:0614141.00777.0: 061414100777 and its check digit 6 (worked by hand)
     assert ctx.work_order("WO 1/2") == "urn:epcglobal:cbv:bt:0614141007776:WO%201%2F2"
     event = commissioning_event(ctx, ["urn:epc:id:sgtin:9506000.013435.A"], at=1.8e9, work_order="WO-1")
-    assert event["bizTransactionList"] == [{"type": "prodorder", "bizTransaction": "urn:epcglobal:cbv:bt:0614141007776:WO-1"}]
+    assert event["bizTransactionList"] == [
+        {"type": "prodorder", "bizTransaction": "urn:epcglobal:cbv:bt:0614141007776:WO-1"}]
     assert LineContext("urn:x:rp", None).work_order("WO-1") is None  # no GLN known: no transaction id
 
 
@@ -170,7 +171,8 @@ def test_the_event_id_is_gs1s_hash_of_the_bytes_sent_after_the_ledger_stored_it(
 _SET82 = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(serial=st.text(alphabet=_SET82, min_size=1, max_size=20))
 def test_both_forms_of_any_serial_hash_like_gs1s_reference_and_alike(tmp_path: Path, serial: str) -> None:
     """Any serial of the 82-character set: the URN and the Digital Link name the same object, so GS1's
