@@ -38,41 +38,40 @@ def with_event_id(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The key order events are sent in. It matters for one thing beyond readability: GS1's reference
-# event-hash generator (epcis-event-hash-generator 1.9) reads the pairs of a bizTransactionList,
-# sourceList or destinationList entry in the order the JSON gives them, and CBV 2.0, 8.9 orders them
-# type first. The ledger stores events with sorted keys ("bizTransaction" < "type"), so every event
-# is re-ordered here, at the one place that makes the bytes sent, and the hash the producer computed
-# is the hash of those bytes (tests/epcis/test_uplink_capture.py checks it on what a broker delivers).
-WIRE_ORDER = (
-    "type", "eventID", "eventTime", "eventTimeZoneOffset", "certificationInfo", "parentID", "epcList",
-    "inputEPCList", "childEPCs", "outputEPCList", "action", "transformationID", "bizStep", "disposition",
-    "persistentDisposition", "readPoint", "bizLocation", "bizTransactionList", "sourceList", "destinationList",
-    "ilmd",
-)
-_PAIRS = {"bizTransactionList": ("type", "bizTransaction"), "sourceList": ("type", "source"),
-          "destinationList": ("type", "destination")}
+# GS1's reference event-hash generator (epcis-event-hash-generator 1.9) reads the two keys of a
+# bizTransactionList, sourceList or destinationList entry in the order the JSON gives them, and CBV
+# 2.0, 8.9 orders them type first. The ledger stores events with sorted keys ("bizTransaction" <
+# "type"), so every such entry is written type first here, at the one place that makes the bytes
+# sent, and the hash the producer computed is the hash of those bytes
+# (tests/epcis/test_uplink_capture.py checks it on what a broker delivers). Only these entries are
+# rebuilt: the other keys' order changes no hash, and a backlog drain sends every event once more.
+_TYPED_LISTS = (("bizTransactionList", "bizTransaction"), ("sourceList", "source"), ("destinationList", "destination"))
 
 
-def wire_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The event with its keys in WIRE_ORDER (extensions after), and list entries type first."""
-    out = {k: event[k] for k in WIRE_ORDER if k in event}
-    if len(out) != len(event):
-        out.update((k, v) for k, v in event.items() if k not in out)
-    for name, pair in _PAIRS.items():
-        entries = out.get(name)
-        if isinstance(entries, list):
-            out[name] = [{**{k: e[k] for k in pair if k in e}, **e} if isinstance(e, dict) else e for e in entries]
-    return out
+def wire_event(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` (the caller's to change) with its typed list entries written type first."""
+    for name, value_key in _TYPED_LISTS:
+        entries = event.get(name)
+        if entries and isinstance(entries, list):
+            event[name] = [_type_first(e, value_key) for e in entries]
+    return event
+
+
+def _type_first(entry: Any, value_key: str) -> Any:
+    if not isinstance(entry, dict) or "type" not in entry:
+        return entry
+    if len(entry) == 2 and value_key in entry:  # the usual {type, bizTransaction}: no generic merge
+        return {"type": entry["type"], value_key: entry[value_key]}
+    return {"type": entry["type"], **entry}
 
 
 def document(
     events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None,
     owned: bool = False,
 ) -> dict[str, Any]:
-    """An EPCISDocument holding the events (each given its eventID, keys in WIRE_ORDER), with our
-    extension context. The caller's dicts never change; `owned=True` says the caller hands them over
-    (the uplink's freshly parsed rows), sparing the eventID copy of a dict that already has one.
+    """An EPCISDocument holding the events (each given its eventID, typed list entries type first),
+    with our extension context. The caller's dicts never change; `owned=True` says the caller hands
+    them over (the uplink's freshly parsed rows), sparing the copy of a dict that has its eventID.
     """
     return {
         "@context": CONTEXT,
