@@ -7,9 +7,8 @@ function is tested against GS1's published examples (tests/codes/test_gs1.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 GS = "\x1d"  # FNC1 as transmitted inside a GS1 DataMatrix / GS1-128 element string
 
@@ -159,96 +158,3 @@ def sgtin_dl(gtin: str, serial: str) -> str:
 
 def sscc_dl(sscc: str) -> str:
     return f"{CANONICAL_DL}/00/{validate_sscc(sscc)}"
-
-
-# ---- reading a printed GS1 key back ------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """The GS1 key a printed text carries: an SGTIN (gtin + serial) or an SSCC; lot is informative."""
-
-    gtin: str | None = None
-    serial: str | None = None
-    sscc: str | None = None
-    lot: str | None = None
-
-
-# AIs of predefined length (GS1 General Specifications, section 7.8 on concatenation: these need no
-# GS after them), the ones a packaging line prints; AIs 10 and 21 are variable (up to 20 characters)
-# and end at a GS or at the end of the data.
-_FIXED = {"00": 18, "01": 14, "02": 14, "11": 6, "12": 6, "13": 6, "15": 6, "16": 6, "17": 6}
-_VARIABLE = {"10", "21"}
-_SYMBOLOGY = re.compile(r"^\][A-Za-z][0-9A-Za-z]")  # ISO/IEC 15424 identifier, e.g. ]d2 ]Q3 ]C1
-
-
-def element_strings(text: str) -> dict[str, str] | None:
-    """The AI -> value pairs of a GS1 element string, bracketed `(01)...` or raw with GS, else None.
-
-    Only the AIs a line prints are known (00, 01, 02, 10, 11-17, 21); any other makes the text not
-    ours to read, rather than guessed at.
-    """
-    s = _SYMBOLOGY.sub("", text.strip()).lstrip(GS)
-    out: dict[str, str] = {}
-    if s.startswith("("):
-        parts = re.findall(r"\((\d{2,4})\)([^()]*)", s)
-        if not parts or "".join(f"({a}){v}" for a, v in parts) != s:
-            return None
-        for ai, value in parts:
-            if (ai not in _FIXED and ai not in _VARIABLE) or ai in out:
-                return None
-            out[ai] = value
-    else:
-        i = 0
-        while i < len(s):
-            ai = s[i:i + 2]
-            if ai in _FIXED:
-                value = s[i + 2:i + 2 + _FIXED[ai]]
-                i += 2 + _FIXED[ai]
-            elif ai in _VARIABLE:
-                end = s.find(GS, i + 2)
-                end = len(s) if end < 0 else end
-                value, i = s[i + 2:end], end + 1
-            else:
-                return None
-            if ai in out:
-                return None
-            out[ai] = value
-    for ai, value in out.items():
-        if ai in _FIXED and (len(value) != _FIXED[ai] or not value.isdigit()):
-            return None
-        if ai in _VARIABLE and not SERIAL_RE.match(value):
-            return None
-    return out or None
-
-
-_DL_PATH = re.compile(r"^https?://[^/?#]+(?:/[^?#]*?)?/(01|00)/(\d{8,18})((?:/\d{2}/[^/?#]+)*)/?(?:[?#].*)?$")
-
-
-def key_of(text: str) -> Key | None:
-    """The GS1 key printed as `text`: a Digital Link URI (any domain), an element string (with or
-    without brackets, GS, symbology identifier) or a bare SSCC with AI 00; None for anything else.
-    Check digits are verified: a text with a wrong one names no GS1 key."""
-    t = text.strip()
-    try:
-        m = _DL_PATH.match(t)
-        if m:
-            ai, key, rest = m.groups()
-            pairs = dict(zip(*[iter(unquote(p) for p in rest.split("/")[1:])] * 2, strict=True))
-            if ai == "00":
-                return Key(sscc=validate_sscc(key)) if not pairs else None
-            serial, lot = pairs.get("21"), pairs.get("10")
-            if serial is None or set(pairs) - {"10", "21", "22"} or not SERIAL_RE.match(serial):
-                return None
-            return Key(gtin=normalise_gtin(key), serial=serial, lot=lot)
-        if t.startswith(("http://", "https://")):
-            return None
-        ais = element_strings(t)
-        if ais is None:
-            return None
-        if "00" in ais:
-            return Key(sscc=validate_sscc(ais["00"])) if set(ais) == {"00"} else None
-        if "01" in ais and "21" in ais:
-            return Key(gtin=normalise_gtin(ais["01"]), serial=ais["21"], lot=ais.get("10"))
-    except (GS1Error, ValueError):
-        return None
-    return None

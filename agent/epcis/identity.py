@@ -10,8 +10,8 @@ The rules (docs/cloud-contract.md, "Identity"):
 - a code of a level with its own GTIN (code_sources.levels.<level>.gtin: a box, a case) is the SGTIN
   of that GTIN and the code as serial;
 - a code of a level that mints SSCCs, or of code_format `sscc`, is that SSCC;
-- any other code is read as printed: a GS1 Digital Link or element string names its SGTIN or SSCC
-  (gs1.key_of), another URI (a 一物一码 URL) names itself, and anything else (a raw serial, a 20-digit
+- any other code is read as printed: a GS1 Digital Link, element string or EPC URN names its SGTIN
+  or SSCC (agent.codes.forms), another URI (a 一物一码 URL) names itself, and anything else (a raw serial, a 20-digit
   drug traceability code) is `<identity.code_namespace><percent-encoded code>`.
 SGTINs and SSCCs are EPC URNs (EPC Tag Data Standard 2.x, 6.3.1 and 6.3.2) or canonical GS1 Digital
 Link URIs (GS1 Digital Link URI Syntax 1.2), as `identity.epc_form` says; both forms hash to the same
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from agent.codes import gs1
+from agent.codes.forms import Form, FormError, read
 
 if TYPE_CHECKING:
     from agent.config import LineConfig
@@ -107,12 +108,19 @@ class Identity:
         return gs1.sscc_uri(sscc, length)
 
     def printed(self, text: str) -> str:
-        """A code read as printed: GS1 key, URI as it is, or under the namespace."""
-        key = gs1.key_of(text)
-        if key is not None and key.sscc:
-            return self.sscc(key.sscc)
-        if key is not None and key.gtin and key.serial:
-            return self.sgtin(key.gtin, key.serial)
+        """A code read as printed (agent.codes.forms): GS1 key, URI as it is, or under the namespace.
+
+        Eighteen bare digits are no SSCC here (any serial may look so): only a level says that. GS1
+        data that does not hold (a wrong check digit) names no key and is a plain code.
+        """
+        try:
+            p = read(text)
+        except FormError:
+            p = None
+        if p is not None and p.sscc and p.form is not Form.SSCC:
+            return self.sscc(p.sscc)
+        if p is not None and p.gtin and p.serial:
+            return self.sgtin(p.gtin, p.serial)
         if _URI.match(text):  # a 一物一码 URL names itself; non-ASCII is percent-encoded (RFC 3987, 3.1)
             return text if text.isascii() else quote(text, safe=_URI_CHARS)
         if self.code_namespace is None:

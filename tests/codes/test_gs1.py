@@ -101,32 +101,3 @@ def test_canonical_digital_links_of_sgtin_and_sscc() -> None:
     # GS1 Digital Link URI Syntax: id.gs1.org, GTIN-14, serial with every non-unreserved character encoded
     assert gs1.sgtin_dl("9506000134352", "A/B!") == "https://id.gs1.org/01/09506000134352/21/A%2FB%21"
     assert gs1.sscc_dl("106141412345678908") == "https://id.gs1.org/00/106141412345678908"
-
-
-@pytest.mark.parametrize(("printed", "key"), [
-    ("https://id.example.com/01/09506000134352/10/LOT42/21/DWY4V3ADTWSWHS?17=270101",
-     gs1.Key(gtin="09506000134352", serial="DWY4V3ADTWSWHS", lot="LOT42")),
-    ("https://r.example.com/some/path/01/9506000134352/21/A%2FB", gs1.Key(gtin="09506000134352", serial="A/B")),
-    ("0109506000134352" "17270101" "10L1\x1d" "21ABC", gs1.Key(gtin="09506000134352", serial="ABC", lot="L1")),
-    ("]d2" "0109506000134352" "21X", gs1.Key(gtin="09506000134352", serial="X")),
-    ("(01)09506000134352(17)270101(10)L1(21)A!B", gs1.Key(gtin="09506000134352", serial="A!B", lot="L1")),
-    ("00106141412345678908", gs1.Key(sscc="106141412345678908")),
-    ("(00)106141412345678908", gs1.Key(sscc="106141412345678908")),
-    ("https://id.example.com/00/106141412345678908", gs1.Key(sscc="106141412345678908")),
-])
-def test_key_of_reads_every_printed_form(printed: str, key: gs1.Key) -> None:
-    assert gs1.key_of(printed) == key
-
-
-@pytest.mark.parametrize("printed", [
-    "DWY4V3ADTWSWHS",  # a bare serial: no GTIN printed with it
-    "106141412345678908",  # 18 digits without AI 00
-    "https://q.example.cn/c/123",  # a 一物一码 URL
-    "https://id.example.com/01/09506000134353/21/X",  # wrong GTIN check digit
-    "(00)106141412345678909",  # wrong SSCC check digit
-    "0109506000134352",  # a GTIN without a serial
-    "(01)09506000134352(99)X(21)Y",  # an AI a line does not print
-    "81234567890123456789",  # a 20-digit drug traceability code
-])
-def test_key_of_names_no_key_for_what_is_not_one(printed: str) -> None:
-    assert gs1.key_of(printed) is None
