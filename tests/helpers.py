@@ -18,6 +18,7 @@ security:
 code_sources:
   levels: {{item: {{low_stock: 5}}, box: {{}}, case: {{}}}}
   sscc: {{extension_digit: 0, company_prefix: "0614141", serial_from: 1, serial_to: 999}}
+identity: {{code_namespace: "https://codes.example.com/c/"}}
 templates:
   dl: {{kind: digital_link, domain: id.example.com}}
 products:

@@ -44,7 +44,7 @@ def pack_burst(agg: Aggregator, level: str, packs: Burst, *, job: int, durable: 
             taken.update((parent, *kids))
             good.append((known[parent], kids))
         at = time.time()
-        to_verified(agg.ledger, [f for f, _ in good], job=job, at=at)
+        to_verified(agg.ledger, [f for f, _ in good], job=job, at=at, ctx=agg.ctx)
         conn.executemany(
             "INSERT INTO packs(code, level, job, state, expected_count, created_at, closed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -49,7 +49,7 @@ def replace(agg: Aggregator, old: str, new: str) -> None:
         at = time.time()
         if n.state not in TO_VERIFIED:
             raise AggregationError(f"replacement {new!r} is {n.state}; it cannot become a commissioned code")
-        to_verified(ledger, [n], job=o.job, at=at)
+        to_verified(ledger, [n], job=o.job, at=at, ctx=agg.ctx)
         if o.parent is not None:
             up = _code(conn, o.parent)
             events.journal_unlink(ledger, agg.ctx, up, [old], at, o.job)
@@ -70,6 +70,7 @@ def replace(agg: Aggregator, old: str, new: str) -> None:
                 events.journal_link(ledger, agg.ctx, new, kids, at, o.job)
         if o.state is CodeState.VERIFIED:
             ledger.transition(old, CodeState.REJECTED, kind="code.replaced", payload={"by": new}, at=at)
+            events.journal_decommission(ledger, agg.ctx, [old], at, o.job)  # out of commerce, like its label
         _history(conn, "replace", o.id, n.id, {"old": old, "new": new}, at)
 
 
@@ -109,7 +110,8 @@ def decommission(agg: Aggregator, code: str, *, recursive: bool = False) -> int:
             by_state.setdefault(CodeState(state), []).append(c)
         for state, codes in by_state.items():
             ledger.transition_many(codes, CodeState.REJECTED, expect=state, kind="codes.decommissioned", at=at)
-        events.journal_decommission(ledger, agg.ctx, [r[0] for r in rows], at, f.job)
+        events.journal_decommission(ledger, agg.ctx, [r[0] for r in rows], at, f.job,
+                                    commissioned=by_state.get(CodeState.VERIFIED, []))
         _history(conn, "decommission", f.id, None, {"codes": len(rows)}, at)
     return len(rows)
 

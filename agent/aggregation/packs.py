@@ -37,13 +37,18 @@ TO_VERIFIED: dict[CodeState, list[CodeState]] = {
 }
 
 
-def to_verified(ledger: Ledger, parents: Sequence[rules.CodeFacts], *, job: int | None, at: float) -> None:
-    """Walk pack parent codes to `verified` hop by hop through the ledger's guarded transitions.
+def to_verified(ledger: Ledger, parents: Sequence[rules.CodeFacts], *, job: int | None, at: float,
+                ctx: EventContext) -> None:
+    """Walk pack parent codes to `verified` hop by hop through the ledger's guarded transitions, and
+    commission those that were not yet (one ObjectEvent ADD, before any event packs them).
 
     Each hop is a guarded transition the transition table allows (and the ledger file's trigger
     re-checks): one code walks with one journal event, a burst moves all parents that share a state
     with one statement and one event per hop.
     """
+    fresh = [f.code for f in parents if f.state is not CodeState.VERIFIED]
+    if fresh:
+        events.journal_commission(ledger, ctx, fresh, at, job)
     by_state: dict[CodeState, list[str]] = {}
     for f in parents:
         by_state.setdefault(f.state, []).append(f.code)
@@ -248,7 +253,7 @@ class Aggregator:
         at: float,
         partial_reason: str | None,
     ) -> None:
-        to_verified(self.ledger, [parent], job=job, at=at)
+        to_verified(self.ledger, [parent], job=job, at=at, ctx=self.ctx)
         conn.execute(
             "INSERT INTO packs(code, level, job, state, expected_count, partial_reason, created_at, closed_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

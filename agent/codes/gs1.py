@@ -110,18 +110,51 @@ def element_string(gtin: str, serial: str, lot: str | None = None, expiry: date 
     return s + f"21{serial}"
 
 
+# EPC Tag Data Standard 2.x, section 6.3 / Table A-1 ("GS1 AI encodable character set 82" in EPC
+# URIs): of the 82 characters only these seven are percent-escaped in the serial of an SGTIN URI;
+# every other one (! ' ( ) * + , - . : ; = _ and alphanumerics) stands as itself.
+_TDS_ESCAPES = str.maketrans({'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C", ">": "%3E", "?": "%3F"})
+
+
+def epc_escape(value: str) -> str:
+    """A GS1 serial as the EPC URI writes it (TDS 2.x Table A-1): only the seven listed characters."""
+    return value.translate(_TDS_ESCAPES)
+
+
 def sgtin_uri(gtin: str, serial: str, company_prefix_len: int = 7) -> str:
-    """EPC pure identity URI urn:epc:id:sgtin:CompanyPrefix.IndicatorItemRef.Serial."""
+    """EPC pure identity URI urn:epc:id:sgtin:CompanyPrefix.IndicatorItemRef.Serial (TDS 2.x 6.3.1)."""
     g = normalise_gtin(gtin)
     if not 6 <= company_prefix_len <= 12:
         raise GS1Error("company prefix length must be 6-12")
     indicator, rest = g[0], g[1:13]
     cp, item = rest[:company_prefix_len], rest[company_prefix_len:]
-    return f"urn:epc:id:sgtin:{cp}.{indicator}{item}.{quote(_check_serial(serial), safe='')}"
+    return f"urn:epc:id:sgtin:{cp}.{indicator}{item}.{epc_escape(_check_serial(serial))}"
 
 
 def sscc_uri(sscc: str, company_prefix_len: int = 7) -> str:
-    """EPC pure identity URI urn:epc:id:sscc:CompanyPrefix.ExtensionSerialRef."""
+    """EPC pure identity URI urn:epc:id:sscc:CompanyPrefix.ExtensionSerialRef (TDS 2.x 6.3.2)."""
     s = validate_sscc(sscc)
+    if not 6 <= company_prefix_len <= 12:
+        raise GS1Error("company prefix length must be 6-12")
     ext, rest = s[0], s[1:17]
     return f"urn:epc:id:sscc:{rest[:company_prefix_len]}.{ext}{rest[company_prefix_len:]}"
+
+
+CANONICAL_DL = "https://id.gs1.org"  # GS1 Digital Link URI Syntax 1.2: the domain of the canonical DL URI
+
+
+# The seven EPC escapes plus these: the canonical form CBV 2.0, 8.9 gives an SGTIN's serial when it
+# turns an EPC URN into a Digital Link for the event hash. Written so, both forms of one SGTIN are
+# the same string to the hash and the same eventID (tests/epcis/test_identity.py).
+_DL_ESCAPES = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
+
+
+def sgtin_dl(gtin: str, serial: str) -> str:
+    """The canonical GS1 Digital Link of an SGTIN (GS1 Digital Link URI Syntax 1.2, "canonical GS1
+    Digital Link URI": id.gs1.org, GTIN-14 and serial only). Its serial is percent-encoded as CBV 2.0,
+    8.9 does ("%&/<>? and !()*+,: escaped, the rest as is), a valid path segment (RFC 3986, 3.3)."""
+    return f"{CANONICAL_DL}/01/{normalise_gtin(gtin)}/21/{epc_escape(_check_serial(serial)).translate(_DL_ESCAPES)}"
+
+
+def sscc_dl(sscc: str) -> str:
+    return f"{CANONICAL_DL}/00/{validate_sscc(sscc)}"

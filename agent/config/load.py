@@ -108,6 +108,8 @@ def load_config(path: str | Path) -> LineConfig:
             elif isinstance(lv.get("level"), str) and lv["level"] not in levels:
                 issue(("packing_specs", spec_name, "levels", i, "level"),
                       f"level {lv['level']!r} is not under code_sources.levels")
+    for where, why in _unnamed_codes(data, templates, levels):
+        issue(where, why)
     here = path.resolve().parent
     security = _dict(data.get("security"))
     for key, loader in (("cloud_public_key", load_verify_key), ("line_private_key", _load_line_key)):
@@ -135,3 +137,35 @@ def load_config(path: str | Path) -> LineConfig:
     cfg.source = path.resolve()
     cfg._settings.update(settings)
     return cfg
+
+
+GS1_FORMATS = ("sscc", "digital_link", "element_string")
+
+
+def _unnamed_codes(data: dict[str, Any], templates: dict[str, Any], levels: dict[str, Any]
+                   ) -> list[tuple[tuple[str | int, ...], str]]:
+    """Where the config makes codes that are no GS1 key and no URI while identity.code_namespace is
+    unset: their events could not name them (agent/epcis/identity.py), so the config is refused now
+    rather than every such item rejected later."""
+    if _dict(data.get("identity")).get("code_namespace"):
+        return []
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for p_name, product in _dict(data.get("products")).items():
+        tpl = _dict(product).get("template", "raw")
+        if isinstance(tpl, str) and tpl in templates and _dict(templates[tpl]).get("kind", "raw") == "raw":
+            out.append((("products", p_name, "template"),
+                        f"template {tpl!r} prints raw codes; events name them under identity.code_namespace, "
+                        "which is not set"))
+    for spec_name, spec in _dict(data.get("packing_specs")).items():
+        spec_levels = _dict(spec).get("levels")
+        for i, raw_level in enumerate(spec_levels if isinstance(spec_levels, list) else []):
+            lv = _dict(raw_level)
+            name = lv.get("level")
+            if lv.get("parent_code") not in ("print", "preprinted") or not isinstance(name, str):
+                continue
+            source = _dict(levels.get(name))
+            if not source.get("gtin") and source.get("code_format", "raw") not in (*GS1_FORMATS, "url"):
+                out.append((("packing_specs", spec_name, "levels", i, "level"),
+                            f"{name} codes are no GS1 key (code_sources.levels.{name} has no gtin); set that "
+                            "gtin, or identity.code_namespace to name them in events"))
+    return out

@@ -97,7 +97,49 @@ class SecurityConfig(Strict):
 
 class LevelSource(Strict):
     low_stock: int = Field(0, ge=0, le=1_000_000_000)  # warn when available codes of this level fall below
-    code_format: str = "raw"  # informational: raw, url, digital_link, element_string, sscc
+    code_format: str = "raw"  # raw, url, digital_link, element_string, sscc ("sscc": its codes are SSCCs)
+    # A trade item of its own (a box of 6 with a GTIN-14): the level's codes are serials of this GTIN,
+    # so its events name SGTINs (agent/epcis/identity.py).
+    gtin: str | None = None
+    company_prefix_length: int | None = Field(None, ge=6, le=12)
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, v: str | None) -> str | None:
+        return None if v is None else gs1.normalise_gtin(str(v))
+
+
+class EpcForm(StrEnum):
+    URN = "urn"  # urn:epc:id:sgtin:... / urn:epc:id:sscc:... (EPC Tag Data Standard 2.x, 6.3)
+    DIGITAL_LINK = "digital_link"  # https://id.gs1.org/01/.../21/... (GS1 Digital Link URI Syntax 1.2)
+
+
+class IdentityConfig(Strict):
+    """How events name the codes (docs/cloud-contract.md, "Identity")."""
+
+    epc_form: EpcForm = EpcForm.URN
+    # Where the GTIN does not say (no product or level names it): the GS1 company prefix length of
+    # GTINs and SSCCs, needed to split them into an EPC URN (TDS 2.x, 6.3.1). SSCCs of the configured
+    # series use the length of code_sources.sscc.company_prefix.
+    company_prefix_length: int = Field(7, ge=6, le=12)
+    # An absolute URI prefix for codes that are no GS1 key and no URI (a raw serial, a 20-digit drug
+    # traceability code): the event names <code_namespace><percent-encoded code>.
+    code_namespace: str | None = None
+    # The GLN of the party whose work orders the line runs: bizTransaction ids are
+    # urn:epcglobal:cbv:bt:<gln>:<work order> (CBV 2.0, 8.5). Default: the GLN of site.sgln.
+    gln: str | None = None
+
+    @field_validator("code_namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]*[/:#=]", v):
+            raise ValueError("must be an absolute URI ending in '/', ':', '#' or '=' (e.g. https://codes.example.cn/c/)")
+        return v
+
+    @field_validator("gln")
+    @classmethod
+    def _gln(cls, v: str | None) -> str | None:
+        return None if v is None else gs1.validate_key(str(v), 13, "GLN")
 
 
 class SsccConfig(Strict):
@@ -213,6 +255,7 @@ class LineConfig(Strict):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     stations: dict[str, StationConfig] = Field(default_factory=dict)
     mqtt: MqttConfig | None = None
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     # The operator's language for CLI messages and alarms; unset: LANGUAGE/LC_ALL/LC_MESSAGES/LANG.

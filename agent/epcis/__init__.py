@@ -17,11 +17,13 @@ from agent.epcis.events import (
     decommissioning_event,
     epc_for,
     object_event,
+    retirement_events,
 )
 from agent.epcis.hashing import HashError, event_hash, prehash
+from agent.epcis.identity import Identity, IdentityError
 
 __all__ = [
-    "CONTEXT", "Action", "BizStep", "Disposition", "DocumentInvalid", "EventError", "HashError", "LineContext",
-    "aggregation_event", "commissioning_event", "decommissioning_event", "document", "epc_for", "event_hash",
-    "object_event", "prehash", "problems", "validate", "with_event_id",
+    "CONTEXT", "Action", "BizStep", "Disposition", "DocumentInvalid", "EventError", "HashError", "Identity",
+    "IdentityError", "LineContext", "aggregation_event", "commissioning_event", "decommissioning_event", "document",
+    "epc_for", "event_hash", "object_event", "prehash", "problems", "retirement_events", "validate", "with_event_id",
 ]

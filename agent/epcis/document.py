@@ -38,15 +38,40 @@ def with_event_id(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# GS1's reference event-hash generator (epcis-event-hash-generator 1.9) reads the two keys of a
+# bizTransactionList, sourceList or destinationList entry in the order the JSON gives them, and CBV
+# 2.0, 8.9 orders them type first. The ledger stores events with sorted keys ("bizTransaction" <
+# "type"), so every such entry is written type first here, at the one place that makes the bytes
+# sent, and the hash the producer computed is the hash of those bytes
+# (tests/epcis/test_uplink_capture.py checks it on what a broker delivers). Only these entries are
+# rebuilt: the other keys' order changes no hash, and a backlog drain sends every event once more.
+_TYPED_LISTS = (("bizTransactionList", "bizTransaction"), ("sourceList", "source"), ("destinationList", "destination"))
+
+
+def wire_event(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` (the caller's to change) with its typed list entries written type first."""
+    for name, value_key in _TYPED_LISTS:
+        entries = event.get(name)
+        if entries and isinstance(entries, list):
+            event[name] = [_type_first(e, value_key) for e in entries]
+    return event
+
+
+def _type_first(entry: Any, value_key: str) -> Any:
+    if not isinstance(entry, dict) or "type" not in entry:
+        return entry
+    if len(entry) == 2 and value_key in entry:  # the usual {type, bizTransaction}: no generic merge
+        return {"type": entry["type"], value_key: entry[value_key]}
+    return {"type": entry["type"], **entry}
+
+
 def document(
     events: Iterable[Mapping[str, Any]], *, doc_id: str | None = None, created: str | None = None,
     owned: bool = False,
 ) -> dict[str, Any]:
-    """An EPCISDocument holding the events (each given its eventID), with our extension context.
-
-    Events are copied, so the caller's dicts never change; `owned=True` says the caller hands them
-    over (the uplink's freshly parsed rows), and a dict that already has its eventID is used as is,
-    sparing a copy per event on a backlog drain.
+    """An EPCISDocument holding the events (each given its eventID, typed list entries type first),
+    with our extension context. The caller's dicts never change; `owned=True` says the caller hands
+    them over (the uplink's freshly parsed rows), sparing the copy of a dict that has its eventID.
     """
     return {
         "@context": CONTEXT,
@@ -55,7 +80,7 @@ def document(
         "creationDate": created or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "id": doc_id or f"urn:uuid:{uuid.uuid4()}",
         "epcisBody": {"eventList": [
-            e if owned and isinstance(e, dict) and e.get("eventID") else with_event_id(e) for e in events
+            wire_event(e if owned and isinstance(e, dict) and e.get("eventID") else with_event_id(e)) for e in events
         ]},
     }
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from agent.codes import gs1
+from agent.epcis.identity import EXAMPLE_NAMESPACE, Identity, IdentityError
 
 if TYPE_CHECKING:
     from agent.config import LineConfig
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 # Our extension namespace: the prefix used in events and the IRI it stands for in every document's @context.
 NS_PREFIX = "lineagent"
 NS_IRI = "https://ns.lineagent.dev/epcis/"
-# Codes that are neither a GS1 Digital Link nor a GS1 key: urn:lineagent:code:<percent-encoded code>.
-CODE_URN = "urn:lineagent:code:"
+# CBV 2.0, 8.5 (business transaction identifiers): a transaction id under the GLN of its issuer.
+BT_URN = "urn:epcglobal:cbv:bt:"
 
 
 class Action(StrEnum):
@@ -56,26 +57,49 @@ class EventError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LineContext:
-    """Where and in which time zone the line's events happen; the same for every event of the line."""
+    """Where and in which time zone the line's events happen, and how they name codes and work orders.
+
+    Built by `from_config` on a line; a context built in code (tests, benches) names codes that are no
+    GS1 key under RFC 6963's example namespace and derives the GLN from `biz_location`.
+    """
 
     read_point: str
     biz_location: str | None
     utc_offset: str = "+00:00"
     company_prefix_length: int = 7
+    identity: Identity | None = None
+    gln: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.identity is None:
+            object.__setattr__(self, "identity", Identity(company_prefix_length=self.company_prefix_length,
+                                                          code_namespace=EXAMPLE_NAMESPACE))
+        if self.gln is None:
+            object.__setattr__(self, "gln", gln_of(self.biz_location))
+
+    @property
+    def ident(self) -> Identity:
+        assert self.identity is not None  # set by __post_init__
+        return self.identity
 
     @classmethod
     def from_config(cfg: type[LineContext], line: LineConfig) -> LineContext:
         read_point = line.line.read_point or default_read_point(line.site.id, line.line.id, line.site.sgln)
-        prefix_len = 7
-        for product in line.products.values():
-            prefix_len = product.company_prefix_length
-            break
+        identity = Identity.from_config(line)
         return cfg(
             read_point=read_point,
             biz_location=line.site.sgln,
             utc_offset=line.line.utc_offset,
-            company_prefix_length=prefix_len,
+            company_prefix_length=identity.company_prefix_length,
+            identity=identity,
+            gln=line.identity.gln or gln_of(line.site.sgln),
         )
+
+    def work_order(self, name: str) -> str | None:
+        """The CBV business transaction id of a work order, or None when no GLN is known to issue it."""
+        if not self.gln:
+            return None
+        return BT_URN + self.gln + ":" + quote(name, safe="-._~!$&'()*+,;=:@")
 
     def tz(self) -> timezone:
         sign = -1 if self.utc_offset[0] == "-" else 1
@@ -84,6 +108,15 @@ class LineContext:
     def event_time(self, at: float) -> str:
         """ISO 8601 at millisecond precision: the precision the CBV event hash keeps, so none is lost."""
         return datetime.fromtimestamp(at, self.tz()).isoformat(timespec="milliseconds")
+
+
+def gln_of(sgln: str | None) -> str | None:
+    """The GLN of an SGLN URN (TDS 2.x, 6.3.3: company prefix + location reference + check digit)."""
+    m = re.fullmatch(r"urn:epc:id:sgln:(\d{6,12})\.(\d{0,6})\.(.+)", sgln or "")
+    if m is None or len(m.group(1)) + len(m.group(2)) != 12:
+        return None
+    body = m.group(1) + m.group(2)
+    return body + str(gs1.check_digit(body))
 
 
 def default_read_point(site: str, line: str, sgln: str | None) -> str:
@@ -95,38 +128,14 @@ def default_read_point(site: str, line: str, sgln: str | None) -> str:
     return f"urn:lineagent:line:{quote(site, safe='')}:{quote(line, safe='')}"
 
 
-_SSCC = re.compile(r"^(?:\(00\)|00)?(\d{18})$")
-_SGTIN_AI = re.compile(r"^(?:\(01\)|01)(\d{14})(?:\(21\)|21)([!\"%-/0-9:-?A-Z_a-z]{1,20})$")
-
-
-def epc_for(code: str, company_prefix_length: int = 7) -> str:
-    """A URI valid in epcList for any code a line prints.
-
-    - a GS1 Digital Link (http/https URI) is already a URI and stays as it is;
-    - an EPC URN stays as it is;
-    - an SSCC (18 digits, optionally with AI 00) with a valid check digit -> urn:epc:id:sscc;
-    - an element string of exactly GTIN + serial (AIs 01 and 21) -> urn:epc:id:sgtin;
-    - anything else (e.g. a 20-digit China drug traceability code) -> urn:lineagent:code:<code>,
-      percent-encoded, so the printed code is recoverable from the URI.
-    """
-    text = code.strip()
-    if not text:
-        raise EventError("an empty code has no EPC")
-    if text.startswith(("https://", "http://", "urn:epc:")):
-        return text
-    m = _SSCC.match(text)
-    if m:
-        try:
-            return gs1.sscc_uri(m.group(1), company_prefix_length)
-        except gs1.GS1Error:
-            pass
-    m = _SGTIN_AI.match(text)
-    if m:
-        try:
-            return gs1.sgtin_uri(m.group(1), m.group(2), company_prefix_length)
-        except gs1.GS1Error:
-            pass
-    return CODE_URN + quote(text, safe="")
+def epc_for(code: str, company_prefix_length: int = 7, namespace: str | None = EXAMPLE_NAMESPACE) -> str:
+    """A code's URI read as printed alone, with no job or level to say more (tests, benches, tools):
+    a GS1 Digital Link or element string names its SGTIN/SSCC URN, another URI itself, anything else
+    `<namespace><percent-encoded code>`. The line's producers use `LineContext.ident` instead."""
+    try:
+        return Identity(company_prefix_length=company_prefix_length, code_namespace=namespace).epc(code)
+    except IdentityError as exc:
+        raise EventError(str(exc)) from exc
 
 
 def _base(kind: str, ctx: LineContext, at: float) -> dict[str, Any]:
@@ -142,10 +151,9 @@ def _where(event: dict[str, Any], ctx: LineContext, work_order: str | None) -> N
     event["readPoint"] = {"id": ctx.read_point}
     if ctx.biz_location:
         event["bizLocation"] = {"id": ctx.biz_location}
-    if work_order:
-        event["bizTransactionList"] = [
-            {"type": "prodorder", "bizTransaction": f"urn:lineagent:workorder:{quote(work_order, safe='')}"}
-        ]
+    transaction = ctx.work_order(work_order) if work_order else None
+    if transaction:  # type before bizTransaction: the order the CBV 2.0 hash reads them in (see wire.py)
+        event["bizTransactionList"] = [{"type": "prodorder", "bizTransaction": transaction}]
 
 
 def _extensions(event: dict[str, Any], extensions: Mapping[str, str] | None) -> None:
@@ -227,15 +235,18 @@ def decommissioning_event(
     reason: str,
     work_order: str | None = None,
 ) -> dict[str, Any]:
-    """Rejected items: CBV 2.0 decommissioning is an OBSERVE with disposition inactive.
+    """Codes taken out of commerce: ObjectEvent DELETE, bizStep decommissioning, disposition inactive.
 
-    EPCIS has no reason field on an ObjectEvent; the reject reason (no_read, wrong_code, low_grade...)
-    travels in our extension `lineagent:reason`, which the event hash covers like any extension.
+    CBV 2.0, 7.2 (business steps): decommissioning is the disassociation of an instance-level
+    identifier from its object, recorded as an ObjectEvent with action DELETE; the EPCs must have been
+    commissioned before (`retirement_events` does that for a code that never was). EPCIS has no reason
+    field on an ObjectEvent; the reason (no_read, low_grade, operator_decommission...) travels in our
+    extension `lineagent:reason`, which the event hash covers like any extension.
     """
     if not reason:
         raise EventError("a decommissioning event needs a reason")
     return object_event(
-        ctx, epcs, at=at, action=Action.OBSERVE, biz_step=BizStep.DECOMMISSIONING,
+        ctx, epcs, at=at, action=Action.DELETE, biz_step=BizStep.DECOMMISSIONING,
         disposition=Disposition.INACTIVE, work_order=work_order, extensions={"reason": reason},
     )
 
@@ -268,3 +279,36 @@ def aggregation_event(
         event["disposition"] = str(Disposition.IN_PROGRESS)
     _where(event, ctx, work_order)
     return _finish(event)
+
+
+# The commissioning of a code that is retired before it ever was: this long before its decommissioning.
+COMMISSION_LEAD_S = 0.001
+
+
+def retirement_events(
+    ctx: LineContext,
+    epcs: Sequence[str],
+    *,
+    at: float,
+    reason: str,
+    commissioned: bool,
+    lot: str | None = None,
+    expiry: date | str | None = None,
+    work_order: str | None = None,
+) -> list[dict[str, Any]]:
+    """The events that take codes out of commerce, by the line's one rule for codes never commissioned.
+
+    CBV 2.0 decommissions only what was commissioned (an EPC's life starts with an ADD), and OPEN-SCS
+    (OPC 30260, 4.1.4 Table 1) calls a serial printed onto a product "Encoded", the product carrying
+    it. So a printed code that fails before it was commissioned (a reject at the camera, a print no read
+    proves, a code an operator scraps) is commissioned and then decommissioned: the cloud learns the
+    identity existed on an object and is dead, and a scan of the scrapped item finds it so. The
+    commissioning is stamped COMMISSION_LEAD_S before the decommissioning: the print preceded the
+    verdict, and consumers that order by eventTime keep the order.
+    """
+    out = []
+    if not commissioned:
+        out.append(commissioning_event(ctx, epcs, at=at - COMMISSION_LEAD_S, lot=lot, expiry=expiry,
+                                       work_order=work_order))
+    out.append(decommissioning_event(ctx, epcs, at=at, reason=reason, work_order=work_order))
+    return out

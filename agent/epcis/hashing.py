@@ -199,15 +199,21 @@ def _numeric(text: str) -> str:
 
 
 _PCT = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
-_CHARS = r"[\"'\-.0-9;-?A-Z_a-z%]"
+# A serial character of a constrained canonical DL: CBV 2.0, 8.9 allows no percent-escape there, so a
+# DL holding one is hashed as written (GS1's generator does the same).
+_CHARS = r"[\"'\-.0-9;-?A-Z_a-z]"
+# One character of an EPC URI serial (TDS 2.x, 5 and Table A-1): a permitted character or one of the
+# escapes of the 82-character set; 20 of them at most, an escape counting as one.
+_EPC_CHAR = (r"(?:%2[125-9A-Fa-f]|%3[0-9A-Fa-f]|%4[1-9A-Fa-f]|%5[0-9AaFf]|%6[1-9A-Fa-f]|%7[0-9Aa]"
+             r"|[!')(*+,.0-9:;=A-Za-z_-])")
 
 
-_SGTIN = re.compile(r"urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_SGTIN = re.compile(rf"urn:epc:id:sgtin:(\d{{6,12}})\.(\d{{1,7}})\.({_EPC_CHAR}{{1,20}})")
 _SSCC = re.compile(r"urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})")
-_SGLN = re.compile(r"urn:epc:id:sgln:(\d{6,12})\.(\d{0,6})\.(.{1,20})")
-_LGTIN = re.compile(r"urn:epc:class:lgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_SGLN = re.compile(rf"urn:epc:id:sgln:(\d{{6,12}})\.(\d{{0,6}})\.({_EPC_CHAR}{{1,20}})")
+_LGTIN = re.compile(rf"urn:epc:class:lgtin:(\d{{6,12}})\.(\d{{1,7}})\.({_EPC_CHAR}{{1,20}})")
 _DL = re.compile(
-    r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?/?(\?[^#]*)?"
+    r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?(\?[^#]*)?(#.*)?"
 )
 # The three shapes GS1's tool accepts as constrained DL, as one pattern (any of them, fully matched).
 _CONSTRAINED = re.compile(
@@ -215,6 +221,7 @@ _CONSTRAINED = re.compile(
     rf"|https://id\.gs1\.org/01/\d{{14}}(/(21|10)/{_CHARS}{{0,20}})?"
     rf"|https://id\.gs1\.org/414/\d{{13}}(/254/{_CHARS}{{0,20}})?)"
 )
+_CPV = re.compile(rf"/22/{_CHARS}{{0,20}}")
 _AI_NAMES = {"gtin": "01", "sscc": "00", "gln": "414"}
 
 
@@ -275,5 +282,7 @@ def _constrain_dl(uri: str) -> str | None:
     key, qualifier = m[2], m[3] or ""
     if ai == "01" and len(key) in (8, 12, 13):
         key = key.zfill(14)
+    if ai == "01" and _CPV.fullmatch(qualifier):  # a consumer product variant is no part of the identity
+        qualifier = ""
     out = f"https://id.gs1.org/{ai}/{key}{qualifier}"
     return out if _CONSTRAINED.fullmatch(out) else None

@@ -2,7 +2,8 @@
 
 Why the verdict and the code's fate are two writes: a verdict is known at the camera, but whether the
 product left the line is known only at the gate. A code is decommissioned (rejected, or voided when no
-read proves its print, each with its EPCIS decommissioning event) only when its product was physically
+read proves its print, each with its EPCIS decommissioning event, after a commissioning when it never
+had one) only when its product was physically
 removed: the gate's confirm sensor counted it, or under positive release it reached the gate without a
 release (`removed`). A product that left with no verdict carried out at the gate (it passed unjudged
 under a reject-only gate, or its reject was not confirmed) is never reported void: its code goes
@@ -22,11 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agent.epcis import LineContext, commissioning_event, decommissioning_event, epc_for
+from agent.epcis import LineContext, commissioning_event, retirement_events
 from agent.ledger import CodeState, Ledger
 from agent.verify.verdict import JUDGED, Verdict
 
 UNPROVEN = frozenset({CodeState.SENT, CodeState.IN_DOUBT})
+JobFacts = tuple[str | None, str | None, str | None, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class Records:
         self.ledger = ledger
         self.line = line
         self.station = station
-        self._jobs: dict[int, tuple[str | None, str | None, str]] = {}  # job id -> lot, expiry, name
+        self._jobs: dict[int, JobFacts] = {}  # job id -> lot, expiry, name, gtin, template
 
     # ---- bindings -------------------------------------------------------------------------------
 
@@ -96,7 +98,7 @@ class Records:
         good = not o.verdict.rejects
         with self.ledger.atomic() as conn:
             row = self.ledger.code_row(code)
-            payload = self._payload(o, row["job"], commissioning=good, at=now)
+            payload, _ = self._payload(o, row["job"], commissioning=good, at=now)
             state = CodeState(row["state"])
             if state in UNPROVEN and o.read is not None and o.read == o.text:
                 self.ledger.transition(code, CodeState.PRINTED, kind="code.printed",
@@ -142,9 +144,10 @@ class Records:
         code, now = o.code, time.time()
         with self.ledger.atomic() as conn:
             row = self.ledger.code_row(code)
-            payload = self._payload(o, row["job"], commissioning=False, at=now)
-            payload["removed"] = how
             state = CodeState(row["state"])
+            payload, first = self._payload(o, row["job"], commissioning=False, at=now,
+                                           commissioned=state is CodeState.VERIFIED)
+            payload["removed"] = how
             own_verified = state is CodeState.VERIFIED and not o.verdict.rejects
             if state in JUDGED and not own_verified:
                 self.ledger.append_event("verify.removed", payload, code=code, job=row["job"])
@@ -152,8 +155,10 @@ class Records:
                 if state is CodeState.SENT:
                     self.ledger.transition(code, CodeState.IN_DOUBT, kind="code.in_doubt", payload={
                         "seq": o.seq, "station": self.station, "why": f"{o.verdict.value}: no read proves the print"})
+                self._commission_first(code, row["job"], first, now)
                 self.ledger.transition(code, CodeState.VOIDED, kind="code.voided", payload=payload, uplink=True)
             elif state in (CodeState.PRINTED, CodeState.VERIFIED):
+                self._commission_first(code, row["job"], first, now)
                 self.ledger.transition(code, CodeState.REJECTED, kind="code.rejected", payload=payload, uplink=True)
             else:
                 self.ledger.append_event("verify.removed", payload, code=code, job=row["job"])
@@ -182,36 +187,63 @@ class Records:
                                             "reason": o.reason, "why": why})
             conn.execute("DELETE FROM conveyor_items WHERE station = ? AND seq = ?", (self.station, o.seq))
 
-    def _payload(self, o: Outcome, job: int | None, *, commissioning: bool, at: float) -> dict[str, Any]:
+    def _payload(self, o: Outcome, job: int | None, *, commissioning: bool, at: float, commissioned: bool = True
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The verdict's journal payload with its own EPCIS event, and the events that must precede it
+        (the commissioning of a code removed before it ever was: agent.epcis.retirement_events)."""
         assert o.code is not None
-        lot, expiry, work_order = self._job(job)
+        lot, expiry, work_order, gtin, template = self._job(job)
         # A good item removed at the gate (its release came late, or never: a restart) says so.
         why = o.verdict.value if o.verdict.rejects else "not_released"
-        event = verification_event(self.line, o.code, commissioning=commissioning, at=at, lot=lot, expiry=expiry,
-                                   work_order=work_order, reason=None if commissioning else why)
-        return {"epcis": event, "seq": o.seq, "verdict": o.verdict.value, "reason": o.reason, "read": o.read,
-                "grade": o.grade, "station": self.station}
+        events = verification_events(self.line, o.code, commissioning=commissioning, at=at, lot=lot, expiry=expiry,
+                                     work_order=work_order, reason=None if commissioning else why,
+                                     commissioned=commissioned, gtin=gtin, template=template)
+        payload = {"epcis": events[-1], "seq": o.seq, "verdict": o.verdict.value, "reason": o.reason,
+                   "read": o.read, "grade": o.grade, "station": self.station}
+        return payload, events[:-1]
 
-    def _job(self, job: int | None) -> tuple[str | None, str | None, str | None]:
-        """Lot, expiry and work order (the job's name) for the events of a job's codes; cached."""
+    def _commission_first(self, code: str, job: int | None, events: list[dict[str, Any]], at: float) -> None:
+        """A code removed before it was ever commissioned: its commissioning goes up first, same transaction."""
+        for event in events:
+            self.ledger.append_event("code.commissioned", {"epcis": event, "station": self.station}, code=code,
+                                     job=job, uplink=True, at=at)
+
+    def _job(self, job: int | None) -> JobFacts:
+        """Lot, expiry, work order (the job's name), GTIN and template for the events of a job's codes."""
         if job is None:
-            return None, None, None
+            return None, None, None, None, None
         if job not in self._jobs:
-            row = self.ledger.conn.execute("SELECT lot, expiry, name FROM jobs WHERE id = ?", (job,)).fetchone()
-            self._jobs[job] = (row["lot"], row["expiry"], row["name"]) if row else (None, None, str(job))
+            row = self.ledger.conn.execute(
+                "SELECT lot, expiry, name, gtin, template FROM jobs WHERE id = ?", (job,)).fetchone()
+            self._jobs[job] = ((row["lot"], row["expiry"], row["name"], row["gtin"], row["template"]) if row
+                               else (None, None, str(job), None, None))
         return self._jobs[job]
+
+
+def verification_events(
+    line: LineContext, code: str, *, commissioning: bool, at: float, reason: str | None,
+    lot: str | None = None, expiry: str | None = None, work_order: str | None = None,
+    commissioned: bool = True, gtin: str | None = None, template: str | None = None,
+) -> list[dict[str, Any]]:
+    """The EPCIS 2.0 ObjectEvents for one verdict or removal, built by agent.epcis so every producer
+    agrees; the last one is its own.
+
+    The code is named by the line's identity from the job's GTIN and template. Verified: ADD /
+    commissioning / active with lot and expiry as ilmd. Removed: DELETE / decommissioning / inactive
+    with the verdict as `lineagent:reason`, preceded by a commissioning when the code never was one
+    (`commissioned=False`: agent.epcis.retirement_events).
+    """
+    epc = line.ident.epc(code, gtin=gtin, template=template) if gtin else line.ident.epc(code)
+    if commissioning:
+        return [commissioning_event(line, [epc], at=at, lot=lot, expiry=expiry, work_order=work_order)]
+    return retirement_events(line, [epc], at=at, reason=reason or "rejected", commissioned=commissioned, lot=lot,
+                             expiry=expiry, work_order=work_order)
 
 
 def verification_event(
     line: LineContext, code: str, *, commissioning: bool, at: float, reason: str | None,
     lot: str | None = None, expiry: str | None = None, work_order: str | None = None,
 ) -> dict[str, Any]:
-    """The EPCIS 2.0 ObjectEvent for one verdict, built by agent.epcis so every producer agrees.
-
-    Verified: ADD / commissioning / active with lot and expiry as ilmd. Removed: OBSERVE /
-    decommissioning / inactive with the verdict as `lineagent:reason`.
-    """
-    epc = epc_for(code, line.company_prefix_length)
-    if commissioning:
-        return commissioning_event(line, [epc], at=at, lot=lot, expiry=expiry, work_order=work_order)
-    return decommissioning_event(line, [epc], at=at, reason=reason or "rejected", work_order=work_order)
+    """The verdict's own event alone (the last of `verification_events`), for callers that want one."""
+    return verification_events(line, code, commissioning=commissioning, at=at, reason=reason, lot=lot,
+                               expiry=expiry, work_order=work_order)[-1]

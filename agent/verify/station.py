@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from agent.config.verify import VerifySettings
-from agent.epcis import LineContext
+from agent.epcis import IdentityError, LineContext
 from agent.ledger import CodeState, Ledger, LedgerError, UnknownCode
 from agent.ledger.states import IllegalTransition
 from agent.verify import binding
@@ -367,7 +367,7 @@ class VerifyStation:
             return None
         try:
             self.records.verdict(o)
-        except (LedgerError, IllegalTransition, UnknownCode) as exc:
+        except (LedgerError, IllegalTransition, UnknownCode, IdentityError) as exc:
             turned = None if j.verdict.rejects else Judgement(
                 Verdict.NO_READ, j.read, f"read good, but the ledger refused it: {exc}")
             self.records.event(Outcome(o.seq, o.code, o.text, (turned or j).verdict, (turned or j).reason, o.read),

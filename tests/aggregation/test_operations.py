@@ -35,8 +35,20 @@ def test_every_uplinked_event_validates_against_epcis_schema(floor: Floor) -> No
     assert {e["type"] for e in evts} == {"AggregationEvent", "ObjectEvent"}
     validate(document(evts))  # raises DocumentInvalid with the JSON path of any break
     adds = [e for e in evts if e.get("action") == "ADD"]
-    assert all(e["bizStep"] == "packing" for e in adds)
+    assert all(e["bizStep"] == {"AggregationEvent": "packing", "ObjectEvent": "commissioning"}[e["type"]]
+               for e in adds)
     assert any(e["action"] == "DELETE" and e["bizStep"] == "unpacking" for e in evts)
+    # CBV lifecycle: a parent is commissioned before any event packs it; a decommissioned code before that
+    # (the items here were verified without events, as a camera-less test floor does; parents were not)
+    commissioned: set[str] = set()
+    for e in evts:
+        if e["type"] == "ObjectEvent" and e["action"] == "ADD":
+            commissioned.update(e["epcList"])
+        elif e["type"] == "AggregationEvent":
+            assert e["parentID"] in commissioned, e
+        elif e["action"] == "DELETE":
+            assert e["bizStep"] == "decommissioning"
+            assert {u for u in e["epcList"] if "B" in u or "C" in u} <= commissioned, e
 
 
 def test_replace_a_child_and_a_parent_keeps_history(floor: Floor) -> None:

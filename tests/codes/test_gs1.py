@@ -80,3 +80,24 @@ def test_render_every_template_kind() -> None:
     assert render(TemplateConfig(kind=TemplateKind.ELEMENT_STRING), "SN1", **kw) == (
         "010950600013435217270131" + "10L1\x1d21SN1"
     )
+
+
+# EPC Tag Data Standard 2.x, Table A-1: of the 82 characters of the GS1 AI encodable character set,
+# exactly " % & / < > ? are written percent-escaped in an EPC URI; written out here by hand.
+TDS_ESCAPED = {'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C", ">": "%3E", "?": "%3F"}
+TDS_AS_IS = "!'()*+,-.:;=_" + "0123456789" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
+
+
+def test_sgtin_uri_escapes_exactly_what_the_tag_data_standard_lists() -> None:
+    assert len(TDS_ESCAPED) + len(TDS_AS_IS) == 82  # the whole character set, nothing else
+    for ch, escaped in TDS_ESCAPED.items():
+        assert gs1.sgtin_uri("80614141123458", f"A{ch}B") == f"urn:epc:id:sgtin:0614141.812345.A{escaped}B"
+    for i in range(0, len(TDS_AS_IS), 20):
+        serial = TDS_AS_IS[i:i + 20]
+        assert gs1.sgtin_uri("80614141123458", serial) == f"urn:epc:id:sgtin:0614141.812345.{serial}"
+
+
+def test_canonical_digital_links_of_sgtin_and_sscc() -> None:
+    # GS1 Digital Link URI Syntax: id.gs1.org, GTIN-14, serial with every non-unreserved character encoded
+    assert gs1.sgtin_dl("9506000134352", "A/B!") == "https://id.gs1.org/01/09506000134352/21/A%2FB%21"
+    assert gs1.sscc_dl("106141412345678908") == "https://id.gs1.org/00/106141412345678908"

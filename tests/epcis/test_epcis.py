@@ -65,9 +65,9 @@ def test_hash_ignores_event_id_key_order_and_time_zone_spelling() -> None:
 
 
 def test_hash_changes_with_any_fact() -> None:
-    event = commissioning_event(CTX, ["urn:lineagent:code:1"], at=AT, lot="L1")
+    event = commissioning_event(CTX, ["urn:example:lineagent:code:1"], at=AT, lot="L1")
     base = event_hash(event)
-    for key, value in [("eventTime", "2026-01-01T08:00:00.124+08:00"), ("epcList", ["urn:lineagent:code:2"]),
+    for key, value in [("eventTime", "2026-01-01T08:00:00.124+08:00"), ("epcList", ["urn:example:lineagent:code:2"]),
                        ("ilmd", {"cbvmda:lotNumber": "L2"})]:
         changed = copy.deepcopy(event)
         changed[key] = value
@@ -82,24 +82,31 @@ def test_hash_refuses_what_it_cannot_canonicalise() -> None:
 
 
 def test_epc_for_each_kind_of_code() -> None:
+    """A code read as printed alone; expectations from the EPC Tag Data Standard's worked examples."""
     dl = "https://id.example.com/01/09506000134352/10/L1/21/ABC?17=270101"
-    assert epc_for(dl) == dl
-    assert epc_for("106141412345678908") == "urn:epc:id:sscc:0614141.1234567890"
+    assert epc_for(dl) == "urn:epc:id:sgtin:9506000.013435.ABC"  # the printed DL names the SGTIN
     assert epc_for("(00)106141412345678908") == "urn:epc:id:sscc:0614141.1234567890"
+    assert epc_for("00106141412345678908") == "urn:epc:id:sscc:0614141.1234567890"
     assert epc_for("0109506000134352" + "21ABC1") == "urn:epc:id:sgtin:9506000.013435.ABC1"
-    assert epc_for("81234567890123456789") == "urn:lineagent:code:81234567890123456789"
-    assert epc_for("a b/c") == "urn:lineagent:code:a%20b%2Fc"
+    # 18 digits alone could be any serial: only a level that mints or holds SSCCs makes them one
+    assert epc_for("106141412345678908") == "urn:example:lineagent:code:106141412345678908"
+    assert epc_for("https://q.example.cn/c/123") == "https://q.example.cn/c/123"  # a 一物一码 URL names itself
+    assert epc_for("81234567890123456789", namespace="https://codes.example.cn/c/") == (
+        "https://codes.example.cn/c/81234567890123456789")
+    assert epc_for("a b/c") == "urn:example:lineagent:code:a%20b%2Fc"
     with pytest.raises(EventError):
         epc_for("  ")
+    with pytest.raises(EventError, match=r"identity\.code_namespace"):
+        epc_for("RAW1", namespace=None)
 
 
 def test_builders_make_documents_the_official_schema_accepts() -> None:
     events = [
-        commissioning_event(CTX, [epc_for("106141412345678908")], at=AT, lot="L1", expiry=date(2027, 1, 31),
+        commissioning_event(CTX, [epc_for("00106141412345678908")], at=AT, lot="L1", expiry=date(2027, 1, 31),
                             work_order="WO-1"),
         decommissioning_event(CTX, [epc_for("X1")], at=AT, reason="no_read"),
-        aggregation_event(CTX, epc_for("106141412345678908"), [epc_for("A"), epc_for("B")], at=AT),
-        aggregation_event(CTX, epc_for("106141412345678908"), [], at=AT, action=Action.DELETE),
+        aggregation_event(CTX, epc_for("00106141412345678908"), [epc_for("A"), epc_for("B")], at=AT),
+        aggregation_event(CTX, epc_for("00106141412345678908"), [], at=AT, action=Action.DELETE),
     ]
     doc = document(events)
     validate(doc)
@@ -110,7 +117,7 @@ def test_builders_make_documents_the_official_schema_accepts() -> None:
 
 
 def test_validate_names_the_broken_place() -> None:
-    doc = document([commissioning_event(CTX, ["urn:lineagent:code:1"], at=AT)])
+    doc = document([commissioning_event(CTX, ["urn:example:lineagent:code:1"], at=AT)])
     doc["epcisBody"]["eventList"][0]["action"] = "ADDED"
     with pytest.raises(DocumentInvalid, match="eventList/0"):
         validate(doc)
@@ -163,7 +170,7 @@ def test_our_events_hash_like_gs1_reference(serials: list[str], lot: str, at: fl
     events = [
         decommissioning_event(ctx, epcs, at=at, reason="no_read") if reject
         else commissioning_event(ctx, epcs, at=at, lot=lot, expiry="2027-01-01", work_order=f"WO{lot}"),
-        aggregation_event(ctx, epc_for("106141412345678908"), epcs, at=at),
+        aggregation_event(ctx, epc_for("00106141412345678908"), epcs, at=at),
     ]
     doc = document(events)
     expected = ref.epcis_hashes_from_events(event_list_from_epcis_document_json(copy.deepcopy(doc)))
@@ -185,10 +192,10 @@ def test_fast_batch_validation_decides_exactly_like_the_full_schema(mutations: l
     from agent.epcis.document import validate_batch
 
     events = [
-        commissioning_event(CTX, ["urn:lineagent:code:1", "urn:lineagent:code:2"], at=AT, lot="L1"),
-        decommissioning_event(CTX, ["urn:lineagent:code:3"], at=AT + 1, reason="no_read"),
-        aggregation_event(CTX, "urn:lineagent:code:P", ["urn:lineagent:code:1"], at=AT + 2),
-        aggregation_event(CTX, "urn:lineagent:code:P", [], at=AT + 3, action=Action.DELETE),
+        commissioning_event(CTX, ["urn:example:lineagent:code:1", "urn:example:lineagent:code:2"], at=AT, lot="L1"),
+        decommissioning_event(CTX, ["urn:example:lineagent:code:3"], at=AT + 1, reason="no_read"),
+        aggregation_event(CTX, "urn:example:lineagent:code:P", ["urn:example:lineagent:code:1"], at=AT + 2),
+        aggregation_event(CTX, "urn:example:lineagent:code:P", [], at=AT + 3, action=Action.DELETE),
     ]
     doc = document(events)
     for index, (key, value) in mutations:
@@ -222,7 +229,7 @@ def test_field_checks_decide_exactly_like_the_compiled_schema_rule(value: Any) -
 
 
 def test_document_copies_events_unless_handed_over() -> None:
-    given = commissioning_event(CTX, ["urn:lineagent:code:1"], at=AT, lot="L1")
+    given = commissioning_event(CTX, ["urn:example:lineagent:code:1"], at=AT, lot="L1")
     bare = {k: v for k, v in given.items() if k != "eventID"}
     copied = document([given, bare])["epcisBody"]["eventList"]
     assert copied[0] == given and copied[0] is not given and "eventID" not in bare

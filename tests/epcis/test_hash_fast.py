@@ -36,7 +36,9 @@ from agent.epcis.events import (
 )
 from agent.epcis.hashing import HashError
 
-# ---- the reference: agent/epcis/hashing.py as of commit ac90b5b/4593967 ------------------------------
+# ---- the reference: agent/epcis/hashing.py as of commit ac90b5b/4593967, with its URN serial, DL
+# qualifier and trailing-slash patterns aligned to GS1's generator (branch epcis; see
+# test_canonical_values_equal_gs1s_generator) ------------------------------------------------------
 
 CBV = "https://ref.gs1.org/cbv/"
 _URN_VOCAB = {
@@ -176,7 +178,7 @@ def canonical_value(text: str) -> str:
 
 _cache: dict[str, str] = {}
 _CACHE_MAX = 65536
-_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:lineagent:code:", "urn:epc:id:sscc:")
+_UNIQUE_PREFIXES = ("urn:epc:id:sgtin:", "urn:example:lineagent:code:", "urn:epc:id:sscc:")
 _NUMERIC_START = frozenset("0123456789+-.")
 
 
@@ -193,15 +195,17 @@ def _numeric(text: str) -> str:
 
 
 _PCT = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
-_CHARS = r"[\"'\-.0-9;-?A-Z_a-z%]"
+_CHARS = r"[\"'\-.0-9;-?A-Z_a-z]"
+_EPC_CHAR = (r"(?:%2[125-9A-Fa-f]|%3[0-9A-Fa-f]|%4[1-9A-Fa-f]|%5[0-9AaFf]|%6[1-9A-Fa-f]|%7[0-9Aa]"
+             r"|[!')(*+,.0-9:;=A-Za-z_-])")
 
 
-_SGTIN = re.compile(r"urn:epc:id:sgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_SGTIN = re.compile(rf"urn:epc:id:sgtin:(\d{{6,12}})\.(\d{{1,7}})\.({_EPC_CHAR}{{1,20}})")
 _SSCC = re.compile(r"urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})")
-_SGLN = re.compile(r"urn:epc:id:sgln:(\d{6,12})\.(\d{0,6})\.(.{1,20})")
-_LGTIN = re.compile(r"urn:epc:class:lgtin:(\d{6,12})\.(\d{1,7})\.(.{1,20})")
+_SGLN = re.compile(rf"urn:epc:id:sgln:(\d{{6,12}})\.(\d{{0,6}})\.({_EPC_CHAR}{{1,20}})")
+_LGTIN = re.compile(rf"urn:epc:class:lgtin:(\d{{6,12}})\.(\d{{1,7}})\.({_EPC_CHAR}{{1,20}})")
 _DL = re.compile(
-    r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?/?(\?[^#]*)?"
+    r"https?://[^/?#]+(?:/[^?#]*?)?/(01|gtin|00|sscc|414|gln)/(\d{4}[^/?#]+)(/[^/?#]+/[^/?#]+)?(\?[^#]*)?(#.*)?"
 )
 
 
@@ -241,6 +245,8 @@ def _constrain_dl(uri: str) -> str | None:
     key, qualifier = m.group(2), m.group(3) or ""
     if ai == "01":
         key = key.zfill(14) if len(key) in (8, 12, 13) else key
+        if re.fullmatch(rf"/22/{_CHARS}{{0,20}}", qualifier):
+            qualifier = ""
     out = f"https://id.gs1.org/{ai}/{key}{qualifier}"
     valid = (
         r"https://id\.gs1\.org/00/\d{18}",
@@ -290,7 +296,7 @@ def _dl(draw: st.DrawFn) -> str:
 
 
 _other = st.one_of(
-    st.builds(lambda s: f"urn:lineagent:code:{s}", _serial),
+    st.builds(lambda s: f"urn:example:lineagent:code:{s}", _serial),
     st.sampled_from(["urn:epcglobal:cbv:bizstep:packing", " 12.50 ", "-0.0", "1e3", "nan", "007", "12:", "a/",
                      "urn:epc:id:gdti:0614141.00001.1", "urn:epc:idpat:sgtin:0614141.812345.*", "http:/x"]),
     st.text(max_size=30),
@@ -346,7 +352,7 @@ def test_fast_hash_equals_the_reference_for_any_event(events: list[dict[str, Any
 @given(
     items=st.lists(st.one_of(_urn(), _dl(), st.builds(lambda s: f"CN{s}", _serial)), min_size=1, max_size=12,
                    unique=True),
-    parent=st.one_of(_urn(), _dl(), st.just("urn:lineagent:code:BX000000001")),
+    parent=st.one_of(_urn(), _dl(), st.just("urn:example:lineagent:code:BX000000001")),
     at=st.floats(min_value=1e9, max_value=2e9),
     offset=st.sampled_from(["+00:00", "+08:00", "-05:30"]),
     lot=_serial,
@@ -402,3 +408,12 @@ def test_the_differential_can_see_a_difference() -> None:
     a = "urn:epc:id:sgtin:0614141.812345.6789"
     assert hashing.canonical_value(a) == canonical_value(a) == "https://id.gs1.org/01/80614141123458/21/6789"
     assert hashing.canonical_value(a + "0") != canonical_value(a)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_urn(), _dl()))
+def test_canonical_values_equal_gs1s_generator(uri: str) -> None:
+    """Every EPC URN and Digital Link shape, near-misses included, canonicalises exactly as GS1's
+    reference generator does (its value canonicaliser, applied to each value before hashing)."""
+    ref = pytest.importorskip("epcis_event_hash_generator.hash_generator", reason="GS1 reference not installed")
+    assert hashing.canonical_value(uri) == ref._canonize_value(uri)

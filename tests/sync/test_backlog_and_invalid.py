@@ -34,7 +34,7 @@ def test_backlog_levels_and_operator_messages() -> None:
 def test_an_invalid_event_is_reported_and_the_rest_delivered(broker: Broker, tmp_path: Path) -> None:
     ledger_path, rdb = tmp_path / "ledger.db", tmp_path / "r.db"
     fill(ledger_path, 5)
-    bad = commissioning_event(CTX, ["urn:lineagent:code:bad"], at=1.8e9)
+    bad = commissioning_event(CTX, ["urn:example:lineagent:code:bad"], at=1.8e9)
     bad["action"] = "ADDED"  # a buggy producer
     with Ledger(ledger_path) as ledger:
         ledger.append_event("item.commissioned", {"epcis": bad}, uplink=True)

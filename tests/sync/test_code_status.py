@@ -17,8 +17,8 @@ def test_resent_batch_acked_counts_and_an_invalid_outcome_is_kept(tmp_path: Path
     floor.agg.pack("box", "B00001", ["I00002", "I00003"], durable=True)
     floor.ledger.commit()
     outbox = Outbox(tmp_path / "ledger.db")
-    first = outbox.cut(1, sending=True)  # B00000's event: sent, its ack lost
-    second = outbox.cut(1, sending=True)  # B00001's event: the receiver judged it invalid
+    first = outbox.cut(2, sending=True)  # B00000's commissioning and packing: sent, the ack lost
+    second = outbox.cut(2, sending=True)  # B00001's two events: the receiver judged them invalid
     assert first is not None and second is not None
     outbox.mark_acked(second.id, "invalid: schema")
     codes = {"B00000": "self", "B00001": "self"}
@@ -26,7 +26,7 @@ def test_resent_batch_acked_counts_and_an_invalid_outcome_is_kept(tmp_path: Path
         before = {e.code: e for e in deliveries(floor.ledger.conn, codes)}
     assert before["B00000"].state is Delivery.DELIVERED and before["B00000"].attempts == 1
     assert (before["B00001"].state, before["B00001"].outcome) == (Delivery.ACKED, "invalid: schema")
-    assert outbox.resend_since(0.0, 500) == 2  # an operator's `sync resend`: one batch over both
+    assert outbox.resend_since(0.0, 500) == 4  # an operator's `sync resend`: one batch over all four
     resend = outbox.unacked(10)[-1]
     outbox.mark_sent(resend.id)
     outbox.mark_acked(resend.id, "stored")
@@ -53,6 +53,6 @@ def test_a_bottle_decommissioned_with_its_box_shows_that_event(tmp_path: Path) -
         box = deliveries(floor.ledger.conn, {"B00000": "self"})
     assert [(e.kind, e.code, e.relation, e.state) for e in events] == \
         [("aggregation.decommission", "I00001", "self", Delivery.PENDING)]
-    assert [(e.kind, e.code) for e in box] == [("aggregation.add", "B00000"), ("aggregation.delete", "B00000"),
-                                             ("aggregation.decommission", "B00000")]
+    assert [(e.kind, e.code) for e in box] == [("aggregation.commission", "B00000"), ("aggregation.add", "B00000"),
+                                             ("aggregation.delete", "B00000"), ("aggregation.decommission", "B00000")]
     floor.ledger.close()

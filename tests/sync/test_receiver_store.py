@@ -19,7 +19,8 @@ PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _events(n: int, start: int = 0) -> list[dict[str, Any]]:
-    events = [commissioning_event(CTX, [f"urn:lineagent:code:{i}"], at=1.8e9 + i) for i in range(start, start + n)]
+    events = [commissioning_event(CTX, [f"urn:example:lineagent:code:{i}"], at=1.8e9 + i)
+              for i in range(start, start + n)]
     doc = document(events)
     return list(doc["epcisBody"]["eventList"])
 

@@ -162,16 +162,22 @@ def test_verdicts_are_on_the_outbox_with_their_epcis_event(tmp_path: Path) -> No
         await line.run({2: Item(texts=("NOPE",))}, 6)
         rows = line.ledger.conn.execute(
             "SELECT kind, code, payload FROM events WHERE uplink = 1 ORDER BY seq").fetchall()
+        # the rejected code was never commissioned: commissioned first, then decommissioned (CBV lifecycle)
         assert [(r["kind"], r["code"]) for r in rows] == [("code.verified", "C000001"),
+                                                          ("code.commissioned", "C000002"),
                                                           ("code.rejected", "C000002")]
-        good, bad = (json.loads(r["payload"]) for r in rows)
+        good, first, bad = (json.loads(r["payload"]) for r in rows)
+        assert first["epcis"]["action"] == "ADD" and first["epcis"]["bizStep"] == "commissioning"
+        assert first["epcis"]["epcList"] == bad["epcis"]["epcList"]
+        assert first["epcis"]["eventTime"] < bad["epcis"]["eventTime"]
         assert good["epcis"]["bizStep"] == "commissioning" and good["epcis"]["action"] == "ADD"
-        assert good["epcis"]["epcList"] == ["urn:lineagent:code:C000001"]
+        assert good["epcis"]["epcList"] == ["urn:example:lineagent:code:C000001"]
         assert good["epcis"]["ilmd"] == {"cbvmda:lotNumber": "L1"}
         assert bad["epcis"]["lineagent:reason"] == "foreign"
         validate(document([good["epcis"], bad["epcis"]]))  # schema-valid EPCIS 2.0
         assert good["epcis"]["readPoint"] == {"id": READ_POINT}
         assert bad["epcis"]["bizStep"] == "decommissioning" and bad["epcis"]["disposition"] == "inactive"
+        assert bad["epcis"]["action"] == "DELETE"  # CBV 2.0, 7.2
         assert bad["verdict"] == "foreign" and bad["read"] == "NOPE" and bad["seq"] == 2
         item = line.ledger.conn.execute("SELECT seq, verdict FROM items ORDER BY seq").fetchall()
         assert [tuple(r) for r in item] == [(1, "good"), (2, "foreign")]
@@ -246,7 +252,8 @@ def test_a_read_proves_a_code_the_feeder_had_not_confirmed(tmp_path: Path) -> No
         assert kinds[-2:] == ["code.printed", "code.verified"]
         rows = line.ledger.conn.execute(
             "SELECT kind, uplink, payload FROM events WHERE code = 'C000002' ORDER BY seq").fetchall()
-        assert [(r[0], r[1]) for r in rows][-2:] == [("code.in_doubt", 0), ("code.voided", 1)]
+        assert [(r[0], r[1]) for r in rows][-3:] == [("code.in_doubt", 0), ("code.commissioned", 1),
+                                                     ("code.voided", 1)]  # commissioned before it is retired
         void = json.loads(rows[-1][2])
         assert void["epcis"]["bizStep"] == "decommissioning" and void["verdict"] == "no_read"
         assert line.ledger.conn.execute("SELECT verdict FROM items WHERE seq = 2").fetchone()[0] == "no_read"
