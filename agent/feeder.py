@@ -41,6 +41,7 @@ from agent.feeder_alarms import Alarm, AlarmEvent, AlarmSink
 from agent.feeder_ledger import FeederLedger, FeederState, ReconcileReason
 from agent.ledger import Ledger
 from drivers.printers.base import (
+    Fault,
     Printer,
     PrinterError,
     PrinterState,
@@ -247,7 +248,11 @@ class Feeder(FeederLedger):
         if reason is not None:
             self.pending = self.pending or reason
             return False
-        if status.state in (PrinterState.FAULT, PrinterState.OFFLINE):
+        # A coder whose only fault is an empty buffer (Leibinger 5043, Videojet BE, Hitachi 0x66) waits for
+        # exactly what the feeder does next: refill it, then start printing again. Waiting for that fault
+        # to clear before feeding would wait forever (seen after a restart on a Leibinger).
+        starved = status.state is PrinterState.FAULT and status.faults == frozenset({Fault.BUFFER_EMPTY})
+        if status.state in (PrinterState.FAULT, PrinterState.OFFLINE) and not starved:
             self.state = FeederState.WAITING
             self.alarms.set(Alarm.CODER_FAULT, True, f"{self.coder}: {status.state} "
                                                      f"{sorted(status.faults)} {status.detail}".strip())
