@@ -11,9 +11,13 @@ would put two physical labels with one identity into the world if the first one 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from agent.aggregation.model import AggregationError, LevelPlan
 from agent.codes import gs1
@@ -23,6 +27,7 @@ from agent.ledger import CodeState, Ledger, LedgerError
 # The label printer's side, injected: print these bytes-to-be for this code, and read the label back.
 PrintLabel = Callable[[str, str], Awaitable[None]]  # (code, level) -> printed
 ReadLabel = Callable[[], Awaitable[str | None]]  # the code read from the fresh label, or None
+T = TypeVar("T")
 
 
 def mint_sscc(ledger: Ledger, cfg: SsccConfig, job: int | None, level: str = "pallet") -> str:
@@ -67,6 +72,10 @@ class ParentCodes:
     print_label: PrintLabel | None = None
     read_label: ReadLabel | None = None
     max_attempts: int = 3
+    executor: Executor | None = None  # where the ledger work runs (a commit may fsync): never the loop
+
+    async def _off(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     async def obtain(self, scanned: str | None = None) -> str:
         """The parent code for the next pack; for `preprinted` it is the code the station scanned."""
@@ -75,22 +84,25 @@ class ParentCodes:
                 raise AggregationError(f"no {self.plan.level} label was scanned; the pre-printed code is missing")
             return scanned
         for _ in range(self.max_attempts):
-            code = self._fresh()
+            code = await self._off(self._fresh)
             if self.print_label is not None:
                 await self.print_label(code, self.plan.level)
             read = await self.read_label() if self.read_label is not None else code
             if read == code:
-                self.ledger.transition(code, CodeState.PRINTED, expect=CodeState.ALLOCATED)
-                self.ledger.commit()
+                await self._off(functools.partial(self._settle, code, CodeState.PRINTED))
                 return code
-            self.ledger.transition(
-                code, CodeState.VOIDED, kind="label.voided", expect=CodeState.ALLOCATED,
-                payload={"read": read, "why": "label not verified after printing"},
-            )
-            self.ledger.commit()
+            await self._off(functools.partial(self._settle, code, CodeState.VOIDED, read))
         raise AggregationError(
             f"{self.max_attempts} {self.plan.level} labels in a row could not be verified; check the label printer"
         )
+
+    def _settle(self, code: str, state: CodeState, read: str | None = None) -> None:
+        if state is CodeState.PRINTED:
+            self.ledger.transition(code, CodeState.PRINTED, expect=CodeState.ALLOCATED)
+        else:
+            self.ledger.transition(code, CodeState.VOIDED, kind="label.voided", expect=CodeState.ALLOCATED,
+                                   payload={"read": read, "why": "label not verified after printing"})
+        self.ledger.commit()
 
     def _fresh(self) -> str:
         if self.plan.source is ParentSource.MINT:

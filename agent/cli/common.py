@@ -47,6 +47,7 @@ STATE_NAMES: dict[str, str] = {
     "finished": N_("finished"),
     "open": N_("open"), "parked": N_("parked"), "closed": N_("closed"), "unpacked": N_("unpacked"),
     "replaced": N_("replaced"), "decommissioned": N_("decommissioned"),
+    "dropped": N_("dropped"),
     "available": N_("available"), "allocated": N_("allocated"), "sent": N_("sent"), "printed": N_("printed"),
     "verified": N_("verified"), "rejected": N_("rejected"), "in_doubt": N_("in_doubt"), "voided": N_("voided"),
     "returned": N_("returned"), "escaped": N_("escaped"),

@@ -7,6 +7,7 @@ undone by a slip costs a quarantined batch, so a second, deliberate step is wort
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from agent import pins
-from agent.aggregation import operations
+from agent.aggregation import commands, operations
+from agent.aggregation.builds import BuildInfo, find_build
+from agent.aggregation.builds import children as build_children
+from agent.aggregation.commands import PackRefused
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
 from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
 from agent.cli.code_arg import code_key
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
+from agent.cli.pack_line import LevelOpt, RefArg, ask_daemon, no_daemon, open_target, said
 from agent.config.model import LineConfig
 from agent.i18n import _, pgettext
 from agent.ledger import Ledger
@@ -41,26 +45,14 @@ def when(at: float | None) -> str:
 def check_pin(cfg: LineConfig, ledger: Ledger, pin: str | None, action: str, args: dict[str, object]) -> None:
     """Refuse (and audit the refusal) unless the PIN matches; no PIN configured switches the action off;
     too many wrong PINs lock every PIN action out for a while (agent/pins.py). The PIN is never logged."""
-    want = cfg.security.operator_pin_hash
-    if not want:
-        ledger.audit(action, args, "refused: no operator PIN configured")
+    try:
+        commands.pin_gate(cfg, ledger, action)
+        given = pin if pin is not None else typer.prompt(_("Operator PIN"), hide_input=True)
+        commands.pin_verify(cfg, given, action)
+    except PackRefused as exc:
+        ledger.audit(action, args, exc.audit)
         ledger.close()
-        fail(_("{action} needs the operator PIN, and security.operator_pin_hash is not set in the config").format(
-            action=action))
-    with ledger.lock:
-        failures = [float(r[0]) for r in ledger.conn.execute(
-            "SELECT at FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?", (pins.WRONG, pins.LOCKOUT_AFTER))]
-    until = pins.locked_until(failures)
-    if until is not None:
-        ledger.audit(action, args, "refused: locked out after wrong PINs")
-        ledger.close()
-        fail(_("{action}: {n} wrong PINs; PIN actions are locked until {at}").format(
-            action=action, n=pins.LOCKOUT_AFTER, at=datetime.fromtimestamp(until).strftime("%H:%M:%S")))
-    given = pin if pin is not None else typer.prompt(_("Operator PIN"), hide_input=True)
-    if not pins.verify_pin(want, given):
-        ledger.audit(action, args, pins.WRONG)
-        ledger.close()
-        fail(_("{action}: wrong operator PIN").format(action=action))
+        fail(exc.shown())
 
 
 def open_for(cfg_path: Path | None, db: Path | None, code: str) -> tuple[LineConfig, Ledger, Aggregator]:
@@ -78,6 +70,10 @@ def _run(ledger: Ledger, action: str, args: dict[str, object], work: Callable[[]
     """Run an operation, audit it either way, and turn refusals into exit code 1 with the reason."""
     try:
         result = work()
+    except PackRefused as exc:
+        ledger.audit(action, args, exc.audit)
+        ledger.close()
+        fail(exc.shown(), Exit.NOT_FOUND if exc.not_found else Exit.REFUSED)
     except PackRejected as exc:
         ledger.audit(action, args, f"refused: {exc}")
         ledger.close()
@@ -104,11 +100,16 @@ def show_info(info: PackInfo, children: list[str]) -> None:
     console.print(t)
 
 
-@app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children."))
+@app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children; "
+                             "#N or a code inside it: a pack being built."))
 def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
     code = code_key(config, db, code)
     ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
     try:
+        build = find_build(ledger.conn, code)
+        if build is not None:
+            show_build(build, build_children(ledger.conn, build.id))
+            return
         info = pack_info(ledger.conn, code)
         kids = children_of(ledger.conn, code)
     except AggregationError as exc:
@@ -118,43 +119,73 @@ def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
     show_info(info, kids)
 
 
-@app.command("close", help=_("Close an open or parked pack; --partial --reason force-closes a short one (强制满垛)."))
+def show_build(b: BuildInfo, children: list[str]) -> None:
+    t = Table(title=_("{pack} being built").format(pack=b.name), show_header=False)
+    t.add_row(_("state"), state_name(b.state))
+    t.add_row(_("children"), _("{count} of {expected}").format(count=b.children, expected=b.expected))
+    if b.reason:
+        t.add_row(_("why"), b.reason)
+    t.add_row(_("job"), str(b.job))
+    t.add_row(pgettext("time", "created"), when(b.opened_at))
+    t.add_row(_("contents"), ", ".join(children) or "-")
+    console.print(t)
+
+
+@app.command("close", help=_(
+    "Close a pack; --partial --reason force-closes a short one (强制满垛). On a running line --level closes the "
+    "one being built."))
 def close(
-    parent: CodeArg,
+    code: RefArg = None, level: LevelOpt = None,
     partial: Annotated[
         bool, typer.Option("--partial", help=_("Force-close with fewer children than the count"))
     ] = False,
     reason: Annotated[str | None, typer.Option(help=_("Why it is closed partial (recorded)"))] = None,
     pin: PinOpt = None, config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
-    parent = code_key(config, db, parent)
-    cfg, ledger, agg = open_for(config, db, parent)
-    if partial and not reason:
-        ledger.close()
+    if partial and not (reason or "").strip():
         fail(_("--partial needs --reason TEXT: the auditor must read why"), Exit.USAGE)
-    args: dict[str, object] = {"parent": parent, "partial": partial, "reason": reason}
+    cfg = config_optional(config)
+    if partial and pin is None and (cfg is None or cfg.security.operator_pin_hash):
+        pin = typer.prompt(_("Operator PIN"), hide_input=True)
+    args: dict[str, object] = {"partial": partial, "reason": reason if partial else None}
+    on_line = ask_daemon("pack.close", code, level, {**args, "pin": pin}, cfg, db)
+    if on_line is not None:
+        said(on_line, "close", by_daemon=True)
+        return
+    ref = no_daemon(code, level)
+    cfg, ledger, target = open_target(config, db, ref)
+    args["code"] = ref
     if partial:
         check_pin(cfg, ledger, pin, "pack.close", args)
-    _run(ledger, "pack.close", args,
-         lambda: agg.close(parent, partial_reason=reason if partial else None).state)
-    done = _("[green]closed[/] {code} (partial: {reason})") if partial else _("[green]closed[/] {code}")
-    console.print(done.format(code=parent, reason=reason))
+    result = _run(ledger, "pack.close", args, lambda: asyncio.run(
+        commands.close(cfg, target, partial_reason=reason if partial else None)))
+    said(result, "close")
 
 
-@app.command("park", help=_("Set an unfinished pack aside (暂存); it stays open in the ledger across restarts."))
-def park(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    parent = code_key(config, db, parent)
-    _cfg, ledger, agg = open_for(config, db, parent)
-    _run(ledger, "pack.park", {"parent": parent}, lambda: agg.park(parent).state)
-    console.print(_("[yellow]parked[/] {code}").format(code=parent))
+@app.command("park", help=_(
+    "Set an unfinished pack aside (暂存); it stays in the ledger across restarts. On a running line --level parks "
+    "the one being built: the next items go into a new one."))
+def park(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    on_line = ask_daemon("pack.park", code, level, {}, config_optional(config), db)
+    if on_line is not None:
+        said(on_line, "park", by_daemon=True)
+        return
+    ref = no_daemon(code, level)
+    _cfg, ledger, target = open_target(config, db, ref)
+    said(_run(ledger, "pack.park", {"code": ref}, lambda: commands.park(target)), "park")
 
 
-@app.command("resume", help=_("Continue a parked pack (提取)."))
-def resume(parent: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    parent = code_key(config, db, parent)
-    _cfg, ledger, agg = open_for(config, db, parent)
-    _run(ledger, "pack.resume", {"parent": parent}, lambda: agg.resume(parent).state)
-    console.print(_("[green]resumed[/] {code}").format(code=parent))
+@app.command("resume", help=_(
+    "Continue a parked pack (提取); on a running line it becomes the one being built (the one it replaces is "
+    "parked). --level: the latest parked one."))
+def resume(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    on_line = ask_daemon("pack.resume", code, level, {}, config_optional(config), db)
+    if on_line is not None:
+        said(on_line, "resume", by_daemon=True)
+        return
+    ref = no_daemon(code, level)
+    _cfg, ledger, target = open_target(config, db, ref)
+    said(_run(ledger, "pack.resume", {"code": ref}, lambda: commands.resume(target)), "resume")
 
 
 @app.command("replace", help=_(

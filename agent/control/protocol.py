@@ -37,8 +37,32 @@ NO_JOB_ARG = N_("args.job: the job's name or id")
 ALREADY_RUNNING = N_("cannot start {job!r}: already running; stop, pause or finish it first")
 OTHER_RUNNING = N_("cannot start {job!r}: job {other!r} is running on this line; stop, pause or finish it first")
 ALREADY_ENDING = N_("job {job!r} is already ending ({end})")
+# Packs and the gate (agent/control/pack_commands.py, agent/aggregation/commands.py, agent/line/packing.py).
+PACK_TARGET = N_("name the pack by its level (--level) or by a code, not both and not neither")
+NEEDS_REASON = N_("a partial close needs a reason the auditor can read (--reason)")
+UNKNOWN_LEVEL = N_("{level!r} is not a pack level being built on this line (known: {known})")
+NOT_ON_LINE = N_("no job is running on the line, so no pack is being built; name the pack by a code or #N")
+NO_DAEMON_LEVEL = N_("--level names the pack being built on a running line, and no daemon answers; "
+                     "name the pack by a code or #N")
+NO_SUCH_PACK = N_("{code!r} is neither a pack nor in a pack being built")
+NOTHING_BUILT = N_("no {level} is being built on the line")
+NO_PARKED = N_("no parked {level} of job {job!r}")
+SHORT_NEEDS_PARTIAL = N_("{pack} holds {children} of {expected}; closing it short needs --partial and a reason")
+LABEL_ON_LINE = N_("{pack} gets a printed label when it closes: close it on the running line while its job runs")
+PACKING_ENDED = N_("packing of job {job!r} has ended; try again on the ledger")
+PIN_UNSET = N_("{action} needs the operator PIN, and security.operator_pin_hash is not set in the config")
+PIN_WRONG = N_("{action}: wrong operator PIN")
+PIN_LOCKED = N_("{action}: {n} wrong PINs; PIN actions are locked until {at}")
+GATE_LINE_BUSY = N_("the gate test runs the belt, so not while job {job!r} runs; pause or stop it first")
+UNKNOWN_PLC = N_("no PLC {plc!r} behind a verify station of this line (known: {known})")
+GATE_BUSY = N_("a gate test is already running")
+GATE_ITEMS_ON_BELT = N_("{count} printed items of job {job!r} wait for their verdict on the belt, and the gate test "
+                        "would carry them off unjudged: start or finish the job first")
+PACK_REFUSALS = (PACK_TARGET, NEEDS_REASON, UNKNOWN_LEVEL, NOT_ON_LINE, NO_DAEMON_LEVEL, NO_SUCH_PACK,
+                 NOTHING_BUILT, NO_PARKED, SHORT_NEEDS_PARTIAL, LABEL_ON_LINE, PACKING_ENDED, PIN_UNSET, PIN_WRONG,
+                 PIN_LOCKED, GATE_LINE_BUSY, UNKNOWN_PLC, GATE_BUSY, GATE_ITEMS_ON_BELT)
 REFUSALS = (NOT_JSON, UNKNOWN_COMMAND, ARGS_NOT_AN_OBJECT, TOO_MANY_CLIENTS, TOO_LONG, INTERNAL, NO_JOB_ARG,
-            ALREADY_RUNNING, OTHER_RUNNING, ALREADY_ENDING)
+            ALREADY_RUNNING, OTHER_RUNNING, ALREADY_ENDING, *PACK_REFUSALS)
 
 
 class ErrorCode(StrEnum):
@@ -55,6 +79,11 @@ class Command(StrEnum):
     JOB_PAUSE = "job.pause"
     JOB_FINISH = "job.finish"
     ALARM_ACK = "alarm.ack"
+    # args: {"level": "box"} or {"code": CODE or "#N"}; close also "partial": bool, "reason": str, "pin": str
+    PACK_CLOSE = "pack.close"
+    PACK_PARK = "pack.park"
+    PACK_RESUME = "pack.resume"
+    GATE_TEST = "gate.test"  # args: {"plc": NAME} (optional with one PLC behind a verify station)
 
 
 class ControlError(Exception):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 
 # Numbers reserved while parts land: 2 sync (outbox delivery), 3 aggregation, 4 verification, 5 feeder,
-# 6 the state guard (CHECK and transition trigger on codes), 7 restart tracking and the escaped state.
+# 6 the state guard (CHECK and transition trigger on codes), 7 restart tracking and the escaped state,
+# 8 the packs being built on the line.
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -334,6 +335,36 @@ MIGRATIONS: list[tuple[int, str]] = [
             feed_seq  INTEGER,
             at        REAL NOT NULL
         );
+        """,
+    ),
+    (
+        8,
+        """
+        -- The pack being built on the line, before it has a parent code (agent/aggregation/builds.py):
+        -- its children are recorded as they are verified, so a kill loses none of them; the parent code
+        -- (a label printed and read back, an SSCC minted) is obtained when it closes, and the build then
+        -- points at the pack it became. One open build per job and level: where the next child goes.
+        CREATE TABLE pack_builds (
+            id          INTEGER PRIMARY KEY,
+            job         INTEGER NOT NULL REFERENCES jobs(id),
+            level       TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('open', 'parked', 'closed', 'rejected', 'dropped')),
+            expected    INTEGER NOT NULL,
+            parent      INTEGER REFERENCES codes(id),
+            reason      TEXT,
+            opened_at   REAL NOT NULL,
+            ended_at    REAL
+        );
+        CREATE UNIQUE INDEX pack_builds_one_open ON pack_builds(job, level) WHERE state = 'open';
+        CREATE INDEX pack_builds_unfinished ON pack_builds(job, level, state) WHERE state IN ('open', 'parked');
+        -- child is the primary key: a child is taken into a build once, ever; a row stays when its build
+        -- closes, so a child later unlinked from its pack is not taken again by a restart.
+        CREATE TABLE pack_build_children (
+            child     INTEGER PRIMARY KEY REFERENCES codes(id),
+            build     INTEGER NOT NULL REFERENCES pack_builds(id),
+            added_at  REAL NOT NULL
+        );
+        CREATE INDEX pack_build_children_build ON pack_build_children(build);
         """,
     ),
 ]

@@ -1,56 +1,85 @@
 """Aggregation on the running line: verified items stream into boxes, boxes into cases, cases into pallets.
 
-Why a queue per level: a verdict is announced synchronously by the verify station, but closing a pack
-obtains a parent code (a label printed and read back, an SSCC minted) and commits, which takes time;
-each level's station works through its own queue in order, so a slow label printer delays packing,
-never verification. Children are counted off the verified stream (agent.aggregation.station
-StreamBatcher): the N-th verified item goes into the current box. At the end of a job the partial packs
-are force-closed bottom-up with a recorded reason, as an operator would with `pack close --partial`.
+Why the pack being built lives in the ledger (agent/aggregation/builds.py): a kill must not lose the
+verified items already in the box on the packer. Each verdict the verify station reports (it reports
+only after its commit, so the item is verified in the ledger by then) is recorded into the level's open
+build, in the ledger's group commit; a full build gets its parent code (a label printed and read back,
+an SSCC minted) and closes in one transaction, which also takes the new pack into the next level's
+build. On a restart the job's open builds are carried on, and what a kill left unrecorded (verified in
+the last group window) is found and added; the log and the status say what was resumed.
 
-Why its own thread and event loop (`run_threaded`): obtaining a parent code commits durably (an SSCC
-minted, a label code allocated and printed) and those fsyncs, several per pack, would stall the
-verify station's loop for hundreds of milliseconds on a slow disk, long enough for items to leave the
-camera window unread. Packing may lag; verification may not.
+Why on the runtime's loop, with the ledger work in one thread of its own: the loop stays the only
+loop (one TaskGroup, docs/architecture.md), and a close commits durably, several fsyncs per pack,
+which would stall the verify station's loop for hundreds of milliseconds on a slow disk. One thread
+keeps each level's writes in the order they were asked for. Label printing is network I/O on the loop.
+
+Each level is one task that sleeps until it is woken: by new children, by the level below closing a
+pack, by an operator's order (park, resume, close short; agent/control/pack_commands.py) or by the
+end of the job, when the open builds are force-closed bottom-up with a recorded reason, as an
+operator would with `pack close --partial`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import threading
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from agent.aggregation.model import AggregationError, Reason
+from agent.aggregation.builds import BuildInfo, Builds, BuildState
+from agent.aggregation.commands import PackRefused, build_result, dry_check
+from agent.aggregation.model import AggregationError, LevelPlan, PackRejected
 from agent.aggregation.parents import ParentCodes, ReadLabel
 from agent.aggregation.setup import aggregator_for, print_with
-from agent.aggregation.station import AggregationStation, PackOutcome, StreamBatcher
 from agent.config.model import LineConfig
-from agent.config.stations import StationConfig, StationKind
+from agent.config.stations import StationKind
+from agent.control.protocol import NO_PARKED, NOTHING_BUILT, PACKING_ENDED
 from agent.jobs import Job
-from agent.ledger import CodeState, Ledger
+from agent.ledger import Ledger, LedgerError
 from agent.line.alarms import AlarmBoard, Severity
 from drivers.labels.zpl import LabelPrinterError, ZplLabelPrinter
 
 log = logging.getLogger(__name__)
-END = None  # queue marker: the job ended, force-close what is open
-STOP: list[str] = []  # queue marker: stop at once, leave open packs open
+T = TypeVar("T")
+RETRY_S = 1.0  # a ledger write failed (disk full): children wait this long before they are tried again
+
+
+@dataclass
+class Order:
+    """An operator's order for one level, answered through `done` once the worker has carried it out."""
+
+    kind: str  # park | resume | close | end | stop
+    build: int | None = None  # None: the level's open build (resume: the latest parked)
+    reason: str | None = None  # close: the force-close reason
+    done: asyncio.Future[dict[str, Any]] | None = None
 
 
 @dataclass
 class Level:
     name: str
-    station: AggregationStation
-    batcher: StreamBatcher
-    queue: asyncio.Queue[list[str] | None] = field(default_factory=asyncio.Queue)
-    open: int = 0  # children in the pack being filled
+    plan: LevelPlan
+    station: str
+    parents: ParentCodes
+    printer: ZplLabelPrinter | None = None
+    upper: LevelPlan | None = None  # the level this one's packs go into, when the line builds it
+    pending: list[str] = field(default_factory=list)  # children not yet recorded
+    due: bool = False  # look at the open build: the level below may have filled it in its close
+    orders: deque[Order] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    running: bool = True
+    build: int | None = None  # the build being filled
+    open: int = 0  # its children
     closed: int = 0
     partial: int = 0
+    parked: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    printer: ZplLabelPrinter | None = None
+    state: str = "idle"
+    resumed: str | None = None  # what a restart found, for the operator
 
 
 class PackLine:
@@ -62,95 +91,78 @@ class PackLine:
         self.ledger = ledger
         self.job = job
         self.board = board
-        self._cancel_requested = False
+        self.levels: list[Level] = []
         self.agg = aggregator_for(ledger, cfg, job=job.id)
+        self.builds = Builds(self.agg)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pack:{job.name}"[:15])
         stations = {st.level: (name, st) for name, st in cfg.stations.items()
                     if st.type is StationKind.AGGREGATE and st.level}
-        self.levels: list[Level] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        for level in self.agg.plans:
+        for level, plan in self.agg.plans.items():
             if level not in stations:
                 continue
             name, st = stations[level]
-            self.levels.append(self._level(name, st, level, (read_labels or {}).get(name)))
+            printer = None
+            if st.label_printer:
+                printer = ZplLabelPrinter(cfg.device_settings("label_printers", st.label_printer))
+            read_label = (read_labels or {}).get(name)
+            parents = ParentCodes(ledger, plan, job.id, sscc=cfg.code_sources.sscc,
+                                  print_label=print_with(printer, job) if printer else None,
+                                  read_label=read_label if printer else None, executor=self._pool)
+            self.levels.append(Level(level, plan, name, parents, printer))
+        for below, above in zip(self.levels, self.levels[1:], strict=False):
+            if above.plan.child_level == below.name:
+                below.upper = above.plan
 
-    def _level(self, name: str, st: StationConfig, level: str, read_label: ReadLabel | None) -> Level:
-        plan = self.agg.plan(level)
-        printer = None
-        if st.label_printer:
-            printer = ZplLabelPrinter(self.cfg.device_settings("label_printers", st.label_printer))
-        parents = ParentCodes(self.ledger, plan, self.job.id, sscc=self.cfg.code_sources.sscc,
-                              print_label=print_with(printer, self.job) if printer else None,
-                              read_label=read_label if printer else None)
+    @property
+    def level_names(self) -> list[str]:
+        return [lv.name for lv in self.levels]
 
-        async def reject(pack: str, reasons: Sequence[Reason]) -> None:
-            # The pack leaves at the station's own reject; on this line that is the operator's bench.
-            self.board.set(name, "pack_rejected", True, Severity.WARNING,
-                           f"{level} {pack} rejected: {', '.join(map(str, reasons))}")
+    def level(self, name: str) -> Level | None:
+        return next((lv for lv in self.levels if lv.name == name), None)
 
-        station = AggregationStation(self.agg, plan, parents, reject, self.job.id)
-        return Level(level, station, StreamBatcher(plan.count), printer=printer)
+    # ---- from the runtime -------------------------------------------------------------------------
 
     def verified(self, code: str) -> None:
-        """A verified item (from the verify station's hook): into the bottom level's current pack."""
-        if not self.levels:
-            return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._push, 0, code)
-        else:
-            self._push(0, code)
+        """A verified item (the verify station's hook, on the loop, after its commit): to the bottom level."""
+        if self.levels:
+            self._push(0, [code])
 
-    def _push(self, i: int, code: str) -> None:
+    def _push(self, i: int, codes: list[str]) -> None:
         lv = self.levels[i]
-        batch = lv.batcher.push(code)
-        lv.open = 0 if batch is not None else lv.open + 1
-        if batch is not None:
-            lv.queue.put_nowait(batch)
+        lv.pending.extend(codes)
+        lv.due = True
+        lv.wake.set()
 
     def finish(self) -> None:
-        """The job ended: force-close each level's partial pack once the level below is done."""
-        if not self.levels:
-            return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.levels[0].queue.put_nowait, END)
-        else:
-            self.levels[0].queue.put_nowait(END)
-
-    async def run_threaded(self) -> None:
-        """run() on its own event loop in a worker thread; returns when it does.
-
-        Cancelled (the runtime is going down: a crash, a signal), it tells the thread to stop and waits
-        for it, so no thread is left packing behind a runtime that has ended (it would hold the
-        process open and ignore SIGTERM)."""
-        started = threading.Event()
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            for lv in self.levels:
-                lv.queue = asyncio.Queue()  # bound to this loop
-            started.set()
-            if self._cancel_requested:  # cancelled before this loop existed
-                self.cancel()
-            await self.run()
-
-        work = asyncio.ensure_future(asyncio.to_thread(asyncio.run, main()))
-        try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:
-            self._cancel_requested = True
-            self.cancel()
-            await asyncio.wait({work}, timeout=30)
-            raise
+        """The job ended: force-close each level's open build once the level below is done."""
+        if self.levels:
+            self._order(0, Order("end"))
 
     def cancel(self) -> None:
-        """Stop packing now (the agent is shutting down mid-job): open packs stay open in the ledger."""
-        loop = self._loop
-        if loop is not None:
-            for lv in self.levels:
-                loop.call_soon_threadsafe(lv.queue.put_nowait, STOP)
+        """Stop packing now (the agent is shutting down mid-job): the builds stay open in the ledger."""
+        for i in range(len(self.levels)):
+            self._order(i, Order("stop"))
+
+    def _order(self, i: int, order: Order) -> None:
+        lv = self.levels[i]
+        lv.orders.append(order)
+        lv.wake.set()
+
+    async def order(self, level: str, kind: str, *, build: int | None = None,
+                    reason: str | None = None) -> dict[str, Any]:
+        """An operator's order (park, resume, close) carried out by the level's task, between two fills."""
+        i = self.level_names.index(level)
+        lv = self.levels[i]
+        if not lv.running:
+            raise PackRefused(PACKING_ENDED, job=self.job.name)
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._order(i, Order(kind, build, reason, done))
+        return await asyncio.shield(done)
+
+    # ---- the tasks ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """One task per level; returns when every level has handled its END marker."""
+        """One task per level; returns when every level has handled its end (or stop)."""
         for lv in self.levels:
             if lv.printer is not None:
                 with contextlib.suppress(LabelPrinterError, OSError):
@@ -161,51 +173,217 @@ class PackLine:
                     tg.create_task(self._work(i, lv), name=f"pack:{lv.name}")
         finally:
             for lv in self.levels:
+                lv.running = False
+                self._refuse_orders(lv)
                 if lv.printer is not None:
                     with contextlib.suppress(LabelPrinterError, OSError):
                         await lv.printer.close()
+            self._pool.shutdown(wait=False)
+
+    async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(work, *args, **kwargs))
 
     async def _work(self, i: int, lv: Level) -> None:
+        await self._resume(lv)
+        await self._fill(i, lv, [])
         while True:
-            batch = await lv.queue.get()
-            if batch is STOP:
-                return
-            if batch is END:
-                rest = lv.batcher.remainder()
-                lv.open = 0
-                if rest:
-                    await self._pack(i, lv, rest, partial=f"end of job {self.job.name}: partial {lv.name}")
-                if i + 1 < len(self.levels):
-                    self.levels[i + 1].queue.put_nowait(END)
-                return
-            if i == 0:
-                await self._until_verified(batch)
-            await self._pack(i, lv, batch)
+            await lv.wake.wait()
+            lv.wake.clear()
+            while lv.due or lv.orders:
+                if any(o.kind == "stop" for o in lv.orders):  # shutting down: one last try, then go
+                    if lv.due:
+                        await self._fill(i, lv, self._take(lv))
+                    lv.running = False
+                    return
+                if lv.due:
+                    if not await self._fill(i, lv, self._take(lv)) and not lv.orders:
+                        lv.wake.clear()
+                        with contextlib.suppress(TimeoutError):  # the ledger failed: retry, sooner if woken
+                            async with asyncio.timeout(RETRY_S):
+                                await lv.wake.wait()
+                    continue
+                order = lv.orders.popleft()
+                if order.kind == "end":
+                    lv.running = False
+                    await self._end(i, lv)
+                    return
+                await self._carry_out(i, lv, order)
 
-    async def _until_verified(self, codes: list[str], wait_s: float = 2.0) -> None:
-        """The verify station announces a verdict just before its ledger write (in a worker thread);
-        give that write a moment so the pack's rule check sees the children verified."""
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while asyncio.get_running_loop().time() < deadline:
-            states = await asyncio.to_thread(lambda: [self.ledger.state_of(c) for c in codes])
-            if all(st is CodeState.VERIFIED for st in states):
-                return
-            await asyncio.sleep(0.005)
+    @staticmethod
+    def _take(lv: Level) -> list[str]:
+        codes, lv.pending, lv.due = lv.pending, [], False
+        return codes
 
-    async def _pack(self, i: int, lv: Level, children: list[str], partial: str | None = None) -> None:
+    async def _resume(self, lv: Level) -> None:
+        """What a restart (or an earlier run of this job) left: carried on, and said so."""
+        unfinished = await self._db(self.builds.unfinished, self.job.id, lv.name)
+        orphans = await self._db(self.builds.orphans, self.job.id, lv.plan)
+        current = next((b for b in unfinished if b.state is BuildState.OPEN), None)
+        lv.parked = sum(b.state is BuildState.PARKED for b in unfinished)
+        said = []
+        if current is not None:
+            lv.build, lv.open = current.id, current.children
+            said.append(f"{current.name} with {current.children} of {current.expected}")
+        if orphans:
+            said.append(f"{len(orphans)} {lv.plan.child_level} that were in no pack")
+        if lv.parked:
+            said.append(f"{lv.parked} parked")
+        if said:
+            lv.resumed = "; ".join(said)
+            log.warning("job %s: resumed %s: %s", self.job.name, lv.name, lv.resumed)
+        if orphans:
+            lv.pending[:0] = orphans  # before the verdicts that came meanwhile: they were verified first
+            lv.due = True
+            lv.wake.set()
+
+    async def _fill(self, i: int, lv: Level, codes: list[str]) -> bool:
+        """Record children into the open build; close it when full and go on with the rest. False when
+        the ledger refused the write (a full disk): the children are kept for the next try."""
+        while True:
+            try:
+                st = await self._db(self.builds.stage, self.job.id, lv.plan, codes)
+            except LedgerError as exc:
+                self.board.set(lv.station, "station", True, Severity.STOP, f"{lv.name} station: {exc}")
+                lv.pending[:0] = codes
+                lv.due = True
+                return False
+            lv.build, lv.open = st.build, st.children
+            if st.refused:
+                self.board.set(lv.station, "child_refused", True, Severity.WARNING,
+                               f"{lv.name}: not packed: {'; '.join(map(str, st.refused[:3]))}")
+            if not st.full or st.build is None:
+                return True
+            with contextlib.suppress(AggregationError, LabelPrinterError, LedgerError, OSError):
+                await self._close(i, lv, st.build)  # failing, it set the build aside and said why
+            if not st.rest:
+                return True
+            codes = st.rest
+
+    async def _close(self, i: int, lv: Level, build: int, partial: str | None = None, *,
+                     operator: bool = False) -> BuildInfo:
+        """Obtain the parent code and close. Raises when it did not close: short (nothing changed); or
+        refused by the rules (an operator's close: nothing changed; the line's own: the build is
+        rejected, the pack leaves for the bench); or its label or commit failed (the build is parked
+        with the reason, the line goes on into a fresh one)."""
+        dropped = await self._db(self.builds.prune, build)
+        if dropped:
+            self.board.set(lv.station, "child_dropped", True, Severity.WARNING,
+                           f"{lv.name} #{build}: {len(dropped)} no longer packable, taken out: {dropped[:3]}")
+        b = await self._db(self.builds.info, build)
+        if lv.build == build:
+            lv.open = b.children
         try:
-            out: PackOutcome = await lv.station.handle(children, partial_reason=partial)
-        except (AggregationError, LabelPrinterError) as exc:
-            self.board.set(lv.name, "station", True, Severity.STOP, f"{lv.name} station: {exc}")
-            return
-        if not out.accepted or out.parent is None:
-            lv.rejected.update(str(r) for r in out.reasons)
-            return
+            await self._db(dry_check, self.builds, b, partial)
+        except PackRejected as exc:
+            if b.children == 0:
+                await self._db(self.builds.drop_if_empty, build)
+                self._forget(lv, build)
+            elif not operator:
+                self._rejected(lv, b, exc)
+                await self._db(self.builds.reject, build, str(exc))
+                self._forget(lv, build)
+            raise
+        try:
+            lv.state = "labelling"
+            parent = await lv.parents.obtain()
+            lv.state = "committing"
+            out = await self._db(self.builds.close, build, parent, partial_reason=partial, upper=lv.upper)
+        except (AggregationError, LabelPrinterError, LedgerError, OSError) as exc:
+            self.board.set(lv.station, "station", True, Severity.STOP, f"{b.name} not closed: {exc}")
+            log.error("job %s: %s not closed: %s", self.job.name, b.name, exc)
+            if b.state is BuildState.OPEN:
+                with contextlib.suppress(AggregationError, LedgerError):
+                    await self._db(self.builds.park, build, why=f"not closed: {exc}"[:300])
+                    lv.parked += 1
+                    self._forget(lv, build)
+            raise
+        finally:
+            lv.state = "idle"
+        if out.rejected is not None:
+            self._rejected(lv, b, out.rejected)
+            self._forget(lv, build)
+            raise out.rejected
+        self.board.set(lv.station, "station", False)
         lv.closed += 1
         lv.partial += partial is not None
+        self._forget(lv, build)
+        if b.state is BuildState.PARKED:
+            lv.parked -= 1
+        if lv.upper is not None:
+            self._push(i + 1, out.next.rest if out.next is not None else [])
+        return out.build
+
+    def _rejected(self, lv: Level, b: BuildInfo, exc: PackRejected) -> None:
+        lv.rejected.update(str(r) for r in exc.reasons)
+        self.board.set(lv.station, "pack_rejected", True, Severity.WARNING, f"{b.name} rejected: {exc}")
+
+    @staticmethod
+    def _forget(lv: Level, build: int) -> None:
+        if lv.build == build:
+            lv.build, lv.open = None, 0
+
+    async def _end(self, i: int, lv: Level) -> None:
+        """End of the job: the open build is force-closed with the reason recorded, then the level above."""
+        b = await self._db(self.builds.open_build, self.job.id, lv.name)
+        if b is not None and b.children:
+            with contextlib.suppress(AggregationError, LabelPrinterError, LedgerError, OSError):
+                await self._close(i, lv, b.id, partial=f"end of job {self.job.name}: partial {lv.name}")
+        if lv.parked:
+            log.warning("job %s: %d parked %s left for an operator", self.job.name, lv.parked, lv.name)
         if i + 1 < len(self.levels):
-            self._push(i + 1, out.parent)
+            self._order(i + 1, Order("end"))
+
+    async def _carry_out(self, i: int, lv: Level, order: Order) -> None:
+        assert order.done is not None
+        try:
+            result = await self._do(i, lv, order)
+        except (AggregationError, LabelPrinterError, LedgerError, OSError) as exc:  # a refusal; the level goes on
+            if not order.done.done():
+                order.done.set_exception(exc)
+            return
+        except Exception as exc:  # a bug behind one order must not end the line's packing; logged whole
+            log.exception("%s: order %s failed", lv.name, order.kind)
+            if not order.done.done():
+                order.done.set_exception(exc)
+            return
+        if not order.done.done():
+            order.done.set_result(result)
+
+    async def _do(self, i: int, lv: Level, order: Order) -> dict[str, Any]:
+        if order.kind == "resume":
+            target = order.build
+            if target is None:
+                latest = await self._db(self.builds.latest_parked, self.job.id, lv.name)
+                if latest is None:
+                    raise PackRefused(NO_PARKED, level=lv.name, job=self.job.name)
+                target = latest.id
+            resumed, parked = await self._db(self.builds.resume, target)
+            lv.build, lv.open = resumed.id, resumed.children
+            lv.parked += (parked is not None) - 1
+            if resumed.full:
+                await self._fill(i, lv, [])  # it was set aside full (its label had failed): close it now
+                resumed = await self._db(self.builds.info, resumed.id)
+            return build_result(resumed, parked=parked.name if parked else None)
+        target = order.build if order.build is not None else lv.build
+        if target is None:
+            raise PackRefused(NOTHING_BUILT, level=lv.name)
+        if order.kind == "park":
+            b = await self._db(self.builds.park, target, why="parked by an operator")
+            lv.parked += 1
+            self._forget(lv, target)
+            return build_result(b)
+        closed = await self._close(i, lv, target, partial=order.reason, operator=True)
+        assert closed.parent is not None
+        return build_result(closed, parent=closed.parent, partial_reason=order.reason)
+
+    def _refuse_orders(self, lv: Level) -> None:
+        while lv.orders:
+            order = lv.orders.popleft()
+            if order.done is not None and not order.done.done():
+                order.done.set_exception(PackRefused(PACKING_ENDED, job=self.job.name))
 
     def snapshot(self) -> dict[str, Any]:
         return {lv.name: {"closed": lv.closed, "partial": lv.partial, "open": lv.open,
-                          "rejected": dict(lv.rejected), "state": str(lv.station.state)} for lv in self.levels}
+                          "expected": lv.plan.count, "build": lv.build, "parked": lv.parked,
+                          "rejected": dict(lv.rejected), "state": lv.state, "resumed": lv.resumed}
+                for lv in self.levels}

@@ -35,6 +35,7 @@ from typing import Any
 from agent.aggregation.parents import ReadLabel
 from agent.config.model import LineConfig
 from agent.config.stations import StationKind
+from agent.control import pack_commands
 from agent.control.protocol import (
     ALREADY_ENDING,
     ALREADY_RUNNING,
@@ -297,7 +298,7 @@ class LineRuntime:
                             for n, p in self.printers.items()]
                 verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
                              for n, v in self.verifiers.items()]
-                tg.create_task(pack.run_threaded(), name="packing")
+                tg.create_task(pack.run(), name="packing")
                 tg.create_task(self._conveyor(job_stop), name="conveyor")
                 end = await self._until_done(job, printing, stop)
                 if end is JobEnd.FINISH:
@@ -399,6 +400,8 @@ class LineRuntime:
     async def control(self, request: Request, user: str) -> dict[str, Any]:
         """One operator request from the control socket; audited with the peer's user name."""
         cmd, args = request.cmd, request.args
+        if cmd in pack_commands.COMMANDS:
+            return await pack_commands.handle(self, request, user)
         if cmd is Command.STATUS:
             return asdict(self.snapshot())
         if cmd is Command.ALARM_ACK:
@@ -421,6 +424,11 @@ class LineRuntime:
         await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, json.dumps(result_d, default=str),
                                 user=user)
         return result_d
+
+    def gates(self) -> dict[str, pack_commands.Gate]:
+        """Each verify station's reject gate, by its PLC's name (for the gate test)."""
+        return {v.plc_name: pack_commands.Gate(v.plc, v.st.verify.gate_at, v.st.verify.confirm_margin)
+                for v in self.verifiers.values()}
 
     async def _job_command(self, cmd: Command, ref: str | int) -> dict[str, Any]:
         job = await asyncio.to_thread(get_job, self.ledger, ref)
