@@ -153,7 +153,7 @@ def close(
         said(on_line, "close", by_daemon=True)
         return
     ref = no_daemon(code, level)
-    cfg, ledger, target = open_target(config, db, ref)
+    cfg, ledger, target = open_target("pack.close", config, db, ref)
     args["code"] = ref
     if partial:
         check_pin(cfg, ledger, pin, "pack.close", args)
@@ -171,7 +171,7 @@ def park(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, 
         said(on_line, "park", by_daemon=True)
         return
     ref = no_daemon(code, level)
-    _cfg, ledger, target = open_target(config, db, ref)
+    _cfg, ledger, target = open_target("pack.park", config, db, ref)
     said(_run(ledger, "pack.park", {"code": ref}, lambda: commands.park(target)), "park")
 
 
@@ -184,7 +184,7 @@ def resume(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None
         said(on_line, "resume", by_daemon=True)
         return
     ref = no_daemon(code, level)
-    _cfg, ledger, target = open_target(config, db, ref)
+    _cfg, ledger, target = open_target("pack.resume", config, db, ref)
     said(_run(ledger, "pack.resume", {"code": ref}, lambda: commands.resume(target)), "resume")
 
 

@@ -54,12 +54,14 @@ def no_daemon(code: str | None, level: str | None) -> str:
     return code
 
 
-def open_target(cfg_path: Path | None, db: Path | None, ref: str) -> tuple[LineConfig, Ledger, Target]:
+def open_target(action: str, cfg_path: Path | None, db: Path | None, ref: str
+                ) -> tuple[LineConfig, Ledger, Target]:
     cfg = config(cfg_path)
     ledger = open_ledger(cfg, db)
     try:
         return cfg, ledger, resolve(ledger, cfg, ref)
     except AggregationError as exc:
+        ledger.audit(action, {"code": ref}, f"refused: {exc}")
         ledger.close()
         shown = getattr(exc, "shown", None)
         fail(shown() if callable(shown) else str(exc),

@@ -240,6 +240,6 @@ def _devices(st: DaemonStatus | None, feed: dict[str, int]) -> Table:
                   _("feeder {state}").format(state=d.get("feeder")) if d else "")
     for name, s in sorted((st.stations if st else {}).items()):
         detail = ", ".join(f"{k} {v}" for k, v in (s.get("verdicts") or {}).items()) or \
-            ", ".join(f"{k} {v}" for k, v in s.items() if k in ("closed", "partial", "open"))
+            ", ".join(f"{k} {v}" for k, v in s.items() if k in ("closed", "partial", "open", "parked", "resumed") and v)
         t.add_row(name, str(s.get("kind", "pack")), str(s.get("state", "-")), "", detail)
     return t

@@ -151,14 +151,19 @@ def test_operator_parks_closes_and_resumes_the_pack_being_built_and_tests_the_ga
                 seen["resumed"] = str(q(db, "SELECT c.code FROM pack_builds b JOIN codes c ON c.id = b.parent "
                                             "WHERE b.id = ?", parked)[0][0])
 
-                # The gate test: refused while the job runs; once the job is finished it reaches the PLC.
-                rejected = list(model.rejected)
+                # The gate test: refused while the job runs, and while printed items wait for their verdict on
+                # the belt (the job paused); once the job is finished it reaches the PLC.
                 code, out = await cli("plc", "gate-test", *conf)
                 assert code == 1 and "not while job 'WO-1' runs" in out, out
+                code, out = await cli("job", "pause", "WO-1", *conf)
+                assert code == 0, out
+                rejected, confirms = list(model.rejected), model.confirms
+                code, out = await cli("plc", "gate-test", *conf)
+                assert code == 1 and "printed items of job 'WO-1' wait for their verdict on the belt" in out, out
+                assert (model.rejected, model.confirms, model.running) == (rejected, confirms, False)
                 code, out = await cli("job", "finish", "WO-1", *conf)
                 assert code == 0, out
-                assert set(model.rejected) >= set(rejected)
-                printed, confirms, removed = len(coder.printed), model.confirms, len(model.rejected)
+                printed, removed = len(coder.printed), len(model.rejected)
                 code, out = await cli("plc", "gate-test", *conf)
                 assert code == 0 and "counted an item leaving through the gate (by the running daemon)" in out, out
                 pitch = int(re.search(r"pitch (\d+) fired", out).group(1))  # type: ignore[union-attr]
@@ -207,5 +212,5 @@ def test_operator_parks_closes_and_resumes_the_pack_being_built_and_tests_the_ga
     done = [(a, str(r)[:3]) for _u, a, _x, r in audit if "is being built on the line" not in str(r)]  # retried
     assert done == [("pack.resume", "ref"), ("pack.park", "ref"), ("pack.park", "ref"), ("pack.close", "ref"),
                     ("pack.park", "ok:"), ("pack.close", "ok:"), ("pack.resume", "ok:"), ("gate.test", "ref"),
-                    ("gate.test", "ok:")]
+                    ("gate.test", "ref"), ("gate.test", "ok:")]
     assert not any(PIN in str(x) or "1357" in str(x) for row in audit for x in row)
