@@ -139,6 +139,9 @@ ALARM_NAMES: dict[str, str] = {
     "plc_failed": N_("PLC failed"),
     "socket": N_("control socket unavailable"),
     "gs1_fnc1": N_("GS1 job: the coder's FNC1 setting is missing"),
+    "pack_not_recorded": N_("packed items not recorded"),
+    "child_refused": N_("item not taken into a pack"),
+    "child_dropped": N_("item taken out of a pack"),
 }
 LIGHT_NAMES: dict[str, str] = {
     Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),

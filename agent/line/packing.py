@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,7 @@ class Level:
     orders: deque[Order] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     running: bool = True
+    ending: bool = False  # the job's end reached this level
     build: int | None = None  # the build being filled
     open: int = 0  # its children
     closed: int = 0
@@ -101,13 +103,11 @@ class PackLine:
             if level not in stations:
                 continue
             name, st = stations[level]
-            printer = None
-            if st.label_printer:
-                printer = ZplLabelPrinter(cfg.device_settings("label_printers", st.label_printer))
-            read_label = (read_labels or {}).get(name)
+            printer = ZplLabelPrinter(cfg.device_settings("label_printers", st.label_printer)) \
+                if st.label_printer else None
             parents = ParentCodes(ledger, plan, job.id, sscc=cfg.code_sources.sscc,
                                   print_label=print_with(printer, job) if printer else None,
-                                  read_label=read_label if printer else None, executor=self._pool)
+                                  read_label=(read_labels or {}).get(name) if printer else None, executor=self._pool)
             self.levels.append(Level(level, plan, name, parents, printer))
         for below, above in zip(self.levels, self.levels[1:], strict=False):
             if above.plan.child_level == below.name:
@@ -116,9 +116,6 @@ class PackLine:
     @property
     def level_names(self) -> list[str]:
         return [lv.name for lv in self.levels]
-
-    def level(self, name: str) -> Level | None:
-        return next((lv for lv in self.levels if lv.name == name), None)
 
     # ---- from the runtime -------------------------------------------------------------------------
 
@@ -184,6 +181,26 @@ class PackLine:
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(work, *args, **kwargs))
 
     async def _work(self, i: int, lv: Level) -> None:
+        """A level's task. A ledger that fails under it (a full disk, an I/O error) stops this level with
+        an alarm, never the runtime: the line's own stop for a failing ledger is the resource guard's."""
+        try:
+            await self._level(i, lv)
+            return
+        except (LedgerError, AggregationError, sqlite3.Error, OSError) as exc:
+            lv.running = False
+            self.board.set(lv.station, "station", True, Severity.STOP, f"{lv.name} packing stopped: {exc}")
+            log.error("job %s: %s packing stopped: %s", self.job.name, lv.name, exc)
+        while not lv.ending:  # the job's end still goes up the levels, or the runtime would wait on them
+            self._refuse_orders(lv, keep=("end", "stop"))
+            if lv.orders:
+                lv.ending = True
+                break
+            lv.wake.clear()
+            await lv.wake.wait()
+        if i + 1 < len(self.levels) and not any(o.kind == "stop" for o in lv.orders):
+            self._order(i + 1, Order("end"))
+
+    async def _level(self, i: int, lv: Level) -> None:
         await self._resume(lv)
         await self._fill(i, lv, [])
         while True:
@@ -204,7 +221,7 @@ class PackLine:
                     continue
                 order = lv.orders.popleft()
                 if order.kind == "end":
-                    lv.running = False
+                    lv.running, lv.ending = False, True
                     await self._end(i, lv)
                     return
                 await self._carry_out(i, lv, order)
@@ -243,10 +260,11 @@ class PackLine:
             try:
                 st = await self._db(self.builds.stage, self.job.id, lv.plan, codes)
             except LedgerError as exc:
-                self.board.set(lv.station, "station", True, Severity.STOP, f"{lv.name} station: {exc}")
+                self.board.set(lv.station, "pack_not_recorded", True, Severity.STOP, f"{lv.name}: children not recorded: {exc}")
                 lv.pending[:0] = codes
                 lv.due = True
                 return False
+            self.board.set(lv.station, "pack_not_recorded", False)
             lv.build, lv.open = st.build, st.children
             if st.refused:
                 self.board.set(lv.station, "child_refused", True, Severity.WARNING,
@@ -376,11 +394,12 @@ class PackLine:
         assert closed.parent is not None
         return build_result(closed, parent=closed.parent, partial_reason=order.reason)
 
-    def _refuse_orders(self, lv: Level) -> None:
-        while lv.orders:
-            order = lv.orders.popleft()
-            if order.done is not None and not order.done.done():
+    def _refuse_orders(self, lv: Level, keep: tuple[str, ...] = ()) -> None:
+        kept = [o for o in lv.orders if o.kind in keep]
+        for order in lv.orders:
+            if order.kind not in keep and order.done is not None and not order.done.done():
                 order.done.set_exception(PackRefused(PACKING_ENDED, job=self.job.name))
+        lv.orders = deque(kept)
 
     def snapshot(self) -> dict[str, Any]:
         return {lv.name: {"closed": lv.closed, "partial": lv.partial, "open": lv.open,

@@ -145,7 +145,7 @@ def test_operator_parks_closes_and_resumes_the_pack_being_built_and_tests_the_ga
                 seen["short"], seen["short_n"] = m.group(2), int(m.group(3))
                 await until(lambda: box().get("open", 0) >= 1, "another box filling")
                 code, out = await cli("pack", "resume", held[0], *conf)
-                assert code == 0 and f"resumed box #{parked}: {k} of 6" in out, (out, runtime.runs, runtime.state, [(a.source, a.key, a.detail) for a in runtime.board.active], model.counter, len(coder.printed))
+                assert code == 0 and f"resumed box #{parked}: {k} of 6" in out, out
                 await until(lambda: q(db, "SELECT state FROM pack_builds WHERE id = ?", parked)[0][0] == "closed",
                             "the resumed box filled and closed")
                 seen["resumed"] = str(q(db, "SELECT c.code FROM pack_builds b JOIN codes c ON c.id = b.parent "
