@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from agent.aggregation import commands, operations
-from agent.aggregation.builds import BuildInfo, find_build
+from agent.aggregation.builds import BUILD_REF, BuildInfo, find_build
 from agent.aggregation.builds import children as build_children
 from agent.aggregation.commands import PackRefused
 from agent.aggregation.model import AggregationError, PackInfo, PackRejected
@@ -25,7 +25,7 @@ from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
 from agent.cli.code_arg import code_key
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
-from agent.cli.pack_line import LevelOpt, RefArg, ask_daemon, no_daemon, open_target, said
+from agent.cli.pack_line import LevelOpt, RefArg, ask_daemon, ledger_ref, no_daemon, open_target, said
 from agent.config.model import LineConfig
 from agent.i18n import _, pgettext
 from agent.ledger import Ledger
@@ -103,7 +103,7 @@ def show_info(info: PackInfo, children: list[str]) -> None:
 @app.command("show", help=_("A pack: state, count against expected, force-close reason, times and its children; "
                              "#N or a code inside it: a pack being built."))
 def show(code: CodeArg, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    code = code_key(config, db, code)
+    code = code_key(config, db, code) if not BUILD_REF.fullmatch(code.strip()) else code
     ledger = open_ledger(config_optional(config), db)  # --db alone is enough for a read
     try:
         build = find_build(ledger.conn, code)
@@ -144,6 +144,7 @@ def close(
 ) -> None:
     if partial and not (reason or "").strip():
         fail(_("--partial needs --reason TEXT: the auditor must read why"), Exit.USAGE)
+    code = ledger_ref(code, level, config, db)
     cfg = config_optional(config)
     if partial and pin is None and (cfg is None or cfg.security.operator_pin_hash):
         pin = typer.prompt(_("Operator PIN"), hide_input=True)
@@ -166,6 +167,7 @@ def close(
     "Set an unfinished pack aside (暂存); it stays in the ledger across restarts. On a running line --level parks "
     "the one being built: the next items go into a new one."))
 def park(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    code = ledger_ref(code, level, config, db)
     on_line = ask_daemon("pack.park", code, level, {}, config_optional(config), db)
     if on_line is not None:
         said(on_line, "park", by_daemon=True)
@@ -179,6 +181,7 @@ def park(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, 
     "Continue a parked pack (提取); on a running line it becomes the one being built (the one it replaces is "
     "parked). --level: the latest parked one."))
 def resume(code: RefArg = None, level: LevelOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    code = ledger_ref(code, level, config, db)
     on_line = ask_daemon("pack.resume", code, level, {}, config_optional(config), db)
     if on_line is not None:
         said(on_line, "resume", by_daemon=True)

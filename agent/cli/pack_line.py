@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from agent.aggregation.builds import BUILD_REF
 from agent.aggregation.commands import Target, resolve
 from agent.aggregation.model import AggregationError
+from agent.cli.code_arg import code_key
 from agent.cli.common import Exit, config, console, fail, ledger_path, open_ledger
 from agent.cli.refusals import refusal
 from agent.config.model import LineConfig
@@ -30,6 +32,16 @@ LevelOpt = Annotated[str | None, typer.Option("--level", help=_(
     "The pack being built at this level on the running line (box, case, pallet)"))]
 
 EXIT = {ErrorCode.NOT_FOUND: Exit.NOT_FOUND, ErrorCode.USAGE: Exit.USAGE}
+
+
+def ledger_ref(code: str | None, level: str | None, cfg_path: Path | None, db: Path | None) -> str | None:
+    """The ledger's code for what the operator typed or scanned (any printed form, agent/cli/code_arg.py);
+    "#N" (a build) as it is. Exactly one of a code and a level names the pack (exit 2 otherwise)."""
+    if (code is None) == (level is None):
+        fail(_(PACK_TARGET), Exit.USAGE)
+    if code is None or BUILD_REF.fullmatch(code.strip()):
+        return code
+    return code_key(cfg_path, db, code)
 
 
 def ask_daemon(cmd: str, code: str | None, level: str | None, args: dict[str, Any], cfg: LineConfig | None,

@@ -41,7 +41,7 @@ from agent.control.protocol import (
 )
 from agent.jobs import Job
 from agent.ledger import Ledger, LedgerError
-from drivers.plc import LinePlc, PlcError, Signal, unwrap
+from drivers.plc import GateMode, LinePlc, PlcError, Signal, unwrap
 
 if TYPE_CHECKING:  # the CLI imports gate_test from here without the line's packing code
     from agent.line.packing import PackLine
@@ -178,40 +178,61 @@ async def gate_test(gate: Gate, *, timeout_s: float = GATE_TIMEOUT_S) -> dict[st
     """Run the belt until what was on it has passed the gate (a reject pending for one of those lands
     meanwhile, and is not taken for the test's), fire the gate for the next pitch, run until that pitch
     is past the gate and the confirm sensor's margin, stop the belt. `confirmed`: the sensor counted an
-    item leaving through the gate (a test item on that pitch; an empty pitch gives False)."""
+    item leaving through the gate (a test item on that pitch; an empty pitch gives False).
+
+    Under positive release (`gate: release`) every pitch that passes the head during the test is
+    released but the test pitch, so only the test pitch can be removed; what was on the belt unreleased
+    when the test began is removed in the first run, as the PLC's logic wants it."""
     plc = gate.plc
     await plc.open()
     try:
         start = await plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
         head = start[Signal.COUNTER]
+        run = _Run(plc, head, plc.gate is GateMode.RELEASE)
         await plc.heartbeat()
         await plc.run_line(True)
-        pitch, confirmed, at = head, False, head
+        pitch, confirmed = head, False
         try:
             async with asyncio.timeout(timeout_s):
-                at, before = await _run_to(plc, head, head + gate.gate_at + gate.margin, None)
-                pitch = at + 1
+                before = await run.until(head + gate.gate_at + gate.margin, None)
+                pitch = run.skip = run.at + 1
                 await plc.fire_reject(pitch)
-                at, after = await _run_to(plc, head, pitch + gate.gate_at + gate.margin, before)
+                after = await run.until(pitch + gate.gate_at + gate.margin, before)
                 confirmed = after != before
         except TimeoutError:
             pass
         finally:
             await plc.run_line(False)
         log.info("gate test on %s: pitch %d fired, belt ran %d pitches, confirmed %s", plc.name, pitch,
-                 at - head, confirmed)
-        return {"plc": plc.name, "pitch": pitch, "pitches_run": at - head, "confirmed": confirmed}
+                 run.at - head, confirmed)
+        return {"plc": plc.name, "pitch": pitch, "pitches_run": run.at - head, "confirmed": confirmed}
     finally:
         await plc.close()
 
 
-async def _run_to(plc: LinePlc, head: int, target: int, confirms: int | None) -> tuple[int, int]:
-    """Poll (with heartbeats, so the PLC's watchdog lets the belt run) until the counter reaches `target`
-    or, given `confirms`, the confirm count moves from it. Returns (counter, confirm count)."""
-    while True:
-        await asyncio.sleep(GATE_POLL_S)
-        await plc.heartbeat()
-        now = await plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
-        at = unwrap(now[Signal.COUNTER], head)
-        if at >= target or (confirms is not None and now[Signal.REJECT_CONFIRM] != confirms):
-            return at, now[Signal.REJECT_CONFIRM]
+class _Run:
+    """The belt running for the gate test, watched by polls (with heartbeats, so the PLC's watchdog lets
+    it run), releasing each new pitch but `skip` when the PLC's gate works by positive release."""
+
+    def __init__(self, plc: LinePlc, head: int, release: bool) -> None:
+        self.plc = plc
+        self.head = head
+        self.at = head
+        self.released = head if release else None
+        self.skip: int | None = None
+
+    async def until(self, target: int, confirms: int | None) -> int:
+        """Poll until the counter reaches `target` or, given `confirms`, the confirm count moves from it;
+        returns the confirm count."""
+        while True:
+            await asyncio.sleep(GATE_POLL_S)
+            await self.plc.heartbeat()
+            now = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
+            self.at = unwrap(now[Signal.COUNTER], self.head)
+            if self.released is not None:
+                for seq in range(self.released + 1, self.at + 1):  # one write per pitch, in order
+                    if seq != self.skip:
+                        await self.plc.release(seq)
+                self.released = max(self.released, self.at)
+            if self.at >= target or (confirms is not None and now[Signal.REJECT_CONFIRM] != confirms):
+                return now[Signal.REJECT_CONFIRM]

@@ -260,7 +260,8 @@ class PackLine:
             try:
                 st = await self._db(self.builds.stage, self.job.id, lv.plan, codes)
             except LedgerError as exc:
-                self.board.set(lv.station, "pack_not_recorded", True, Severity.STOP, f"{lv.name}: children not recorded: {exc}")
+                self.board.set(lv.station, "pack_not_recorded", True, Severity.STOP,
+                               f"{lv.name}: children not recorded: {exc}")
                 lv.pending[:0] = codes
                 lv.due = True
                 return False
