@@ -101,7 +101,7 @@ async def _pack(line: Line, cmd: Command, args: dict[str, Any]) -> dict[str, Any
     level, code = _text(args, "level"), _text(args, "code")
     if (level is None) == (code is None):
         raise ControlError(ErrorCode.USAGE, PACK_TARGET)
-    partial = args.get("partial") is True
+    partial = cmd is Command.PACK_CLOSE and args.get("partial") is True
     reason = args.get("reason") if partial else None
     if partial and (not isinstance(reason, str) or not reason.strip()):
         raise ControlError(ErrorCode.USAGE, NEEDS_REASON)
