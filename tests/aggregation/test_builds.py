@@ -44,7 +44,8 @@ def test_children_fill_a_box_up_to_its_count_and_the_rest_go_into_the_next(floor
         adds = [json.loads(p)["epcis"] for (p,) in floor.ledger.conn.execute(
             "SELECT payload FROM events WHERE kind = 'aggregation.add'")]
     assert len(adds) == 1 and adds[0]["action"] == "ADD"
-    assert adds[0]["childEPCs"] == ["urn:lineagent:code:I00000", "urn:lineagent:code:I00001"]
+    # A context built in code names raw codes under RFC 6963's example namespace (agent/epcis/identity.py).
+    assert adds[0]["childEPCs"] == ["urn:example:lineagent:code:I00000", "urn:example:lineagent:code:I00001"]
     assert b.open_build(floor.job, "box") is None  # the next child opens a new box
     assert b.stage(floor.job, box, ["I00002"]).build != two.build
 

@@ -192,8 +192,9 @@ def test_operator_parks_closes_and_resumes_the_pack_being_built_and_tests_the_ga
     assert set(held) <= inside and len(inside) == 6
     verified = {str(r[0]) for r in q(db, "SELECT code FROM codes WHERE level = 'item' AND state = 'verified'")}
     assert links(db, short) | inside <= verified
-    # At the receiver: one AggregationEvent ADD per pack, its children as packed (EPC of a raw code:
-    # urn:lineagent:code:<code>, docs/cloud-contract.md).
+    # At the receiver: one AggregationEvent ADD per pack, its children as packed. The EPCs written out by
+    # hand from config/line.sim.yaml (EPC TDS 2.x 6.3.1, company prefix 9506000, the GTIN's indicator digit
+    # first in the item reference): bottles are GTIN 09506000134352, boxes GTIN 19506000134359.
     rec = sqlite3.connect(tmp_path / "receiver.db")
     try:
         adds = [json.loads(b) for (b,) in rec.execute("SELECT body FROM epcis_events WHERE event_type = "
@@ -201,9 +202,9 @@ def test_operator_parks_closes_and_resumes_the_pack_being_built_and_tests_the_ga
     finally:
         rec.close()
     for parent, children in ((short, links(db, short)), (resumed, inside)):
-        got = [e for e in adds if e["parentID"] == f"urn:lineagent:code:{parent}"]
-        assert len(got) == 1 and got[0]["action"] == "ADD"
-        assert sorted(got[0]["childEPCs"]) == sorted(f"urn:lineagent:code:{c}" for c in children)
+        got = [e for e in adds if e["parentID"] == f"urn:epc:id:sgtin:9506000.113435.{parent}"]
+        assert len(got) == 1 and got[0]["action"] == "ADD", [e["parentID"] for e in adds]
+        assert sorted(got[0]["childEPCs"]) == sorted(f"urn:epc:id:sgtin:9506000.013435.{c}" for c in children)
     # Audited with the operator from the socket's peer credentials; the PIN in no record.
     me = pwd.getpwuid(os.getuid()).pw_name
     audit = q(db, "SELECT os_user, action, args, result FROM audit WHERE action LIKE 'pack.%' OR action = 'gate.test' "
