@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
             _serve(runtime)
         finally:
             ledger.close()
+        if (reason := runtime.resources.reason()) is not None:  # agent/line/resources.py
+            console.print(escape(_("lineagent stopped; the line was stopped by a resource fault that is still "
+                                   "active: {reason}").format(reason=reason)))
+            return
         console.print(_("lineagent stopped cleanly; ledger {path} committed").format(path=ledger.path))
 
     @app.command("status", help=_(
