@@ -129,18 +129,18 @@ class Reserve:
 class ResourceGuard:
     """See the module docstring. Loop-owned except `note` and `sync_alarm`, which any thread may call."""
 
-    def __init__(self, cfg: LineConfig, ledger: Ledger, board: AlarmBoard, *,
-                 check_every_s: float = CHECK_EVERY_S, free: Callable[[Path], float] = free_mb) -> None:
+    def __init__(self, ledger: Ledger, board: AlarmBoard, *, min_free_mb: float = DEFAULT_MIN_FREE_MB,
+                 reserve_mb: float = 0, check_every_s: float = CHECK_EVERY_S) -> None:
         self.ledger = ledger
         self.board = board
-        self.min_free_mb = min_free_mb(cfg)
+        self.min_free_mb = min_free_mb
         self.check_every_s = check_every_s
-        self._free = free
         memory = str(ledger.path) == ":memory:"
         self.disk: Path | None = None if memory else ledger.path.parent
         self.reserve: Reserve | None = None if memory else Reserve(
-            ledger.path.with_name(ledger.path.name + ".reserve"), cfg.storage.disk_reserve_mb * MB)
+            ledger.path.with_name(ledger.path.name + ".reserve"), int(reserve_mb * MB))
         self.faults: dict[Cause, str] = {}  # active causes -> the operator's words for each
+        self.holding = False  # the line was stopped and may not run until the recovery is recorded
         self.cleared = asyncio.Event()  # set when the last cause is gone (the hold ends)
         self.stops = 0  # line stops the guard made (for status and tests)
         self._noted: deque[tuple[Cause, str | None]] = deque()  # from any thread; None: the cause cleared
@@ -150,12 +150,16 @@ class ResourceGuard:
         self._write_noted = False
         ledger.on_error(self.note)
 
+    @classmethod
+    def from_config(cls, cfg: LineConfig, ledger: Ledger, board: AlarmBoard) -> ResourceGuard:
+        return cls(ledger, board, min_free_mb=min_free_mb(cfg), reserve_mb=cfg.storage.disk_reserve_mb)
+
     # ---- what the runtime asks ------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
         """A cause is active or was just reported: no job may run, the conveyor must not start."""
-        return bool(self.faults) or bool(self._noted)
+        return self.holding or bool(self.faults) or bool(self._noted)
 
     def reason(self) -> str | None:
         return next(iter(self.faults.values()), None)
@@ -255,10 +259,11 @@ class ResourceGuard:
         if released:
             log.warning("disk reserve released so the stop can be recorded")
         if new:
+            self.holding = True
             self.cleared.clear()
             self.stops += 1
             await stop_line()
-        elif self.faults:
+        elif self.holding:
             await self._recover(free)
 
     async def _recover(self, free: float | None) -> None:
@@ -285,6 +290,7 @@ class ResourceGuard:
             self.board.set(SOURCE, cause, False)
         self.faults.clear()
         self._write_noted = False
+        self.holding = False
         self.cleared.set()
         for name in paused:
             log.warning("resource fault cleared; job %s is paused: start it again with `lineagent job start %s`",
@@ -321,7 +327,7 @@ class ResourceGuard:
         if self.disk is None:
             return None
         try:
-            return await asyncio.to_thread(self._free, self.disk)
+            return await asyncio.to_thread(free_mb, self.disk)
         except OSError as exc:
             self.note(exc)
             return None

@@ -134,7 +134,7 @@ class LineRuntime:
         self.cfg = cfg
         self.ledger = ledger
         self.board = AlarmBoard()
-        self.resources = ResourceGuard(cfg, ledger, self.board)
+        self.resources = ResourceGuard.from_config(cfg, ledger, self.board)
         self.state = RuntimeState.STARTING
         self.exit_when_done = exit_when_done
         self.status_every_s = status_every_s

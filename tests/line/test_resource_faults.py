@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,7 +134,9 @@ class Daemon:
         if self.plc is not None:
             await self.plc.close()
         self.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
         code = await asyncio.to_thread(self.proc.wait, 90)
+        print(f"SIGTERM to exit: {time.monotonic() - t0:.2f} s")  # a figure for the report, not asserted
         return code, self.stderr.read_text()
 
     def kill(self) -> None:
@@ -284,7 +287,11 @@ def test_a_full_filesystem_stops_the_line_records_why_and_sigterm_ends_the_daemo
             filler.unlink()  # the operator frees space: the alarm clears, the job waits for `job start`
             await d.until(lambda: d.status_alarm("ledger_write") is None, "the alarm clears")
             await d.until(lambda: d.job_state() == "paused", "the interrupted job is paused")
-            await asyncio.to_thread(fill, disk)  # full again, and the daemon is asked to stop
+            code, out = await cli("job", "start", "WO-1", "--config", str(d.config))
+            assert code == 0, out
+            await d.until(d.running, "the line runs again")
+            await asyncio.to_thread(fill, disk)  # full again, mid-job; SIGTERM while the fault holds
+            await d.until(d.stopped_red, "conveyor off and the red light on, again")
             code, err = await d.terminate()
             assert code == 0, err
             assert "Traceback" not in err, err
