@@ -139,6 +139,8 @@ ALARM_NAMES: dict[str, str] = {
     "plc_failed": N_("PLC failed"),
     "socket": N_("control socket unavailable"),
     "gs1_fnc1": N_("GS1 job: the coder's FNC1 setting is missing"),
+    "disk_low": N_("ledger disk almost full"),
+    "ledger_write": N_("ledger cannot write"),
 }
 LIGHT_NAMES: dict[str, str] = {
     Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),
