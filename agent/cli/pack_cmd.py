@@ -22,6 +22,7 @@ from agent.aggregation.packs import Aggregator, children_of, pack_info
 from agent.aggregation.setup import aggregator_for
 from agent.cli.code_arg import code_key
 from agent.cli.common import ConfigOpt, DbOpt, Exit, config, config_optional, console, fail, open_ledger, state_name
+from agent.clock import Stamp
 from agent.config.model import LineConfig
 from agent.i18n import _, pgettext
 from agent.ledger import Ledger
@@ -48,8 +49,9 @@ def check_pin(cfg: LineConfig, ledger: Ledger, pin: str | None, action: str, arg
         fail(_("{action} needs the operator PIN, and security.operator_pin_hash is not set in the config").format(
             action=action))
     with ledger.lock:
-        failures = [float(r[0]) for r in ledger.conn.execute(
-            "SELECT at FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?", (pins.WRONG, pins.LOCKOUT_AFTER))]
+        failures = [Stamp(float(r[0]), r[1], r[2]) for r in ledger.conn.execute(
+            "SELECT at, boot, boot_s FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?",
+            (pins.WRONG, pins.LOCKOUT_AFTER))]
     until = pins.locked_until(failures)
     if until is not None:
         ledger.audit(action, args, "refused: locked out after wrong PINs")

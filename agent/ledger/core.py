@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+from agent.clock import Stamp, stamp
 from agent.ledger.checkpoint import Checkpointer
 from agent.ledger.receipts import Group, LedgerError, Receipt
 from agent.ledger.schema import SchemaTooNew, migrate
@@ -261,10 +262,14 @@ class LedgerCore:
                 raise
             return int(cur.lastrowid or 0)
 
-    def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None) -> None:
-        """Record an operator action with the OS user who ran it; durable at once."""
+    def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None,
+              at: Stamp | None = None) -> None:
+        """Record an operator action with the OS user who ran it; durable at once. `at` (default: now)
+        carries the boot clock beside the wall time, for expiries counted from the audit (agent/clock.py)."""
+        when = at or stamp()
         with self.atomic(durable=not self._w.savepoints):
             self._conn.execute(
-                "INSERT INTO audit(at, os_user, action, args, result) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), user or os_user(), action, json.dumps(args, default=str), result),
+                "INSERT INTO audit(at, os_user, action, args, result, boot, boot_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (when.wall, user or os_user(), action, json.dumps(args, default=str), result, when.boot,
+                 when.since_boot),
             )

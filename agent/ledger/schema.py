@@ -336,6 +336,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        8,
+        """
+        -- The audit's own clock beside its wall time: the boot's id and seconds since boot
+        -- (CLOCK_BOOTTIME, agent/clock.py). An expiry counted from the audit by another process (the
+        -- PIN lock-out) is measured on it, so setting the wall clock cannot end it early. NULL in rows
+        -- written before this migration: those are measured by the wall clock.
+        ALTER TABLE audit ADD COLUMN boot TEXT;
+        ALTER TABLE audit ADD COLUMN boot_s REAL;
+        """,
+    ),
 ]
 
 

@@ -76,7 +76,8 @@ class Uplink:
         self.stats = UplinkStats()
         self.alarm = SyncAlarm(BacklogLevel.OK, "starting", 0, 0.0)
         self._sent: dict[int, float] = {}  # batch id -> monotonic time of the last publish, this session
-        self._seen_connect: float | None = None
+        self._seen_session = 0
+        self._oldest: tuple[int, float] | None = None  # (seq, monotonic time first seen) of the oldest unbatched
         self._next_status = 0.0
         self._acks: list[tuple[int, str, str]] = []  # (batch, outcome, error) taken in this poll
         # A fraction of batch_max_ms so a partial batch still leaves on time, at most 20 ms.
@@ -149,10 +150,18 @@ class Uplink:
         if not recorded:
             self.outbox.mark_sent(batch.id)
 
-    def _due(self, pending: int, oldest_at: float | None) -> bool:
+    def _due(self, pending: int, oldest_seq: int | None) -> bool:
+        """A batch is due when full, or when its oldest event has waited batch_max_ms, measured on the
+        monotonic clock from when this uplink first saw it: the journal's wall time `at` may jump (a
+        clock set back an hour would have held a partial batch for an hour)."""
         if pending >= self.cfg.batch_max_events:
             return True
-        return oldest_at is not None and (time.time() - oldest_at) * 1000 >= self.cfg.batch_max_ms
+        if oldest_seq is None:
+            return False
+        now = time.monotonic()
+        if self._oldest is None or self._oldest[0] != oldest_seq:
+            self._oldest = (oldest_seq, now)
+        return (now - self._oldest[1]) * 1000 >= self.cfg.batch_max_ms
 
     def step(self) -> bool:
         """One round: network I/O, then (re)publish due batches and cut new ones; False when offline.
@@ -169,8 +178,8 @@ class Uplink:
             self._check_backlog()
         if self.link.state is not LinkState.CONNECTED:
             return False
-        if self.link.connected_since != self._seen_connect:  # a new session: everything open is due again
-            self._seen_connect = self.link.connected_since
+        if self.link.sessions != self._seen_session:  # a new session: everything open is due again
+            self._seen_session = self.link.sessions
             self._sent.clear()
         self.link.take_pubacks()
         open_batches = self.outbox.unacked(self.cfg.inflight)
