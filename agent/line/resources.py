@@ -141,6 +141,7 @@ class ResourceGuard:
             ledger.path.with_name(ledger.path.name + ".reserve"), int(reserve_mb * MB))
         self.faults: dict[Cause, str] = {}  # active causes -> the operator's words for each
         self.holding = False  # the line was stopped and may not run until the recovery is recorded
+        self.checked = False  # the first check has run (until then no job may start: the disk may be full)
         self.cleared = asyncio.Event()  # set when the last cause is gone (the hold ends)
         self.stops = 0  # line stops the guard made (for status and tests)
         self._noted: deque[tuple[Cause, str | None]] = deque()  # from any thread; None: the cause cleared
@@ -148,6 +149,7 @@ class ResourceGuard:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._write_noted = False
+        self._settled: Callable[[], bool] = lambda: True
         ledger.on_error(self.note)
 
     @classmethod
@@ -159,14 +161,14 @@ class ResourceGuard:
     @property
     def active(self) -> bool:
         """A cause is active or was just reported: no job may run, the conveyor must not start."""
-        return self.holding or bool(self.faults) or bool(self._noted)
+        return not self.checked or self.holding or bool(self.faults) or bool(self._noted)
 
     def reason(self) -> str | None:
         return next(iter(self.faults.values()), None)
 
     def refusal(self) -> str | None:
         """Why `job start` is refused now, or None."""
-        if not self.active:
+        if not (self.holding or self.faults or self._noted):
             return None
         why = self.reason() or _("a ledger write failed")
         return _("the line is stopped by a resource fault: {reason}").format(reason=why)
@@ -220,9 +222,12 @@ class ResourceGuard:
 
     # ---- the guard's task -----------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, stop_line: Callable[[], Awaitable[object]]) -> None:
+    async def run(self, stop: asyncio.Event, stop_line: Callable[[], Awaitable[object]],
+                  settled: Callable[[], bool] = lambda: True) -> None:
         """Until `stop`: take reports, check the free space, stop the line on a new cause, end the
-        hold when every cause is gone."""
+        hold when every cause is gone and `settled()` says the interrupted run has ended (so that an
+        operator who sees the alarm clear can start the job at once)."""
+        self._settled = settled
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         if self.reserve is not None and not await asyncio.to_thread(self.reserve.ensure):
@@ -230,6 +235,10 @@ class ResourceGuard:
         while not stop.is_set():
             self._wake.clear()
             await self.check(stop_line)
+            if not self.checked:
+                self.checked = True
+                if not self.holding:
+                    self.cleared.set()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             try:
                 await asyncio.wait(waiters, timeout=self.check_every_s, return_when=asyncio.FIRST_COMPLETED)
@@ -269,8 +278,8 @@ class ResourceGuard:
     async def _recover(self, free: float | None) -> None:
         """End the hold when every cause is gone: the reserve whole again, the free space above the
         floor with room to spare, and a durable write (pausing the interrupted job) accepted."""
-        if Cause.SYNC in self.faults:
-            return  # it clears when the sync says so
+        if Cause.SYNC in self.faults or not self._settled():
+            return  # the sync clears it when it says so; the run that the fault ended is still ending
         if self.reserve is not None and self.disk is not None and free is not None:
             # Room for the reserve and the floor, beyond what we gave back ourselves.
             need = (self.reserve.missing() + self.reserve.size) / MB + self.min_free_mb

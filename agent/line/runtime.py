@@ -187,7 +187,8 @@ class LineRuntime:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
                 tg.create_task(self._plc_cycle(stop), name="plc-cycle")
-                tg.create_task(self.resources.run(stop, self._resource_stop), name="resources")
+                tg.create_task(self.resources.run(stop, self._resource_stop, lambda: self.current is None),
+                               name="resources")
                 if self.cfg.mqtt is not None:
                     tg.create_task(self._sync(sync_stop), name="sync-uplink")
                 await self._jobs(stop)
@@ -225,7 +226,8 @@ class LineRuntime:
         while not stop.is_set():
             self._wake.clear()
             if self.resources.active:  # a full or failing disk: no job runs until the guard lets go
-                self.state = RuntimeState.FAULT
+                if self.resources.holding:
+                    self.state = RuntimeState.FAULT
                 await self._wait_any(stop, self.resources.cleared, self.job_poll_s)
                 continue
             job = await asyncio.to_thread(self._running_job)
@@ -496,6 +498,8 @@ class LineRuntime:
 
     async def _resource_stop(self) -> None:
         """The guard saw a full or failing disk: the belt stops now, then the job's run ends in order."""
+        if self.state not in (RuntimeState.STOPPING, RuntimeState.STOPPED):
+            self.state = RuntimeState.FAULT
         if self.current is not None or self.line_running:  # idle, the belt is off and the PLC closed
             await self._run_line(False)
         if self._job_over is not None and not self._job_over.done() and self._end_request is None:
@@ -644,6 +648,7 @@ class LineRuntime:
             write_status(self.status_file, snap or self.snapshot())
         except OSError as exc:
             log.warning("status record %s not written: %s", self.status_file, exc)
+            self.resources.note(exc)  # beside the ledger: a full disk there stops the line
 
 
 def ledger_file(cfg: LineConfig, db: Path | None) -> Path:
