@@ -210,7 +210,7 @@ class ResourceGuard:
             return str(get_job(self.ledger, job).state)
         except JobError:  # paused meanwhile by the guard's recovery
             return str(get_job(self.ledger, job).state)
-        except (LedgerError, OSError) as exc:
+        except (LedgerError, OSError, sqlite3.Error) as exc:  # an atomic block re-raises SQLite's own error
             if not self.note(exc):
                 raise
             return str(JobState.RUNNING)
