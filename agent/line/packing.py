@@ -96,7 +96,10 @@ class PackLine:
         if not self.levels:
             return
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._push, 0, code)
+            # Packing may have ended already (a full disk ends it early): the item stays verified and
+            # unpacked, as after a kill; the verify station's callback must not raise for it.
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                self._loop.call_soon_threadsafe(self._push, 0, code)
         else:
             self._push(0, code)
 
