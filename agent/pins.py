@@ -5,7 +5,9 @@ is reversed by trying all 10^6 six-digit PINs in well under a second, by anyone 
 config. scrypt (RFC 7914) with N=2^15, r=8 costs ~50 ms and 32 MiB per try, so the same search takes
 hours and cannot be done on a GPU cheaply; the lock-out (LOCKOUT_AFTER wrong PINs within
 LOCKOUT_WINDOW_S refuse every PIN action until the window has passed, counted from the audit log so it
-survives restarts) stops guessing at the terminal. The PIN itself is never written anywhere.
+survives restarts) stops guessing at the terminal. The window is measured on the boot clock each audit row
+carries (agent/clock.py), not the wall clock: setting the time forward does not end a lock-out, setting
+it back does not stretch one beyond the window. The PIN itself is never written anywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
+
+from agent.clock import Stamp, elapsed, stamp
 
 SCHEME = "scrypt"
 N, R, P = 2**15, 8, 1
@@ -57,14 +60,14 @@ def verify_pin(stored: str, pin: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
-def locked_until(failures: list[float], now: float | None = None) -> float | None:
-    """When PIN actions open again, given the times of the latest wrong PINs (newest first, at most
-    LOCKOUT_AFTER of the last LOCKOUT_WINDOW_S); None when they are open now."""
-    now = time.time() if now is None else now
-    recent = [t for t in failures if t > now - LOCKOUT_WINDOW_S]
-    if len(recent) < LOCKOUT_AFTER:
+def locked_until(failures: list[Stamp], now: Stamp | None = None) -> float | None:
+    """The wall time at which PIN actions open again, given when the latest wrong PINs were audited (at
+    least the last LOCKOUT_AFTER); None when they are open now."""
+    now = stamp() if now is None else now
+    ages = sorted(age for f in failures if (age := elapsed(f, now)) < LOCKOUT_WINDOW_S)
+    if len(ages) < LOCKOUT_AFTER:
         return None
-    return sorted(recent, reverse=True)[LOCKOUT_AFTER - 1] + LOCKOUT_WINDOW_S
+    return now.wall + LOCKOUT_WINDOW_S - ages[LOCKOUT_AFTER - 1]
 
 
 def _b64(b: bytes) -> str:

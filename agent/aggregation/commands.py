@@ -24,6 +24,7 @@ from agent.aggregation.model import AggregationError, LevelPlan, PackInfo, PackR
 from agent.aggregation.packs import Aggregator, pack_info
 from agent.aggregation.parents import ParentCodes
 from agent.aggregation.setup import aggregator_for
+from agent.clock import Stamp
 from agent.config.model import LineConfig
 from agent.config.stations import StationKind
 from agent.control.protocol import (
@@ -61,8 +62,9 @@ def pin_gate(cfg: LineConfig, ledger: Ledger, action: str) -> None:
     if not cfg.security.operator_pin_hash:
         raise PackRefused(PIN_UNSET, action=action, audit="refused: no operator PIN configured")
     with ledger.lock:
-        failures = [float(r[0]) for r in ledger.conn.execute(
-            "SELECT at FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?", (pins.WRONG, pins.LOCKOUT_AFTER))]
+        failures = [Stamp(float(r[0]), r[1], r[2]) for r in ledger.conn.execute(
+            "SELECT at, boot, boot_s FROM audit WHERE result = ? ORDER BY id DESC LIMIT ?",
+            (pins.WRONG, pins.LOCKOUT_AFTER))]
     until = pins.locked_until(failures)
     if until is not None:
         raise PackRefused(PIN_LOCKED, action=action, n=pins.LOCKOUT_AFTER,

@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
             _serve(runtime)
         finally:
             ledger.close()
+        if (reason := runtime.resources.reason()) is not None:  # agent/line/resources.py
+            console.print(escape(_("lineagent stopped; the line was stopped by a resource fault that is still "
+                                   "active: {reason}").format(reason=reason)))
+            return
         console.print(_("lineagent stopped cleanly; ledger {path} committed").format(path=ledger.path))
 
     @app.command("status", help=_(
@@ -170,7 +174,7 @@ def collect(ledger: Path) -> dict[str, Any]:
     return {
         "daemon": {"alive": bool(st and st.alive()), "pid": st.pid if st else None,
                    "state": st.state if st else None, "light": st.light if st else None,
-                   "last_beat_s_ago": round(time.time() - st.beat_at, 1) if st else None},
+                   "last_beat_s_ago": round(st.age(), 1) if st else None},
         "job": None if prog is None else {"id": prog.job, "state": prog.state, "target": prog.target,
                                           "codes": dict(prog.codes), "rejects": dict(prog.rejects),
                                           "packs": dict(prog.packs)},
@@ -195,7 +199,7 @@ def render(ledger: Path) -> Group:
         head.add_row(_("daemon"), (
             _("[green]alive[/] pid {pid}, {state}").format(pid=st.pid, state=st.state) if alive else
             _("[red]not running[/] (last beat {seconds:.0f} s ago, {state})").format(
-                seconds=time.time() - st.beat_at, state=st.state)))
+                seconds=st.age(), state=st.state)))
         head.add_row(_("stack light"), light_name(st.light))
     prog, feed = _job_and_feed(ledger)
     parts: list[Table] = [head]

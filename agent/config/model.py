@@ -45,6 +45,12 @@ class LineIdentity(Strict):
 class StorageConfig(Strict):
     ledger: Path = Path("/var/lib/lineagent/ledger.db")
     group_commit_ms: float = Field(10.0, gt=0, le=1000)
+    # The line stops when the ledger's file system has less free space than this. None: the mqtt
+    # section's min_free_disk_mb (where the setting used to live), else 200.
+    min_free_disk_mb: int | None = Field(None, ge=0, le=1_000_000)
+    # Space held beside the ledger (`<ledger>.reserve`) and given back when the disk fills, so the
+    # stop itself can still be recorded (status, journal, the job's pause). 0: none.
+    disk_reserve_mb: int = Field(16, ge=0, le=4096)
 
 
 class ControlConfig(Strict):

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
 class Checkpointer:
-    def __init__(self, path: Path, every_s: float) -> None:
+    def __init__(self, path: Path, every_s: float,
+                 on_error: Callable[[BaseException], object] | None = None) -> None:
         self.path = path
         self.every_s = every_s
+        self.on_error = on_error  # a full disk shows here first when the WAL outgrows the database file
         self.count = 0  # PASSIVE checkpoints run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ledger-checkpoint:{path.name}", daemon=True)
@@ -35,7 +38,9 @@ class Checkpointer:
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.count += 1
-                except sqlite3.Error:
+                except sqlite3.Error as exc:
+                    if self.on_error is not None:
+                        self.on_error(exc)
                     continue  # PASSIVE does what it can; the next round retries
         finally:
             conn.close()

@@ -13,11 +13,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+from agent.clock import Stamp, stamp
 from agent.ledger.checkpoint import Checkpointer
 from agent.ledger.receipts import Group, LedgerError, Receipt
 from agent.ledger.schema import SchemaTooNew, migrate
@@ -85,8 +86,9 @@ class LedgerCore:
         self._checkpointer: Checkpointer | None = None
         if not memory:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # see agent.ledger.checkpoint
-            self._checkpointer = Checkpointer(self.path, checkpoint_every_s)
         self._w = Writer(conn, window_s=group_window_s, group_max=group_max, name=self.path.name)
+        if not memory:
+            self._checkpointer = Checkpointer(self.path, checkpoint_every_s, on_error=self._w.seen)
         self._lock = self._w.lock
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -138,6 +140,19 @@ class LedgerCore:
     def commit_failures(self) -> int:
         """Groups lost since the ledger opened (each one's receipts say why)."""
         return self._w.failures
+
+    def on_error(self, listener: Callable[[BaseException], object]) -> None:
+        """Call `listener` with every SQLite error a write of this ledger meets (a statement, a COMMIT,
+        a checkpoint), on the thread that met it; agent.ledger.faults says which are a full or failing
+        disk. The listener must only take note: it may run holding the writer lock."""
+        self._w.listeners.append(listener)
+
+    def forgive_failures(self) -> None:
+        """The caller has handled every commit lost so far (agent/line/resources.py after a full disk):
+        commit() no longer raises for them in the threads that wrote into them; receipts still say
+        failed. Later losses are reported as before."""
+        with self._lock:
+            self._w.forgive()
 
     def reader(self) -> sqlite3.Connection:
         """A separate read-only connection that sees committed data and never blocks the writer."""
@@ -207,6 +222,9 @@ class LedgerCore:
                     self._conn.execute(f"RELEASE {name}")
                 except sqlite3.Error:
                     w.check(exc)
+                else:
+                    if isinstance(exc, sqlite3.Error):
+                        w.seen(exc)
                 raise
             w.savepoints -= 1
             try:
@@ -244,10 +262,14 @@ class LedgerCore:
                 raise
             return int(cur.lastrowid or 0)
 
-    def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None) -> None:
-        """Record an operator action with the OS user who ran it; durable at once."""
+    def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None,
+              at: Stamp | None = None) -> None:
+        """Record an operator action with the OS user who ran it; durable at once. `at` (default: now)
+        carries the boot clock beside the wall time, for expiries counted from the audit (agent/clock.py)."""
+        when = at or stamp()
         with self.atomic(durable=not self._w.savepoints):
             self._conn.execute(
-                "INSERT INTO audit(at, os_user, action, args, result) VALUES (?, ?, ?, ?, ?)",
-                (time.time(), user or os_user(), action, json.dumps(args, default=str), result),
+                "INSERT INTO audit(at, os_user, action, args, result, boot, boot_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (when.wall, user or os_user(), action, json.dumps(args, default=str), result, when.boot,
+                 when.since_boot),
             )

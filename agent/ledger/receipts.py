@@ -29,12 +29,13 @@ class GroupState(StrEnum):
 class Group:
     """One SQLite transaction of the writer connection; ends once, DURABLE or FAILED."""
 
-    __slots__ = ("_done", "error", "number", "state")
+    __slots__ = ("_done", "cause", "error", "number", "state")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.state = GroupState.OPEN
         self.error: str | None = None
+        self.cause: BaseException | None = None  # the SQLite error that lost it, when there was one
         self._done = threading.Event()
 
     def __repr__(self) -> str:
@@ -53,11 +54,12 @@ class Group:
         self._done.wait(timeout)
         return self.state is GroupState.DURABLE
 
-    def _end(self, error: str | None) -> None:
+    def _end(self, error: str | None, cause: BaseException | None = None) -> None:
         """Called once, by the ledger's writer, holding the writer lock."""
         if self.state is not GroupState.OPEN:
             raise LedgerError(f"group {self.number} already ended {self.state}")
         self.error = error
+        self.cause = cause
         self.state = GroupState.FAILED if error is not None else GroupState.DURABLE
         self._done.set()
 

@@ -367,6 +367,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX pack_build_children_build ON pack_build_children(build);
         """,
     ),
+    (
+        9,
+        """
+        -- The audit's own clock beside its wall time: the boot's id and seconds since boot
+        -- (CLOCK_BOOTTIME, agent/clock.py). An expiry counted from the audit by another process (the
+        -- PIN lock-out) is measured on it, so setting the wall clock cannot end it early. NULL in rows
+        -- written before this migration: those are measured by the wall clock.
+        ALTER TABLE audit ADD COLUMN boot TEXT;
+        ALTER TABLE audit ADD COLUMN boot_s REAL;
+        """,
+    ),
 ]
 
 

@@ -17,17 +17,23 @@ user, and the same `_end` runs either way.
 Failure. A COMMIT that fails ends the group FAILED: `_end` rolls it back, and every receipt of that
 group reads failed with the reason, for ever. Groups already durable stay durable, writes after go
 into a fresh group. Should SQLite roll a transaction back by itself (disk full, I/O error), the next
-look at the connection notices and fails the group the same way.
+look at the connection notices and fails the group the same way. Every SQLite error the writer sees
+goes to its listeners (`listeners`), from whichever thread saw it: the line runtime stops the line
+on a full or failing disk (agent/line/resources.py) instead of letting each part fail on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from agent.ledger.receipts import Group, LedgerError, durable_group
+
+log = logging.getLogger(__name__)
 
 
 class _Mine(threading.local):
@@ -51,12 +57,16 @@ class Writer:
         self.commits = 0  # groups made durable
         self.failures = 0  # groups lost (commit failed, rolled back, or rolled back by SQLite)
         self._number = 0
+        self._forgiven = 0  # failed groups up to this number are not reported again (forgive())
         self._open: Group | None = None
         self._last = durable_group()
         self._pending = 0
         self._opened_at = 0.0
         self._stop = False
         self._mine = _Mine()
+        # Told of every SQLite error on this connection; called on the thread that saw it, maybe holding
+        # the writer lock, so a listener must only take note (never touch the ledger).
+        self.listeners: list[Callable[[BaseException], object]] = []
         self._thread = threading.Thread(target=self._run, name=f"ledger-writer:{name}", daemon=True)
         self._thread.start()
 
@@ -80,6 +90,7 @@ class Writer:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self.seen(exc)
             raise LedgerError(f"ledger cannot begin a write ({exc}); another process holds the write "
                               "lock, or the file is read-only") from exc
         self._number += 1
@@ -101,9 +112,18 @@ class Writer:
 
     def check(self, exc: BaseException) -> None:
         """After a failed statement: if SQLite dropped the transaction, the open group is lost."""
+        self.seen(exc)
         g = self._open
         if g is not None and not self.conn.in_transaction:
-            self._fail(g, f"SQLite rolled the transaction back after: {exc}")
+            self._fail(g, f"SQLite rolled the transaction back after: {exc}", exc)
+
+    def seen(self, exc: BaseException) -> None:
+        """Tell the listeners of an error on the connection; a listener's own failure is only logged."""
+        for listener in list(self.listeners):
+            try:
+                listener(exc)
+            except Exception:
+                log.exception("ledger error listener failed")
 
     def wrote(self, n: int = 1) -> None:
         """A unit of work joined the open group; outside atomic blocks, end the group if it is due."""
@@ -129,14 +149,21 @@ class Writer:
         if g is not None:
             self._end(g)
         mine = self._mine
-        lost = next((x for x in mine.unsettled if x.failed), None)
+        lost = next((x for x in mine.unsettled if x.failed and x.number > self._forgiven), None)
         mine.unsettled = []
         if lost is not None:
             if raise_on_failure:
                 raise LedgerError(f"ledger commit of group {lost.number} failed; nothing of it is kept: "
-                                  f"{lost.error}")
+                                  f"{lost.error}") from lost.cause
             return lost
         return g if g is not None else self._last
+
+    def forgive(self) -> None:
+        """Every group lost so far is handled by the caller (the line stopped on a resource fault and
+        ended the run whose writes they held): commit() stops reporting them to the threads that wrote
+        into them. Needed because those threads are pool threads: the next, unrelated task on one of
+        them would be told of a loss that was not its own, after its own write had committed."""
+        self._forgiven = self._number
 
     def abandon(self, reason: str) -> Group | None:
         """Roll the open group back on purpose; every receipt of it reads failed with `reason`."""
@@ -194,16 +221,17 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-            self._fail(g, f"COMMIT failed: {exc}")
+            self._fail(g, f"COMMIT failed: {exc}", exc)
+            self.seen(exc)
             return
         self._open, self._last = None, g
         self.commits += 1
         g._end(None)
 
-    def _fail(self, g: Group, reason: str) -> None:
+    def _fail(self, g: Group, reason: str, cause: BaseException | None = None) -> None:
         self._open = None
         self.failures += 1
-        g._end(reason)
+        g._end(reason, cause)
 
     def close(self) -> None:
         """End the open group (commit it), then stop the writer thread (never call it holding the lock)."""

@@ -3,12 +3,18 @@
 Why one board: a coder alarm, a verify-station line stop and a sync backlog come from different parts,
 but the operator sees one stack light and one status screen. Each part reports (source, key) on/off;
 the board keeps what is active and says which light that makes.
+
+Why `since` is not the order: it is wall time, shown to the operator and journaled, and the wall clock
+jumps (agent/clock.py). The board orders alarms of one severity by when it raised them, counted on its
+own (`seq`), so a clock set back does not put a new alarm before an old one.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
@@ -46,11 +52,14 @@ class ActiveAlarm:
     key: str  # what is wrong, e.g. "communication", "reject_unconfirmed"
     severity: Severity
     detail: str
-    since: float
+    since: float  # wall time, for people
+    seq: int = 0  # raise order on this board, for sorting
 
 
 class AlarmBoard:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._seq = itertools.count(1)
         self._active: dict[tuple[str, str], ActiveAlarm] = {}
         self._acked: set[tuple[str, str]] = set()  # active alarms an operator acknowledged (buzzer off)
         self.raised = 0  # alarms raised since start (for status and tests)
@@ -65,15 +74,17 @@ class AlarmBoard:
             self._acked.discard(k)
             gone = self._active.pop(k, None)
             if gone is not None:
-                self._changes.append(AlarmChange(source, key, False, gone.severity, gone.detail, time.time()))
+                self._changes.append(AlarmChange(source, key, False, gone.severity, gone.detail, self._clock()))
             return gone is not None
         old = self._active.get(k)
         if old is not None and old.severity == severity and old.detail == detail:
             return False
-        self._active[k] = ActiveAlarm(source, key, severity, detail, old.since if old else time.time())
+        now = self._clock()
+        self._active[k] = ActiveAlarm(source, key, severity, detail, old.since if old else now,
+                                      old.seq if old else next(self._seq))
         if old is None:
             self.raised += 1
-        self._changes.append(AlarmChange(source, key, True, severity, detail, time.time()))
+        self._changes.append(AlarmChange(source, key, True, severity, detail, now))
         return True
 
     def take_changes(self) -> list[AlarmChange]:
@@ -102,7 +113,7 @@ class AlarmBoard:
 
     @property
     def active(self) -> list[ActiveAlarm]:
-        return sorted(self._active.values(), key=lambda a: (-a.severity, a.since))
+        return sorted(self._active.values(), key=lambda a: (-a.severity, a.seq))
 
     def worst(self) -> Severity | None:
         return max((a.severity for a in self._active.values()), default=None)
@@ -142,6 +153,8 @@ ALARM_NAMES: dict[str, str] = {
     "pack_not_recorded": N_("packed items not recorded"),
     "child_refused": N_("item not taken into a pack"),
     "child_dropped": N_("item taken out of a pack"),
+    "disk_low": N_("ledger disk almost full"),
+    "ledger_write": N_("ledger cannot write"),
 }
 LIGHT_NAMES: dict[str, str] = {
     Light.GREEN: N_("green"), Light.AMBER: N_("amber"), Light.RED: N_("red"), Light.OFF: N_("off"),

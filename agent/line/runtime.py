@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,7 @@ from agent.line.metrics import LineMetrics
 from agent.line.notify import Notifier
 from agent.line.packing import PackLine
 from agent.line.printing import PrintState, PrintStation
+from agent.line.resources import ResourceGuard, min_free_mb
 from agent.line.status import DaemonStatus, status_path, write_status
 from agent.line.verifying import VerifyRunner, VerifyState
 from agent.sync.backlog import SyncAlarm
@@ -100,6 +102,7 @@ class JobEnd(StrEnum):
     STOP = "stop"  # an operator stopped the job (`job stop`)
     PAUSE = "pause"  # an operator paused it (`job pause`; `job start` resumes)
     FINISH = "finish"  # an operator finished it: feeding stops, printed items drain, unused codes return
+    FAULT = "fault"  # a resource fault stopped the line (agent/line/resources.py); the job is paused
     ELSEWHERE = "elsewhere"  # the job's state was changed in the ledger by another process
 
 
@@ -108,6 +111,7 @@ class RuntimeState(StrEnum):
     IDLE = "idle"  # devices up, no running job
     RUNNING = "running"  # a job is being printed
     DRAINING = "draining"  # the job's codes are printed; the last items are passing the camera
+    FAULT = "fault"  # a resource fault stopped the line; no job runs until it clears
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -131,6 +135,7 @@ class LineRuntime:
         self.cfg = cfg
         self.ledger = ledger
         self.board = AlarmBoard()
+        self.resources = ResourceGuard.from_config(cfg, ledger, self.board)
         self.state = RuntimeState.STARTING
         self.exit_when_done = exit_when_done
         self.status_every_s = status_every_s
@@ -183,11 +188,13 @@ class LineRuntime:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
                 tg.create_task(self._plc_cycle(stop), name="plc-cycle")
+                tg.create_task(self.resources.run(stop, self._resource_stop, lambda: self.current is None),
+                               name="resources")
                 if self.cfg.mqtt is not None:
                     tg.create_task(self._sync(sync_stop), name="sync-uplink")
                 await self._jobs(stop)
                 self.state = RuntimeState.STOPPING
-                await asyncio.to_thread(self.ledger.commit)
+                await asyncio.to_thread(self.resources.commit)
                 await self._drain()
                 stop.set()
                 sync_stop.set()
@@ -203,7 +210,8 @@ class LineRuntime:
                 await v.close()
             for p in self.printers.values():
                 await p.halt()
-            await asyncio.to_thread(self.ledger.commit)
+            await asyncio.to_thread(self.resources.commit)
+            self.resources.close()
             if self.control_server is not None:
                 await self.control_server.close()
             with contextlib.suppress(Exception):
@@ -218,6 +226,11 @@ class LineRuntime:
     async def _jobs(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
+            if self.resources.active:  # a full or failing disk: no job runs until the guard lets go
+                if self.resources.holding:
+                    self.state = RuntimeState.FAULT
+                await self._wait_any(stop, self.resources.cleared, self.job_poll_s)
+                continue
             job = await asyncio.to_thread(self._running_job)
             if job is None:
                 self.state = RuntimeState.IDLE
@@ -320,6 +333,14 @@ class LineRuntime:
             run.completed = end is JobEnd.DONE
             run.packs = pack.snapshot()
             report = await self._settle_job(job, end, run)
+        except Exception as exc:  # a task group's exception group too
+            if not self.resources.note(exc):  # not a full or failing disk: a bug, as before
+                raise
+            if self.line_running:  # the guard has stopped it already, unless its PLC write failed
+                await self._run_line(False)
+            run.packs = pack.snapshot()
+            report = {"job": job.name, "ended": str(JobEnd.FAULT),
+                      "state": await asyncio.to_thread(self.resources.pause, job.id)}
         finally:
             self.current = None
             if not self._job_over.done():
@@ -365,6 +386,8 @@ class LineRuntime:
         elif end is JobEnd.FINISH:
             rep = await asyncio.to_thread(finish_job, self.ledger, job.id)
             out.update(state="finished", returned=rep.returned, in_doubt=rep.in_doubt)
+        elif end is JobEnd.FAULT:
+            out["state"] = await asyncio.to_thread(self.resources.pause, job.id)
         return out
 
     @staticmethod
@@ -412,6 +435,8 @@ class LineRuntime:
         ref = args.get("job")
         if not isinstance(ref, str | int) or isinstance(ref, bool) or ref == "":
             raise ControlError(ErrorCode.USAGE, NO_JOB_ARG)
+        if cmd is Command.JOB_START and (why := self.resources.refusal()) is not None:
+            raise ControlError(ErrorCode.REFUSED, why)  # not audited: the ledger cannot take the write
         try:
             result_d = await self._job_command(cmd, ref)
         except JobNotFound as exc:
@@ -421,6 +446,10 @@ class LineRuntime:
             if isinstance(exc, ControlError):
                 raise
             raise ControlError(ErrorCode.REFUSED, str(exc)) from None
+        except (LedgerError, sqlite3.Error) as exc:  # a full or failing disk: the guard stops the line
+            if not self.resources.note(exc):
+                raise
+            raise ControlError(ErrorCode.REFUSED, self.resources.refusal() or str(exc)) from None
         await asyncio.to_thread(self.ledger.audit, str(cmd), {"job": ref}, json.dumps(result_d, default=str),
                                 user=user)
         return result_d
@@ -475,8 +504,20 @@ class LineRuntime:
                 async with asyncio.timeout(0.02):
                     await job_stop.wait()
 
+    async def _resource_stop(self) -> None:
+        """The guard saw a full or failing disk: the belt stops now, then the job's run ends in order."""
+        if self.state not in (RuntimeState.STOPPING, RuntimeState.STOPPED):
+            self.state = RuntimeState.FAULT
+        if self.current is not None or self.line_running:  # idle, the belt is off and the PLC closed
+            await self._run_line(False)
+        if self._job_over is not None and not self._job_over.done() and self._end_request is None:
+            self._end_request = JobEnd.FAULT
+            self._end_event.set()
+
     async def _run_line(self, run: bool) -> bool:
         """True when every PLC took the command."""
+        if run and self.resources.active:
+            return False
         ok = True
         for v in self.verifiers.values():
             try:
@@ -528,8 +569,11 @@ class LineRuntime:
             level = str(alarm.level)
             severity = Severity.STOP if level == "stop" else Severity.WARNING
             self.board.set("sync", "backlog", level != "ok", severity, alarm.message)
+            self.resources.sync_alarm(level == "stop", alarm.message)
 
-        self.uplink = Uplink(Outbox(self.ledger.path), mqtt, topics, client_id=mqtt.client_id, on_alarm=on_alarm)
+        mqtt = mqtt.model_copy(update={"min_free_disk_mb": min_free_mb(self.cfg)})  # one floor for the line
+        self.uplink = Uplink(Outbox(self.ledger.path), mqtt, topics, client_id=mqtt.client_id, on_alarm=on_alarm,
+                             on_fault=self.resources.note)
         await asyncio.to_thread(self.uplink.run, sync_stop)
 
     async def _beat(self, stop: asyncio.Event) -> None:
@@ -576,7 +620,7 @@ class LineRuntime:
                     self.ledger.append_event("alarm.raised" if c.active else "alarm.cleared",
                                              {"source": c.source, "key": c.key, "severity": c.severity.name.lower(),
                                               "detail": c.detail}, at=c.at)
-        except LedgerError as exc:  # a full disk must not silence the log line above
+        except (LedgerError, sqlite3.Error) as exc:  # a full disk must not silence the log line above
             log.error("alarms not journaled: %s", exc)
 
     @staticmethod
@@ -612,6 +656,7 @@ class LineRuntime:
             write_status(self.status_file, snap or self.snapshot())
         except OSError as exc:
             log.warning("status record %s not written: %s", self.status_file, exc)
+            self.resources.note(exc)  # beside the ledger: a full disk there stops the line
 
 
 def ledger_file(cfg: LineConfig, db: Path | None) -> Path:

@@ -6,7 +6,9 @@ transaction per beat to the file whose fsyncs pace the line, and it would sit in
 ever. The file is replaced atomically (write + rename), so a reader never sees half a record. Facts
 (job progress, verdicts, packs, sync backlog) are read from the ledger itself, read-only, so `status`
 is true even when the daemon is dead; the file adds what only the running daemon knows (device states,
-FIFO depths, active alarms) and its heartbeat says whether that part is current.
+FIFO depths, active alarms) and its heartbeat says whether that part is current. The heartbeat's age is
+measured on the boot clock the record carries (agent/clock.py), so a clock set back does not keep a dead
+daemon "alive" for the size of the jump.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent.clock import Stamp, boot_id, elapsed, since_boot
 
 STALE_AFTER_S = 5.0  # a heartbeat older than this: the daemon is not running (or hung)
 
@@ -38,9 +42,20 @@ class DaemonStatus:
     stations: dict[str, dict[str, Any]] = field(default_factory=dict)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     sync: dict[str, Any] = field(default_factory=dict)
+    # The beat on the boot clock, taken when the record is made (None in records of older versions).
+    beat_boot: str | None = field(default_factory=boot_id)
+    beat_since_boot: float | None = field(default_factory=since_boot)
 
-    def alive(self, now: float | None = None) -> bool:
-        return ((now or time.time()) - self.beat_at) < STALE_AFTER_S
+    def age(self, now: float | Stamp | None = None) -> float:
+        """Seconds since the beat: by the boot clock when `now` is a reading of this boot."""
+        if now is None:
+            now = Stamp(time.time(), boot_id(), since_boot())
+        elif not isinstance(now, Stamp):
+            now = Stamp(now)
+        return elapsed(Stamp(self.beat_at, self.beat_boot, self.beat_since_boot), now)
+
+    def alive(self, now: float | Stamp | None = None) -> bool:
+        return self.age(now) < STALE_AFTER_S
 
 
 def write_status(path: Path, status: DaemonStatus) -> None:
@@ -56,6 +71,8 @@ def read_status(path: Path) -> DaemonStatus | None:
         return None
     except (OSError, ValueError):
         return None  # being replaced or damaged: the next beat rewrites it
+    data.setdefault("beat_boot", None)  # an older record: its age is measured by the wall clock
+    data.setdefault("beat_since_boot", None)
     return DaemonStatus(**data)
 
 

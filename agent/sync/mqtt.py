@@ -111,7 +111,8 @@ class MqttLink:
         self.topics = topics
         self.host, self.port, tls = broker_address(cfg.broker)
         self.state = LinkState.DISCONNECTED
-        self.connected_since: float | None = None
+        self.connected_since: float | None = None  # wall time, shown; never compared (agent/clock.py)
+        self.sessions = 0  # sessions opened so far: a new one is told by this count, not by a time
         self.last_error = ""
         self._on_message = on_message
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
@@ -145,6 +146,7 @@ class MqttLink:
             return
         self.state = LinkState.CONNECTED
         self.connected_since = time.time()
+        self.sessions += 1
         self._backoff.reset()
         client.subscribe([(self.topics.ack, 1), (self.topics.cmd, 1)])
         self.publish_status("online")

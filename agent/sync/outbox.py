@@ -61,10 +61,13 @@ class Outbox:
         row = self.conn.execute("SELECT value FROM sync_state WHERE key = 'cursor'").fetchone()
         return int(row[0]) if row else 0
 
-    def pending(self, limit: int) -> tuple[int, float | None]:
-        """How many unbatched uplink events wait (up to limit), and when the oldest was written."""
+    def pending(self, limit: int) -> tuple[int, int | None]:
+        """How many unbatched uplink events wait (up to limit), and the journal seq of the oldest.
+
+        The seq, not its wall time: the uplink measures how long an event has waited on its own
+        monotonic clock from when it first saw that seq (the journal's `at` may jump with the clock)."""
         rows = self.conn.execute(
-            "SELECT count(*), min(at) FROM (SELECT at FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?)",
+            "SELECT count(*), min(seq) FROM (SELECT seq FROM events WHERE uplink = 1 AND seq > ? ORDER BY seq LIMIT ?)",
             (self.cursor(), limit),
         ).fetchone()
         return int(rows[0]), rows[1]

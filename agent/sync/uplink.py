@@ -8,12 +8,17 @@ persistence).
 
 Order per line: batches are numbered from the journal order, at most `inflight` are open, and they are
 always (re)published in number order on one MQTT session.
+
+A full or failing disk (agent.ledger.faults) is not the uplink's end: the step that met it wrote
+nothing (each outbox write is one transaction), `on_fault` tells the line (which stops), and the uplink
+tries again every FAULT_RETRY_S; an ack it could not record is asked for again by the re-send.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import zlib
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 from agent.config.mqtt import MqttConfig
 from agent.epcis import document, jsonio
+from agent.ledger.faults import resource_fault
 from agent.sync.backlog import BacklogLevel, SyncAlarm, assess, free_disk_mb
 from agent.sync.mqtt import LinkState, MqttLink, Topics
 from agent.sync.outbox import Batch, Outbox
@@ -32,9 +38,11 @@ CONTENT_TYPE = "application/ld+json"
 ENCODING_PROPERTY = "content-encoding"  # user property: "deflate" (zlib) or "identity"
 STATUS_EVERY_S = 2.0
 IDLE_WAIT_S = 0.02
+FAULT_RETRY_S = 1.0
 
 CommandHandler = Callable[[bytes], dict[str, object]]
 AlarmHandler = Callable[[SyncAlarm], None]
+FaultHandler = Callable[[BaseException], object]
 
 
 @dataclass
@@ -56,16 +64,20 @@ class Uplink:
         client_id: str | None = None,
         on_command: CommandHandler | None = None,
         on_alarm: AlarmHandler | None = None,
+        on_fault: FaultHandler | None = None,
     ) -> None:
         self.outbox = outbox
         self.cfg = cfg
         self.topics = topics
         self.on_command = on_command
         self.on_alarm = on_alarm
+        self.on_fault = on_fault
+        self.faulted = False  # the last step met a full or failing disk
         self.stats = UplinkStats()
         self.alarm = SyncAlarm(BacklogLevel.OK, "starting", 0, 0.0)
         self._sent: dict[int, float] = {}  # batch id -> monotonic time of the last publish, this session
-        self._seen_connect: float | None = None
+        self._seen_session = 0
+        self._oldest: tuple[int, float] | None = None  # (seq, monotonic time first seen) of the oldest unbatched
         self._next_status = 0.0
         self._acks: list[tuple[int, str, str]] = []  # (batch, outcome, error) taken in this poll
         # A fraction of batch_max_ms so a partial batch still leaves on time, at most 20 ms.
@@ -138,10 +150,18 @@ class Uplink:
         if not recorded:
             self.outbox.mark_sent(batch.id)
 
-    def _due(self, pending: int, oldest_at: float | None) -> bool:
+    def _due(self, pending: int, oldest_seq: int | None) -> bool:
+        """A batch is due when full, or when its oldest event has waited batch_max_ms, measured on the
+        monotonic clock from when this uplink first saw it: the journal's wall time `at` may jump (a
+        clock set back an hour would have held a partial batch for an hour)."""
         if pending >= self.cfg.batch_max_events:
             return True
-        return oldest_at is not None and (time.time() - oldest_at) * 1000 >= self.cfg.batch_max_ms
+        if oldest_seq is None:
+            return False
+        now = time.monotonic()
+        if self._oldest is None or self._oldest[0] != oldest_seq:
+            self._oldest = (oldest_seq, now)
+        return (now - self._oldest[1]) * 1000 >= self.cfg.batch_max_ms
 
     def step(self) -> bool:
         """One round: network I/O, then (re)publish due batches and cut new ones; False when offline.
@@ -158,8 +178,8 @@ class Uplink:
             self._check_backlog()
         if self.link.state is not LinkState.CONNECTED:
             return False
-        if self.link.connected_since != self._seen_connect:  # a new session: everything open is due again
-            self._seen_connect = self.link.connected_since
+        if self.link.sessions != self._seen_session:  # a new session: everything open is due again
+            self._seen_session = self.link.sessions
             self._sent.clear()
         self.link.take_pubacks()
         open_batches = self.outbox.unacked(self.cfg.inflight)
@@ -200,15 +220,35 @@ class Uplink:
         """Run until `stop` is set; the daemon gives this its own thread."""
         try:
             while not stop.is_set():
-                if not self.step():
+                try:
+                    online = self.step()
+                except sqlite3.Error as exc:
+                    self._fault(exc)
+                    stop.wait(FAULT_RETRY_S)
+                    continue
+                self.faulted = False
+                if not online:
                     stop.wait(0.02)  # offline: the backoff decides when to dial again
         finally:
             self.close()
 
+    def _fault(self, exc: sqlite3.Error) -> None:
+        """A full or failing disk: tell the line once, keep trying; anything else is a bug and raises."""
+        if resource_fault(exc) is None:
+            raise exc
+        if not self.faulted:
+            log.error("uplink: the ledger cannot write (%s); retrying every %.0f s", exc, FAULT_RETRY_S)
+            if self.on_fault is not None:
+                self.on_fault(exc)
+        self.faulted = True
+
     def close(self) -> None:
         """Say offline and disconnect; acks that arrive during the goodbye are still recorded."""
         self.link.close()
-        self._record_acks()
+        try:
+            self._record_acks()
+        except sqlite3.Error as exc:  # a full disk: the receiver's re-ack after the next re-send counts
+            self._fault(exc)
 
     def drained(self) -> bool:
         return self.outbox.drained()
