@@ -31,8 +31,13 @@ shared 2-core machine, caches cold) grading costs ~0.7 ms CPU per item, 2-3x its
   stretched part-way (encoder slip), displaced modules. A uniform stretch of the whole symbol looks exactly
   like a tilted label in one image and is absorbed. Blocks whose edges are too smeared to place (blur,
   motion: modulation grades that) or disagree inside the block are not trusted; with fewer than three
-  trusted blocks both parameters are reported ungraded. Offsets wrap at half a module (grade B/C); a pitch
-  error of more than ~10% inside a block breaks the block's agreement instead and shows in modulation.
+  trusted blocks, or fewer than a quarter of the blocks with edges, an axis keeps the nominal grid and
+  both parameters are reported ungraded. The share matters for a streak about one module long (a
+  camera exposing too long for the belt): it nulls the edge phase everywhere, and the few blocks that
+  pass on residue would pull the modulation samples ~0.3 module off the centres and grade D/F a print
+  that ISO/IEC 15415, sampling at the centres its reference decode's grid gives, measures at MOD ~0.75
+  (A). Offsets wrap at half a module (grade B/C); a pitch error of more than ~10% inside a block breaks
+  the block's agreement instead and shows in modulation.
 - tilt (reported, not graded): how far the fourth corner lies off the parallelogram through the other
   three, in module widths; it tells a crooked label or camera apart from a bad print.
 - unused error correction: zxing-cpp reports it (Barcode.extra["UEC"]) for QR and DataMatrix.

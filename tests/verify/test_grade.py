@@ -21,8 +21,8 @@ CAMS = {
 }
 
 
-def grade(cam: SimCameraSettings, defects: Defects, seed: int = 0) -> GradeReport:
-    r = render(TEXT, defects, seed, cam)
+def grade(cam: SimCameraSettings, defects: Defects, seed: int = 0, text: str = TEXT) -> GradeReport:
+    r = render(text, defects, seed, cam)
     result = Decoder(DecoderSettings(region=Region.of(cam.region), deadline_ms=None)).decode(r.image)
     return Grader().grade_result(r.image, result)[0]
 
@@ -159,3 +159,22 @@ def test_every_item_is_graded_by_default_and_every_n_grades_one_in_n() -> None:
     assert report is not None and report == default.grade(r.image, symbol)
     with pytest.raises(ValueError):
         GradeSettings(every=0)
+
+
+@pytest.mark.parametrize("cam", CAMS.values(), ids=CAMS.keys())
+def test_a_streak_one_module_long_is_measured_at_the_module_centres(cam: SimCameraSettings) -> None:
+    """Motion blur exactly one module long (4 px at 4 px a module) leaves no edge phase at the module
+    frequency to place the grid by; the few blocks whose residue passed the sharpness test used to move
+    the sampling grid by about 0.3 module and grade a readable print's modulation D/F. Sampled at the
+    module centres, a lone module under a one-module box is a triangle peaking at full contrast, and the
+    mean over points a quarter module either side of its centre is 7/8 of the way from the threshold's
+    far side: modulation 2 * (7/8 - 1/2) = 0.75 by hand, grade A (ISO/IEC 15415: A from 0.50). The
+    simulated line's text makes a symbol big enough (QR 33 x 33, DataMatrix 32 x 32) for stray blocks."""
+    text = "https://id.example.com/01/09506000134352/10/L1/21/DW6MWUT4A5HTGH"
+    for seed in range(6):
+        report = grade(cam, Defects(motion_blur=4), seed, text)
+        assert report.text == text
+        assert 0.70 <= param(report, "modulation") <= 0.80, (seed, report)
+        assert report.passes(Grade.C), (seed, report)
+        grid = next(p for p in report.parameters if p.name == "grid non-uniformity")
+        assert grid.value is None and "ungraded" in grid.note, (seed, report)
