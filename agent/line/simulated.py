@@ -68,9 +68,15 @@ HEAVY: tuple[tuple[str, Defects], ...] = (
     ("missing_print", Defects(missing=True)),
     ("mismatch", Defects(wrong_text="")),  # "" = a plausible wrong code, drivers.sim.camera.wrong_text_for
 )
-# Defects a good print line shows every day, mild enough to grade C or better. Low contrast and
-# perspective are left out: the indicative grader marks even mild ones D/F (they come in as HEAVY).
-MILD = [d for d in Defect if d not in (Defect.MISSING, Defect.WRONG_CODE, Defect.LOW_CONTRAST, Defect.PERSPECTIVE)]
+# Defects a good print line shows every day, each up to a severity (drivers.sim.camera.Defects.of) that
+# grades C or better: kind -> the highest severity injected (tests/line/test_mild_defects.py sweeps them
+# through the real decoder and grader). A partial print is not mild at any severity: its smallest band
+# (2% of the symbol high, most of a module row through 40% of the width) uses up 2/3 of a QR-M
+# symbol's error correction, unused error correction D/F, as a certified verifier would grade it too.
+MILD: dict[Defect, float] = {
+    Defect.BLUR: 0.2, Defect.MOTION_BLUR: 0.2, Defect.NOISE: 0.2, Defect.ROTATION: 0.2, Defect.PERSPECTIVE: 0.2,
+    Defect.LOW_CONTRAST: 0.2, Defect.DOT_MATRIX: 0.2, Defect.SMEAR: 0.2,
+}
 
 
 @dataclass
@@ -258,6 +264,6 @@ class SimulatedLine:
             self.record.defect[seq] = kind
             return defects
         if roll < self.settings.defect_share + self.settings.mild_share:
-            kind_m = rng.choice(MILD)
-            return Defects.of(kind_m, rng.uniform(0.0, 0.2))
+            kind_m = rng.choice(list(MILD))
+            return Defects.of(kind_m, rng.uniform(0.0, MILD[kind_m]))
         return Defects()
