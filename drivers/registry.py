@@ -36,6 +36,7 @@ CAMERAS: dict[str, str] = {
     "opencv": "drivers.cameras.opencv:OpenCVCamera",
     "folder": "drivers.cameras.folder:FolderCamera",
     "sim": "drivers.sim.camera:SimCamera",
+    "banner_export": "drivers.cameras.banner_export:BannerImageExport",
 }
 READERS: dict[str, str] = {
     "dataman": "drivers.readers.dataman:DataMan",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from agent.cli.common import Exit, console, fail
+from agent.cli.common import ConfigOpt, Exit, config, console, fail
 from agent.i18n import N_, _
 from confkit.loader import ConfigError
 from drivers.printers.generic_spec import load_protocol
@@ -86,3 +87,41 @@ async def _serve(sim: Any, *, pty: bool, port: int | None, duration: float | Non
             await asyncio.sleep(duration)
     finally:
         await sim.close()
+
+
+@app.command("line", help=_(
+    "Run a whole simulated plant for a line config in this process, until SIGTERM/Ctrl-C: coders, PLC with "
+    "conveyor and reject gate, camera (TCP image export), label printer; `lineagent run` reaches it "
+    "through the live config it writes, and may be killed and restarted while the plant runs on."))
+def line(
+    config_path: ConfigOpt = None,
+    workdir: Annotated[Path, typer.Option("--dir", help=_("Where the plant writes plant.json and its own "
+                                                          "record, plant.jsonl"))] = Path("plant"),
+    rate: Annotated[float, typer.Option("--rate", help=_("Products per minute"), min=1)] = 600.0,
+    seed: Annotated[int, typer.Option("--seed", help=_("Seed of the injected print defects"))] = 7,
+    defects: Annotated[float, typer.Option("--defects", help=_("Share of items printed with a defect that "
+                                                               "must be rejected"), min=0, max=1)] = 0.06,
+    watchdog: Annotated[float, typer.Option("--watchdog", help=_(
+        "The PLC stops the conveyor when the agent's heartbeat is this many seconds old (0: never)"), min=0)
+    ] = 3.0,
+    coder_link: Annotated[str, typer.Option("--coder-link", help=_("pty (serial) or tcp"))] = "pty",
+    broker: Annotated[bool, typer.Option("--broker/--no-broker", help=_(
+        "Also run mosquitto and the reference receiver (the live config points the agent at them)"))] = False,
+) -> None:
+    from agent.line.plant import SimSettings, SimulationError
+    from agent.line.plant_process import announce, run
+
+    if coder_link not in ("pty", "tcp"):
+        fail(_("--coder-link is pty or tcp, not {value!r}").format(value=coder_link), Exit.USAGE)
+    cfg = config(config_path)
+    assert cfg.source is not None
+    settings = SimSettings(rate_per_min=rate, seed=seed, defect_share=defects, plc_watchdog_s=watchdog or None,
+                           coder_link=coder_link)
+    try:
+        summary = run(cfg.source, workdir, settings, broker=broker, ready=announce)
+    except SimulationError as exc:
+        fail(str(exc), Exit.REFUSED)
+    console.print(_("plant stopped: {items} items, {rejected} rejected and {passed} passed at the gate, "
+                    "{trips} watchdog stops").format(items=summary["items"], rejected=summary["rejected"],
+                                                      passed=summary["passed"],
+                                                      trips=sum(summary["watchdog_trips"].values())))

@@ -77,6 +77,7 @@ class SimCoder(ABC):
         self.plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.fifo: deque[SimRecord] = deque()
         self.printed: list[str] = []  # the truth: every text printed, in order
+        self.received: list[str] = []  # every record accepted into the FIFO, in order (a second copy is a resend)
         self.counter = 0  # product counter: survives stops and power loss
         self.missed = 0  # products that passed unprinted (not running, empty FIFO, stopping fault)
         self.running = False
@@ -130,6 +131,7 @@ class SimCoder(ABC):
         if len(self.fifo) >= self.capacity:
             return False
         self.fifo.append(SimRecord(text, tag))
+        self.received.append(text)
         return True
 
     def expected_index(self) -> int:

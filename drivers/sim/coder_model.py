@@ -26,6 +26,7 @@ class CoderModel:
     powered: bool = True
     faults: set[Fault] = field(default_factory=set)
     printed: list[str] = field(default_factory=list)  # the simulator's own record of every print
+    received: list[str] = field(default_factory=list)  # every record accepted into the queue, in order
     missed: int = 0  # products that passed unmarked
     cleared: int = 0  # records discarded by stops, faults and power losses
     force_full: int = 0  # refuse this many more stores as if full (the buffer_full fault)
@@ -46,6 +47,7 @@ class CoderModel:
         if len(self.queue) >= self.capacity:
             return False
         self.queue.append(text)
+        self.received.append(text)
         return True
 
     def clear(self) -> None:

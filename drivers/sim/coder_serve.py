@@ -98,6 +98,10 @@ class StreamSim:
         return self.model.printed
 
     @property
+    def received(self) -> list[str]:
+        return self.model.received
+
+    @property
     def counter(self) -> int:
         return self.model.counter
 
