@@ -278,8 +278,9 @@ class Plant:
             return
         for name, sim in self.coders.items():
             got: list[str] = getattr(sim, "received", [])
+            now = time.time()
             for text in got[self._logged_recv.get(name, 0):]:
-                self.truth.write({"k": "recv", "coder": name, "text": text})
+                self.truth.write({"k": "recv", "coder": name, "text": text, "at": now})
             self._logged_recv[name] = len(got)
 
     def _log_belt(self) -> None:
