@@ -210,7 +210,8 @@ class FaultRun:
             assert code == 0, out
             if spec.proxy_faults:
                 faults.thread.start()
-            broker_lives = set(self.rng.sample(range(1, spec.kills + 1), min(spec.broker_kills, spec.kills)))
+            half = range(1, max(2, spec.kills // 2 + 1))  # early: a run that stops killing still has them
+            broker_lives = set(self.rng.sample(half, min(spec.broker_kills, len(half))))
             for k in range(1, spec.kills + 1):
                 if k in broker_lives:
                     self._kill_broker_later(broker, self.rng.uniform(0.0, 2.0))
@@ -220,6 +221,8 @@ class FaultRun:
                     self.notes.append(f"stopped killing after {k} of {spec.kills} kills: {spec.give_up_after} "
                                       "lives in a row did not run the line")
                     break
+            for _ in range(spec.broker_kills - len(self._timers)):  # the ones a short or stuck run did not reach
+                self._kill_broker_later(broker, self.rng.uniform(0.0, 2.0))
             finished = self._until_done(agent, tail, ledger)
             faults.stop.set()
             for timer in self._timers:

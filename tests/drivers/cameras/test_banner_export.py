@@ -198,7 +198,7 @@ def test_no_image_in_time_is_no_frame_and_the_stream_stays_in_step() -> None:
         cam = camera(port, frame_timeout_s=0.2)
         try:
             await cam.open()
-            with pytest.raises(NoFrame, match="no image in 0.2 s"):
+            with pytest.raises(NoFrame, match=r"no image in 0\.2 s"):
                 await cam.grab()
             state = cam.state
             for _ in range(200):
