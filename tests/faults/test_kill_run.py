@@ -19,10 +19,12 @@ def _run(spec: RunSpec, workdir: Path) -> None:
     assert report.ok, "\n" + report.text()
 
 
+@pytest.mark.timeout(900)
 def test_ten_kills_broker_kills_and_a_bad_link(tmp_path: Path) -> None:
     _run(RunSpec(kills=10, target=300, seed=11, broker_kills=2), tmp_path)
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(6 * 3600)
 def test_five_hundred_kills(tmp_path: Path) -> None:
     _run(RunSpec(kills=500, target=12000, seed=23, broker_kills=25, finish_timeout_s=1800), tmp_path)
