@@ -25,7 +25,7 @@ from tests.faults.processes import PlantProcess
 SIM = SimCameraSettings()
 
 
-def test_the_plant_runs_the_belt_for_the_plc_images_each_item_and_stops_on_the_watchdog(tmp_path: Path) -> None:
+def test_the_plant_runs_the_belt_for_the_plc_images_each_item_gates_by_release_and_stops_on_the_watchdog(tmp_path: Path) -> None:
     with Path(os.devnull).open("w") as sink:
         cfg = prepare(tmp_path, 50, Console(file=sink))
     assert cfg.source is not None
@@ -36,7 +36,7 @@ def test_the_plant_runs_the_belt_for_the_plc_images_each_item_and_stops_on_the_w
         plc_url, cam_url = info["devices"]["plcs"]["plc1"], info["devices"]["cameras"]["cam1"]
         assert info["devices"]["coders"]["coder1"].startswith("/dev/pts/")
 
-        async def drive() -> tuple[list[int | None], list[str | None]]:
+        async def drive() -> tuple[list[int | None], list[str | None], list[int]]:
             plc = LinePlc(PlcSettings.model_validate({**cfg.devices.plcs["plc1"].model_dump(exclude={"type"}),
                                                       "url": plc_url}))
             cam = BannerImageExport(BannerExportSettings(url=cam_url, frame_timeout_s=10), name="cam1")
@@ -46,18 +46,25 @@ def test_the_plant_runs_the_belt_for_the_plc_images_each_item_and_stops_on_the_w
             try:
                 await plc.heartbeat()
                 await plc.run_line(True)
+                head = await plc.counter()
+                released = [head + 2, head + 3]  # positive release: only these may leave the line
+                for seq in released:
+                    await plc.release(seq)
                 frames = [await cam.grab() for _ in range(12)]  # the belt runs: items reach the camera
+                while await plc.counter() < released[-1] + 14:  # past the gate (gate_at 11)
+                    await plc.heartbeat()
+                    await asyncio.sleep(0.1)
                 # the agent "hangs": no more heartbeats; the PLC's watchdog must stop the belt
                 for _ in range(600):  # a hang detector (up to 30 s)
                     if not await plc.read(Signal.LINE_RUN):
                         break
                     await asyncio.sleep(0.05)
-                return [f.index for f in frames], [decoder.decode(f.image).text for f in frames]
+                return [f.index for f in frames], [decoder.decode(f.image).text for f in frames], released
             finally:
                 await cam.close()
                 await plc.close()
 
-        indices, texts = asyncio.run(drive())
+        indices, texts, released = asyncio.run(drive())
     finally:
         out = plant.stop()
     assert plant.proc.returncode == 0, out
@@ -71,8 +78,9 @@ def test_the_plant_runs_the_belt_for_the_plc_images_each_item_and_stops_on_the_w
     assert indices == frames[:12] and indices == sorted(indices)
     # nobody fed the coder: every item passed the head blank, and the images show no code
     assert all(items[s]["text"] is None for s in indices) and texts == [None] * 12
-    # every item that reached the gate passed it (no reject was fired), in conveyor order
+    # the gate (positive release, config/line.sim.yaml): the released items passed, every other was removed
     gates = [(r["seq"], r["out"]) for r in truth if r["k"] == "gate"]
-    assert gates and gates == [(s, "passed") for s in range(1, len(gates) + 1)]
+    assert len(gates) > released[-1]
+    assert gates == [(s, "passed" if s in released else "rejected") for s in range(1, len(gates) + 1)]
     belts = [r for r in truth if r["k"] == "belt"]
     assert belts[-1]["running"] is False and belts[-1]["watchdog_trips"] == 1
