@@ -156,7 +156,8 @@ def _audit(rep: Report, truth: Truth, conn: sqlite3.Connection, rconn: sqlite3.C
         if text is not None:
             printed_at[serial_of(text)].append(seq)
     states = Counter(s for _c, s in codes.values())
-    done = sum(states[s] for s in ("printed", "verified", "rejected"))
+    judged_void = sum(1 for code, (_i, st) in codes.items() if st == "voided" and code in ledger_items)
+    done = sum(states[s] for s in ("printed", "verified", "rejected")) + judged_void
     rep.figures.update({
         "agent lives": len(lives), "SIGKILLs": sum(1 for li in lives if li.end.startswith("sigkill")),
         "items past the print head": len(truth.items), "items printed": sum(1 for t, _d in truth.items.values() if t),

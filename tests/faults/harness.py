@@ -107,15 +107,21 @@ def _ro(path: Path) -> sqlite3.Connection:
 
 
 def job_progress(ledger: Path) -> tuple[int, int, str]:
-    """(codes on products, codes sent and unconfirmed, job state), read-only."""
+    """(codes on products, codes sent and unconfirmed, job state), read-only. On products as the agent
+    counts towards the target: printed, verified, rejected, and voided codes judged on an item (a reject
+    whose print no read proved: the item was made)."""
     conn = _ro(ledger)
     try:
         job = conn.execute("SELECT id, level, state FROM jobs WHERE name = ?", (JOB,)).fetchone()
         counts = dict(conn.execute("SELECT state, COUNT(*) FROM codes WHERE job = ? AND level = ? GROUP BY state",
                                    (job[0], job[1])).fetchall())
+        judged_void = conn.execute("SELECT COUNT(*) FROM codes c WHERE c.job = ? AND c.level = ? AND "
+                                   "c.state = 'voided' AND EXISTS (SELECT 1 FROM items i WHERE i.code = c.id)",
+                                   (job[0], job[1])).fetchone()[0]
     finally:
         conn.close()
-    return sum(counts.get(s, 0) for s in ("printed", "verified", "rejected")), counts.get("sent", 0), job[2]
+    done = sum(counts.get(s, 0) for s in ("printed", "verified", "rejected")) + judged_void
+    return done, counts.get("sent", 0), job[2]
 
 
 def drained(ledger: Path, receiver_db: Path) -> bool:
@@ -364,9 +370,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--target", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=1200.0, help="products per minute")
+    parser.add_argument("--watchdog", type=float, default=3.0, help="the PLC's heartbeat watchdog, seconds")
+    parser.add_argument("--broker-kills", type=int, default=2)
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
-    spec = RunSpec(kills=args.kills, target=args.target or max(300, args.kills * 25), seed=args.seed)
+    spec = RunSpec(kills=args.kills, target=args.target or max(300, args.kills * 25), seed=args.seed,
+                   rate=args.rate, watchdog_s=args.watchdog, broker_kills=args.broker_kills)
     report = FaultRun(spec, args.dir).run()
     report.save(args.dir / "report.json")
     print(report.text())

@@ -25,7 +25,8 @@ from tests.faults.processes import PlantProcess
 SIM = SimCameraSettings()
 
 
-def test_the_plant_runs_the_belt_for_the_plc_images_each_item_gates_by_release_and_stops_on_the_watchdog(tmp_path: Path) -> None:
+def test_the_plant_runs_the_belt_for_the_plc_images_items_gates_by_release_and_stops_on_the_watchdog(
+        tmp_path: Path) -> None:
     with Path(os.devnull).open("w") as sink:
         cfg = prepare(tmp_path, 50, Console(file=sink))
     assert cfg.source is not None
