@@ -34,7 +34,7 @@ MUST_HOLD = ("no code sent to a coder twice", "no code printed twice",
 @pytest.mark.timeout(900)
 def test_an_operator_drives_the_daemon_through_stops_a_kill_and_a_finish(tmp_path: Path) -> None:
     with Path(os.devnull).open("w") as sink:
-        cfg = prepare(tmp_path, 400, Console(file=sink))
+        cfg = prepare(tmp_path, 800, Console(file=sink))
     assert cfg.source is not None
     ledger = cfg.resolve(cfg.storage.ledger)
     broker = Broker(tmp_path / "broker")
@@ -44,7 +44,7 @@ def test_an_operator_drives_the_daemon_through_stops_a_kill_and_a_finish(tmp_pat
     raw = yaml.safe_load(cfg.source.read_text())
     raw["mqtt"]["broker"] = broker.url
     cfg.source.write_text(yaml.safe_dump(raw, sort_keys=False))
-    plant = PlantProcess(cfg.source, tmp_path / "plant", rate=900, seed=5, watchdog_s=3.0)
+    plant = PlantProcess(cfg.source, tmp_path / "plant", rate=900, seed=5, watchdog_s=1.0)  # no dry coder
     lives: list[AgentProcess] = []
     try:
         assert receiver.ready.wait(30)
@@ -73,7 +73,7 @@ def test_an_operator_drives_the_daemon_through_stops_a_kill_and_a_finish(tmp_pat
             assert code == 0, out
             return out
 
-        code, out = cli("job", "create", JOB, "--product", "water500", "--lot", "L7", "--qty", "240",
+        code, out = cli("job", "create", JOB, "--product", "water500", "--lot", "L7", "--qty", "600",
                         "--packing-spec", "6x4x40", *conf)
         assert code == 0, out
         spawn()
@@ -130,7 +130,7 @@ def test_an_operator_drives_the_daemon_through_stops_a_kill_and_a_finish(tmp_pat
                                         "job.start", "job.finish"]
     assert {u for u, _a in audited} == {me}
     report = audit(truth_path=tmp_path / "plant" / "plant.jsonl", ledger=ledger,
-                   receiver_db=tmp_path / "receiver.db", lives=[a.life for a in lives], job=JOB, target=240,
+                   receiver_db=tmp_path / "receiver.db", lives=[a.life for a in lives], job=JOB, target=600,
                    fifo_depth=24, finished=True)
     failed = [c for c in report.checks if c.name in MUST_HOLD and not c.ok]
     assert not failed, report.text()
