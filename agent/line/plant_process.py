@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -36,6 +37,9 @@ from agent.line.truth import TruthLog
 def run(config: Path, workdir: Path, settings: SimSettings, *, broker: bool = False,
         ready: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the plant until SIGTERM/SIGINT; returns its summary. `ready(info)` is called once it listens."""
+    # pymodbus logs (with frame dumps) every half-request of an agent killed mid-frame: that is the
+    # plant's normal life here, not news
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     cfg = load_config(config)
     workdir.mkdir(parents=True, exist_ok=True)
     raw = yaml.safe_load(config.read_text())

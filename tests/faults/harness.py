@@ -256,7 +256,8 @@ class FaultRun:
                      lives=self.lives, job=JOB, target=spec.target, fifo_depth=depth, finished=finished,
                      extra={"broker kills": self.broker_kills, "proxy faults": dict(_count(faults.done)),
                             "proxy": asdict(proxy.stats), "run time s": round(time.monotonic() - started),
-                            "notes": self.notes, "plant": plant_out.strip().splitlines()[-1:]})
+                            "notes": self.notes,
+                            "plant": [ln for ln in plant_out.splitlines() if "plant stopped" in ln]})
 
     # ---- the agent's lives ----------------------------------------------------------------------
 

@@ -39,5 +39,5 @@ def test_kills_that_leave_the_coder_to_run_dry(tmp_path: Path) -> None:
 @pytest.mark.soak
 @pytest.mark.timeout(6 * 3600)
 def test_five_hundred_kills(tmp_path: Path) -> None:
-    _run(RunSpec(kills=500, target=12000, rate=900, watchdog_s=1.0, seed=23, broker_kills=25,
+    _run(RunSpec(kills=500, target=8000, rate=900, watchdog_s=1.0, seed=23, broker_kills=25,
                  finish_timeout_s=1800), tmp_path)
