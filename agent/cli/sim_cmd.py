@@ -121,6 +121,8 @@ def line(
         summary = run(cfg.source, workdir, settings, broker=broker, ready=announce)
     except SimulationError as exc:
         fail(str(exc), Exit.REFUSED)
+    except OSError as exc:  # the --dir or the live config beside the config cannot be written
+        fail(_("the plant cannot write its files: {error}").format(error=exc), Exit.REFUSED)
     console.print(_("plant stopped: {items} items, {rejected} rejected and {passed} passed at the gate, "
                     "{trips} watchdog stops").format(items=summary["items"], rejected=summary["rejected"],
                                                       passed=summary["passed"],

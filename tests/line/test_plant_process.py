@@ -10,6 +10,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from agent.demo import prepare
@@ -20,7 +21,7 @@ from drivers.cameras.banner_export import BannerExportSettings, BannerImageExpor
 from drivers.plc import LinePlc
 from drivers.plc.plc import PlcSettings, Signal
 from drivers.sim.camera import SimCameraSettings
-from tests.faults.processes import PlantProcess
+from tests.faults.processes import PlantProcess, cli
 
 SIM = SimCameraSettings()
 
@@ -85,3 +86,22 @@ def test_the_plant_runs_the_belt_for_the_plc_images_items_gates_by_release_and_s
     assert gates == [(s, "passed" if s in released else "rejected") for s in range(1, len(gates) + 1)]
     belts = [r for r in truth if r["k"] == "belt"]
     assert belts[-1]["running"] is False and belts[-1]["watchdog_trips"] == 1
+
+
+def test_sim_line_refuses_what_it_cannot_simulate_with_a_clear_message(tmp_path: Path) -> None:
+    with Path(os.devnull).open("w") as sink:
+        cfg = prepare(tmp_path, 10, Console(file=sink))
+    assert cfg.source is not None
+    code, out = cli("sim", "line", "--config", str(cfg.source), "--dir", str(tmp_path / "p"), "--coder-link", "usb")
+    assert code == 2 and "--coder-link is pty or tcp, not 'usb'" in out, out
+    raw = yaml.safe_load(cfg.source.read_text())
+    raw["devices"]["cameras"]["cam1"] = {"type": "folder", "path": str(tmp_path)}
+    other = tmp_path / "folder-camera.yaml"
+    other.write_text(yaml.safe_dump(raw))
+    code, out = cli("sim", "line", "--config", str(other), "--dir", str(tmp_path / "p"))
+    assert code == 1 and "devices.cameras.cam1: only 'sim' cameras can be simulated" in out, out
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code, out = cli("sim", "line", "--config", str(cfg.source), "--dir", str(blocked / "plant"))
+    assert code == 1 and "the plant cannot write its files" in out and str(blocked) in out, out
+    assert "Traceback" not in out
