@@ -26,8 +26,11 @@ def env() -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 180) -> tuple[int, str]:
     """One `lineagent` command, as typed; returns (exit code, stdout + stderr)."""
-    done = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False, env=env())
+    try:
+        done = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                              timeout=timeout, check=False, env=env())
+    except subprocess.TimeoutExpired as exc:  # a hung daemon: the caller notes it, the run goes on
+        return 124, f"lineagent {' '.join(args)}: no answer in {timeout:g} s ({exc.stdout or ''})"
     return done.returncode, done.stdout + done.stderr
 
 

@@ -27,12 +27,12 @@ def _run(spec: RunSpec, workdir: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_ten_kills_broker_kills_and_a_bad_link(tmp_path: Path) -> None:
-    _run(RunSpec(kills=10, target=300, rate=900, watchdog_s=1.0, seed=11, broker_kills=2), tmp_path)
+    _run(RunSpec(kills=10, target=200, rate=900, watchdog_s=1.0, seed=11, broker_kills=2), tmp_path)
 
 
 @pytest.mark.timeout(900)
 def test_kills_that_leave_the_coder_to_run_dry(tmp_path: Path) -> None:
-    _run(RunSpec(kills=3, target=150, rate=1200, watchdog_s=3.0, seed=12, broker_kills=0, proxy_faults=False,
+    _run(RunSpec(kills=3, target=120, rate=1200, watchdog_s=3.0, seed=12, broker_kills=0, proxy_faults=False,
                  startup_kill_share=0.0), tmp_path)
 
 
