@@ -278,9 +278,13 @@ class Plant:
             return
         for name, sim in self.coders.items():
             got: list[str] = getattr(sim, "received", [])
+            new = got[self._logged_recv.get(name, 0):]
+            if not new:
+                continue
             now = time.time()
-            for text in got[self._logged_recv.get(name, 0):]:
-                self.truth.write({"k": "recv", "coder": name, "text": text, "at": now})
+            held = _fifo_texts(sim)
+            for text in new:
+                self.truth.write({"k": "recv", "coder": name, "text": text, "at": now, "copies": held.count(text)})
             self._logged_recv[name] = len(got)
 
     def _log_belt(self) -> None:
@@ -291,3 +295,12 @@ class Plant:
         if belt != self._belt:
             self._belt = belt
             self.truth.write({"k": "belt", "running": belt[0], "watchdog_trips": belt[1], "at": time.time()})
+
+
+def _fifo_texts(sim: Any) -> list[str]:
+    """The texts a coder simulator holds in its FIFO now (SimCoder.fifo of records, CoderModel.queue)."""
+    fifo = getattr(sim, "fifo", None)
+    if fifo is not None:
+        return [getattr(r, "text", r) for r in fifo]
+    model = getattr(sim, "model", None)
+    return list(getattr(model, "queue", None) or [])

@@ -7,8 +7,11 @@ stays there; a reader may find the last line cut short and must skip it. Records
 
     {"k": "start", "at": T, "config": PATH, "rate_per_min": R, "seed": S, "camera_at": C, "gate_at": G,
      "coders": {NAME: {"capacity": N, "url": URL}}, "watchdog_s": W}
-    {"k": "recv", "coder": NAME, "text": TEXT, "at": T}  the coder accepted a record into its FIFO (seen
-                                                          by the plant's clock at T, within one pitch)
+    {"k": "recv", "coder": NAME, "text": TEXT, "at": T, "copies": N}
+                                                          the coder accepted a record into its FIFO (seen
+                                                          by the plant's clock at T, within one pitch);
+                                                          N copies of TEXT in the FIFO then (2: a resend
+                                                          while the first was still there)
     {"k": "item", "seq": N, "coder": NAME, "text": TEXT | null, "defect": KIND | null}
                                                           item N passed the print head; TEXT is what the
                                                           coder printed on it (null: nothing), KIND the

@@ -87,7 +87,8 @@ class Report:
 class Truth:
     items: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # seq -> (text, defect)
     gate: dict[int, str] = field(default_factory=dict)
-    received: list[str] = field(default_factory=list)
+    received: list[tuple[int, str, int]] = field(default_factory=list)  # (record no., text, copies held)
+    printed_no: dict[str, int] = field(default_factory=dict)  # text -> record no. of its (first) print
     frames: int = 0
     watchdog_trips: int = 0
     start: dict[str, Any] = field(default_factory=dict)
@@ -96,14 +97,16 @@ class Truth:
     @classmethod
     def read(cls, path: Path) -> Truth:
         t = cls()
-        for r in read_truth(path):
+        for no, r in enumerate(read_truth(path)):
             k = r["k"]
             if k == "item":
                 t.items[r["seq"]] = (r["text"], r["defect"])
+                if r["text"] is not None:
+                    t.printed_no.setdefault(r["text"], no)
             elif k == "gate":
                 t.gate[r["seq"]] = r["out"]
             elif k == "recv":
-                t.received.append(r["text"])
+                t.received.append((no, r["text"], r.get("copies", 1)))
             elif k == "frame":
                 t.frames += 1
             elif k == "belt":
@@ -178,19 +181,35 @@ def _audit(rep: Report, truth: Truth, conn: sqlite3.Connection, rconn: sqlite3.C
             f"{len(stops)} of {len(lives)} lives had a verify-station line stop{_some(stops, 8)}")
 
     # -- nothing sent or printed twice, no code on two items --------------------------------------
-    sent_twice = [t for t, n in Counter(truth.received).items() if n > 1]
-    rep.add("no code sent to a coder twice", not sent_twice,
-            f"{len(truth.received)} records accepted by the coder, {len(sent_twice)} twice{_some(sent_twice)}")
+    # A code may go to the coder again only once the coder has discarded it unprinted (a proven flush
+    # returns it to the pool): never while a copy is still in the FIFO, never after it was printed.
+    sends = Counter(text for _n, text, _c in truth.received)
+    unsafe = sorted({text for no, text, copies in truth.received if sends[text] > 1 and (
+        copies > 1 or no > truth.printed_no.get(text, no))})
+    resent = sum(1 for t, n in sends.items() if n > 1 and t not in unsafe)
+    rep.add("no code sent to a coder twice (while a copy could still print)", not unsafe,
+            f"{len(truth.received)} records accepted by the coder; {len(unsafe)} sent again while a copy was in "
+            f"the FIFO or after it printed{_some(unsafe)}; {resent} sent again after the coder discarded them "
+            "unprinted (a proven flush)")
     printed_twice = [c for c, seqs in printed_at.items() if len(seqs) > 1]
     rep.add("no code printed twice", not printed_twice,
             f"{sum(len(s) for s in printed_at.values())} prints, {len(printed_twice)} codes twice"
             f"{_some(printed_twice)}")
-    wrong_binding = [(code, seq, printed_at.get(code)) for code, (seq, _v, _t) in ledger_items.items()
-                     if seq is not None and seq not in printed_at.get(code, [])]
-    on_two = set(printed_twice) | {c for c, _s, _p in wrong_binding}
-    rep.add("no code on two items (printed or tied by the ledger)", not on_two,
-            f"{len(printed_twice)} printed twice; {len(wrong_binding)} codes the ledger ties to an item the plant "
-            f"did not print them on (code, ledger seq, printed on){_some(wrong_binding)}")
+    # The ledger must not tie a code to an item while the code is on another item, nor judge an item good
+    # for a code it does not carry. (A code tied to an item the coder left blank and judged a reject is
+    # the right outcome: the code is in doubt, the item removed.)
+    elsewhere = [(code, seq, printed_at[code]) for code, (seq, _v, _t) in ledger_items.items()
+                 if code in printed_at and seq not in printed_at[code]]
+    false_good = [(code, seq, truth.items.get(seq, (None, None))[0]) for code, (seq, verdict, _t) in
+                  ledger_items.items() if verdict == GOOD and seq not in printed_at.get(code, [])]
+    blank_bound = sum(1 for code, (seq, verdict, _t) in ledger_items.items()
+                      if code not in printed_at and verdict != GOOD)
+    rep.add("no code on two items (printed, or tied by the ledger to one it is not on)",
+            not (printed_twice or elsewhere or false_good),
+            f"{len(printed_twice)} printed twice; {len(elsewhere)} tied by the ledger to an item while printed on "
+            f"another (code, ledger seq, printed on){_some(elsewhere)}; {len(false_good)} judged good on an item "
+            f"that does not carry them{_some(false_good)}; ({blank_bound} never printed, tied to a blank item "
+            "and rejected: right)")
 
     # -- every product that left the line was judged good, for the code it carries ----------------
     left = [seq for seq, out in truth.gate.items() if out == "passed"]
@@ -233,9 +252,11 @@ def _audit(rep: Report, truth: Truth, conn: sqlite3.Connection, rconn: sqlite3.C
     over = [(row["number"], row["in_doubt_reconcile"]) for row in life_rows if row["in_doubt_reconcile"] > fifo_depth]
     by_reconcile = sum(r["in_doubt_reconcile"] for r in life_rows)
     by_station = sum(r["in_doubt_station"] for r in life_rows)
+    orderly = sum(r["in_doubt_orderly"] for r in life_rows)
     rep.add("codes put in doubt per restart at most the FIFO depth", not over,
-            f"most in one life {worst} (FIFO depth {fifo_depth}); total {by_reconcile} by reconciles, "
-            f"{by_station} by the verify station; {len(over)} lives over{_some(over, 6)}")
+            f"most in one life {worst} (FIFO depth {fifo_depth}); total {by_reconcile} by reconciles after a "
+            f"restart or a fault, {orderly} at orderly stops of feeding, {by_station} by the verify station; "
+            f"{len(over)} lives over{_some(over, 6)}")
     rep.lives = life_rows
 
     # -- the receiver -------------------------------------------------------------------------------
@@ -270,10 +291,14 @@ def _lives(conn: sqlite3.Connection, lives: list[Life]) -> list[dict[str, Any]]:
     for i, life in enumerate(lives):
         start = life.spawned_at
         end = lives[i + 1].spawned_at if i + 1 < len(lives) else float("inf")
-        reconcile = 0
-        for r in conn.execute("SELECT payload FROM events WHERE kind = 'codes.in_doubt' AND at >= ? AND at < ?",
+        reconcile = orderly = 0  # reconciles after a restart or a fault; those of an orderly stop of feeding
+        for r in conn.execute("SELECT payload FROM events WHERE kind = 'coder.reconciled' AND at >= ? AND at < ?",
                               (start, end)):
-            reconcile += int(json.loads(r["payload"]).get("count", 0))
+            payload = json.loads(r["payload"])
+            if payload.get("reason") == "shutdown":
+                orderly += int(payload.get("in_doubt", 0))
+            else:
+                reconcile += int(payload.get("in_doubt", 0))
         station = conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'code.in_doubt' AND at >= ? AND at < ?",
                                (start, end)).fetchone()[0]
         stops = conn.execute(f"SELECT COUNT(*) FROM events WHERE kind IN ({','.join('?' * len(STATION_STOPS))}) "
@@ -281,6 +306,7 @@ def _lives(conn: sqlite3.Connection, lives: list[Life]) -> list[dict[str, Any]]:
         verdicts = conn.execute("SELECT COUNT(*) FROM items WHERE judged_at >= ? AND judged_at < ?",
                                 (start, end)).fetchone()[0]
         rows.append({"number": life.number, "end": life.end, "resumed_s": life.resumed_s,
-                     "in_doubt_reconcile": reconcile, "in_doubt_station": int(station), "line_stops": int(stops),
+                     "in_doubt_reconcile": reconcile, "in_doubt_orderly": orderly, "in_doubt_station": int(station),
+                     "line_stops": int(stops),
                      "verdicts": int(verdicts), "exit_code": life.exit_code, "notes": life.notes})
     return rows

@@ -82,8 +82,10 @@ class World:
                 conn.execute("INSERT INTO events(at, kind, uplink, payload) VALUES (?, 'code.x', 1, ?)",
                              (T0 + 2, json.dumps({"epcis": ev})))
             if self.in_doubt:
-                conn.execute("INSERT INTO events(at, kind, payload) VALUES (?, 'codes.in_doubt', ?)",
-                             (T0 + 2, json.dumps({"count": self.in_doubt})))
+                conn.execute("INSERT INTO events(at, kind, payload) VALUES (?, 'coder.reconciled', ?)",
+                             (T0 + 2, json.dumps({"coder": "c1", "reason": "startup", "in_doubt": self.in_doubt})))
+            conn.execute("INSERT INTO events(at, kind, payload) VALUES (?, 'coder.reconciled', ?)",  # not counted:
+                         (T0 + 3, json.dumps({"coder": "c1", "reason": "shutdown", "in_doubt": 30})))  # orderly
             for code in self.packed:
                 conn.execute("INSERT INTO pack_links(child, parent, linked_at) VALUES (?, ?, 0)",
                              (ids[code], ids["BOX"]))
@@ -114,11 +116,19 @@ def _replace(w: World, kind: str, seq: int, **new: Any) -> None:
 
 def printed_twice(w: World) -> None:
     _replace(w, "item", 3, text=DL + "A")
-    w.truth.insert(3, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1})
+    w.truth.insert(3, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1, "copies": 2})
 
 
-def sent_twice(w: World) -> None:
-    w.truth.insert(2, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1})
+def sent_twice(w: World) -> None:  # a second copy while the first is still in the FIFO
+    w.truth.insert(2, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1, "copies": 2})
+
+
+def sent_after_print(w: World) -> None:
+    w.truth.insert(5, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1, "copies": 1})
+
+
+def sent_again_after_a_flush(w: World) -> None:  # the coder discarded it unprinted: sending it again is safe
+    w.truth.insert(2, {"k": "recv", "coder": "c1", "text": DL + "A", "at": T0 + 1, "copies": 1})
 
 
 def shifted(w: World) -> None:  # the ledger binds C to the item before it (what a restart shift does)
@@ -153,11 +163,16 @@ def defective_left(w: World) -> None:
     _replace(w, "gate", 2, out="passed")
 
 
+SENT = "no code sent to a coder twice (while a copy could still print)"
+ON_TWO = "no code on two items (printed, or tied by the ledger to one it is not on)"
+
+
 @pytest.mark.parametrize(("fault", "expected"), [
-    (printed_twice, {"no code printed twice", "no code on two items (printed or tied by the ledger)",
-                     "no code sent to a coder twice", "no product left the line unjudged"}),
-    (sent_twice, {"no code sent to a coder twice"}),
-    (shifted, {"no code on two items (printed or tied by the ledger)", "no product left the line unjudged"}),
+    (printed_twice, {"no code printed twice", ON_TWO, SENT, "no product left the line unjudged"}),
+    (sent_twice, {SENT}),
+    (sent_after_print, {SENT}),
+    (sent_again_after_a_flush, set()),
+    (shifted, {ON_TWO, "no product left the line unjudged"}),
     (unjudged, {"no product left the line unjudged"}),
     (void_shipped, {"no decommissioning event for a code on a product that left"}),
     (not_at_receiver, {"every verified item has exactly one commissioning event at the receiver",
