@@ -24,8 +24,8 @@ from tests.faults.harness import TruthTail, drained, wait_for
 from tests.faults.processes import AgentProcess, PlantProcess, cli
 
 JOB = "WO-E2E"
-MUST_HOLD = ("no code sent to a coder twice", "no code printed twice",
-             "no code on two items (printed or tied by the ledger)",
+MUST_HOLD = ("no code sent to a coder twice (while a copy could still print)", "no code printed twice",
+             "no code on two items (printed, or tied by the ledger to one it is not on)",
              "every verified item has exactly one commissioning event at the receiver",
              "every uplink event exactly once at the receiver",
              "PRAGMA integrity_check ok on the ledger and the receiver's store")
@@ -132,5 +132,6 @@ def test_an_operator_drives_the_daemon_through_stops_a_kill_and_a_finish(tmp_pat
     report = audit(truth_path=tmp_path / "plant" / "plant.jsonl", ledger=ledger,
                    receiver_db=tmp_path / "receiver.db", lives=[a.life for a in lives], job=JOB, target=600,
                    fifo_depth=24, finished=True)
+    assert set(MUST_HOLD) <= {c.name for c in report.checks}
     failed = [c for c in report.checks if c.name in MUST_HOLD and not c.ok]
     assert not failed, report.text()
