@@ -172,7 +172,7 @@ def _audit(rep: Report, truth: Truth, conn: sqlite3.Connection, rconn: sqlite3.C
     # -- the job finishes after every restart -----------------------------------------------------
     life_rows = _lives(conn, lives)
     # a life killed while it started never had the chance; every other one must have run the line
-    never = [li.number for li in lives[1:] if li.resumed_s is None and li.end != STARTUP_KILL]
+    never = [li.number for li in lives[1:] if li.resumed_s is None and li.end != STARTUP_KILL and not li.nothing_left]
     rep.add("the job finishes after every restart", finished and not never and job["state"] == "finished",
             f"job {job['state']}, {done} of {target} on products; {len(lives) - 1} restarts, "
             f"{len(never)} never ran the line again{_some(never)}")

@@ -335,6 +335,8 @@ class FaultRun:
             self._resumed(agent, tail, mark)
             done, sent, _state = job_progress(ledger)
             if done >= spec.target and sent == 0 and not tail.belt_running:
+                if agent.life.resumed_s is None and not tail.printed_since(mark):
+                    agent.life.nothing_left = True  # the last kill came after the last code was on a product
                 return True
             if not agent.alive():
                 agent.life.notes.append(f"exited by itself with {agent.proc.returncode}")

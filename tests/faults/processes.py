@@ -86,6 +86,7 @@ class Life:
     exit_code: int | None = None
     first_item: int | None = None  # the first conveyor seq printed in this life
     resumed_s: float | None = None  # from spawn to the first item printed (None: the line never ran)
+    nothing_left: bool = False  # the job's target was on products when this life began: no line to run
     notes: list[str] = field(default_factory=list)
 
 
