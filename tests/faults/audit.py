@@ -7,8 +7,13 @@ each check names what it compares and gives its figures, and a failed check list
 
 A code is read out of what a coder printed as the GS1 Digital Link standard puts a serial in a URI (the
 path segment after /21/, percent-decoded; GS1 Digital Link Standard: URI Syntax 1.2, 4.4); a printed
-text with no /21/ is the code itself. An EPC at the receiver is a code as docs/cloud-contract.md says:
-`urn:lineagent:code:<percent-encoded code>`, or a Digital Link URI.
+text with no /21/ is the code itself. An EPC at the receiver (docs/cloud-contract.md) is read back to the
+ledger's code as the GS1 EPC Tag Data Standard writes the pure identity URIs (6.3.1 SGTIN:
+urn:epc:id:sgtin:CompanyPrefix.IndicatorItemRef.Serial, the serial percent-encoded; 6.3.2 SSCC:
+urn:epc:id:sscc:CompanyPrefix.ExtensionSerialRef, the 18 digits being extension, company prefix, serial
+reference and the GS1 mod-10 check digit of General Specifications 7.9.1), a Digital Link URI, or
+`urn:lineagent:code:<percent-encoded code>`. The audit fails when an EPC names no code of the ledger, so a
+changed EPC form can never make a check pass by matching nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from agent.line.truth import read_truth
 from tests.faults.processes import Life
 
 CODE_URN = "urn:lineagent:code:"
+SGTIN_URN = "urn:epc:id:sgtin:"
+SSCC_URN = "urn:epc:id:sscc:"
 STATION_STOPS = ("alarm.consecutive_rejects", "alarm.reject_unconfirmed", "alarm.plc_failed")
 GOOD = "good"
 STARTUP_KILL = "sigkill while starting"
@@ -36,9 +43,21 @@ def serial_of(text: str) -> str:
     return text
 
 
+def gs1_check_digit(digits: str) -> int:
+    """Mod 10, weights 3 and 1 alternating from the rightmost digit (GS1 General Specifications 7.9.1)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return (10 - total % 10) % 10
+
+
 def code_of_epc(epc: str) -> str:
     if epc.startswith(CODE_URN):
         return unquote(epc[len(CODE_URN):])
+    if epc.startswith(SGTIN_URN):
+        return unquote(epc[len(SGTIN_URN):].split(".", 2)[2])
+    if epc.startswith(SSCC_URN):
+        prefix, ref = epc[len(SSCC_URN):].split(".", 1)
+        body = ref[:1] + prefix + ref[1:]
+        return body + str(gs1_check_digit(body))
     return serial_of(epc)
 
 
@@ -246,6 +265,14 @@ def _audit(rep: Report, truth: Truth, conn: sqlite3.Connection, rconn: sqlite3.C
     rep.add("no decommissioning event for a code on a product that left", not (void_left or void_left_outbox),
             f"{len(void_left)} at the receiver{_some(void_left)}, {len(void_left_outbox)} in the ledger's "
             f"outbox{_some(void_left_outbox)}")
+
+    known = {str(r[0]) for r in conn.execute("SELECT code FROM codes")}
+    named = {e for ev in received for e in ev.get("epcList", [])} | {
+        e for ev in received for e in ev.get("childEPCs", [])} | {
+        ev["parentID"] for ev in received if ev.get("parentID")}
+    unknown = sorted(e for e in named if code_of_epc(e) not in known)
+    rep.add("every EPC at the receiver names a code of the ledger", not unknown,
+            f"{len(named)} EPCs in {len(received)} events; {len(unknown)} name no code{_some(unknown)}")
 
     # -- in doubt per restart ---------------------------------------------------------------------
     worst = max((row["in_doubt_reconcile"] for row in life_rows), default=0)

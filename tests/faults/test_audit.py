@@ -15,21 +15,25 @@ import pytest
 
 from agent.ledger import Ledger
 from agent.receiver.store import SqliteStore
-from tests.faults.audit import Report, audit
+from tests.faults.audit import Report, audit, code_of_epc
 from tests.faults.processes import Life
 
 DL = "https://id.example.com/01/09506000134352/21/"
 T0 = 1_800_000_000.0
 
 
+def epc(code: str) -> str:  # as the agent names an item of GTIN 09506000134352, company prefix 9506000
+    return f"urn:epc:id:sgtin:9506000.013435.{code}"
+
+
 def commissioning(code: str) -> dict[str, Any]:
     return {"type": "ObjectEvent", "eventID": f"ni:///c-{code}", "eventTime": "2027-01-15T08:00:00Z",
-            "action": "ADD", "bizStep": "commissioning", "epcList": [f"urn:lineagent:code:{code}"]}
+            "action": "ADD", "bizStep": "commissioning", "epcList": [epc(code)]}
 
 
 def decommissioning(code: str) -> dict[str, Any]:
     return {"type": "ObjectEvent", "eventID": f"ni:///d-{code}", "eventTime": "2027-01-15T08:00:00Z",
-            "action": "OBSERVE", "bizStep": "decommissioning", "epcList": [f"urn:lineagent:code:{code}"]}
+            "action": "OBSERVE", "bizStep": "decommissioning", "epcList": [epc(code)]}
 
 
 @dataclass
@@ -105,7 +109,7 @@ def failed(report: Report) -> list[str]:
 def test_a_clean_world_passes_every_check(tmp_path: Path) -> None:
     report = World().build(tmp_path)
     assert failed(report) == [], report.text()
-    assert len(report.checks) == 13
+    assert len(report.checks) == 14
 
 
 def _replace(w: World, kind: str, seq: int, **new: Any) -> None:
@@ -155,6 +159,10 @@ def doubt(w: World) -> None:
     w.in_doubt = 25
 
 
+def foreign_epc(w: World) -> None:
+    w.uplink.append(commissioning("NOT-OURS"))
+
+
 def unpacked(w: World) -> None:
     w.packed.remove("A")
 
@@ -179,6 +187,7 @@ ON_TWO = "no code on two items (printed, or tied by the ledger to one it is not 
                        "every uplink event exactly once at the receiver"}),
     (doubt, {"codes put in doubt per restart at most the FIFO depth"}),
     (unpacked, {"every verified item is packed"}),
+    (foreign_epc, {"every EPC at the receiver names a code of the ledger"}),
     (defective_left, {"no rejected or defective product left the line",
                       "no decommissioning event for a code on a product that left"}),
 ])
@@ -198,3 +207,14 @@ def test_a_job_that_never_ran_again_after_a_restart_fails(tmp_path: Path) -> Non
                    receiver_db=tmp_path / "receiver.db", lives=lives, job="WO", target=3, fifo_depth=24,
                    finished=False)
     assert failed(report) == ["the job finishes after every restart"], report.text()
+
+
+@pytest.mark.parametrize(("epc", "code"), [
+    ("urn:epc:id:sgtin:9506000.013435.DW3YF6RD5BBB3B", "DW3YF6RD5BBB3B"),
+    ("urn:epc:id:sgtin:0614141.812345.ab%2Fc.d", "ab/c.d"),  # TDS: '/' escaped; a '.' may stay in a serial
+    ("urn:epc:id:sscc:0614141.0000000001", "006141410000000012"),  # check digit 2, worked by hand
+    ("urn:lineagent:code:A%20B", "A B"),
+    ("https://id.example.com/01/09506000134352/21/X%2F1", "X/1"),
+])
+def test_epcs_read_back_to_the_ledgers_code(epc: str, code: str) -> None:
+    assert code_of_epc(epc) == code

@@ -27,6 +27,7 @@ JOB = "WO-E2E"
 MUST_HOLD = ("no code sent to a coder twice (while a copy could still print)", "no code printed twice",
              "no code on two items (printed, or tied by the ledger to one it is not on)",
              "every verified item has exactly one commissioning event at the receiver",
+             "every EPC at the receiver names a code of the ledger",
              "every uplink event exactly once at the receiver",
              "PRAGMA integrity_check ok on the ledger and the receiver's store")
 
