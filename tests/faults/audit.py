@@ -148,7 +148,10 @@ def _some(items: list[Any], n: int = 3) -> str:
 
 
 def audit(*, truth_path: Path, ledger: Path, receiver_db: Path, lives: list[Life], job: str, target: int,
-          fifo_depth: int, finished: bool, extra: dict[str, Any] | None = None) -> Report:
+          fifo_depth: int, finished: bool, problems: list[str] | None = None,
+          extra: dict[str, Any] | None = None) -> Report:
+    """`problems`: what the harness saw go wrong at the end (a refused finish, an undrained outbox, an
+    unclean exit on SIGTERM); any of them fails the run."""
     rep = Report()
     truth = Truth.read(truth_path)
     conn = _ro(ledger)
@@ -158,6 +161,8 @@ def audit(*, truth_path: Path, ledger: Path, receiver_db: Path, lives: list[Life
     finally:
         conn.close()
         rconn.close()
+    rep.add("the job finished on request, the outbox drained, the agent stopped on SIGTERM", not problems,
+            "; ".join(problems or []) or "yes")
     rep.figures.update(extra or {})
     return rep
 

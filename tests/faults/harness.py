@@ -178,6 +178,8 @@ class FaultRun:
         self.broker_kills = 0
         self._timers: list[threading.Timer] = []
         self.notes: list[str] = []
+        self.problems: list[str] = []  # what went wrong at the end of the run (the audit fails on any)
+        self.sigterm_s: float | None = None
 
     def run(self) -> Report:
         spec, work = self.spec, self.workdir
@@ -237,12 +239,14 @@ class FaultRun:
                 broker.start()
             code, out = cli("job", "finish", JOB, "--config", str(live))
             if code != 0:
-                self.notes.append(f"job finish refused ({code}): {out.strip()[-300:]}")
+                self.problems.append(f"job finish refused ({code}): {out.strip()[-300:]}")
             if not wait_for(lambda: drained(ledger, receiver_db), spec.drain_timeout_s, 0.2):
-                self.notes.append(f"the outbox was not drained within {spec.drain_timeout_s:g} s")
+                self.problems.append(f"the outbox was not drained within {spec.drain_timeout_s:g} s")
+            term = time.monotonic()
             exit_code = agent.terminate()
+            self.sigterm_s = round(time.monotonic() - term, 1)
             if exit_code != 0:
-                self.notes.append(f"the last agent exited {exit_code} on SIGTERM")
+                self.problems.append(f"the last agent exited {exit_code} on SIGTERM ({agent.life.end})")
         finally:
             faults.stop.set()
             if agent is not None and agent.alive():
@@ -254,7 +258,9 @@ class FaultRun:
             proxy.close()
         return audit(truth_path=work / "plant" / "plant.jsonl", ledger=ledger, receiver_db=receiver_db,
                      lives=self.lives, job=JOB, target=spec.target, fifo_depth=depth, finished=finished,
-                     extra={"broker kills": self.broker_kills, "proxy faults": dict(_count(faults.done)),
+                     problems=self.problems,
+                     extra={"SIGTERM to exit s": self.sigterm_s, "broker kills": self.broker_kills,
+                            "proxy faults": dict(_count(faults.done)),
                             "proxy": asdict(proxy.stats), "run time s": round(time.monotonic() - started),
                             "notes": self.notes,
                             "plant": [ln for ln in plant_out.splitlines() if "plant stopped" in ln]})

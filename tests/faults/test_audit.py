@@ -109,7 +109,7 @@ def failed(report: Report) -> list[str]:
 def test_a_clean_world_passes_every_check(tmp_path: Path) -> None:
     report = World().build(tmp_path)
     assert failed(report) == [], report.text()
-    assert len(report.checks) == 14
+    assert len(report.checks) == 15
 
 
 def _replace(w: World, kind: str, seq: int, **new: Any) -> None:
@@ -207,6 +207,15 @@ def test_a_job_that_never_ran_again_after_a_restart_fails(tmp_path: Path) -> Non
                    receiver_db=tmp_path / "receiver.db", lives=lives, job="WO", target=3, fifo_depth=24,
                    finished=False)
     assert failed(report) == ["the job finishes after every restart"], report.text()
+
+
+def test_what_went_wrong_at_the_end_of_a_run_fails_it(tmp_path: Path) -> None:
+    World().build(tmp_path)
+    report = audit(truth_path=tmp_path / "plant.jsonl", ledger=tmp_path / "ledger.db",
+                   receiver_db=tmp_path / "receiver.db", lives=[Life(1, T0, end="sigterm", resumed_s=1.0)],
+                   job="WO", target=3, fifo_depth=24, finished=True,
+                   problems=["the last agent exited 1 on SIGTERM (sigterm)"])
+    assert failed(report) == ["the job finished on request, the outbox drained, the agent stopped on SIGTERM"]
 
 
 @pytest.mark.parametrize(("epc", "code"), [
