@@ -14,7 +14,9 @@ Why this shape (serialization mode as the coders' own documents describe it; dri
   PROVES flushed go sent -> returned (back in the pool), every other open one goes in doubt (never
   sent again, voided unless a camera read proves it). It runs on start-up, on a stop/fault/power
   loss/reconnect/failed push, and only when something of ours is open in the coder, so one panel
-  stop costs one reconcile and at most the FIFO's depth in doubt.
+  stop costs one reconcile and at most the FIFO's depth in doubt. A driver that counts the coder's
+  queue at every look (Capabilities.reports_fifo_loss) says itself when a stop lost records: a stop
+  that lost none (a coder that ran dry, then got records for its next start) costs nothing.
 - Only `Capabilities` steer it: at most `fifo_capacity` records unconfirmed in the coder (an indexed
   ring's capacity is already one less than the ring); a SINGLE_SLOT coder gets the next code only once
   the last one is confirmed printed; a coder whose link cannot feed the line's rate
@@ -250,7 +252,8 @@ class Feeder(FeederLedger):
             return False
         # A coder whose only fault is an empty buffer (Leibinger 5043, Videojet BE, Hitachi 0x66) waits for
         # exactly what the feeder does next: refill it, then start printing again. Waiting for that fault
-        # to clear before feeding would wait forever (seen after a restart on a Leibinger).
+        # to clear before feeding would wait forever (seen after a restart on a Leibinger), and under load
+        # records went out only when a poll caught the coder between a restart and its next product.
         starved = status.state is PrinterState.FAULT and status.faults == frozenset({Fault.BUFFER_EMPTY})
         if status.state in (PrinterState.FAULT, PrinterState.OFFLINE) and not starved:
             self.state = FeederState.WAITING
@@ -280,6 +283,8 @@ class Feeder(FeederLedger):
             return None
         if status.fifo_lost and self._first_push_at is not None:
             return ReconcileReason.FIFO_LOST
+        if self.printer.capabilities.reports_fifo_loss:
+            return self._link_back(status)  # a stop that lost ours shows as fifo_lost (above)
         # A stop or fault clears a FIFO on most coders even where the driver cannot see it; a single slot
         # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost.
         was_printing = self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
@@ -287,8 +292,8 @@ class Feeder(FeederLedger):
             return ReconcileReason.FAULT
         if was_printing and status.state is not PrinterState.PRINTING:
             return ReconcileReason.STOP
-        if self._last_state is PrinterState.OFFLINE and status.state is not PrinterState.OFFLINE:
-            return ReconcileReason.LINK
+        if (reason := self._link_back(status)) is not None:
+            return reason
         # The coder holds fewer records than are open after every print it counted is confirmed: some
         # vanished unprinted (a stop the driver missed). Twice in a row, so a skew between one
         # reply's counter and depth is not taken for a loss. Only while the coder is not printing: while
@@ -302,6 +307,11 @@ class Feeder(FeederLedger):
                 return ReconcileReason.FIFO_LOST
         else:
             self._short = 0
+        return None
+
+    def _link_back(self, status: PrinterStatus) -> ReconcileReason | None:
+        if self._last_state is PrinterState.OFFLINE and status.state is not PrinterState.OFFLINE:
+            return ReconcileReason.LINK
         return None
 
     def _level_alarms(self, status: PrinterStatus, seen: int, after: int, *, done: bool) -> None:

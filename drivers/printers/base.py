@@ -116,6 +116,9 @@ class Capabilities:
     status: bool = True  # the coder can report its state (the Videojet 1710/1610DH cannot)
     double_print_guard: bool = False  # the coder itself refuses to print one record twice
     proves_flush: bool = False  # settle() can prove records FLUSHED (never printed)
+    # The driver checks the coder's own queue count at every look and reports every loss itself
+    # (status.fifo_lost, FIFO_LOST): a stop alone is then not taken for one.
+    reports_fifo_loss: bool = False
     # highest line rate the link can feed safely (single slot); None: no limit known
     max_items_per_min: float | None = None
 
