@@ -25,6 +25,9 @@ Why this shape (serialization mode as the coders' own documents describe it; dri
   until the camera's read proves them (agent/verify/station.py moves them to printed) or a reconcile puts
   them in doubt, and what it may keep in the coder is counted from the ledger's open codes, so only those
   proofs make room.
+- A code this coder cannot print (its record does not render, or the driver's `check_record` refuses
+  it) is voided before it is `sent`, with the reason (feeder_ledger.screen); `max_unprintable` in a row
+  mean the job cannot print here: nothing more is pushed, confirming and settling go on.
 - A device error (a timeout, a lost reply, a dropped link) is a fault the feeder reconciles from with
   backoff, never an exception that ends it. The feeder never starts or stops the coder.
 """
@@ -43,6 +46,7 @@ from agent.feeder_alarms import Alarm, AlarmEvent, AlarmSink
 from agent.feeder_ledger import FeederLedger, FeederState, ReconcileReason
 from agent.ledger import Ledger
 from drivers.printers.base import (
+    BadRecord,
     Fault,
     Printer,
     PrinterError,
@@ -96,6 +100,7 @@ class Feeder(FeederLedger):
         retry_s: float = 0.05,
         max_retry_s: float = 2.0,
         shutdown_s: float = 10.0,
+        max_unprintable: int = 3,
         line_rate_per_min: float | None = None,
         on_alarm: Callable[[AlarmEvent], None] | None = None,
         alarms: asyncio.Queue[AlarmEvent] | None = None,
@@ -113,6 +118,9 @@ class Feeder(FeederLedger):
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
         self.shutdown_s = shutdown_s  # how long stop() keeps trying to reconcile with a silent coder
+        self.max_unprintable = max_unprintable  # that many unprintable codes in a row: the job cannot print here
+        self.check_record = printer.check_record
+        self._refused_pushes = 0  # pushes in a row the driver refused as BadRecord (it checks only there)
         self.line_rate_per_min = line_rate_per_min
         self.alarms = AlarmSink(coder, callback=on_alarm, queue=alarms)
         self.state = FeederState.IDLE
@@ -268,6 +276,9 @@ class Feeder(FeederLedger):
         if progress.needed == 0 and progress.sent == 0:
             self._level_alarms(status, self.open, self.open, done=True)
             return True
+        if self._cannot_print:  # confirming and settling go on
+            self.state = FeederState.WAITING
+            return False
         seen = self.open  # records sent and not yet confirmed: the most the coder can hold of ours
         want = min(self.target_depth - seen, progress.needed)
         pushed = await self._push(want, progress) if want > 0 and self.pending is None else 0
@@ -283,17 +294,17 @@ class Feeder(FeederLedger):
             return None
         if status.fifo_lost and self._first_push_at is not None:
             return ReconcileReason.FIFO_LOST
-        if self.printer.capabilities.reports_fifo_loss:
-            return self._link_back(status)  # a stop that lost ours shows as fifo_lost (above)
         # A stop or fault clears a FIFO on most coders even where the driver cannot see it; a single slot
-        # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost.
-        was_printing = self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
+        # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost, as is a
+        # stop that lost ours on a coder whose driver counts its queue (`reports_fifo_loss`).
+        was_printing = (self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
+                        and not self.printer.capabilities.reports_fifo_loss)
         if was_printing and status.state is PrinterState.FAULT:
             return ReconcileReason.FAULT
         if was_printing and status.state is not PrinterState.PRINTING:
             return ReconcileReason.STOP
-        if (reason := self._link_back(status)) is not None:
-            return reason
+        if self._last_state is PrinterState.OFFLINE and status.state is not PrinterState.OFFLINE:
+            return ReconcileReason.LINK
         # The coder holds fewer records than are open after every print it counted is confirmed: some
         # vanished unprinted (a stop the driver missed). Twice in a row, so a skew between one
         # reply's counter and depth is not taken for a loss. Only while the coder is not printing: while
@@ -307,11 +318,6 @@ class Feeder(FeederLedger):
                 return ReconcileReason.FIFO_LOST
         else:
             self._short = 0
-        return None
-
-    def _link_back(self, status: PrinterStatus) -> ReconcileReason | None:
-        if self._last_state is PrinterState.OFFLINE and status.state is not PrinterState.OFFLINE:
-            return ReconcileReason.LINK
         return None
 
     def _level_alarms(self, status: PrinterStatus, seen: int, after: int, *, done: bool) -> None:
@@ -330,12 +336,17 @@ class Feeder(FeederLedger):
     async def _push(self, want: int, progress: store.Progress) -> int:
         """Send up to `want` fresh codes; returns how many the coder accepted."""
         codes = await asyncio.to_thread(self.take, want, progress)
+        batch, bad = await asyncio.to_thread(self.screen, codes)
+        for code, why in bad:
+            self.alarms.pulse(Alarm.UNPRINTABLE_CODE, f"{self.coder}: code {code} voided, it cannot be printed "
+                                                      f"on this coder: {why}")
         pushed = 0
-        for start in range(0, len(codes), self.push_chunk):
-            chunk = codes[start : start + self.push_chunk]
+        for start in range(0, len(batch), self.push_chunk):
+            chunk = batch[start : start + self.push_chunk]
             first = await asyncio.to_thread(self.reserve_seqs, len(chunk))
-            records = [Record(first + i, self.render(code)) for i, code in enumerate(chunk)]
-            await asyncio.to_thread(self.record_sent, [(r.seq, code) for r, code in zip(records, chunk, strict=True)])
+            records = [Record(first + i, text) for i, (_, text) in enumerate(chunk)]
+            await asyncio.to_thread(self.record_sent,
+                                    [(r.seq, code) for r, (code, _) in zip(records, chunk, strict=True)])
             if self._first_push_at is None:
                 self._first_push_at = time.monotonic()
             try:
@@ -345,9 +356,19 @@ class Feeder(FeederLedger):
                             records[-1].seq, exc)
                 self.pending = ReconcileReason.PUSH_FAILED
                 self.suspect_from = records[0].seq if self.suspect_from is None else self.suspect_from
-                return pushed
+                if isinstance(exc, BadRecord):  # a driver that checks its records only in push
+                    self._refused_pushes += 1
+                break
             pushed += len(chunk)
+            self._refused_pushes = 0
+        if self._cannot_print:
+            self.alarms.set(Alarm.UNPRINTABLE_JOB, True, f"{self.coder}: codes in a row cannot be printed on "
+                                                         "this coder; feeding stopped")
         return pushed
+
+    @property
+    def _cannot_print(self) -> bool:
+        return max(self.unprintable_streak, self._refused_pushes) >= self.max_unprintable
 
     # ---- the inbox: driver events, in order, between ticks ------------------------------------
 

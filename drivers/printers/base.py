@@ -171,6 +171,12 @@ class Printer(ABC):
     @abstractmethod
     async def push(self, records: Sequence[Record]) -> None: ...
 
+    def check_record(self, text: str) -> None:
+        """BadRecord if this protocol cannot carry `text` as a record; sends nothing. The feeder asks
+        before a code is committed `sent`, so a code the coder cannot take is voided with its reason
+        instead of going in doubt with everything pushed beside it. Default: no check (push decides)."""
+        del text
+
     @abstractmethod
     async def clear_fifo(self) -> None:
         """Empty the coder's queue. Never changes whether the coder is printing."""

@@ -174,6 +174,9 @@ class GenericPrinter(GenericLink):
         self._report(fates)
         return depth, capacity, count
 
+    def check_record(self, text: str) -> None:
+        self.codec.record_payload(Record(0, text), None)
+
     async def push(self, records: Sequence[Record]) -> None:
         if not records:
             return

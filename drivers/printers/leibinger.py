@@ -435,6 +435,9 @@ class Leibinger(FramedPrinter):
         for r, index in zip(records, indexes, strict=True):
             self.mirror.pushed(r.seq, index)  # from here on held, printed or in doubt
 
+    def check_record(self, text: str) -> None:
+        self._text(Record(0, text))
+
     def _text(self, record: Record) -> bytes:
         bad = sorted({c for c in record.text if c in FORBIDDEN})
         if bad:
