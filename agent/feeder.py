@@ -14,7 +14,9 @@ Why this shape (serialization mode as the coders' own documents describe it; dri
   PROVES flushed go sent -> returned (back in the pool), every other open one goes in doubt (never
   sent again, voided unless a camera read proves it). It runs on start-up, on a stop/fault/power
   loss/reconnect/failed push, and only when something of ours is open in the coder, so one panel
-  stop costs one reconcile and at most the FIFO's depth in doubt.
+  stop costs one reconcile and at most the FIFO's depth in doubt. A driver that counts the coder's
+  queue at every look (Capabilities.reports_fifo_loss) says itself when a stop lost records: a stop
+  that lost none (a coder that ran dry, then got records for its next start) costs nothing.
 - Only `Capabilities` steer it: at most `fifo_capacity` records unconfirmed in the coder (an indexed
   ring's capacity is already one less than the ring); a SINGLE_SLOT coder gets the next code only once
   the last one is confirmed printed; a coder whose link cannot feed the line's rate
@@ -23,6 +25,9 @@ Why this shape (serialization mode as the coders' own documents describe it; dri
   until the camera's read proves them (agent/verify/station.py moves them to printed) or a reconcile puts
   them in doubt, and what it may keep in the coder is counted from the ledger's open codes, so only those
   proofs make room.
+- A code this coder cannot print (its record does not render, or the driver's `check_record` refuses
+  it) is voided before it is `sent`, with the reason (feeder_ledger.screen); `max_unprintable` in a row
+  mean the job cannot print here: nothing more is pushed, confirming and settling go on.
 - A device error (a timeout, a lost reply, a dropped link) is a fault the feeder reconciles from with
   backoff, never an exception that ends it. The feeder never starts or stops the coder.
 """
@@ -41,6 +46,7 @@ from agent.feeder_alarms import Alarm, AlarmEvent, AlarmSink
 from agent.feeder_ledger import FeederLedger, FeederState, ReconcileReason
 from agent.ledger import Ledger
 from drivers.printers.base import (
+    BadRecord,
     Fault,
     Printer,
     PrinterError,
@@ -94,6 +100,7 @@ class Feeder(FeederLedger):
         retry_s: float = 0.05,
         max_retry_s: float = 2.0,
         shutdown_s: float = 10.0,
+        max_unprintable: int = 3,
         line_rate_per_min: float | None = None,
         on_alarm: Callable[[AlarmEvent], None] | None = None,
         alarms: asyncio.Queue[AlarmEvent] | None = None,
@@ -111,6 +118,9 @@ class Feeder(FeederLedger):
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
         self.shutdown_s = shutdown_s  # how long stop() keeps trying to reconcile with a silent coder
+        self.max_unprintable = max_unprintable  # that many unprintable codes in a row: the job cannot print here
+        self.check_record = printer.check_record
+        self._refused_pushes = 0  # pushes in a row the driver refused as BadRecord (it checks only there)
         self.line_rate_per_min = line_rate_per_min
         self.alarms = AlarmSink(coder, callback=on_alarm, queue=alarms)
         self.state = FeederState.IDLE
@@ -250,7 +260,8 @@ class Feeder(FeederLedger):
             return False
         # A coder whose only fault is an empty buffer (Leibinger 5043, Videojet BE, Hitachi 0x66) waits for
         # exactly what the feeder does next: refill it, then start printing again. Waiting for that fault
-        # to clear before feeding would wait forever (seen after a restart on a Leibinger).
+        # to clear before feeding would wait forever (seen after a restart on a Leibinger), and under load
+        # records went out only when a poll caught the coder between a restart and its next product.
         starved = status.state is PrinterState.FAULT and status.faults == frozenset({Fault.BUFFER_EMPTY})
         if status.state in (PrinterState.FAULT, PrinterState.OFFLINE) and not starved:
             self.state = FeederState.WAITING
@@ -265,6 +276,9 @@ class Feeder(FeederLedger):
         if progress.needed == 0 and progress.sent == 0:
             self._level_alarms(status, self.open, self.open, done=True)
             return True
+        if self._cannot_print:  # confirming and settling go on
+            self.state = FeederState.WAITING
+            return False
         seen = self.open  # records sent and not yet confirmed: the most the coder can hold of ours
         want = min(self.target_depth - seen, progress.needed)
         pushed = await self._push(want, progress) if want > 0 and self.pending is None else 0
@@ -281,8 +295,10 @@ class Feeder(FeederLedger):
         if status.fifo_lost and self._first_push_at is not None:
             return ReconcileReason.FIFO_LOST
         # A stop or fault clears a FIFO on most coders even where the driver cannot see it; a single slot
-        # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost.
-        was_printing = self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
+        # keeps its code over a stop, and a slot its driver saw emptied is reported as fifo_lost, as is a
+        # stop that lost ours on a coder whose driver counts its queue (`reports_fifo_loss`).
+        was_printing = (self._last_state is PrinterState.PRINTING and self.kind is not CoderKind.SINGLE_SLOT
+                        and not self.printer.capabilities.reports_fifo_loss)
         if was_printing and status.state is PrinterState.FAULT:
             return ReconcileReason.FAULT
         if was_printing and status.state is not PrinterState.PRINTING:
@@ -320,12 +336,17 @@ class Feeder(FeederLedger):
     async def _push(self, want: int, progress: store.Progress) -> int:
         """Send up to `want` fresh codes; returns how many the coder accepted."""
         codes = await asyncio.to_thread(self.take, want, progress)
+        batch, bad = await asyncio.to_thread(self.screen, codes)
+        for code, why in bad:
+            self.alarms.pulse(Alarm.UNPRINTABLE_CODE, f"{self.coder}: code {code} voided, it cannot be printed "
+                                                      f"on this coder: {why}")
         pushed = 0
-        for start in range(0, len(codes), self.push_chunk):
-            chunk = codes[start : start + self.push_chunk]
+        for start in range(0, len(batch), self.push_chunk):
+            chunk = batch[start : start + self.push_chunk]
             first = await asyncio.to_thread(self.reserve_seqs, len(chunk))
-            records = [Record(first + i, self.render(code)) for i, code in enumerate(chunk)]
-            await asyncio.to_thread(self.record_sent, [(r.seq, code) for r, code in zip(records, chunk, strict=True)])
+            records = [Record(first + i, text) for i, (_, text) in enumerate(chunk)]
+            await asyncio.to_thread(self.record_sent,
+                                    [(r.seq, code) for r, (code, _) in zip(records, chunk, strict=True)])
             if self._first_push_at is None:
                 self._first_push_at = time.monotonic()
             try:
@@ -335,9 +356,19 @@ class Feeder(FeederLedger):
                             records[-1].seq, exc)
                 self.pending = ReconcileReason.PUSH_FAILED
                 self.suspect_from = records[0].seq if self.suspect_from is None else self.suspect_from
-                return pushed
+                if isinstance(exc, BadRecord):  # a driver that checks its records only in push
+                    self._refused_pushes += 1
+                break
             pushed += len(chunk)
+            self._refused_pushes = 0
+        if self._cannot_print:
+            self.alarms.set(Alarm.UNPRINTABLE_JOB, True, f"{self.coder}: codes in a row cannot be printed on "
+                                                         "this coder; feeding stopped")
         return pushed
+
+    @property
+    def _cannot_print(self) -> bool:
+        return max(self.unprintable_streak, self._refused_pushes) >= self.max_unprintable
 
     # ---- the inbox: driver events, in order, between ticks ------------------------------------
 

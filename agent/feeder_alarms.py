@@ -24,6 +24,8 @@ class Alarm(StrEnum):
     CODER_FAULT = "coder_fault"  # the coder reports a fault that stops printing
     IN_DOUBT = "in_doubt"  # a reconcile left codes in doubt (they will be voided unless proven)
     RATE_LIMIT = "rate_limit"  # the line is faster than the coder's link can feed one code per item
+    UNPRINTABLE_CODE = "unprintable_code"  # a code this coder cannot print was voided (an event)
+    UNPRINTABLE_JOB = "unprintable_job"  # several codes in a row cannot be printed: feeding stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ DESCRIPTIONS: dict[Alarm, str] = {
     Alarm.COMMUNICATION: N_("the coder does not answer, or answers garbage"),
     Alarm.CODER_FAULT: N_("the coder reports a fault that stops printing"),
     Alarm.IN_DOUBT: N_("a reconcile left codes in doubt: they will be voided unless proven printed"),
+    Alarm.UNPRINTABLE_CODE: N_("a code this coder cannot print was voided, with the reason in the journal"),
+    Alarm.UNPRINTABLE_JOB: N_("the job's codes cannot be printed on this coder: feeding stopped"),
 }
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from agent import feeder_store as store
 from agent.feeder_alarms import Alarm, AlarmSink
 from agent.ledger import Ledger, LedgerError
-from drivers.printers.base import PrinterStatus
+from drivers.printers.base import BadRecord, PrinterStatus
 from drivers.printers.fifo import Fates
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class FeederLedger:
         self._last_progress: store.Progress | None = None
         self._progress_at = 0.0
         self._confirmed_since_count = 0  # confirmations since the last full progress count
+        self.unprintable_streak = 0  # codes (or refused pushes) in a row this coder could not print
 
     # ---- confirming ------------------------------------------------------------------------------
 
@@ -122,6 +123,34 @@ class FeederLedger:
         return printed, settled
 
     # ---- sending ---------------------------------------------------------------------------------
+
+    render: Callable[[str], str]
+    check_record: Callable[[str], None]
+    max_unprintable: int
+
+    def screen(self, codes: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(code, record text) of each code this coder can print, and (code, why) of each it cannot,
+        voided on the spot. Why here and not in push: a render error used to escape the feeder task and
+        take the runtime down, and a record the driver refuses after `sent` is committed went in doubt,
+        then the next code the same way, until the pool was gone. Stops once `max_unprintable` codes in
+        a row failed: then it is the job or the coder, not a code, and the rest stay allocated."""
+        good: list[tuple[str, str]] = []
+        bad: list[tuple[str, str]] = []
+        for code in codes:
+            if self.unprintable_streak >= self.max_unprintable:
+                break
+            try:
+                text = self.render(code)
+                self.check_record(text)
+            except (ValueError, BadRecord) as exc:  # GS1Error and UnicodeError are ValueErrors
+                why = str(exc) or type(exc).__name__
+                store.void_unprintable(self.ledger, code, coder=self.coder, job=self.job, reason=why)
+                bad.append((code, why))
+                self.unprintable_streak += 1
+            else:
+                good.append((code, text))
+                self.unprintable_streak = 0
+        return good, bad
 
     def reserve_seqs(self, n: int) -> int:
         """The first of `n` fresh seqs (never reused, even across a crash: the ledger knows the highest)."""

@@ -328,6 +328,16 @@ def void_in_doubt(ledger: Ledger, job: int) -> int:
     return len(codes)
 
 
+def void_unprintable(ledger: Ledger, code: str, *, coder: str, job: int, reason: str) -> Receipt:
+    """An allocated code this coder cannot print (its text does not render, or the protocol cannot
+    carry it): voided before anything is sent, with the reason in the journal. Never `sent`, so it
+    is never in doubt and never takes a seq; another code of the job takes its item."""
+    receipt = ledger.transition(code, CodeState.VOIDED, expect=CodeState.ALLOCATED, kind="codes.unprintable",
+                                payload={"coder": coder, "reason": reason}, job=job)
+    ledger.commit()
+    return receipt
+
+
 def prove_printed(ledger: Ledger, code: str, *, evidence: str = "camera read") -> Receipt:
     """A camera read proves an in-doubt code is on a product: it becomes printed after all."""
     receipt = ledger.transition(code, CodeState.PRINTED, expect=CodeState.IN_DOUBT,

@@ -150,6 +150,8 @@ ALARM_NAMES: dict[str, str] = {
     "plc_failed": N_("PLC failed"),
     "socket": N_("control socket unavailable"),
     "gs1_fnc1": N_("GS1 job: the coder's FNC1 setting is missing"),
+    "unprintable_code": N_("code voided: the coder cannot print it"),
+    "unprintable_job": N_("the job's codes cannot be printed on this coder"),
     "pack_not_recorded": N_("packed items not recorded"),
     "child_refused": N_("item not taken into a pack"),
     "child_dropped": N_("item taken out of a pack"),

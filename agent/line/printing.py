@@ -41,7 +41,9 @@ class PrintState(StrEnum):
 
 
 # Feeder alarms that stop production (red) rather than warn (amber).
-STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "rate_limit"})
+STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "rate_limit",
+                             "unprintable_job"})
+PROBE_CODE = "1"  # a serial every template takes (GS1 AI character set 82): what fails with it is the job's
 
 
 class PrintStation:
@@ -90,13 +92,20 @@ class PrintStation:
         fnc1, first = self._gs1_settings()
         try:
             to_coder = coder_renderer(template, self.render, coder=self.coder, fnc1=fnc1, fnc1_first=first)
+            # The job's own data (its lot, this coder's FNC1 spelling) must render with a plain serial:
+            # if it does not, no code of the job can be printed here, and the job is refused at start
+            # rather than code by code (the feeder voids single codes that do not render).
+            self.printer.check_record(to_coder(PROBE_CODE))
         except Fnc1NotSet as exc:  # refused, not guessed: the line is never primed, so it does not run
-            log.error("%s", exc)
-            self.state = PrintState.STOPPED
-            self.board.set(self.coder, "gs1_fnc1", True, Severity.STOP, str(exc))
-            await stop.wait()
+            await self._refuse("gs1_fnc1", str(exc), stop)
+            return
+        except (ValueError, PrinterError) as exc:  # GS1Error (a ValueError), BadRecord
+            await self._refuse("unprintable_job", _("coder {coder}: the job {job} cannot be printed on it: {error}; "
+                                                    "the job is not printed").format(coder=self.coder, job=job.name,
+                                                                                     error=exc), stop)
             return
         self.board.set(self.coder, "gs1_fnc1", False)
+        self.board.set(self.coder, "unprintable_job", False)
         if not await self.connect(stop):
             return
         f = self.feed
@@ -115,6 +124,12 @@ class PrintStation:
             feeder.stop()  # no-op when the job is done; else: flush, reconcile, return
             stopper.cancel()
         self.state = PrintState.DONE if feeder.state is FeederState.DONE else PrintState.STOPPED
+
+    async def _refuse(self, key: str, why: str, stop: asyncio.Event) -> None:
+        log.error("%s", why)
+        self.state = PrintState.STOPPED
+        self.board.set(self.coder, key, True, Severity.STOP, why)
+        await stop.wait()
 
     def _gs1_settings(self) -> tuple[str | None, bool]:
         """The coder's FNC1 spelling (drivers/printers/base.py CoderSettings): from the loaded config, or

@@ -116,6 +116,9 @@ class Capabilities:
     status: bool = True  # the coder can report its state (the Videojet 1710/1610DH cannot)
     double_print_guard: bool = False  # the coder itself refuses to print one record twice
     proves_flush: bool = False  # settle() can prove records FLUSHED (never printed)
+    # The driver checks the coder's own queue count at every look and reports every loss itself
+    # (status.fifo_lost, FIFO_LOST): a stop alone is then not taken for one.
+    reports_fifo_loss: bool = False
     # highest line rate the link can feed safely (single slot); None: no limit known
     max_items_per_min: float | None = None
 
@@ -167,6 +170,12 @@ class Printer(ABC):
 
     @abstractmethod
     async def push(self, records: Sequence[Record]) -> None: ...
+
+    def check_record(self, text: str) -> None:
+        """BadRecord if this protocol cannot carry `text` as a record; sends nothing. The feeder asks
+        before a code is committed `sent`, so a code the coder cannot take is voided with its reason
+        instead of going in doubt with everything pushed beside it. Default: no check (push decides)."""
+        del text
 
     @abstractmethod
     async def clear_fifo(self) -> None:

@@ -213,6 +213,34 @@ class FramedPrinter(Printer):
                 self._forget(list(inflight))
         return results
 
+    async def exchange_batch(self, frames: Sequence[bytes], *, answered: Sequence[bool] | None = None) -> list[Frame]:
+        """Framed requests in ONE write; the replies of those `answered` (default: all) in order. Never
+        retried (the caller falls back to `exchange`). Why: a device handles requests back to back as
+        they arrive, so queries sent together (and records between them) describe one moment, where
+        one at a time a print or a stop could come between them (and each costs its own round trip)."""
+        await self._resync_if_due()
+        flags = [True] * len(frames) if answered is None else list(answered)
+        async with self._lock:
+            transport = self._linked()
+            loop = asyncio.get_running_loop()
+            waiters = [_Waiter(f, loop.create_future()) for f, a in zip(frames, flags, strict=True) if a]
+            self._waiters.extend(waiters)  # before the write: the answers may beat its return
+            try:
+                await transport.write(b"".join(frames))
+            except LinkClosed as exc:
+                self._forget(waiters)
+                self._link_lost(str(exc))
+                raise LinkDown(str(exc)) from exc
+            replies: list[Frame] = []
+            try:
+                for w in waiters:
+                    reply = await self._collect(w, partial=False)
+                    assert not isinstance(reply, PrinterError)  # partial=False raises instead
+                    replies.append(reply)
+            finally:  # a waiter left behind would take the next request's answer
+                self._forget(waiters[len(replies):])
+        return replies
+
     def _frame(self, payload: bytes) -> bytes:
         try:
             return encode(self.frame_spec, payload)

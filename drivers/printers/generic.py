@@ -78,6 +78,10 @@ class GenericPrinter(GenericLink):
         self._restart_due = False  # a clear_fifo since the last start (Hitachi needs "restart")
         self._flush_due = False  # the coder may hold records the mirror does not: empty it before a push
         self._attempted_next = 1  # the index after the last one ever sent
+        # Indexes of an answered push still on the wire, and the last print-complete message that named
+        # one of them: a record prints (and its message arrives) before the push's last answer is in.
+        self._inflight: frozenset[int] = frozenset()
+        self._early: int | None = None
 
     @property
     def tracker(self) -> FifoMirror:
@@ -96,6 +100,8 @@ class GenericPrinter(GenericLink):
                 continue
             index = m.groupdict().get("index")
             if index is not None and index.isdigit():
+                if int(index) in self._inflight and all(t != int(index) for _, t in self.mirror.pending):
+                    self._early = int(index)  # ours, not in the mirror yet: counted once push() adds it
                 self._report(self._printed_through(int(index)))
                 self.last_index = int(index)
             elif index is None:
@@ -168,6 +174,9 @@ class GenericPrinter(GenericLink):
         self._report(fates)
         return depth, capacity, count
 
+    def check_record(self, text: str) -> None:
+        self.codec.record_payload(Record(0, text), None)
+
     async def push(self, records: Sequence[Record]) -> None:
         if not records:
             return
@@ -195,11 +204,20 @@ class GenericPrinter(GenericLink):
         if push.reply is Reply.NONE:
             await self._push_unanswered(push, records, tags, payloads)
             return
-        stored, error = await self._push_answered(push, payloads)
-        self._pushed(records[:stored], tags[:stored])
+        self._inflight, self._early = frozenset(t for t in tags if t is not None), None
+        try:
+            stored, error = await self._push_answered(push, payloads)
+            self._pushed(records[:stored], tags[:stored])
+            if error is not None:
+                held = await self._held_anyway(len(records) - stored)
+                self._pushed(records[stored:stored + held], tags[stored:stored + held])
+        finally:
+            early, self._inflight, self._early = self._early, frozenset(), None
+        if early is not None:
+            # Printed before this push was answered (seen under load: left out, the record was later
+            # "proven flushed" by a settle and went back to the pool although it was on a product).
+            self._report(self._printed_through(early))
         if error is not None:
-            held = await self._held_anyway(len(records) - stored)
-            self._pushed(records[stored:stored + held], tags[stored:stored + held])
             if not isinstance(error, Nak) or held:  # no clean refusal: the coder may hold more than we know
                 self._flush_due = True
             raise error

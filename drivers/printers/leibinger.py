@@ -15,7 +15,8 @@ rizalgrandonk/node-coder `src/utils/leibinger.ts`, `src/actions/leibinger.ts`). 
 - `?RS` machine state 6 is PRINTING; 5 ready for print start; the error field's bits 25-31 are flags.
 - Set and action commands get NO answer: serialine.py never waits for one, node-coder turns echoes
   on with `!EM` but their layout is not public. This driver never enables echo and never waits for
-  one; stray echoes or unknown frames are dropped. Every push is confirmed by `?RS` + `?SM`.
+  one; stray echoes or unknown frames are dropped. Every push goes out in one write between two
+  `?RS` + `?SM` looks (the coder as the records reach it, and after).
 - Error 5043: mailing buffer ran empty (technician_manual.html ch. 09). 1015 buffer full, 1018
   bad/missing index and 1019 out of sequence are NOT in the public clients read here (they come from
   our earlier notes): a push is also checked by count (FifoEntrys against what was sent), so a
@@ -60,6 +61,7 @@ from drivers.printers.base import (
     BadRecord,
     BufferFull,
     Capabilities,
+    DeviceTimeout,
     Fault,
     LinkDown,
     Nak,
@@ -67,6 +69,7 @@ from drivers.printers.base import (
     PrinterState,
     PrinterStatus,
     PrintEventKind,
+    ProtocolError,
     Record,
     Settlement,
 )
@@ -148,6 +151,7 @@ class Leibinger(FramedPrinter):
             kind=CoderKind.INDEXED_FIFO,
             double_print_guard=settings.check_double_prints,
             proves_flush=True,
+            reports_fifo_loss=True,  # _observe: ?SM's FifoEntrys against what was sent, at every look
         )
         self.mirror = FifoMirror(CoderKind.INDEXED_FIFO, settings.capacity - 1)
         self._next_index = settings.first_index
@@ -198,13 +202,23 @@ class Leibinger(FramedPrinter):
     # --- the mirror ------------------------------------------------------------------------------
 
     def _observe(self, rs: RunStatus, sm: MailStatus) -> None:
-        """Bring the mirror up to what the coder reports: prints started, a stop, a cleared FIFO."""
+        """Bring the mirror up to what the coder reports: prints started, a stop, a cleared FIFO.
+
+        A stop clears the mailing FIFO (technician_manual.html ch. 11), so what FifoEntrys still counts
+        after one arrived after it: a coder in state 5 keeps records for its next start (serialine.py
+        primes before `!GO`). So a stop loses ours only when the count says so. The one case the count
+        cannot settle is a single record left (FifoEntrys leaves out the loaded one: 0 either way); it is
+        in doubt. Taking every stop for a loss put records pushed after a 5043 stop (the FIFO ran dry)
+        in doubt although the coder printed them at its next start, and their replacements printed too
+        (a 120-item job printed 122 to 138 items under load). A stop that came before a push is seen
+        by the push's first look (`_push_and_look`), so it is never taken for one after it."""
         stopped = self._printing and not rs.printing
         self._progress(sm.last_started)
         self._printing = rs.printing
-        if stopped:
-            self._lose(f"printing stopped at the coder (machine state {rs.machine}, error {rs.error})")
         held = len(self.mirror)
+        if stopped and held and not sm.entries:
+            self._lose(f"printing stopped at the coder (machine state {rs.machine}, error {rs.error})")
+            held = 0
         if not held - 1 <= sm.entries <= held:  # FifoEntrys may leave out the record loaded to print
             self._lose(f"the coder holds {sm.entries} mailing records, {held} were sent and not printed")
         self._depth = len(self.mirror) if self.mirror else sm.entries
@@ -270,6 +284,11 @@ class Leibinger(FramedPrinter):
     # --- Printer API -----------------------------------------------------------------------------
 
     async def on_connected(self) -> None:
+        # Answers to an earlier session's queries may still be on their way (an agent killed mid-push
+        # on a serial line): `?RS`/`?SM` carry no request id, so one of them could pass for ours. `?VS`
+        # is never asked while feeding, and the coder answers in order: every stale answer arrives
+        # before `=VS` and is dropped as a reply nobody waits for.
+        await self._query("VS")
         rs, sm = await self._read()
         self._last_started, self._printing = sm.last_started, rs.printing
         self._restart_numbering_after(sm.last_started)
@@ -302,15 +321,32 @@ class Leibinger(FramedPrinter):
                 "mailing_depth": str(sm.depth)}
 
     async def sync(self) -> tuple[RunStatus, MailStatus]:
-        rs, sm = await self._read()
+        return await self._synced(*await self._read())
+
+    async def _synced(self, rs: RunStatus, sm: MailStatus) -> tuple[RunStatus, MailStatus]:
+        """Observe; after a loss, flush at once: a record put in doubt that the coder still holds
+        must not print at its next start (as an in-doubt code beside the replacement sent for it)."""
         self._observe(rs, sm)
+        if self._flush_due:
+            await self._flush()
+            rs, sm = await self._read()
+            self._observe(rs, sm)
         return rs, sm
 
     async def status(self) -> PrinterStatus:
         async with self._op:
-            rs, sm = await self.sync()
-            count = parse_cc(await self._query("CC"))[0]
+            rs, sm, count = await self._look()
+            self._observe(rs, sm)
+            if self._flush_due:  # see _synced
+                await self._flush()
+                rs, sm, count = await self._look()
+                self._observe(rs, sm)
         return self._status(rs, sm, count)
+
+    async def _look(self) -> tuple[RunStatus, MailStatus, int]:
+        """?RS, ?SM, then ?CC: the counter is never older than the last started index."""
+        rs, sm = await self._read()
+        return rs, sm, parse_cc(await self._query("CC"))[0]
 
     def _status(self, rs: RunStatus, sm: MailStatus, count: int) -> PrinterStatus:
         faults: set[Fault] = set()
@@ -351,16 +387,7 @@ class Leibinger(FramedPrinter):
             if self._flush_due:
                 await self._flush()
             indexes = [self._take_index() for _ in records]
-            for r, index in zip(records, indexes, strict=True):
-                self.mirror.pushed(r.seq, index)  # sent: from here on held, printed or in doubt
-            try:
-                await self._write(b"".join(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)))
-                rs, sm = await self._read()
-            except PrinterError:
-                # Unchecked, a record the coder dropped would later be taken as printed when the last
-                # started index passes it: whatever is waiting is in doubt, and a flush comes first.
-                self._lose("the push could not be confirmed with ?RS/?SM")
-                raise
+            rs, sm = await self._push_and_look(records, indexes, texts)
             if rs.error in REFUSALS:
                 # Which records it kept cannot be told (a refused first record after a clear lets the
                 # next one start a new sequence), nor which one is loaded for the next print: all in doubt.
@@ -369,7 +396,47 @@ class Leibinger(FramedPrinter):
                 await self._write(wire(Kind.ACTION, "EQ"))  # acknowledge the error this push caused
                 text = f"{self.name}: mailing record refused with error {rs.error}"
                 raise BufferFull(text) if rs.error == ERR_BUFFER_FULL else Nak(text)
-            self._observe(rs, sm)
+            await self._synced(rs, sm)
+
+    async def _push_and_look(self, records: Sequence[Record], indexes: list[int],
+                             texts: list[bytes]) -> tuple[RunStatus, MailStatus]:
+        """One write: `?RS ?SM`, the records, `?RS ?SM`. The first look is the coder as the records reach
+        it: one that had already stopped (a 5043 stop: its FIFO ran dry) stores them for its next start,
+        and the second look must not take that earlier stop for one that cleared them. Answers missing:
+        the records are in the mirror and the coder is read again, one query at a time with retries."""
+        query = (wire(Kind.QUERY, "RS"), wire(Kind.QUERY, "SM"))
+        frames = [*query, *(record_frame(i, t) for i, t in zip(indexes, texts, strict=True)), *query]
+        answered = [True, True, *(False for _ in records), True, True]
+        looks: list[Reply] | None = None
+        try:
+            looks = [parse_reply(f.payload) for f in await self.exchange_batch(frames, answered=answered)]
+            before = parse_rs(looks[0]), parse_sm(looks[1])
+            after = parse_rs(looks[2]), parse_sm(looks[3])
+        except (DeviceTimeout, ProtocolError):
+            looks = None  # sent; which answers came is unknown
+        except PrinterError:
+            self._sent(records, indexes)
+            self._lose("the push could not be confirmed with ?RS/?SM")
+            raise
+        if looks is not None:
+            self._observe(*before)
+            self._sent(records, indexes)
+            return after
+        self._sent(records, indexes)
+        try:
+            return await self._read()
+        except PrinterError:
+            # Unchecked, a record the coder dropped would later be taken as printed when the last
+            # started index passes it: whatever is waiting is in doubt, and a flush comes first.
+            self._lose("the push could not be confirmed with ?RS/?SM")
+            raise
+
+    def _sent(self, records: Sequence[Record], indexes: list[int]) -> None:
+        for r, index in zip(records, indexes, strict=True):
+            self.mirror.pushed(r.seq, index)  # from here on held, printed or in doubt
+
+    def check_record(self, text: str) -> None:
+        self._text(Record(0, text))
 
     def _text(self, record: Record) -> bytes:
         bad = sorted({c for c in record.text if c in FORBIDDEN})
@@ -400,9 +467,8 @@ class Leibinger(FramedPrinter):
     async def settle(self) -> Settlement:
         async with self._op:
             await self._flush()
-            rs, sm = await self._read()
+            rs, sm, count = await self._look()
             self._observe(rs, sm)
-            count = parse_cc(await self._query("CC"))[0]
             fates, self._fates_due = self._fates_due, Fates()
         return Settlement(self._status(rs, sm, count), fates)
 

@@ -112,10 +112,11 @@ class MarkemSettings(StreamSettings):
     imaging_s: float = Field(0.25, gt=0, le=10, description="time the coder takes to image an update (unpublished)")
     code_length: int = Field(40, ge=1, le=500, description="typical code length, for the line-rate limit")
 
-    @field_validator("gs1_fnc1")
+    @field_validator("gs1_fnc1", "void_text")
     @classmethod
     def _fnc1(cls, v: str | None) -> str | None:
-        """Section 4: { } | ~ delimit NGPCL packets and fields and have no escape."""
+        """Section 4: { } | ~ delimit NGPCL packets and fields and have no escape (a void text holding one
+        would garble every void, found only at the first code in doubt)."""
         why = check_text(v) if v is not None else None
         if why:
             raise ValueError(f"{v!r} {why}")

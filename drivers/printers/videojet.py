@@ -47,6 +47,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from drivers.printers.base import (
+    BadRecord,
     BufferFull,
     DeviceTimeout,
     Fault,
@@ -109,15 +110,24 @@ class VideojetSettings(StreamSettings):
     turnaround_s: float = Field(0.020, gt=0, le=5, description="coder time to answer one packet (manual: none)")
     rate_code_len: int = Field(50, ge=1, le=50, description="code length max_items_per_min is computed for")
 
+    # The codec's checks raise BadRecord (a push refused); in a settings model they must be ValueErrors,
+    # which pydantic turns into a validation error naming the key (`config check`: file, line, key),
+    # where any other exception left the model as a traceback.
     @field_validator("user_field")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_name(v, "user field name")
+        try:
+            return check_name(v, "user field name")
+        except BadRecord as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("void_text")
     @classmethod
     def _void(cls, v: str) -> str:
-        return check_user_data(v) if v else v
+        try:
+            return check_user_data(v) if v else v
+        except BadRecord as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("gs1_fnc1")
     @classmethod

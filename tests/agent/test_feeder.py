@@ -219,8 +219,16 @@ def test_a_job_prints_every_code_exactly_once(db_path: Path, kind: str) -> None:
             await f.run()
         by_state = check_invariants(ledger, job, line.printed)
         assert len(by_state["printed"]) == 120
-        assert len(line.printed) == 120
-        assert [r.reason for r in f.reports] == [ReconcileReason.STARTUP]
+        # 500 products/s against a FIFO of 7 (14 ms): on a busy machine the coder runs dry now and
+        # then. That costs nothing of ours (tests/agent/test_feeder_dry.py), except where one look
+        # cannot tell a dry stop before a lone refilled record from a stop that cleared it: that one
+        # record goes in doubt, and if the coder still printed it, the item carries the in-doubt code
+        # (which a camera read proves), never the same code twice and never a replacement's twin.
+        extra = {unrender(t) for t in line.printed} - by_state["printed"]
+        assert extra <= by_state.get("in_doubt", set()) and len(line.printed) == 120 + len(extra)
+        assert f.reports[0].reason is ReconcileReason.STARTUP
+        assert all(r.reason is ReconcileReason.FIFO_LOST and len(r.in_doubt) <= 1 for r in f.reports[1:])
+        assert len(by_state.get("in_doubt", ())) <= f.target_depth
         ledger.close()
 
     run(body())

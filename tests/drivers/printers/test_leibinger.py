@@ -218,6 +218,32 @@ def test_a_stop_at_the_panel_puts_what_was_waiting_in_doubt(link: str) -> None:
 
 
 @pytest.mark.parametrize("link", LINKS)
+@pytest.mark.parametrize("n", [1, 4])
+def test_records_pushed_after_a_dry_stop_are_held_and_print_at_the_next_start(link: str, n: int) -> None:
+    """A 5043 stop (a PrintGo found the FIFO empty) clears nothing; records pushed after it wait for
+    the next start (serialine.py primes a stopped coder). They were put in doubt, printed anyway, and
+    replaced: a 120-item job printed up to 138 items under load."""
+    async def main() -> None:
+        sim = LeibingerSim(capacity=16)  # <Check Double Prints> on: a dry PrintGo prints nothing
+        async with pair(sim, link) as d:
+            await d.push(recs(1, 2))
+            await d.start()
+            assert (await d.status()).state is PrinterState.PRINTING  # the driver's last look: printing
+            assert sim.trigger(3) == 2 and not sim.running  # the third product: error 5043, stopped
+            await d.push(recs(3, n))  # to the stopped coder, before the driver has looked again
+            st = await d.status()
+            assert (st.state, st.faults) == (PrinterState.FAULT, {Fault.BUFFER_EMPTY})
+            assert (st.last_printed, st.fifo_lost, st.fifo_depth) == (2, False, n)
+            assert not [e for e in d.pending_events() if e.kind is PrintEventKind.FIFO_LOST]
+            sim.start_printing()  # the operator restarts it at the panel
+            assert sim.trigger(n) == n
+            assert (await d.status()).last_printed == 2 + n
+            assert sim.printed == [f"C{s}" for s in range(1, 3 + n)]
+
+    run(main())
+
+
+@pytest.mark.parametrize("link", LINKS)
 def test_settle_flushes_and_proves_all_but_the_record_loaded_for_the_next_print(link: str) -> None:
     async def main() -> None:
         sim = LeibingerSim(capacity=16, flush_keeps_next=True)  # the pessimistic reading
