@@ -12,6 +12,13 @@ transport only opens, writes, reads with a timeout, and says clearly when the li
 
 `open_transport(url, baud)` picks one by URL. `trace` logs every chunk in and out as hex on the
 `lineagent.trace` logger (per device, switched on by the device's `trace: true` setting).
+
+Hostile links (tests/fuzz): a device that never stops sending must cost neither unbounded memory nor a
+task that cannot be stopped. The serial reader thread therefore holds at most MAX_BUFFERED bytes the
+driver has not taken (then it stops reading, and the tty buffer fills: what a UART without flow control
+does anyway), and reads wait with `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11,
+wait_for drops a cancellation that lands while the awaited read completes (CPython gh-86296), and under
+a steady stream of bytes that is every time, so a driver's close() could never stop its reader task.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from urllib.parse import urlsplit
 import serial
 
 trace_log = logging.getLogger("lineagent.trace")
+MAX_BUFFERED = 256 * 1024  # bytes read from a serial port and not yet taken by the driver
 
 
 class TransportError(Exception):
@@ -81,6 +89,8 @@ class SerialTransport(Transport):
         self._chunks: asyncio.Queue[bytes | TransportError] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._room = threading.Condition()
+        self._buffered = 0  # bytes in _chunks (under _room)
 
     @property
     def is_open(self) -> bool:
@@ -98,6 +108,8 @@ class SerialTransport(Transport):
         chunks: asyncio.Queue[bytes | TransportError] = asyncio.Queue()
         self._port, self._chunks = port, chunks
         self._stop = threading.Event()
+        with self._room:
+            self._buffered = 0
         self._thread = threading.Thread(
             target=self._reader, args=(port, loop, chunks, self._stop), name=f"serial-{self.name}", daemon=True
         )
@@ -108,15 +120,20 @@ class SerialTransport(Transport):
         port.reset_input_buffer()
         return port
 
-    @staticmethod
     def _reader(
+        self,
         port: serial.SerialBase,
         loop: asyncio.AbstractEventLoop,
         chunks: asyncio.Queue[bytes | TransportError],
         stop: threading.Event,
     ) -> None:
-        """Thread body: blocking reads with a short timeout so `stop` is seen promptly."""
+        """Thread body: blocking reads with a short timeout so `stop` is seen promptly; no read while
+        MAX_BUFFERED bytes wait for the driver (a flooding device cannot fill the memory)."""
         while not stop.is_set():
+            with self._room:
+                if self._buffered >= MAX_BUFFERED:
+                    self._room.wait(0.05)
+                    continue
             try:
                 data = port.read(max(1, port.in_waiting))
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
@@ -126,6 +143,8 @@ class SerialTransport(Transport):
                         loop.call_soon_threadsafe(chunks.put_nowait, LinkClosed(f"serial link lost: {exc}"))
                 return
             if data:
+                with self._room:
+                    self._buffered += len(data)
                 try:
                     loop.call_soon_threadsafe(chunks.put_nowait, data)
                 except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -156,12 +175,16 @@ class SerialTransport(Transport):
         if chunks is None or self._port is None:
             raise LinkClosed(f"{self.name}: read on a closed link")
         try:
-            item = await asyncio.wait_for(chunks.get(), within_s)
+            async with asyncio.timeout(within_s):
+                item = await chunks.get()
         except TimeoutError as exc:
             raise ReadTimeout(f"{self.name}: nothing received within {within_s} s") from exc
         if isinstance(item, TransportError):
             self._port = None
             raise item
+        with self._room:
+            self._buffered -= len(item)
+            self._room.notify()
         self._trace("<<", item)
         return item
 
@@ -210,7 +233,8 @@ class TcpTransport(Transport):
         if self._reader is None:
             raise LinkClosed(f"{self.name}: read on a closed link")
         try:
-            data = await asyncio.wait_for(self._reader.read(4096), within_s)
+            async with asyncio.timeout(within_s):
+                data = await self._reader.read(4096)
         except TimeoutError as exc:
             raise ReadTimeout(f"{self.name}: nothing received within {within_s} s") from exc
         except OSError as exc:

@@ -98,8 +98,17 @@ class Receiver:
         client.subscribe(self.subscription, qos=1)
         self.ready.set()
 
-    def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
+    def _message(self, client: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        try:
+            parts = msg.topic.split("/")
+        except UnicodeDecodeError:  # paho raises only when the topic is read
+            parts = []
+        if len(parts) < 4 or parts[-1] != "events":
+            # Out of this callback an error would end paho's network thread: the receiver would go deaf
+            # (tests/fuzz: a hostile broker). Acked so the broker does not hand it over again.
+            log.warning("ignoring a message not on <prefix>/<site>/<line>/events (%d bytes)", len(msg.payload))
+            client.ack(msg.mid, msg.qos)
+            return
         props = dict(getattr(msg.properties, "UserProperty", None) or [])
         self._inbox.put(Delivery(parts[-3], parts[-2], bytes(msg.payload), props, msg.mid, msg.qos))
 

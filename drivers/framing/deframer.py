@@ -78,14 +78,21 @@ class Deframer:
         return self._delimited_frame(buf)
 
     def _skip_garbage(self, buf: bytes) -> tuple[int, FrameError | None]:
-        starts = [self.spec.start, *self.spec.tokens, *(prefix for prefix, _ in self.spec.tagged)]
-        for i in range(len(buf)):
-            rest = buf[i:]
-            if rest[0] in self.spec.filler or any(rest.startswith(s) or s.startswith(rest) for s in starts):
+        """Up to the next byte that may begin a frame, token or filler. Linear in len(buf): a device
+        streaming noise must not cost time quadratic in the chunk size (no copy of the rest per byte)."""
+        starts = [s for s in (self.spec.start, *self.spec.tokens, *(p for p, _ in self.spec.tagged)) if s]
+        firsts = {s[0] for s in starts} | set(self.spec.filler)
+        n = len(buf)
+        for i in range(n):
+            if buf[i] not in firsts:
+                continue
+            if buf[i] in self.spec.filler or any(
+                buf.startswith(s, i) or (n - i < len(s) and s.startswith(buf[i:])) for s in starts
+            ):
                 if i == 0:
                     return 0, None
                 return i, FrameError(GARBAGE, buf[:i])
-        return len(buf), FrameError(GARBAGE, buf)
+        return n, FrameError(GARBAGE, buf)
 
     def _length_frame(self, buf: bytes) -> tuple[int, Frame | FrameError | None]:
         spec = self.spec

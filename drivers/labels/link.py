@@ -3,16 +3,24 @@
 Why not the coders' transport: a label printer link is write-mostly with one small status reply
 (~HS), so two tiny classes with one interface are clearer than bending a framed request/response
 transport to it. Serial I/O runs in a worker thread (pyserial blocks) so the event loop never stalls.
+
+A reply is capped at MAX_REPLY bytes and every failure of the port (pyserial's SerialException, an
+OSError, termios.error from a port whose other end went away) is a LinkError: a printer that streams
+without end or a cable pulled mid-reply must not fill the memory or escape as another type (tests/fuzz).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import termios
 from typing import Protocol
 from urllib.parse import urlparse
 
 import serial
+
+MAX_REPLY = 8192  # a ~HS reply is three strings of about 40 characters
+PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 
 
 class LinkError(ConnectionError):
@@ -46,7 +54,7 @@ class TcpLink:
 
     async def read_until(self, terminator: bytes, count: int, wait_s: float) -> bytes:
         """Read until `terminator` has been seen `count` times (the ~HS reply is three framed strings)."""
-        buf = b""
+        buf = bytearray()
         try:
             async with asyncio.timeout(wait_s):
                 while buf.count(terminator) < count:
@@ -54,9 +62,14 @@ class TcpLink:
                     if not chunk:
                         raise LinkError(f"label printer {self.where} closed the connection")
                     buf += chunk
+                    _capped(buf, self.where)
         except TimeoutError as exc:
             raise LinkError(f"label printer {self.where}: no status reply within {wait_s} s") from exc
-        return buf
+        except LinkError:
+            raise
+        except OSError as exc:
+            raise LinkError(f"label printer {self.where}: read failed: {exc}") from exc
+        return bytes(buf)
 
     async def close(self) -> None:
         self._writer.close()
@@ -80,7 +93,7 @@ class SerialLink:
     async def write(self, data: bytes) -> None:
         try:
             await asyncio.to_thread(self._write, data)
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise LinkError(f"label printer {self.where}: write failed: {exc}") from exc
 
     def _write(self, data: bytes) -> None:
@@ -90,15 +103,25 @@ class SerialLink:
     async def read_until(self, terminator: bytes, count: int, wait_s: float) -> bytes:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        buf = b""
+        buf = bytearray()
         while buf.count(terminator) < count:
             if loop.time() > deadline:
                 raise LinkError(f"label printer {self.where}: no status reply within {wait_s} s")
-            buf += await asyncio.to_thread(self._port.read, 256)
-        return buf
+            try:
+                buf += await asyncio.to_thread(self._port.read, 256)
+            except PORT_ERRORS as exc:
+                raise LinkError(f"label printer {self.where}: read failed: {exc}") from exc
+            _capped(buf, self.where)
+        return bytes(buf)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._port.close)
+        with contextlib.suppress(*PORT_ERRORS):  # already gone: closing is all we wanted
+            await asyncio.to_thread(self._port.close)
+
+
+def _capped(buf: bytearray, where: str) -> None:
+    if len(buf) > MAX_REPLY:
+        raise LinkError(f"label printer {where}: {len(buf)} bytes and no complete status reply")
 
 
 async def open_link(url: str, *, baudrate: int, wait_s: float) -> Link:

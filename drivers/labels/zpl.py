@@ -97,7 +97,10 @@ def parse_host_status(reply: bytes) -> LabelStatus:
         faults.add(LabelFault.HEAD_OPEN)
     if two[3] == "1":
         faults.add(LabelFault.RIBBON_OUT)
-    waiting = int(one[4]) if one[4].strip().isdigit() else 0
+    count = one[4].strip()
+    if not (count.isascii() and count.isdigit() and len(count) <= 8):  # "aaa" in the guide
+        raise LinkError(f"malformed ~HS reply: formats waiting {one[4]!r} is not a count")
+    waiting = int(count)
     state = LabelPrinterState.FAULT if faults else LabelPrinterState.READY
     return LabelStatus(state, frozenset(faults), waiting)
 

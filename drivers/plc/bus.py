@@ -38,6 +38,8 @@ class Table(StrEnum):
 
 
 WRITABLE = frozenset({Table.COIL, Table.HOLDING})
+# Function codes of the reads (Modbus Application Protocol Specification V1.1b3, section 6.1-6.4).
+READ_CODES = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
 
 
 class PlcError(Exception):
@@ -50,6 +52,11 @@ class PlcLinkError(PlcError):
 
 class PlcTimeout(PlcError):
     """A slave did not answer within its timeout; the bus stays up for the others."""
+
+
+class PlcProtocolError(PlcError):
+    """The answer does not fit the request: another function code, fewer values than asked for, or a
+    write echo naming another address or value (pymodbus matches answers by transaction id only)."""
 
 
 class PlcDeviceError(PlcError):
@@ -172,13 +179,14 @@ class ModbusBus:
             Table.HOLDING: c.read_holding_registers,
             Table.INPUT: c.read_input_registers,
         }
-        pdu = await self._call(
-            f"{label}read {table} {address}+{count}", device_id, timeout_s,
-            lambda: calls[table](address, count=count, device_id=device_id),
-        )
-        if table in (Table.COIL, Table.DISCRETE):
-            return [int(bool(b)) for b in pdu.bits[:count]]
-        return [int(r) for r in pdu.registers[:count]]
+        what = f"{label}read {table} {address}+{count}"
+        pdu = await self._call(what, device_id, timeout_s,
+                               lambda: calls[table](address, count=count, device_id=device_id), READ_CODES[table])
+        values = pdu.bits if table in (Table.COIL, Table.DISCRETE) else pdu.registers
+        if len(values) < count:  # a byte count of 0 decodes as no values at all
+            raise PlcProtocolError(f"PLC bus {self.spec.url} slave {device_id}: {what}: "
+                                   f"the answer holds {len(values)} values")
+        return [int(bool(v)) if table in (Table.COIL, Table.DISCRETE) else int(v) for v in values[:count]]
 
     async def write(
         self, table: Table, address: int, value: int, *, device_id: int, timeout_s: float, label: str = ""
@@ -188,13 +196,19 @@ class ModbusBus:
             raise PlcError(f"PLC bus {self.spec.url}: {table} {address} is read-only")
         c = self._c()
         if table is Table.COIL:
-            await self._call(f"{label}write coil {address}", device_id, timeout_s,
-                             lambda: c.write_coil(address, bool(value), device_id=device_id))
+            what = f"{label}write coil {address}"
+            pdu = await self._call(what, device_id, timeout_s,
+                                   lambda: c.write_coil(address, bool(value), device_id=device_id), 5)
+            echo = [int(bool(b)) for b in pdu.bits[:1]]
+            wrote = [int(bool(value))]
         else:
             if not 0 <= value <= 0xFFFF:
                 raise PlcError(f"PLC bus {self.spec.url}: value {value} for holding {address} is not 0..65535")
-            await self._call(f"{label}write holding {address}", device_id, timeout_s,
-                             lambda: c.write_register(address, value, device_id=device_id))
+            what = f"{label}write holding {address}"
+            pdu = await self._call(what, device_id, timeout_s,
+                                   lambda: c.write_register(address, value, device_id=device_id), 6)
+            echo, wrote = [int(r) for r in pdu.registers[:1]], [value]
+        self._echoed(what, device_id, pdu, address, echo, wrote)
 
     async def write_many(
         self, address: int, values: Sequence[int], *, device_id: int, timeout_s: float, label: str = ""
@@ -205,8 +219,18 @@ class ModbusBus:
             raise PlcError(f"PLC bus {self.spec.url}: values for holding {address}+{len(words)} must be "
                            "1..123 registers of 0..65535")
         c = self._c()
-        await self._call(f"{label}write holding {address}+{len(words)}", device_id, timeout_s,
-                         lambda: c.write_registers(address, words, device_id=device_id))
+        what = f"{label}write holding {address}+{len(words)}"
+        pdu = await self._call(what, device_id, timeout_s,
+                               lambda: c.write_registers(address, words, device_id=device_id), 16)
+        self._echoed(what, device_id, pdu, address, [pdu.count], [len(words)])
+
+    def _echoed(self, what: str, device_id: int, pdu: ModbusPDU, address: int, echo: list[int],
+                wrote: list[int]) -> None:
+        """A write's normal answer echoes its address and value (or count) (Modbus Application Protocol
+        V1.1b3, 6.5, 6.6, 6.12): anything else answered some other request."""
+        if pdu.address != address or echo != wrote:
+            raise PlcProtocolError(f"PLC bus {self.spec.url} slave {device_id}: {what}: the answer echoes "
+                                   f"address {pdu.address} value {echo}, not {address} {wrote}")
 
     def _c(self) -> Client:
         if self._client is None or not self._client.connected:
@@ -214,7 +238,8 @@ class ModbusBus:
         return self._client
 
     async def _call(
-        self, what: str, device_id: int, timeout_s: float, request: Callable[[], Awaitable[ModbusPDU]]
+        self, what: str, device_id: int, timeout_s: float, request: Callable[[], Awaitable[ModbusPDU]],
+        function_code: int,
     ) -> ModbusPDU:
         where = f"PLC bus {self.spec.url} slave {device_id}: {what}"
         async with self.lock:
@@ -233,4 +258,11 @@ class ModbusBus:
         if pdu.isError():
             code = int(getattr(pdu, "exception_code", 0))
             raise PlcDeviceError(f"{where}: slave answered Modbus exception {code}", code)
+        if self.spec.is_tcp and pdu.transaction_id == 0:
+            # pymodbus takes an answer with transaction id 0 for the answer to any request; its client
+            # never sends 0 (ids run 1..65000), so over TCP such an answer belongs to no request of ours.
+            raise PlcProtocolError(f"{where}: the answer has transaction id 0, which no request of ours had")
+        if pdu.function_code != function_code:
+            raise PlcProtocolError(f"{where}: the answer has function code {pdu.function_code}, "
+                                   f"not {function_code}")
         return pdu

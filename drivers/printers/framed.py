@@ -146,15 +146,17 @@ class FramedPrinter(Printer):
 
     async def close(self) -> None:
         self.link = LinkState.CLOSED
+        # Detached first: the reader loop runs while `self._transport is transport`, so it ends on its
+        # own even if its cancellation is lost (tests/fuzz: a device streaming without end).
+        transport, self._transport = self._transport, None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._fail_waiters(LinkDown(f"{self.name}: closed"))
-        if self._transport is not None:
-            await self._transport.close()
-            self._transport = None
+        if transport is not None:
+            await transport.close()
 
     async def events(self) -> AsyncIterator[PrintEvent]:
         while True:
@@ -274,7 +276,8 @@ class FramedPrinter(Printer):
     async def _collect(self, waiter: _Waiter, *, partial: bool) -> Frame | PrinterError:
         """The answer to `waiter` within timeout_s (counted from now: it is the oldest in flight)."""
         try:
-            frame = await asyncio.wait_for(waiter.future, self.settings.timeout_s)
+            async with asyncio.timeout(self.settings.timeout_s):  # not wait_for: see drivers/transport.py
+                frame = await waiter.future
         except TimeoutError:
             self._forget([waiter])
             err = self._timed_out(waiter)

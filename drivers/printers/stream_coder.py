@@ -170,12 +170,17 @@ class StreamCoder(Printer):
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _resync(self) -> None:
-        """Swallow what is still arriving so a late answer is not taken for the next one."""
+        """Swallow what is still arriving so a late answer is not taken for the next one. A device that
+        never falls quiet (tests/fuzz: a flood) fills the link's MAX_ANSWER instead: its link is dropped,
+        so the next request starts on a fresh one (a TCP reconnect; a re-opened port drops its input)."""
         try:
             while True:
                 await self.link.read(min(0.05, self.timeout_s), "late bytes")
         except (DeviceTimeout, LinkDown):
             pass
+        except ProtocolError as exc:
+            log.warning("%s: dropping the link: %s", self.name, exc)
+            await self.link.close()
         self._reset_parser()
 
     def _publish(self, events: list[PrintEvent]) -> None:
