@@ -184,6 +184,7 @@ class LineRuntime:
         self.state = RuntimeState.IDLE
         quiet_pymodbus()
         await self._open_control()
+        await self._belt_off_at_start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._beat(stop), name="status")
@@ -513,6 +514,21 @@ class LineRuntime:
         if self._job_over is not None and not self._job_over.done() and self._end_request is None:
             self._end_request = JobEnd.FAULT
             self._end_event.set()
+
+    async def _belt_off_at_start(self) -> None:
+        """A restart can come before the PLC's watchdog has stopped the belt (a restart takes ~1.5 s, the
+        watchdog 1-3 s): items would pass the coder while its feeder reconciles, and the first print of
+        the new life could land on an item the verify station counts as before its start (the binding one
+        item late, found by tests/faults: the coder left to run dry). So the belt stops first; items
+        already in flight are settled by the restart plan, and the belt runs again once every coder is
+        primed. A PLC that does not answer is left to its watchdog (its alarm comes from the probe)."""
+        for v in self.verifiers.values():
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await v.plc.open()
+                    await v.plc.run_line(False)
+            except (PlcError, TimeoutError) as exc:
+                log.warning("%s: belt not stopped at start-up: %s", v.plc_name, exc)
 
     async def _run_line(self, run: bool) -> bool:
         """True when every PLC took the command."""
