@@ -42,7 +42,7 @@ def make_job(ledger: Ledger, target: int, pool: int) -> int:
     return job
 
 
-async def until(check: Callable[[], bool], limit_s: float = 20.0) -> None:
+async def until(check: Callable[[], bool], limit_s: float = 60.0) -> None:
     async with asyncio.timeout(limit_s):
         while not check():
             await asyncio.sleep(0.005)
