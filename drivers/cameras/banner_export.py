@@ -24,8 +24,9 @@ knows which items it did not see. The frame number becomes Frame.index.
 
 Faults reach the station as typed errors: no image within `frame_timeout_s` is NoFrame (the line may
 simply be stopped); a closed connection, a header that is not one of the two above, an absurd size or
-an image that does not decode is CameraError (state FAILED, reopen to retry: the stream cannot be
-resynchronised mid-image).
+an image that does not decode (OpenCV's own refusal of an image claiming, say, 2^31 pixels a row
+included) is CameraError (state FAILED, reopen to retry: the stream cannot be resynchronised
+mid-image).
 """
 
 from __future__ import annotations
@@ -155,8 +156,12 @@ class BannerImageExport(Camera):
         except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
             raise CameraError(f"{self.where}: frame {head.frame}: image cut short: {exc or 'timed out'}") from None
         at = time.monotonic()
-        image = cv2.imdecode(np.frombuffer(body, dtype=np.uint8),
-                             cv2.IMREAD_GRAYSCALE if s.grey else cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imdecode(np.frombuffer(body, dtype=np.uint8),
+                                 cv2.IMREAD_GRAYSCALE if s.grey else cv2.IMREAD_COLOR)
+        except cv2.error as exc:  # an image whose own header claims more than OpenCV's limits (tests/fuzz)
+            raise CameraError(f"{self.where}: frame {head.frame}: the image does not decode: "
+                              f"{str(exc).strip().splitlines()[-1][:200]}") from None
         if image is None:
             raise CameraError(f"{self.where}: frame {head.frame}: the image does not decode")
         self.received += 1
