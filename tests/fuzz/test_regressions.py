@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import threading
 import time
 import tty
@@ -15,16 +16,32 @@ from collections.abc import Callable
 
 import pytest
 
+from drivers.cameras.banner_export import BannerExportSettings, BannerImageExport
+from drivers.cameras.base import CameraError, CameraState
 from drivers.labels.link import LinkError
 from drivers.labels.zpl import LabelPrinterError, ZplLabelPrinter
 from drivers.plc import LinePlc, PlcError, PlcProtocolError, PlcSettings, Signal
+from drivers.sim.banner_export import ImageExportServer
 from drivers.sim.plc import PlcSim, example_map
 from drivers.sim.zpl import ZplSimulator
 from drivers.transport import MAX_BUFFERED, SerialTransport, TcpTransport, Transport
 from tests.conftest import free_port
 from tests.fuzz.coders import TARGETS
 from tests.fuzz.harness import Bounded, run
-from tests.fuzz.hostile import Action, Flood, Hangup, HostileDevice, Insert, Pass, Reframe, Replace, Script, Truncate
+from tests.fuzz.hostile import (
+    Action,
+    Flood,
+    Hangup,
+    HostileDevice,
+    Insert,
+    Overwrite,
+    Pass,
+    Reframe,
+    Replace,
+    Script,
+    Truncate,
+)
+from tests.fuzz.test_camera import IMAGE, export_reframe
 from tests.fuzz.test_coders import exercise
 from tests.fuzz.test_labels import FIELDS, LABELS, hs_reframe
 from tests.fuzz.test_modbus import mbap_reframe
@@ -263,3 +280,38 @@ def test_the_bounded_harness_accepts_only_the_named_errors() -> None:
 
     run(scenario())
 
+
+
+# ---- the smart camera's image export -----------------------------------------------------------
+# Found: cv2.error out of grab(). The image's own BMP header (BITMAPINFOHEADER, width and height int32
+# at offset 18) claims more than OpenCV decodes; the export header around it is well formed.
+CAMERA_ROWS = [("width 2^31-1", 2**31 - 1, 1), ("70000 x 70000", 70000, 70000)]
+
+
+@pytest.mark.parametrize(("name", "width", "height"), CAMERA_ROWS, ids=[r[0] for r in CAMERA_ROWS])
+def test_an_image_claiming_absurd_dimensions_is_a_camera_error(name: str, width: int, height: int) -> None:
+    async def scenario() -> None:
+        server = ImageExportServer()
+        device = HostileDevice(await server.start(),
+                               Script([Reframe((Overwrite(18, struct.pack("<ii", width, height)),))], export_reframe))
+        camera = BannerImageExport(BannerExportSettings(url=await device.serve_tcp(), frame_timeout_s=2.0))
+        try:
+            await camera.open()
+            for n in (1, 2):
+                while (server.connections, server.clients) != (n, 1):  # the n-th stream, and only it
+                    await asyncio.sleep(0.01)
+                server.publish(n, IMAGE)
+                if n == 1:
+                    with pytest.raises(CameraError, match="does not decode"):
+                        await camera.grab()
+                    assert camera.state is CameraState.FAILED
+                    await camera.close()
+                    await camera.open()  # the station reopens a failed stream; the device is honest now
+                else:
+                    assert (await camera.grab()).index == 2
+        finally:
+            await camera.close()
+            await device.close()
+            await server.close()
+
+    run(scenario())
