@@ -48,10 +48,18 @@ def test_a_packing_job_prints_its_full_target(tmp_path: Path) -> None:
         async with open_line("leibinger-pty", rate=600) as line:
             await feeder(ledger, line, job).run()
         printed = [unrender(t) for t in line.printed]
-        assert len(printed) == 120  # was 112 while the 8 printed box labels counted
         assert max(Counter(printed).values()) == 1
         assert not set(boxes) & set(printed)  # no box code ever reached the item coder
-        assert states(ledger, job)["printed"] - set(boxes) == set(printed)
+        by_state = states(ledger, job)
+        assert len(by_state["printed"] - set(boxes)) == 120  # was 112 while the 8 printed box labels counted
+        # At 600 products/s the FIFO runs dry now and then (error 5043). A stop that falls between the
+        # push's first look and its one record leaves a case the protocol cannot settle (FifoEntrys
+        # leaves out the loaded record: 0 either way), so that record goes in doubt and is replaced. If
+        # the coder kept it, the job has one item more than its target. Every such item carries a code
+        # in doubt, never one counted twice.
+        extra = set(printed) - by_state["printed"]
+        assert extra <= by_state.get("in_doubt", set()), f"printed but neither printed nor in doubt: {extra}"
+        assert by_state["printed"] - set(boxes) <= set(printed)
         ledger.close()
 
     run(body())
