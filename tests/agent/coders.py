@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from agent.ledger import CodeState, Ledger
 from drivers.printers.base import Printer
@@ -111,15 +112,20 @@ def press_start(sim: ContractSim) -> None:
         sim.model.start()
 
 
-def may_pass(ledger: Ledger, sim: ContractSim, kind: CoderKind) -> bool:
+def may_pass(ledger: Ledger, sim: ContractSim, kind: CoderKind, refilling: bool = False) -> bool:
     """Whether the next product may pass the head now. A FIFO coder takes products at any pace. A single
     slot prints whatever its slot holds on every product, so a line fed through one runs no faster than
     the link refills the slot (what Capabilities.max_items_per_min promises and the runtime enforces):
     the next product comes once the slot holds a fresh code (or a void text), never while it still holds
     the code it printed last. Judged on the simulator's slot, not on time, so a busy machine cannot break
-    it; a simulator that shows no slot is judged on the ledger (the last print confirmed or settled)."""
+    it; a simulator that shows no slot is judged on the ledger (the last print confirmed or settled).
+    `refilling`: the driver is between its update and the counter reading that proves it. A product in
+    that gap cannot be told from one that passed just before the update (the Videojet driver puts the
+    code in doubt, rightly), and the promised rate leaves room for the whole cycle on a real line."""
     if kind is not CoderKind.SINGLE_SLOT or not sim.printed:
         return True
+    if refilling:
+        return False
     fresh = slot_fresh(sim)
     if fresh is not None:
         return fresh
@@ -219,3 +225,19 @@ def check_ledger_against_prints(ledger: Ledger, job: int, sim_printed: list[str]
         assert code in ledger_printed | doubt | by_state.get("sent", set()) | by_state.get("returned", set()) \
             | by_state.get("allocated", set())
     return by_state
+
+
+class PushWatch:
+    """Wraps a driver's push so that a test's conveyor can see a refill in flight (may_pass)."""
+
+    def __init__(self, driver: Any) -> None:
+        self.busy = False
+        self._push = driver.push
+        driver.push = self.push
+
+    async def push(self, records: Any) -> None:
+        self.busy = True
+        try:
+            await self._push(records)
+        finally:
+            self.busy = False

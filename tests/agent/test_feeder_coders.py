@@ -22,6 +22,7 @@ from drivers.printers.fifo import CoderKind
 from tests.agent.coders import (
     CODERS,
     Camera,
+    PushWatch,
     check_ledger_against_prints,
     ledger_states,
     may_pass,
@@ -58,6 +59,7 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
         await driver.connect()
         f = Feeder(ledger, driver, coder="c1", job=job, level="item", render=render, poll_s=0.005,
                    retry_s=0.01, max_retry_s=0.1, line_rate_per_min=60.0)
+        watch = PushWatch(driver)
         task = asyncio.create_task(f.run())
 
         stopped_at = [float("-inf")]
@@ -77,7 +79,7 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
                             await driver.start()
                 # Products come while the coder holds codes of ours (a line's PLC holds the belt while a
                 # coder is being refilled: a Leibinger faults on a product with its FIFO empty, 5043).
-                if f.open and may_pass(ledger, sim, driver.capabilities.kind):
+                if f.open and may_pass(ledger, sim, driver.capabilities.kind, watch.busy):
                     sim.trigger(1)
                 if camera is not None:
                     camera.look()
