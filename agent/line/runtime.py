@@ -91,6 +91,7 @@ def quiet_pymodbus() -> None:
 
 IDLE_PROBE_S = 10.0  # while no job runs, every device is probed this often (and at start-up)
 PROBE_TIMEOUT_S = 10.0
+BELT_STOP_S = 5.0  # any way out of the runtime: how long the belt stop is retried before the watchdog is left to it
 FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
 
 
@@ -203,9 +204,7 @@ class LineRuntime:
             # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
             # coders do, so no product passes a coder that no longer prints. If even this fails (the
             # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self._run_line(False)
+            await self._stop_belt(BELT_STOP_S)
             sync_stop.set()
             for v in self.verifiers.values():
                 await v.close()
@@ -529,6 +528,26 @@ class LineRuntime:
                     await v.plc.run_line(False)
             except (PlcError, TimeoutError) as exc:
                 log.warning("%s: belt not stopped at start-up: %s", v.plc_name, exc)
+
+    async def _stop_belt(self, limit_s: float) -> None:
+        """The way out's belt stop, retried until every PLC took it or `limit_s` ran out: one write that
+        timed out (a PLC slow for 0.5 s, or an answer lost to the cancelled request before it) once left
+        the belt running after a crash. Past the limit the PLC's heartbeat watchdog stops it."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    if await self._run_line(False):
+                        return
+            if time.monotonic() >= deadline:
+                log.error("the belt may still run: no PLC took the stop within %.0f s; its heartbeat watchdog "
+                          "stops it once the beats end", limit_s)
+                return
+            await asyncio.sleep(0.1)
+            for v in self.verifiers.values():  # a link a timeout closed is opened again for the next try
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                        await v.plc.open()
 
     async def _run_line(self, run: bool) -> bool:
         """True when every PLC took the command."""

@@ -5,6 +5,7 @@ no longer prints while the belt still runs)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from pathlib import Path
 
@@ -21,6 +22,15 @@ from drivers.plc import LinePlc
 from drivers.plc.plc import PlcSettings, Signal
 from drivers.sim.plc import ConveyorModel, PlcSim, example_map
 from tests.conftest import free_port
+
+
+def task_stacks() -> str:
+    """Where each task of the loop waits: what a hang detector reports instead of a bare timeout."""
+    out = io.StringIO()
+    for t in asyncio.all_tasks():
+        print(f"-- task {t.get_name()}", file=out)
+        t.print_stack(limit=6, file=out)
+    return out.getvalue()
 
 
 class Clock:
@@ -110,14 +120,16 @@ def test_a_crash_inside_the_runtime_stops_the_conveyor_before_the_coder(
                 if model.running and model.counter > 5:
                     break
                 await asyncio.sleep(0.05)
-            assert model.running, "the line never started"
+            assert model.running, "the line never started; the runtime's tasks:\n" + task_stacks()
 
             def crash() -> None:
                 raise RuntimeError("a bug in the runtime")
 
             monkeypatch.setattr(runtime, "snapshot", crash)
+            done, _ = await asyncio.wait({task}, timeout=45)  # a hang detector
+            assert done, "the runtime did not end after the crash; its tasks:\n" + task_stacks()
             try:
-                await asyncio.wait_for(task, 90)  # a hang detector
+                await task
             except BaseExceptionGroup as group:
                 assert group.subgroup(RuntimeError) is not None
             else:
