@@ -43,10 +43,14 @@ def make_job(ledger: Ledger, target: int, pool: int) -> int:
     return job
 
 
-async def until(check: Callable[[], bool], limit_s: float = 60.0) -> None:
-    async with asyncio.timeout(limit_s):
-        while not check():
-            await asyncio.sleep(0.005)
+async def until(check: Callable[[], bool], limit_s: float = 60.0, state: Callable[[], object] = str) -> None:
+    """A hang detector: on timeout it says what `state` shows, not just that time ran out."""
+    try:
+        async with asyncio.timeout(limit_s):
+            while not check():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"no progress in {limit_s:.0f} s: {state()}") from None
 
 
 @pytest.mark.parametrize("name", sorted(CODERS))
@@ -85,15 +89,20 @@ def test_a_panel_stop_costs_one_reconcile_and_at_most_the_fifo_depth(db_path: Pa
                     camera.look()
 
         conveyor = asyncio.create_task(line())
+
+        def seen() -> str:
+            counts = {k: len(v) for k, v in ledger_states(ledger, job).items()}
+            return (f"feeder {f.state} open {f.open} reports {[r.reason for r in f.reports]}, ledger {counts}, "
+                    f"the coder printed {len(sim.printed)}, conveyor {'done' if conveyor.done() else 'running'}")
         try:
             # The stop comes once the coder has printed and holds records of ours.
-            await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= 10 and f.open >= 1)
+            await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= 10 and f.open >= 1, state=seen)
             before = len(f.reports)
             at_stop = len(ledger_states(ledger, job).get("printed", ()))
             sim.stop_printing()
             stopped_at[0] = asyncio.get_running_loop().time()
             # The line resumes: five more prints confirmed. What the stop cost is what was settled until then.
-            await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= min(60, at_stop + 5))
+            await until(lambda: len(ledger_states(ledger, job).get("printed", ())) >= min(60, at_stop + 5), state=seen)
             after = f.reports[before:]
             await asyncio.wait_for(task, 30)
         finally:
