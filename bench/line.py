@@ -84,8 +84,10 @@ class Sample:
 
     def wake_causes(self) -> str:
         w, lp = self.wall_s, self.loop
+        pool = ", ".join(f"{name} {n / w:.0f}" for name, n in lp.pool.most_common(4) if n / w >= 0.5)
         return (f"{self.wakeups:.0f}/s ({lp.io / w:.0f} I/O, {lp.thread / w:.0f} from worker threads, "
-                f"{lp.timer / w:.0f} timers; {lp.turns / w:.0f} loop turns/s)")
+                f"{lp.timer / w:.0f} timers; {lp.turns / w:.0f} loop turns/s; to_thread calls "
+                f"{lp.pool.total() / w:.0f}/s{': ' + pool if pool else ''})")
 
     def cpu_facts(self) -> str:
         p, w = self.period, self.wall_s

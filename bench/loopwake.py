@@ -16,15 +16,22 @@ core at the rates measured.
 
 The runtime's default executor gets its own thread-name prefix here (same size as asyncio's own):
 the simulators' loop in the same process keeps asyncio's "asyncio_N" names, so bench.threadcpu can tell
-the camera simulator's rendering threads from the agent's to_thread workers.
+the camera simulator's rendering threads from the agent's to_thread workers. It also counts what is
+sent to it by function: every to_thread call ends in one call_soon_threadsafe, so these counts say where
+many of the "thread" wakeups come from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import selectors
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 AGENT_POOL = "agent-pool"  # thread-name prefix of the runtime loop's default executor
 
@@ -60,14 +67,39 @@ class CountingSelector(selectors.EpollSelector):
         return ready
 
 
+class CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting the functions run in it (to_thread, run_in_executor)."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix=AGENT_POOL)
+        self.calls: Counter[str] = Counter()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.calls[_name(fn)] += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    """to_thread wraps the function as partial(context.run, func, ...): name the func."""
+    while isinstance(fn, functools.partial):
+        inner = fn.args[0] if fn.args and _is_context_run(fn.func) else fn.func
+        fn = inner
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _is_context_run(fn: object) -> bool:
+    return isinstance(getattr(fn, "__self__", None), contextvars.Context)
+
+
 @dataclass(frozen=True)
 class Counts:
-    """The selector's counters at one moment; subtract two for a period."""
+    """The selector's and the executor's counters at one moment; subtract two for a period."""
 
     turns: int
     io: int
     thread: int
     timer: int
+    pool: Counter[str] = field(default_factory=Counter)  # functions run in the default executor
 
     @property
     def wakeups(self) -> int:
@@ -75,7 +107,7 @@ class Counts:
 
     def __sub__(self, other: Counts) -> Counts:
         return Counts(self.turns - other.turns, self.io - other.io, self.thread - other.thread,
-                      self.timer - other.timer)
+                      self.timer - other.timer, self.pool - other.pool)
 
 
 class LoopProbe:
@@ -83,13 +115,15 @@ class LoopProbe:
 
     def __init__(self) -> None:
         self.selector: CountingSelector | None = None
+        self.executor: CountingExecutor | None = None
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
         selector = CountingSelector()
         loop = asyncio.SelectorEventLoop(selector)
         # A new loop has registered one file only: its self-pipe's read end.
         selector.wake_fd = next(iter(selector.get_map().values())).fd
-        loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix=AGENT_POOL))
+        self.executor = CountingExecutor()
+        loop.set_default_executor(self.executor)
         self.selector = selector
         return loop
 
@@ -97,4 +131,5 @@ class LoopProbe:
         s = self.selector
         if s is None:
             return Counts(0, 0, 0, 0)
-        return Counts(s.turns, s.io, s.thread, s.timer)
+        pool = Counter(self.executor.calls) if self.executor is not None else Counter[str]()
+        return Counts(s.turns, s.io, s.thread, s.timer, pool)

@@ -94,7 +94,7 @@ def test_sleeps_are_counted_as_timer_wakeups() -> None:
     assert seen.wakeups == seen.timer
 
 
-def test_to_thread_runs_in_the_renamed_pool_and_its_cpu_is_the_agents() -> None:
+def test_to_thread_runs_in_the_renamed_counted_pool_and_its_cpu_is_the_agents() -> None:
     probe = LoopProbe()
     names: list[str] = []
 
@@ -111,6 +111,7 @@ def test_to_thread_runs_in_the_renamed_pool_and_its_cpu_is_the_agents() -> None:
 
     period = _run(probe, scenario)
     assert names and names[0].startswith(f"{AGENT_POOL}_")
+    assert probe.counts().pool[burn.__qualname__] == 1  # named through to_thread's partial(context.run)
     pool = dict(period.threads).get(AGENT_POOL, 0.0)
     assert pool >= 0.2
     assert AGENT_POOL not in dict(period.foreign)
