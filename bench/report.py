@@ -131,7 +131,7 @@ def _write_doc(results: dict[str, Any], doc_path: Path) -> Path:
     prof = Path("bench/profile.txt")
     if prof.exists():
         lines += ["", "## Where the line's time goes (profile at 2,000 items/min)", "",
-                  "From `bench.profile` (pyinstrument over the simulated line; full tree in "
+                  "From `bench.profile` (py-spy over the simulated line, running threads only; full tree in "
                   "`bench/profile.txt`, not committed). The heaviest frames of the agent:", "", "```"]
         lines += prof.read_text().splitlines()[:60]
         lines += ["```"]
