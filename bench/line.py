@@ -3,9 +3,9 @@ its loop wakes.
 
 What is measured: CPU time (user + system) of the agent's threads only, over wall time, while the line
 runs at 2,000 items/min: the runtime's loop, its worker threads (decode and grade, ledger writes), the
-packing thread and the MQTT uplink. The simulators (the plant thread and its executor, where the camera
-renders: coder on a pty, pymodbus PLC, camera, ZPL printer) and the reference receiver's threads run in
-the same process but are subtracted per thread (bench/threadcpu.py), so the figure is what the agent
+packing thread and the MQTT uplink. The simulators (the plant thread: coder on a pty, pymodbus PLC,
+camera rendering, ZPL printer; and its loop's executor threads, if any) and the reference receiver's
+threads run in the same process but are subtracted per thread (bench/threadcpu.py), so the figure is what the agent
 would cost on the line PC. The note breaks it down by thread and gives wall time, the agent's CPU
 seconds, the whole process's and the whole machine's busy cores beside each other: the machine is
 shared, and a neighbour shows there.
