@@ -108,7 +108,9 @@ def main() -> int:
         figures = {key: merge([r[key] for r in runs if key in r]) for key in runs[0]}
         for key, fig in figures.items():
             results[key] = fig.as_json()
-            base = f" (baseline {fig.baseline:,.1f}, ratio {fig.ratio})" if fig.baseline else ""
+            b = fig.baseline
+            base = f" (baseline {b:,.3f}, ratio {fig.ratio})" if b and abs(b) < 10 else (
+                f" (baseline {b:,.1f}, ratio {fig.ratio})" if b else "")
             print(f"  {key}: {fig.value:,.2f} {fig.unit}{base} target {fig.target}", flush=True)
         print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,13 @@ BASELINES: dict[str, tuple[str, str]] = {
         "decode alone on the same frames",
         "what judging, grading and firing the reject add to reading the code"),
     "line": (
-        "the same agent on the same simulated line, devices connected and polled, no job",
-        "what being connected costs before a single item; the difference is the cost per item"),
+        "the same daemon on the same simulated line, every device connected and polled, no job (the PLC "
+        "cycle, the status beat, the idle device probe, the uplink); `line.cpu_share_ready_no_items` is the "
+        "job running with no products arriving, against the same baseline",
+        "issue 10's comparison: what the agent costs on a line that is not producing; busy minus baseline "
+        "is the cost of the items, and the ready figure splits it into being ready (coder primed, belt and "
+        "gate polled) and the items themselves. The notes give each run's CPU by thread and its wall time, "
+        "CPU seconds and the whole machine's busy cores side by side"),
     "coder": (
         "the link's theoretical rate for that protocol's bytes (baud / 10 bits per byte, every byte the "
         "protocol needs per record both ways)",
@@ -126,7 +131,7 @@ def _write_doc(results: dict[str, Any], doc_path: Path) -> Path:
     prof = Path("bench/profile.txt")
     if prof.exists():
         lines += ["", "## Where the line's time goes (profile at 2,000 items/min)", "",
-                  "From `bench.profile` (pyinstrument over the simulated line; full tree in "
+                  "From `bench.profile` (py-spy over the simulated line, running threads only; full tree in "
                   "`bench/profile.txt`, not committed). The heaviest frames of the agent:", "", "```"]
         lines += prof.read_text().splitlines()[:60]
         lines += ["```"]
