@@ -99,6 +99,14 @@ async def serve(pair: Pair, capacity: int) -> Served:
     return Served(sim, pair.make_driver(f"tcp://127.0.0.1:{port}", capacity))
 
 
+def armed_faults(sim: ContractSim) -> int:
+    """Request faults armed and not yet spent: each waits for a request of the driver's to hit."""
+    if isinstance(sim, StreamSim):
+        return len(sim.protocol.inject.armed)
+    armed = getattr(sim, "_armed", None)  # SimCoder and ModbusMarkerSim keep them in a deque
+    return len(armed) if armed is not None else 0
+
+
 def press_start(sim: ContractSim) -> None:
     """The operator presses start on a coder that stands still without a fault and with power."""
     if isinstance(sim, ModbusMarkerSim):

@@ -29,6 +29,7 @@ from drivers.sim.faults import SimFault
 from tests.agent.coders import (
     CODERS,
     Camera,
+    armed_faults,
     check_ledger_against_prints,
     faults_for,
     kind_of,
@@ -98,7 +99,15 @@ async def scenario(db: Path, name: str, schedule: list[Step], capacity: int) -> 
                 await sim.power_on()
             elif step.fault is not None:
                 sim.inject(step.fault, step.repeat)
-        for _ in range(20):  # a calm tail: every fault so far gets reconciled or printed through
+        # A calm tail: every fault so far gets reconciled or printed through. Armed faults are spent only
+        # by requests, a few hundred ms each when garbled or unanswered: a schedule of a dozen of them
+        # would otherwise outlast the feeder's 5 s shutdown (hypothesis found one: 8 garbled answers
+        # and 5 silences still armed at stop(), every try to settle the FIFO hit one).
+        for _ in range(3000):  # a hang detector: up to 60 s on a loaded machine
+            if not armed_faults(sim):
+                break
+            await asyncio.sleep(0.02)  # the feeder's own polls spend them
+        for _ in range(20):
             await product()
         feeder.stop()
         await asyncio.wait_for(run, 30)
