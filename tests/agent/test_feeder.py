@@ -26,7 +26,7 @@ from agent.feeder import Alarm, AlarmEvent, Feeder, ReconcileReason, prove_print
 from agent.feeder_store import coder_of
 from agent.jobs import JobSpec, create_job, start_job
 from agent.ledger import CodeState, Ledger
-from drivers.printers.base import Printer
+from drivers.printers.base import Printer, PrinterError
 from drivers.printers.leibinger import Leibinger, LeibingerSettings
 from drivers.printers.modbus_marker import ModbusMarker, ModbusMarkerSettings
 from drivers.sim.faults import SimFault
@@ -163,8 +163,14 @@ async def open_line(
         sim = LeibingerSim(capacity=max(capacity, 2), rate_per_min=rate * 60 or None)
         address = await sim.serve_pty() if kind == "leibinger-pty" else f"tcp://127.0.0.1:{await sim.serve_tcp(0)}"
     printer = make_printer(kind, address, max(capacity, 2) if kind != "modbus-tcp" else capacity)
-    if connect:
-        await printer.connect()
+    if connect:  # a loaded machine may stall a local server past a connect timeout (0.5 s for a marker)
+        for attempt in range(10):
+            try:
+                await printer.connect()
+                break
+            except PrinterError:
+                if attempt == 9:
+                    raise
     line = Line(kind, printer, sim, address)
     task = asyncio.create_task(_operator(line)) if operator else None
     try:
