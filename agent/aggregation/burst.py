@@ -54,8 +54,9 @@ def pack_burst(agg: Aggregator, level: str, packs: Burst, *, job: int, durable: 
             "INSERT INTO pack_links(child, parent, linked_at) VALUES (?, ?, ?)",
             [(known[c].id, f.id, at) for f, kids in good for c in kids],
         )
+        named = events.name_all(agg.ledger, agg.ctx, [c for f, kids in good for c in (f.code, *kids)])
         for f, kids in good:
-            events.journal_link(agg.ledger, agg.ctx, f.code, kids, at, job)
+            events.journal_link(agg.ledger, agg.ctx, f.code, kids, at, job, named=named)
     for exc in rejected:
         agg.journal_rejection(exc, job)
     return rejected

@@ -6,6 +6,7 @@ function is tested against GS1's published examples (tests/codes/test_gs1.py).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 from urllib.parse import quote
@@ -21,7 +22,7 @@ def check_digit(body: str) -> int:
     """GS1 mod-10 check digit of the digits before it (weights 3,1,3,... from the right)."""
     if not body.isdigit():
         raise GS1Error(f"{body!r}: GS1 keys are digits only")
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))  # no per-digit generator
     return (10 - total % 10) % 10
 
 
@@ -34,8 +35,12 @@ def validate_key(key: str, length: int, name: str) -> str:
     return key
 
 
+@functools.lru_cache(maxsize=1024)
 def normalise_gtin(gtin: str) -> str:
-    """Any GTIN-8/12/13/14 with a valid check digit, as GTIN-14 (the form used in AI (01))."""
+    """Any GTIN-8/12/13/14 with a valid check digit, as GTIN-14 (the form used in AI (01)).
+
+    Cached: a line names every item by its job's GTIN (agent/epcis/identity.py), so the same few
+    GTINs are checked once per item otherwise; a refused GTIN raises and is not cached."""
     if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
         raise GS1Error(f"GTIN {gtin!r} must be 8, 12, 13 or 14 digits")
     return validate_key(gtin.zfill(14), 14, "GTIN")

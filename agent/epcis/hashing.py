@@ -225,9 +225,11 @@ _CPV = re.compile(rf"/22/{_CHARS}{{0,20}}")
 _AI_NAMES = {"gtin": "01", "sscc": "00", "gln": "414"}
 
 
+@functools.lru_cache(maxsize=1024)
 def _check_digit(body: str) -> int:
     """gs1.check_digit for a body the URN patterns already proved to be digits (weights 3,1,3... from
-    the right), without its per-digit generator: an SSCC is new in every pallet event."""
+    the right). Cached: every item of a job hashes with its GTIN's body; an SSCC is new in every pallet
+    event, so the bound only keeps the recent GTINs and locations."""
     total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
     return (10 - total % 10) % 10
 

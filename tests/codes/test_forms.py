@@ -102,3 +102,23 @@ def test_digits_that_only_look_like_gs1_stay_a_plain_code_with_the_reason() -> N
     assert p.form is Form.RAW and p.note is not None and "check digit 9" in p.note
     p = read("0109506000134353" + "21X")
     assert p.form is Form.RAW and p.note is not None and "check digit 3" in p.note
+
+
+# Links whose path is easy to cut wrong: no path, a query or fragment right after the host, "?" and "#"
+# in either order, a port, user info, an empty or doubled segment, tab/CR/LF inside (urlsplit drops
+# them), an IPv6 host, non-ASCII. urlsplit is the reference: the DL reader cuts the path as it does.
+PATHS = [
+    "https://id.gs1.org", "http://h/", "https://h?x=/01/1", "https://h#/01/1", "https://h/a?b#c/d",
+    "https://h/a#b?c/d", "https://h:8443/01/9506000134352/21/1", "https://u:p@h/a//b/", "HTTPS://H/A/B",
+    "https://h/01/9506\t000134352/21/1", "https://h/a\r\nb", "https://[::1]/01/x", "https://h/01/\u00e9",
+    "http://h/?", "http://h/#", "https://h/a/b/?", "https://h///", "http://h:/p",
+]
+
+
+@pytest.mark.parametrize("url", PATHS)
+def test_a_links_path_is_cut_as_urlsplit_cuts_it(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from agent.codes.forms import _url_path
+
+    assert _url_path(url) == urlsplit(url).path
