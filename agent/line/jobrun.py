@@ -27,7 +27,7 @@ from agent.line.plcs import Belt
 from agent.line.printing import PrintState, PrintStation
 from agent.line.resources import ResourceGuard
 from agent.line.verifying import VerifyRunner, VerifyState
-from agent.line.waits import wait_any
+from agent.line.waits import Teardown, wait_any
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
 
@@ -135,31 +135,40 @@ async def run_job(line: Line, job: Job, stop: asyncio.Event) -> JobRun:
 
     for v in line.verifiers.values():
         v.on_verdict[:] = [on_verdict]
+    teardown = Teardown(f"job {job.name}")
     try:
         async with asyncio.TaskGroup() as tg:
             printing = [tg.create_task(p.run(job, feed_stop), name=f"print:{n}")
                         for n, p in line.printers.items()]
             verifying = [tg.create_task(v.run(job.template, job_stop), name=f"verify:{n}")
                          for n, v in line.verifiers.items()]
-            tg.create_task(pack.run(), name="packing")
-            tg.create_task(line.belt.conveyor(job_stop), name="conveyor")
-            end = await until_done(line, job, printing, stop)
-            if end is JobEnd.FINISH:
-                # Drain: no new codes; the belt runs until every printed item has its verdict.
-                line.state = RuntimeState.DRAINING
+            others = [tg.create_task(pack.run(), name="packing"),
+                      tg.create_task(line.belt.conveyor(job_stop), name="conveyor")]
+            try:
+                end = await until_done(line, job, printing, stop)
+                if end is JobEnd.FINISH:
+                    # Drain: no new codes; the belt runs until every printed item has its verdict.
+                    line.state = RuntimeState.DRAINING
+                    feed_stop.set()
+                    if printing:
+                        await asyncio.wait(printing, timeout=FINISH_DRAIN_S)
+                    await until_judged(line, stop, FINISH_DRAIN_S)
+                await line.belt.run_line(False)  # the belt stops before the coders are told to stop
                 feed_stop.set()
-                if printing:
-                    await asyncio.wait(printing, timeout=FINISH_DRAIN_S)
-                await until_judged(line, stop, FINISH_DRAIN_S)
-            await line.belt.run_line(False)  # the belt stops before the coders are told to stop
-            feed_stop.set()
-            job_stop.set()
-            if verifying:  # their last verdicts are committed and reported before packing ends
-                await asyncio.wait(verifying)
-            if end in (JobEnd.DONE, JobEnd.FINISH):
-                pack.finish()
-            else:
-                pack.cancel()  # packs left open stay open in the ledger; an operator closes them
+                job_stop.set()
+                if verifying:  # their last verdicts are committed and reported before packing ends
+                    await asyncio.wait(verifying)
+                if end in (JobEnd.DONE, JobEnd.FINISH):
+                    pack.finish()
+                else:
+                    pack.cancel()  # packs left open stay open in the ledger; an operator closes them
+            except BaseException:  # a station's crash cancels this body, as does the runtime's end
+                teardown.begin([*printing, *verifying, *others])
+                pack.cancel()
+                raise
+            finally:  # every station ends on these too, even one whose cancellation was lost (waits.py)
+                feed_stop.set()
+                job_stop.set()
         run.completed = end is JobEnd.DONE
         run.packs = pack.snapshot()
         report = await settle(line, job, end, run)
@@ -172,6 +181,7 @@ async def run_job(line: Line, job: Job, stop: asyncio.Event) -> JobRun:
         report = {"job": job.name, "ended": str(JobEnd.FAULT),
                   "state": await asyncio.to_thread(line.resources.pause, job.id)}
     finally:
+        teardown.end()
         line.current = None
         control.ended(report)
     return run

@@ -26,6 +26,7 @@ from agent.line.alarms import AlarmBoard, Light, Severity
 from agent.line.printing import PrintStation
 from agent.line.resources import ResourceGuard
 from agent.line.verifying import VerifyRunner, VerifyState
+from agent.line.waits import end_if_cancelled
 from drivers.plc import PlcError
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class Belt:
             await job_stop.wait()
             return
         while not job_stop.is_set():
+            end_if_cancelled()  # cancelled in a PLC call, and the call dropped it (waits.py)
             ready = all(p.primed.is_set() for p in self.printers.values()) and all(
                 v.state is not VerifyState.STARTING for v in self.verifiers.values())
             if ready and await self.run_line(True):
@@ -132,6 +134,7 @@ class Belt:
         plcs = {v.plc_name: v.plc for v in self.verifiers.values()}
         shown: tuple[Light, bool] | None = None
         while not stop.is_set():
+            end_if_cancelled()  # cancelled in a PLC call, and the call dropped it (waits.py)
             for name, plc in plcs.items():
                 try:
                     await plc.heartbeat()

@@ -49,7 +49,7 @@ from agent.line.printing import PrintStation
 from agent.line.resources import ResourceGuard, min_free_mb
 from agent.line.status import DaemonStatus, status_path
 from agent.line.verifying import VerifyRunner
-from agent.line.waits import wait_any
+from agent.line.waits import Teardown, bounded, end_if_cancelled, wait_any
 from agent.sync.backlog import SyncAlarm
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 IDLE_PROBE_S = 10.0  # while no job runs, every device is probed this often (and at start-up)
 BELT_STOP_S = 5.0  # any way out of the runtime: how long the belt stop is retried before the watchdog is left to it
+CLOSE_S = 10.0  # on the way out, each device's close (a coder's stop first); then it is left behind
 
 
 class LineRuntime:
@@ -125,34 +126,41 @@ class LineRuntime:
         quiet_pymodbus()
         await self._open_control()
         await self.belt.off_at_start()
+        teardown = Teardown("runtime")
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.beat.run(stop), name="status")
-                tg.create_task(self.belt.cycle(stop), name="plc-cycle")
-                tg.create_task(self.resources.run(stop, self._resource_stop, lambda: self.current is None),
-                               name="resources")
+                tasks = [tg.create_task(self.beat.run(stop), name="status"),
+                         tg.create_task(self.belt.cycle(stop), name="plc-cycle"),
+                         tg.create_task(self.resources.run(stop, self._resource_stop, lambda: self.current is None),
+                                        name="resources")]
                 if self.cfg.mqtt is not None:
-                    tg.create_task(self._sync(sync_stop), name="sync-uplink")
-                await self._jobs(stop)
-                self.state = RuntimeState.STOPPING
-                await asyncio.to_thread(self.resources.commit)
-                await self._drain()
-                stop.set()
-                sync_stop.set()
+                    tasks.append(tg.create_task(self._sync(sync_stop), name="sync-uplink"))
+                try:
+                    await self._jobs(stop)
+                    self.state = RuntimeState.STOPPING
+                    await asyncio.to_thread(self.resources.commit)
+                    await self._drain()
+                except BaseException:  # a task's crash cancels this body, as does a cancellation of run()
+                    teardown.begin(tasks)
+                    raise
+                finally:  # every task ends on these too, even one whose cancellation was lost (waits.py)
+                    stop.set()
+                    sync_stop.set()
         finally:
+            teardown.end()
             # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
             # coders do, so no product passes a coder that no longer prints. If even this fails (the
             # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
             await self.belt.stop(BELT_STOP_S)
             sync_stop.set()
             for v in self.verifiers.values():
-                await v.close()
+                await bounded(v.close(), CLOSE_S, f"verify station {v.name}: closing its camera and PLC")
             for p in self.printers.values():
-                await p.halt()
+                await bounded(p.halt(), CLOSE_S, f"print station {p.name}: stopping and closing coder {p.coder}")
             await asyncio.to_thread(self.resources.commit)
             self.resources.close()
             if self.control_server is not None:
-                await self.control_server.close()
+                await bounded(self.control_server.close(), CLOSE_S, "control socket: closing")
             with contextlib.suppress(Exception):
                 await self.beat.report_alarms()
             self.state = RuntimeState.STOPPED
@@ -165,6 +173,7 @@ class LineRuntime:
     async def _jobs(self, stop: asyncio.Event) -> None:
         started = self.job_control.started
         while not stop.is_set():
+            end_if_cancelled()  # no new job's run once a crash or a cancellation has asked for the end
             started.clear()
             if self.resources.active:  # a full or failing disk: no job runs until the guard lets go
                 if self.resources.holding:
