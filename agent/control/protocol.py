@@ -25,7 +25,7 @@ READ_TIMEOUT_S = 10.0  # a client that connects and says nothing is dropped afte
 MAX_CLIENTS = 16
 
 
-# The refusals a daemon answers (server.py, agent/line/runtime.py), as templates the CLI can translate.
+# The refusals a daemon answers (server.py, dispatch.py), as templates the CLI can translate.
 NOT_JSON = N_("not a JSON request: {error}")
 NOT_AN_OBJECT = 'a request is a JSON object {"cmd": ..., "args": {...}}'  # our CLI never sends one; not a template
 UNKNOWN_COMMAND = N_("unknown command {cmd!r} (known: {known})")

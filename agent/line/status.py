@@ -35,7 +35,7 @@ class DaemonStatus:
     pid: int
     started_at: float
     beat_at: float
-    state: str  # runtime state (agent.line.runtime.RuntimeState)
+    state: str  # runtime state (agent.line.jobrun.RuntimeState)
     light: str
     job: str | None = None
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {kind, state, detail, ...}

@@ -109,7 +109,7 @@ def test_the_runtime_refuses_to_start_the_conveyor_faster_than_a_coder_can_be_fe
 
         async def scenario() -> None:
             job_stop = asyncio.Event()
-            conveyor = asyncio.create_task(runtime._conveyor(job_stop))
+            conveyor = asyncio.create_task(runtime.belt.conveyor(job_stop))
             await until(lambda: any(a.key == "line_rate" for a in runtime.board.active))
             assert not runtime.line_running
             job_stop.set()

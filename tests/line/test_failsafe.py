@@ -141,3 +141,85 @@ def test_a_crash_inside_the_runtime_stops_the_conveyor_before_the_coder(
     finally:
         ledger.close()
         sim.stop()
+
+
+def test_a_crash_ends_the_runtime_even_when_plc_calls_lose_their_cancellation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 asyncio.wait_for returns the answer and drops a cancellation that lands as the
+    answer arrives (CPython gh-86296), and pymodbus awaits every PLC answer with it: the PLC-cycle task
+    and a verify station, each inside a PLC call when a crash cancels them, go on running. They still end,
+    and the belt still stops before the coders."""
+    with Path(os.devnull).open("w") as sink:
+        cfg = prepare(tmp_path, 400, Console(file=sink))
+    sim = SimulatedLine(cfg, tmp_path, SimSettings(rate_per_min=600, receiver=False))
+    live = sim.start()
+    ledger = Ledger(live.resolve(live.storage.ledger))
+    model = next(iter(sim.plcs.values())).model
+    belt_when_coder_stopped: list[bool] = []
+    halt = PrintStation.halt
+
+    async def observed_halt(self: PrintStation) -> None:
+        belt_when_coder_stopped.append(model.running)
+        await halt(self)
+
+    monkeypatch.setattr(PrintStation, "halt", observed_halt)
+    parked: dict[str, str] = {}  # PLC method -> the task parked in it
+    lost: list[str] = []  # tasks whose cancellation the PLC call dropped
+    armed: list[asyncio.Event] = []
+
+    def lossy(method: str) -> None:
+        real = getattr(LinePlc, method)
+
+        async def call(self: LinePlc, *args: object) -> object:
+            task = asyncio.current_task()
+            if armed and method not in parked and task is not None:
+                parked[method] = task.get_name()
+                try:
+                    await armed[0].wait()  # never set: the answer comes with the cancellation
+                except asyncio.CancelledError:
+                    lost.append(task.get_name())  # what wait_for does when the answer is there too
+            return await real(self, *args)
+
+        monkeypatch.setattr(LinePlc, method, call)
+
+    lossy("heartbeat")  # the PLC-cycle task
+    lossy("read_many")  # the verify station's counter poll
+    try:
+        job = create_job(ledger, JobSpec(name="WO-1", gtin="09506000134352", product_name="water", lot="L1",
+                                         target_qty=400, template="dl", packing_spec="6x4x40"))
+        start_job(ledger, job)
+        runtime = LineRuntime(live.model_copy(update={"mqtt": None}), ledger, overrides=sim.overrides(),
+                              status_every_s=0.05)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(runtime.run(stop))
+            for _ in range(1200):  # up to 60 s for the line to run on a loaded machine
+                if model.running and model.counter > 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert model.running, "the line never started"
+            armed.append(asyncio.Event())
+            for _ in range(600):  # a hang detector: both calls come within a PLC cycle
+                if len(parked) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert parked == {"heartbeat": "plc-cycle", "read_many": "verify:camera"}, parked
+
+            def crash() -> None:
+                raise RuntimeError("a bug in the runtime")
+
+            monkeypatch.setattr(runtime, "snapshot", crash)
+            done, _ = await asyncio.wait({task}, timeout=60)  # a hang detector
+            assert done, "the runtime did not end after the crash; its tasks:\n" + task_stacks()
+            with pytest.raises(BaseExceptionGroup) as group:
+                task.result()
+            assert group.value.subgroup(RuntimeError) is not None
+
+        asyncio.run(scenario())
+        assert sorted(lost) == ["plc-cycle", "verify:camera"]
+        assert not model.running
+        assert belt_when_coder_stopped and not any(belt_when_coder_stopped)
+    finally:
+        ledger.close()
+        sim.stop()

@@ -131,7 +131,7 @@ def test_a_dead_coder_is_an_alarm_on_the_log_and_in_the_journal_with_no_job(
         stop.set()
         await asyncio.wait_for(task, 30)
 
-    with caplog.at_level(logging.WARNING, logger="agent.line.runtime"):
+    with caplog.at_level(logging.WARNING, logger="agent.line.beat"):
         asyncio.run(main())
     try:
         rows = ledger.conn.execute("SELECT kind, payload FROM events WHERE kind = 'alarm.raised'").fetchall()
