@@ -27,7 +27,7 @@ from agent.line.plcs import Belt
 from agent.line.printing import PrintState, PrintStation
 from agent.line.resources import ResourceGuard
 from agent.line.verifying import VerifyRunner, VerifyState
-from agent.line.waits import Teardown, wait_any
+from agent.line.waits import Teardown, forget_leaked_cancel, wait_any
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
 
@@ -136,6 +136,9 @@ async def run_job(line: Line, job: Job, stop: asyncio.Event) -> JobRun:
     for v in line.verifiers.values():
         v.on_verdict[:] = [on_verdict]
     teardown = Teardown(f"job {job.name}")
+    me = asyncio.current_task()
+    assert me is not None
+    cancels_before = me.cancelling()
     try:
         async with asyncio.TaskGroup() as tg:
             printing = [tg.create_task(p.run(job, feed_stop), name=f"print:{n}")
@@ -175,6 +178,7 @@ async def run_job(line: Line, job: Job, stop: asyncio.Event) -> JobRun:
     except Exception as exc:  # a task group's exception group too
         if not line.resources.note(exc):  # not a full or failing disk: a bug, as before
             raise
+        forget_leaked_cancel(me, cancels_before)  # handled: the daemon lives on (waits.py)
         if line.belt.running:  # the guard has stopped it already, unless its PLC write failed
             await line.belt.run_line(False)
         run.packs = pack.snapshot()

@@ -35,6 +35,18 @@ def end_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+def forget_leaked_cancel(task: asyncio.Task[Any], before: int) -> None:
+    """Take back a cancellation request a task group left on `task` although it has ended.
+
+    Why: on Python 3.11 a TaskGroup whose child fails while the parent already waits in __aexit__
+    cancels the parent and never uncancels it (it uncancels only at the top of __aexit__; 3.12 moved
+    it). A run whose failure was handled (a full disk: the job is paused, the daemon lives on) then
+    looked cancelled to `end_if_cancelled`, and the daemon ended with a traceback. Call it only where
+    the group's exception was caught: a real cancellation would have propagated as CancelledError."""
+    while task.cancelling() > before:
+        task.uncancel()
+
+
 async def wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout_s: float) -> None:
     """Until `stop` or `other` is set, or `timeout_s` has passed (a loop that also polls)."""
     end_if_cancelled()
