@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+READY_LIMIT_S = 60.0  # READY=1 at the latest this long after start, devices up or not (TimeoutStartSec=120)
+
 
 class Line(Protocol):
     """What the beat reads of the runtime (agent/line/runtime.py LineRuntime)."""
@@ -70,6 +72,8 @@ class Line(Protocol):
     def packline(self) -> PackLine | None: ...
     @property
     def uplink(self) -> Uplink | None: ...
+    @property
+    def devices_checked(self) -> asyncio.Event: ...
 
     def snapshot(self) -> DaemonStatus: ...
 
@@ -87,14 +91,14 @@ class Beat:
         if wd is not None:
             every = min(every, wd)
         ready = False
+        began = time.monotonic()
         while not stop.is_set():
             await self.report_alarms()
             snap = line.snapshot()  # looked up on the runtime each time (a test replaces it)
             await asyncio.to_thread(self.write, snap)
             text = summary(snap)
             if not ready:
-                line.notifier.ready(text)
-                ready = True
+                ready = self._ready(text, time.monotonic() - began)
             line.notifier.beat(text)
             if line.metrics is not None:
                 line.metrics.update(snap, line.line_running)
@@ -102,6 +106,22 @@ class Beat:
                 async with asyncio.timeout(every):
                     await stop.wait()
         line.notifier.stopping("stopping: reconciling coders and committing the ledger")
+
+    def _ready(self, text: str, waited_s: float) -> bool:
+        """READY=1 once the devices were looked at: the first probe with no job, or the belt running with
+        one (every coder primed, every PLC took the run command). A device that stays dead must not keep
+        systemd's start waiting until TimeoutStartSec kills and restarts a daemon that would only find it
+        dead again: after READY_LIMIT_S it is READY, degraded, its alarms on the log and the status line."""
+        line = self.line
+        if line.devices_checked.is_set() or line.line_running:
+            line.notifier.ready(text)
+            return True
+        if waited_s < READY_LIMIT_S:
+            return False
+        down = sorted({f"{a.source}/{a.key}" for a in line.board.active})
+        log.error("ready after %.0f s without every device up (%s)", waited_s, ", ".join(down) or "none named")
+        line.notifier.ready(f"degraded: {text}")
+        return True
 
     async def report_alarms(self) -> None:
         """Every raise and clear on the daemon's output (journald under systemd) and in the journal, so

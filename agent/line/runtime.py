@@ -91,6 +91,7 @@ class LineRuntime:
         self.control_server: ControlServer | None = None
         self.job_control = JobControl()
         self._next_probe = 0.0  # monotonic time of the next idle device probe (0: at start-up)
+        self.devices_checked = asyncio.Event()  # a probe found every device: systemd may hear READY (beat.py)
         self.metrics: LineMetrics | None = None
         if cfg.metrics.enabled:
             self.metrics = LineMetrics(cfg.site.id, cfg.line.id)
@@ -184,7 +185,8 @@ class LineRuntime:
             if job is None:
                 self.state = RuntimeState.IDLE
                 if time.monotonic() >= self._next_probe:
-                    await self._probe_devices()
+                    if await self._probe_devices():
+                        self.devices_checked.set()
                     self._next_probe = time.monotonic() + IDLE_PROBE_S
                 await wait_any(stop, started, self.job_poll_s)
                 continue
@@ -195,15 +197,17 @@ class LineRuntime:
                 while not stop.is_set() and (await asyncio.to_thread(self._running_job)) == job:
                     await wait_any(stop, started, self.job_poll_s)
 
-    async def _probe_devices(self) -> None:
-        """No job runs: is every coder and PLC there? One that is not raises its alarm now (logged and
-        journaled by the beat), not when the next job starts; it clears when the device answers."""
+    async def _probe_devices(self) -> bool:
+        """No job runs: is every coder and PLC there (True)? One that is not raises its alarm now (logged
+        and journaled by the beat), not when the next job starts; it clears when the device answers."""
+        up = True
         for p in self.printers.values():
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT_S):
                     await p.printer.connect()
                 self.board.set(p.coder, "communication", False)
             except (PrinterError, TimeoutError) as exc:
+                up = False
                 self.board.set(p.coder, "communication", True, Severity.STOP, f"cannot connect: {exc}")
             finally:
                 with contextlib.suppress(PrinterError, TimeoutError):
@@ -216,11 +220,13 @@ class LineRuntime:
                     await v.plc.read_many([Signal.COUNTER])
                 self.board.set(v.plc_name, "communication", False)
             except (PlcError, TimeoutError) as exc:
+                up = False
                 self.board.set(v.plc_name, "communication", True, Severity.STOP, f"PLC does not answer: {exc}")
             finally:
                 with contextlib.suppress(PlcError, TimeoutError):
                     async with asyncio.timeout(PROBE_TIMEOUT_S):
                         await v.plc.close()
+        return up
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_s

@@ -65,6 +65,9 @@ def test_the_runtime_says_ready_then_beats_then_stopping(tmp_path: Path, monkeyp
         task = asyncio.create_task(runtime.run(stop))
         got: list[dict[str, str]] = []
         loop = asyncio.get_running_loop()
+        while not got or "READY" not in got[-1]:  # a beat may come before the first probe is done
+            got.append(_fields(await loop.run_in_executor(None, sock.recv, 4096)))
+        got = got[-1:]
         while len(got) < 3:
             got.append(_fields(await loop.run_in_executor(None, sock.recv, 4096)))
         stop.set()
@@ -139,3 +142,41 @@ def test_a_dead_coder_is_an_alarm_on_the_log_and_in_the_journal_with_no_job(
         ledger.close()
     assert any("cij1" in p and "communication" in p for _k, p in rows), rows
     assert any("ALARM cij1/communication" in r.getMessage() for r in caplog.records)
+
+
+def test_ready_waits_for_the_devices_and_comes_degraded_when_one_stays_dead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    import agent.line.beat
+
+    sock, path = _listener(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setattr(agent.line.beat, "READY_LIMIT_S", 1.0)  # 60 s on a line
+    cfg_path = make_line(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["devices"] = {"coders": {"cij1": {"type": "leibinger", "url": f"tcp://127.0.0.1:{free_port()}",
+                                          "timeout_s": 0.2, "retries": 0}}}  # nobody listens there
+    raw["stations"] = {"printer": {"type": "print", "coder": "cij1"}}
+    cfg_path.write_text(yaml.safe_dump(raw))
+    ledger = Ledger(tmp_path / "ledger.db")
+    runtime = LineRuntime(load_config(cfg_path), ledger, status_every_s=0.05)
+
+    async def main() -> list[dict[str, str]]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        got: list[dict[str, str]] = []
+        loop = asyncio.get_running_loop()
+        while not got or "READY" not in got[-1]:
+            got.append(_fields(await loop.run_in_executor(None, sock.recv, 4096)))
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        return got
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        ledger.close()
+    assert got[0] == {"WATCHDOG": "1", "STATUS": got[0]["STATUS"]}  # beats, but not ready: the coder is dead
+    assert got[-1]["READY"] == "1" and got[-1]["STATUS"].startswith("degraded: ")
+    assert "1 alarm" in got[-1]["STATUS"]
