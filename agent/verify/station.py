@@ -48,6 +48,7 @@ from agent.ledger.states import IllegalTransition
 from agent.verify import binding
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
+from agent.verify.pacing import Pacer, Wake
 from agent.verify.recorder import Recorder
 from agent.verify.records import Outcome, Records, verification_event
 from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
@@ -100,6 +101,7 @@ class VerifyStation:
         self._removals: dict[int, Tracked] = {}  # items the gate must remove, until confirmed
         self._last_release = -1
         self._tasks: set[asyncio.Task[None]] = set()
+        self.pitch_s: float | None = None  # the line's pitch as the counter's pace knows it
 
     # ---- inputs ---------------------------------------------------------------------------------
 
@@ -192,16 +194,25 @@ class VerifyStation:
             await self._stop(alarm)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; a PLC that fails is an alarm, not the end of the station."""
+        """Poll at the line's pace until `stop` is set; a PLC that fails is an alarm, not the end of the
+        station. (On a running line agent/line/verifying.py drives the station; this is the bare loop.)"""
         await self.start()
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except PlcError as exc:
-                self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.poll_ms / 1000):
-                    await stop.wait()
+        pacer = Pacer.for_station(self.settings)
+        wake = Wake(stop)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                try:
+                    values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
+                    counter = unwrap(values[Signal.COUNTER], self.tracker.head)
+                    pacer.saw(time.monotonic(), counter)
+                    self.pitch_s = pacer.pitch_s
+                    await self.step(counter, values[Signal.REJECT_CONFIRM])
+                except PlcError as exc:
+                    self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))
+                await wake.sleep(pacer.interval_s())
+        finally:
+            wake.close()
         await self.flush()
 
     # ---- the gate -------------------------------------------------------------------------------
