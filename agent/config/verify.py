@@ -114,6 +114,10 @@ class VerifySettings(Strict):
     poll_ms: float = Field(5.0, gt=0)
     poll_max_ms: float = Field(100.0, gt=0)
     pace: bool = True
+    # How long a verdict may wait for its commit (agent/verify/recorder.py): its report (packing) and,
+    # under positive release, its release wait with it; a good verdict whose item would otherwise come
+    # too near the gate is committed sooner. Rejects are fired before their commit either way.
+    commit_ms: float = Field(100.0, gt=0, le=10_000)
     # A camera that stamps its images with its own trigger count (drivers/cameras/base.py Frame.index):
     # item seq = that count + this offset (0: the camera's count and the PLC counter started together).
     frame_index_offset: int = Field(0, ge=-(2**31), le=2**31)

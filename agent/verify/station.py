@@ -91,7 +91,7 @@ class VerifyStation:
         self.alarms: list[Alarm] = []
         self.stopped = False
         self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []  # called once the verdict is durable
-        self.recorder = Recorder(ledger, name=f"verify-recorder:{name}")
+        self.recorder = Recorder(ledger, name=f"verify-recorder:{name}", hold_s=s.commit_ms / 1000)
         self.records = Records(ledger, line, name)
         self.latency_s: deque[float] = deque(maxlen=100_000)  # image arrival -> verdict decided, reject fired
         self.late_releases = 0  # good items whose release could not be written before the gate
@@ -101,7 +101,7 @@ class VerifyStation:
         self._removals: dict[int, Tracked] = {}  # items the gate must remove, until confirmed
         self._last_release = -1
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pitch_s: float | None = None  # the line's pitch as the counter's pace knows it
+        self.pitch_s: float | None = None  # the line's pitch as the counter's pace knows it (commit deadlines)
 
     # ---- inputs ---------------------------------------------------------------------------------
 
@@ -316,12 +316,25 @@ class VerifyStation:
         if item.code is not None:
             self._unsettled[item.code] = (self._expected_state(item, j), item.seq)
         self.recorder.submit(functools.partial(self._record_safely, item, j),
-                             functools.partial(self._recorded, item, j))
+                             functools.partial(self._recorded, item, j), by=self._commit_by(item, j))
         if not j.verdict.restart:
             alarm = self.book.verdict(item.seq, j.verdict.rejects)
             if alarm is not None:
                 await self._stop(alarm)
         return j
+
+    def _commit_by(self, item: Tracked, j: Judgement) -> float | None:
+        """When this verdict's commit must start (None: the recorder's hold). A good item under positive
+        release is released only once its verdict is committed, and must be released before it is
+        RELEASE_MARGIN pitches from the gate: its commit starts within half the time left to that point
+        (the other half for a slow fsync and the write), at once when the pitch is unknown."""
+        if j.verdict.rejects or self.gate is not GateMode.RELEASE:
+            return None
+        now = time.monotonic()
+        if not self.pitch_s:
+            return now
+        left = self.settings.gate_at - RELEASE_MARGIN - self.tracker.position(item.seq)
+        return now + max(0, left) * self.pitch_s / 2
 
     def _expected_state(self, item: Tracked, j: Judgement) -> CodeState:
         """What item.code will become, for the loop's view until the commit is visible."""
