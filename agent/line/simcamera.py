@@ -7,7 +7,9 @@ over; the agent only grabs, as it would from a triggered industrial camera. Like
 camera it stamps each image with its trigger count (`Frame.index`): the camera is triggered once per item
 reaching it, the first being item 1, so the count is the conveyor seq of the item it shows. Frames are
 kept across open/close (a triggered camera's buffer is not the agent's): the index says whose they are,
-and the station drops those of items it no longer waits for.
+and the station drops those of items it no longer waits for. It tells the station of each frame as it
+arrives (`on_frame`), as a smart camera's trigger would, and a grab that waits for its frame is woken by
+it, not by a 2 ms poll.
 """
 
 from __future__ import annotations
