@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -69,6 +70,8 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._closed = False
+        self._urgent = threading.Event()  # a write due before `_due` was queued (or close())
+        self._due = math.inf  # when the group the thread holds is due; inf while it writes
 
     def submit(self, write: Callable[[], Any], done: Done | None = None, *, by: float | None = None) -> None:
         """Queue `write` (runs in the writer thread); `done` gets its result on the loop once durable.
@@ -79,7 +82,10 @@ class Recorder:
             self._started = True
             self._thread.start()
         hold = time.monotonic() + self.hold_s
-        self._queue.put(_Work(write, done, asyncio.get_running_loop(), hold if by is None else min(by, hold)))
+        work = _Work(write, done, asyncio.get_running_loop(), hold if by is None else min(by, hold))
+        self._queue.put(work)
+        if work.by < self._due:  # due before the group the thread is holding: wake it
+            self._urgent.set()
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed and its `done` has run (at once: the
@@ -100,6 +106,7 @@ class Recorder:
         self._closed = True
         if self._started:
             self._queue.put(None)
+            self._urgent.set()
             self._thread.join(timeout_s)
 
     # ---- the writer thread ----------------------------------------------------------------------
@@ -111,24 +118,37 @@ class Recorder:
             if first is None:
                 return
             group = [first]
-            stop = False
-            by = first.by
-            while len(group) < self.max_group:
+            by, stop = first.by, False
+            while not stop and len(group) < self.max_group:
+                # Sleep until the group is due, woken early only by a write due sooner (submit compares
+                # its `by` with `_due`): a wake-up per write cost more than the write's own statements.
+                self._urgent.clear()
+                self._due = max(by, last_commit + self.min_interval_s)
+                by, stop = self._drain(group, by)  # what was queued before `_due` was set
                 due = max(by, last_commit + self.min_interval_s)
+                self._due = due
                 left = due - time.monotonic()
-                try:
-                    nxt = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                except queue.Empty:
+                if stop or left <= 0:
                     break
-                if nxt is None:
-                    stop = True
-                    break
-                group.append(nxt)
-                by = min(by, nxt.by)
+                self._urgent.wait(left)
+            self._due = math.inf  # while writing, a submit need not wake anyone; the next group starts afresh
             self._write_group(group)
             last_commit = time.monotonic()
             if stop:
                 return
+
+    def _drain(self, group: list[_Work], by: float) -> tuple[float, bool]:
+        """Move what is queued into `group`: (the earliest `by`, whether close() was asked)."""
+        while len(group) < self.max_group:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return by, True
+            group.append(nxt)
+            by = min(by, nxt.by)
+        return by, False
 
     def _write_group(self, group: list[_Work]) -> None:
         results: list[tuple[_Work, Any, BaseException | None]] = []
