@@ -255,7 +255,7 @@ class VerifyRunner:
         counter = unwrap(values[Signal.COUNTER], station.tracker.head)
         if self.pacer is not None:
             self.pacer.saw(time.monotonic(), counter)
-            station.pitch_s = self.pacer.pitch_s
+            station.pitch_s = self.pacer.shortest_pitch_s
         await self._bind(station, counter)
         # moves the head; expires unread items
         await station.step(counter, values[Signal.REJECT_CONFIRM])

@@ -70,6 +70,15 @@ class Pacer:
             return self.declared_pitch_s
         return self._observed()
 
+    @property
+    def shortest_pitch_s(self) -> float | None:
+        """The pitch for deadlines: the one the pace follows, or shorter when the last read found the
+        line faster (several moves since the read before), so a deadline is never set by a stale pitch."""
+        pitch = self.pitch_s
+        if pitch is None or self._catch_up_s is None:
+            return pitch
+        return min(pitch, self._catch_up_s)
+
     def _observed(self) -> float | None:
         """Time over items between the first and the last read that saw a move, across the last SPAN
         moves: each move is known only to within the reads around it, so one gap says little (a read

@@ -206,7 +206,7 @@ class VerifyStation:
                     values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
                     counter = unwrap(values[Signal.COUNTER], self.tracker.head)
                     pacer.saw(time.monotonic(), counter)
-                    self.pitch_s = pacer.pitch_s
+                    self.pitch_s = pacer.shortest_pitch_s
                     await self.step(counter, values[Signal.REJECT_CONFIRM])
                 except PlcError as exc:
                     self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))

@@ -143,3 +143,13 @@ def test_wake_returns_on_set_and_on_stop() -> None:
         wake.close()
 
     asyncio.run(scenario())
+
+
+def test_deadlines_use_the_shorter_pitch_after_a_speed_up() -> None:
+    pacer = Pacer.for_station(settings(read_window=5, gate_at=12))
+    for k in range(10):
+        pacer.saw(k * PITCH, k)
+    pacer.saw(10 * PITCH, 11)  # two moves in one pitch: the line runs twice as fast now
+    assert pacer.shortest_pitch_s == pytest.approx(PITCH / 2)
+    pitch = pacer.pitch_s
+    assert pitch is not None and pitch > PITCH / 2  # the average lags; deadlines do not wait for it
