@@ -151,8 +151,9 @@ def _wide_window(cfg: LineConfig) -> LineConfig:
     """At 30 ms a pitch the demo's 5-pitch read window is 150 ms; a real line at this speed puts the
     gate further downstream. 12 pitches (360 ms) of window, gate at 18. The demo's 24-code FIFO is
     0.7 s of printing at this speed, less than one slow fsync burst on a shared disk: 64 codes (2 s),
-    as a site running this fast would configure it. The PLC is polled twice a pitch (15 ms), not six
-    times: every poll is a Modbus round trip, and the counter cannot move faster than a pitch."""
+    as a site running this fast would configure it. poll_ms 15: the counter is read at the line's pitch
+    (agent/verify/pacing.py) and when a frame arrives; 15 ms is the interval only until the pitch is known
+    and while the belt runs empty (the baseline), where 5 ms would read it six times a pitch."""
     assert cfg.source is not None
     raw = yaml.safe_load(cfg.source.read_text())
     raw["stations"]["camera"]["verify"].update(read_window=12, gate_at=18, max_consecutive_rejects=10, poll_ms=15)

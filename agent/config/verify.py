@@ -107,7 +107,17 @@ class VerifySettings(Strict):
     confirm_margin: int = Field(2, ge=0)  # pitches after the gate the confirm may take
     max_consecutive_rejects: int = Field(5, ge=1)
     min_grade: Grade = Grade.C
-    poll_ms: float = Field(5.0, gt=0)  # PLC counter polling
+    # PLC counter reads (agent/verify/pacing.py): at most once per pitch of the line, at least twice
+    # within an item's read window and within the way from the window's end to the gate. poll_ms is the
+    # fastest interval, and the interval while the pitch is not known yet; poll_max_ms the slowest
+    # (a slow line that may speed up). pace: false reads every poll_ms, whatever the line does.
+    poll_ms: float = Field(5.0, gt=0)
+    poll_max_ms: float = Field(100.0, gt=0)
+    pace: bool = True
+    # How long a verdict may wait for its commit (agent/verify/recorder.py): its report (packing) and,
+    # under positive release, its release wait with it; a good verdict whose item would otherwise come
+    # too near the gate is committed sooner. Rejects are fired before their commit either way.
+    commit_ms: float = Field(100.0, gt=0, le=10_000)
     # A camera that stamps its images with its own trigger count (drivers/cameras/base.py Frame.index):
     # item seq = that count + this offset (0: the camera's count and the PLC counter started together).
     frame_index_offset: int = Field(0, ge=-(2**31), le=2**31)

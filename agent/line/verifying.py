@@ -32,6 +32,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
@@ -47,6 +48,7 @@ from agent.line.alarms import AlarmBoard, Severity
 from agent.line.printing import PrintStation
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
+from agent.verify.pacing import Pacer, Wake
 from agent.verify.station import VerifyStation, observe_image
 from agent.verify.tracker import Tracked, TrackingError
 from agent.verify.verdict import Judgement
@@ -116,6 +118,8 @@ class VerifyRunner:
         self._next_frame = 0
         self._order_floor = 0  # frames without an index start here after a (re)start
         self.frames_dropped = 0  # frames whose index named no item waiting for one
+        self.frames_grabbed = 0
+        self.pacer: Pacer | None = None  # this run's counter pace (agent/verify/pacing.py)
         self._unjudged: set[int] = set()  # bound items still waiting for their durable verdict
         self._reader: sqlite3.Connection | None = None  # committed view; never waits on a commit
         self._reader_lock = threading.Lock()  # the tick and the end-of-job check read from two threads
@@ -161,26 +165,48 @@ class VerifyRunner:
             return
         await self._start(station)
         self.state = VerifyState.RUNNING
-        poll = self.st.verify.poll_ms / 1000
-        while not stop.is_set():
-            try:
-                await self._tick(station)
-                self.board.set(self.plc_name, "communication", False)
-                if self.state is VerifyState.DEGRADED:
-                    self.state = VerifyState.RUNNING
-            except PlcError as exc:
-                self.state = VerifyState.DEGRADED
-                self.board.set(self.plc_name, "communication", True, Severity.STOP, str(exc))
-            if station.stopped:
-                self.state = VerifyState.STOPPED
-                alarm = station.alarms[-1] if station.alarms else None
-                self.board.set(self.name, "line_stop", True, Severity.STOP,
-                               alarm.message if alarm else "line stopped by the verify station")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll):
-                    await stop.wait()
+        rate = self.printing.feed.line_rate_per_min
+        self.pacer = Pacer.for_station(self.st.verify, line_rate_per_min=rate)
+        wake = Wake(stop)
+        told = self.camera.on_frame(wake.set)  # a frame in hand: read the counter now
+        try:
+            while not stop.is_set():
+                wake.clear()
+                grabs = self.frames_grabbed
+                try:
+                    await self._tick(station)
+                    self.board.set(self.plc_name, "communication", False)
+                    if self.state is VerifyState.DEGRADED:
+                        self.state = VerifyState.RUNNING
+                except PlcError as exc:
+                    self.state = VerifyState.DEGRADED
+                    self.board.set(self.plc_name, "communication", True, Severity.STOP, str(exc))
+                if station.stopped:
+                    self.state = VerifyState.STOPPED
+                    alarm = station.alarms[-1] if station.alarms else None
+                    self.board.set(self.name, "line_stop", True, Severity.STOP,
+                                   alarm.message if alarm else "line stopped by the verify station")
+                if told and not stop.is_set() and self.camera.frames_waiting() == 0:
+                    wake.clear()  # the frames this read was told of are taken: no second read for them
+                await wake.sleep(self._next_read(told, grabs))
+        finally:
+            if told:
+                self.camera.on_frame(None)
+            wake.close()
         await station.flush()  # the last verdicts are committed and reported before the job ends
         station.close()
+
+    def _next_read(self, told: bool, grabs: int) -> float:
+        """Seconds to the next counter read. A frame the camera holds that this read did not take is
+        for an item the counter has not yet shown at the camera (the two sensors are not in phase):
+        look again within a quarter pitch rather than a whole one."""
+        pacer = self.pacer
+        assert pacer is not None
+        delay = pacer.interval_s()
+        waiting = self.camera.frames_waiting() if told else None
+        if waiting and self.frames_grabbed == grabs:
+            delay = min(delay, max(pacer.floor_s, (pacer.pitch_s or 0.0) / 4))
+        return delay
 
     async def _start(self, station: VerifyStation) -> None:
         """Re-read the counters and the ledger; say what a restart found (an operator sees it)."""
@@ -227,8 +253,12 @@ class VerifyRunner:
     async def _tick(self, station: VerifyStation) -> None:
         values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
         counter = unwrap(values[Signal.COUNTER], station.tracker.head)
+        if self.pacer is not None:
+            self.pacer.saw(time.monotonic(), counter)
+            station.pitch_s = self.pacer.shortest_pitch_s
         await self._bind(station, counter)
-        await station.step(counter, values[Signal.REJECT_CONFIRM])  # moves the head; expires unread items
+        # moves the head; expires unread items
+        await station.step(counter, values[Signal.REJECT_CONFIRM])
         s = self.st.verify
         while self._next_frame <= counter - s.camera_at:
             seq = self._next_frame
@@ -241,6 +271,7 @@ class VerifyRunner:
         """Grab one frame for item `seq` (or, by its index, for the item it names) and judge it."""
         try:
             frame = await self.camera.grab()
+            self.frames_grabbed += 1
         except CameraError as exc:
             self._next_frame = seq + 1  # this item's read window closes without a read: judged unread
             self.board.set(self.camera_name, "no_frame", True, Severity.STOP, str(exc))

@@ -48,6 +48,7 @@ from agent.ledger.states import IllegalTransition
 from agent.verify import binding
 from agent.verify.decode import Decoder
 from agent.verify.grade import Grader
+from agent.verify.pacing import Pacer, Wake
 from agent.verify.recorder import Recorder
 from agent.verify.records import Outcome, Records, verification_event
 from agent.verify.rejects import Alarm, RejectBook, StopReason, stop_line
@@ -90,7 +91,7 @@ class VerifyStation:
         self.alarms: list[Alarm] = []
         self.stopped = False
         self.on_verdict: list[Callable[[Tracked, Judgement], None]] = []  # called once the verdict is durable
-        self.recorder = Recorder(ledger, name=f"verify-recorder:{name}")
+        self.recorder = Recorder(ledger, name=f"verify-recorder:{name}", hold_s=s.commit_ms / 1000)
         self.records = Records(ledger, line, name)
         self.latency_s: deque[float] = deque(maxlen=100_000)  # image arrival -> verdict decided, reject fired
         self.late_releases = 0  # good items whose release could not be written before the gate
@@ -100,6 +101,7 @@ class VerifyStation:
         self._removals: dict[int, Tracked] = {}  # items the gate must remove, until confirmed
         self._last_release = -1
         self._tasks: set[asyncio.Task[None]] = set()
+        self.pitch_s: float | None = None  # the line's pitch as the counter's pace knows it (commit deadlines)
 
     # ---- inputs ---------------------------------------------------------------------------------
 
@@ -192,16 +194,25 @@ class VerifyStation:
             await self._stop(alarm)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; a PLC that fails is an alarm, not the end of the station."""
+        """Poll at the line's pace until `stop` is set; a PLC that fails is an alarm, not the end of the
+        station. (On a running line agent/line/verifying.py drives the station; this is the bare loop.)"""
         await self.start()
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except PlcError as exc:
-                self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.poll_ms / 1000):
-                    await stop.wait()
+        pacer = Pacer.for_station(self.settings)
+        wake = Wake(stop)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                try:
+                    values = await self.plc.read_many([Signal.COUNTER, Signal.REJECT_CONFIRM])
+                    counter = unwrap(values[Signal.COUNTER], self.tracker.head)
+                    pacer.saw(time.monotonic(), counter)
+                    self.pitch_s = pacer.shortest_pitch_s
+                    await self.step(counter, values[Signal.REJECT_CONFIRM])
+                except PlcError as exc:
+                    self._raise_alarm(Alarm(StopReason.PLC_FAILED, None, f"verify station {self.name}: {exc}"))
+                await wake.sleep(pacer.interval_s())
+        finally:
+            wake.close()
         await self.flush()
 
     # ---- the gate -------------------------------------------------------------------------------
@@ -305,12 +316,25 @@ class VerifyStation:
         if item.code is not None:
             self._unsettled[item.code] = (self._expected_state(item, j), item.seq)
         self.recorder.submit(functools.partial(self._record_safely, item, j),
-                             functools.partial(self._recorded, item, j))
+                             functools.partial(self._recorded, item, j), by=self._commit_by(item, j))
         if not j.verdict.restart:
             alarm = self.book.verdict(item.seq, j.verdict.rejects)
             if alarm is not None:
                 await self._stop(alarm)
         return j
+
+    def _commit_by(self, item: Tracked, j: Judgement) -> float | None:
+        """When this verdict's commit must start (None: the recorder's hold). A good item under positive
+        release is released only once its verdict is committed, and must be released before it is
+        RELEASE_MARGIN pitches from the gate: its commit starts within half the time left to that point
+        (the other half for a slow fsync and the write), at once when the pitch is unknown."""
+        if j.verdict.rejects or self.gate is not GateMode.RELEASE:
+            return None
+        now = time.monotonic()
+        if not self.pitch_s:
+            return now
+        left = self.settings.gate_at - RELEASE_MARGIN - self.tracker.position(item.seq)
+        return now + max(0, left) * self.pitch_s / 2
 
     def _expected_state(self, item: Tracked, j: Judgement) -> CodeState:
         """What item.code will become, for the loop's view until the commit is visible."""

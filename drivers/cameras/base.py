@@ -13,6 +13,7 @@ either.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -87,6 +88,20 @@ class Camera(ABC):
         frame = Frame(image=got[0], seq=self._seq, at=got[1], source=got[2], index=index)
         self._seq += 1
         return frame
+
+    def on_frame(self, callback: Callable[[], object] | None) -> bool:
+        """Have `callback` called on the event loop each time a frame arrives for grab() (None: no more).
+
+        Why: a triggered camera knows when an item passed it. A verify station told so reads the PLC
+        counter at once, instead of finding the item at the camera on its next poll; the frame is then
+        judged as soon as it exists and the poll can follow the line's pitch. False: this device cannot
+        tell (a free-running or replayed source), and the station polls on its own.
+        """
+        return False
+
+    def frames_waiting(self) -> int | None:
+        """Frames in hand that grab() would return at once; None when the device cannot tell."""
+        return None
 
     async def close(self) -> None:
         if self.state is not CameraState.CLOSED:
