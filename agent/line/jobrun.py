@@ -27,13 +27,15 @@ from agent.line.plcs import Belt
 from agent.line.printing import PrintState, PrintStation
 from agent.line.resources import ResourceGuard
 from agent.line.verifying import VerifyRunner, VerifyState
-from agent.line.waits import Teardown, forget_leaked_cancel, wait_any
+from agent.line.waits import Teardown, end_if_cancelled, forget_leaked_cancel, wait_any
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
 
 log = logging.getLogger(__name__)
 
 FINISH_DRAIN_S = 60.0  # job finish: how long the belt may run for printed items to reach their verdict
+ELSEWHERE_CHECK_S = 1.0  # a job stopped by a process that did not ask the daemon is seen within this
+DRAIN_LOOK_S = 0.1  # every coder done: how often the last verdicts are looked for
 
 
 class JobEnd(StrEnum):
@@ -203,13 +205,28 @@ async def until_done(line: Line, job: Job, printing: list[asyncio.Task[None]], s
             judged = [await asyncio.to_thread(v.all_judged) for v in line.verifiers.values()]
             if all(judged):
                 return JobEnd.DONE
-        if time.monotonic() - checked >= 1.0:  # changed by a process that did not ask the daemon
+        if time.monotonic() - checked >= ELSEWHERE_CHECK_S:  # changed by a process that did not ask the daemon
             checked = time.monotonic()
             now = await asyncio.to_thread(get_job, line.ledger, job.id)
             if now.state is not JobState.RUNNING:
                 return JobEnd.ELSEWHERE
-        await wait_any(stop, control.asked, 0.02)
+        # Woken by what can end the run: a stop, an operator's request, a print station's end; once every
+        # coder is done, the last verdicts are looked for every DRAIN_LOOK_S (a 20 ms poll woke the loop
+        # 50 times a second for the whole job).
+        running = [t for t in printing if not t.done()]
+        await _until_any(stop, control.asked, running, ELSEWHERE_CHECK_S if running else DRAIN_LOOK_S)
     return JobEnd.SHUTDOWN
+
+
+async def _until_any(stop: asyncio.Event, asked: asyncio.Event, tasks: list[asyncio.Task[None]],
+                     timeout_s: float) -> None:
+    end_if_cancelled()
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(asked.wait())]
+    try:
+        await asyncio.wait([*waiters, *tasks], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:  # never the stations' own tasks
+            w.cancel()
 
 
 async def until_judged(line: Line, stop: asyncio.Event, limit_s: float) -> None:
