@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
@@ -53,7 +54,11 @@ class FeederLedger:
         self.coder = coder
         self.job = job
         self.level = level
-        self.open = 0  # records sent to the coder and not yet settled (printed, returned or in doubt)
+        # Seqs sent since the last reconcile that the coder has not yet reported printed, oldest first.
+        # Counted by seq, not by the ledger's `sent` codes: the verify station may prove (or void) a code
+        # before the coder's report reaches us, and a count of ledger confirmations then never came down.
+        self._open_seqs: deque[int] = deque()
+        self.printed_seen = 0  # prints reported since the feeder started: what the line's rate is read from
         self.pending: ReconcileReason | None = None  # a reconcile owed
         self.suspect_from: int | None = None  # first seq of a failed push since the last reconcile
         self.recount_s = 0.5
@@ -63,6 +68,11 @@ class FeederLedger:
         self._confirmed_since_count = 0  # confirmations since the last full progress count
         self.unprintable_streak = 0  # codes (or refused pushes) in a row this coder could not print
 
+    @property
+    def open(self) -> int:
+        """Records sent to the coder and not yet settled (reported printed, returned or in doubt)."""
+        return len(self._open_seqs)
+
     # ---- confirming ------------------------------------------------------------------------------
 
     def confirm(self, status: PrinterStatus) -> int:
@@ -71,25 +81,38 @@ class FeederLedger:
         printed). A counter alone confirms nothing here: a single slot counts blank products too, so only
         the driver, which knows what its slot held, may turn a count into a seq."""
         n = 0
+        through: int | None = None
         if status.last_printed is not None:
+            through = self._trusted(status.last_printed)
             try:
-                n = store.confirm_upto(self.ledger, self.coder, self._trusted(status.last_printed),
-                                       print_count=status.print_count)
+                n = store.confirm_upto(self.ledger, self.coder, through, print_count=status.print_count)
             except store.CounterMismatch as exc:
                 log.warning("%s", exc)
                 self.pending = self.pending or ReconcileReason.COUNTER
-        self._confirmed(n)
+                through = None
+        self._confirmed(n, through)
         return n
 
     def confirm_event(self, seq: int) -> int:
-        n = store.confirm_upto(self.ledger, self.coder, self._trusted(seq))
-        self._confirmed(n)
+        through = self._trusted(seq)
+        n = store.confirm_upto(self.ledger, self.coder, through)
+        self._confirmed(n, through)
         return n
 
-    def _confirmed(self, n: int) -> None:
+    def _confirmed(self, n: int, through: int | None) -> None:
+        """`n` codes moved to printed in the ledger; the coder printed every seq up to `through`."""
         self.ledger.maybe_commit()
-        self.open = max(0, self.open - n)
         self._confirmed_since_count += n
+        if through is not None:
+            while self._open_seqs and self._open_seqs[0] <= through:
+                self._open_seqs.popleft()
+                self.printed_seen += 1
+
+    def count_open(self) -> None:
+        """For a coder that confirms nothing itself: what is open is what the camera has not proven yet."""
+        seqs = [seq for seq, _ in store.open_records(self.ledger, self.coder)]
+        self.printed_seen += max(0, len(self._open_seqs) - len(seqs))
+        self._open_seqs = deque(seqs)
 
     def _trusted(self, last_printed: int) -> int:
         """After a failed push nobody knows which of its records reached the FIFO, nor in what order,
@@ -118,7 +141,7 @@ class FeederLedger:
         proven = [s for s in flushed if cut is None or s < cut]
         settled = store.settle(self.ledger, self.coder, reason.value, status.print_count, proven)
         self.suspect_from = None
-        self.open = 0
+        self._open_seqs.clear()
         self._seq = store.next_seq(self.ledger, self.coder)
         return printed, settled
 
@@ -161,9 +184,15 @@ class FeederLedger:
         return first
 
     def record_sent(self, batch: Sequence[tuple[int, str]]) -> None:
-        """Durably `sent` before a byte leaves; from here the codes are open in the coder."""
+        """Durably `sent` before a byte leaves; from here a crash leaves the codes in doubt."""
         store.record_sent(self.ledger, self.coder, self.job, batch)
-        self.open += len(batch)
+
+    def opened(self, seqs: Sequence[int]) -> None:
+        """Counted open on the loop, as their push starts, not in the worker that recorded them: whoever
+        watches `open` on the loop (the print station starting a primed coder) then never sees records
+        the push has not yet taken the coder's link for (a start that won the link would let the first
+        product find an empty buffer)."""
+        self._open_seqs.extend(seqs)
 
     def take(self, want: int, progress: store.Progress) -> list[str]:
         """The next `want` allocated codes of the job, allocating ahead in batches when short."""
