@@ -118,7 +118,13 @@ class Feeder(FeederLedger):
         self.allocate_ahead = allocate_ahead or 2 * capacity
         self.push_chunk = push_chunk
         self.poll_s = poll_s
-        self.pace = Pace(poll_s=poll_s, max_poll_s=max_poll_s, line_rate_per_min=line_rate_per_min)
+        # Looks are paced (agent/feeder_pace.py) only where the driver checks the coder's queue count at
+        # every look: there a stop that emptied the FIFO shows whenever the next look comes. Elsewhere the
+        # feeder sees a stop only as a change of state between two of its looks, and a stop and restart
+        # between two paced looks could go unseen (no reconcile, records left open): those stay at poll_s.
+        paced = caps.reports_fifo_loss
+        self.pace = Pace(poll_s=poll_s, max_poll_s=max_poll_s if paced else poll_s,
+                         line_rate_per_min=line_rate_per_min)
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
         self.shutdown_s = shutdown_s  # how long stop() keeps trying to reconcile with a silent coder

@@ -14,6 +14,11 @@ each look while the coder was printing (for a coder that confirms nothing itself
 With none of them (a fresh feeder whose coder has printed nothing yet, no rate declared) nothing bounds
 how fast the FIFO may drain once items come, so the feeder looks every poll_ms, as it did before pacing.
 
+Which coders: only those whose driver checks the coder's queue count at every look
+(Capabilities.reports_fifo_loss), so a stop that emptied the FIFO shows at whatever look comes next. Where
+the feeder sees a stop only as a change of state between two of its own looks, a stop and a restart
+between two paced looks could go unseen; the feeder keeps looking every poll_ms there (agent/feeder.py).
+
 What pacing does not touch: events the driver reports (a lost FIFO, a link change, a fault) end the wait at
 once, as does a print report that takes the FIFO to low water (a single slot's next code goes out on its
 print). How often a stop, a loss or a fault is seen when the driver reports no event is bounded by
