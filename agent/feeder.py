@@ -66,7 +66,6 @@ __all__ = ["Alarm", "AlarmEvent", "Feeder", "FeederState", "ReconcileReason", "R
 
 void_in_doubt = store.void_in_doubt
 prove_printed = store.prove_printed
-Texts = list[tuple[str, str]]  # (code, record text) or (code, why it cannot be printed)
 # What a device may throw at us: the typed family, and (from a driver that lets one slip) the plain
 # OS/timeout errors of its transport. Each is a device fault to reconcile from, never the feeder's end.
 DEVICE_ERRORS = (PrinterError, OSError, TimeoutError)
@@ -268,7 +267,7 @@ class Feeder(FeederLedger):
         # After a loss, last_printed may jump over lost records (seqs no longer print in order): the
         # reconcile it asks for confirms, with what settle() says about each record.
         trusted = not (status.fifo_lost and self.open)
-        progress = await asyncio.to_thread(self._look, status if trusted else None)
+        progress = await asyncio.to_thread(self.look, status if trusted else None)
         self.pace.looked(time.monotonic(), self.printed_seen, printing=status.state is PrinterState.PRINTING)
         self.alarms.set(Alarm.COMMUNICATION, False)
         reason = self._needs_reconcile(status)
@@ -352,7 +351,7 @@ class Feeder(FeederLedger):
 
     async def _push(self, want: int, progress: store.Progress) -> int:
         """Send up to `want` fresh codes; returns how many the coder accepted."""
-        batch, bad, staged = await asyncio.to_thread(self._stage, want, progress)
+        batch, bad, staged = await asyncio.to_thread(self.stage, want, progress)
         for code, why in bad:
             self.alarms.pulse(Alarm.UNPRINTABLE_CODE, f"{self.coder}: code {code} voided, it cannot be printed "
                                                       f"on this coder: {why}")
@@ -363,7 +362,7 @@ class Feeder(FeederLedger):
         for start in range(0, len(batch), self.push_chunk):
             chunk = batch[start : start + self.push_chunk]
             if start:  # the first chunk was recorded with the staging
-                first = await asyncio.to_thread(self._record_chunk, chunk)
+                first = await asyncio.to_thread(self.record_chunk, chunk)
             records = [Record(first + i, text) for i, (_, text) in enumerate(chunk)]
             if self._first_push_at is None:
                 self._first_push_at = time.monotonic()
@@ -384,29 +383,6 @@ class Feeder(FeederLedger):
             self.alarms.set(Alarm.UNPRINTABLE_JOB, True, f"{self.coder}: codes in a row cannot be printed on "
                                                          "this coder; feeding stopped")
         return pushed
-
-    def _look(self, status: PrinterStatus | None) -> store.Progress:
-        """One worker-thread hop per look: confirm what `status` reports printed (None: nothing to trust),
-        then the job's progress (read whether or not this look refills: a read is cheaper than a hop)."""
-        if status is not None:
-            self.confirm(status)
-        return self.progress()
-
-    def _stage(self, want: int, progress: store.Progress) -> tuple[Texts, Texts, int | Exception]:
-        """One hop for a refill's ledger side: take and screen the codes, then record the first chunk
-        `sent` (durable on return). (code, text) to push, (code, why) voided, and the first chunk's first
-        seq, or the error that kept it from being recorded (raised once the voids are reported)."""
-        batch, bad = self.screen(self.take(want, progress))
-        try:
-            return batch, bad, self._record_chunk(batch[: self.push_chunk]) if batch else 0
-        except Exception as exc:  # noqa: BLE001 - raised again by the caller, on the loop
-            return batch, bad, exc
-
-    def _record_chunk(self, chunk: Texts) -> int:
-        """Fresh seqs for `chunk`, recorded `sent`: durable before a byte of it leaves. Its first seq."""
-        first = self.reserve_seqs(len(chunk))
-        self.record_sent([(first + i, code) for i, (code, _) in enumerate(chunk)])
-        return first
 
     @property
     def _low(self) -> int:

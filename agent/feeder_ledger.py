@@ -23,6 +23,7 @@ from drivers.printers.base import BadRecord, PrinterStatus
 from drivers.printers.fifo import Fates
 
 log = logging.getLogger(__name__)
+Texts = list[tuple[str, str]]  # (code, record text) or (code, why it cannot be printed)
 
 
 class FeederState(StrEnum):
@@ -93,6 +94,14 @@ class FeederLedger:
         self._confirmed(n, through)
         return n
 
+    def look(self, status: PrinterStatus | None) -> store.Progress:
+        """One worker-thread hop per look at the coder: confirm what `status` reports printed (None:
+        nothing in it to trust), then the job's progress (read whether or not the look refills: a read
+        costs less than a second hop)."""
+        if status is not None:
+            self.confirm(status)
+        return self.progress()
+
     def confirm_event(self, seq: int) -> int:
         through = self._trusted(seq)
         n = store.confirm_upto(self.ledger, self.coder, through)
@@ -150,8 +159,26 @@ class FeederLedger:
     render: Callable[[str], str]
     check_record: Callable[[str], None]
     max_unprintable: int
+    push_chunk: int
 
-    def screen(self, codes: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def stage(self, want: int, progress: store.Progress) -> tuple[Texts, Texts, int | Exception]:
+        """One worker-thread hop for a refill: take and screen the codes, then record the first chunk
+        `sent` (durable on return). (code, text) to push, (code, why) voided, and the first chunk's first
+        seq, or the error that kept it from being recorded (the caller raises it once the voids are
+        reported)."""
+        batch, bad = self.screen(self.take(want, progress))
+        try:
+            return batch, bad, self.record_chunk(batch[: self.push_chunk]) if batch else 0
+        except Exception as exc:  # noqa: BLE001 - raised again by the caller, on the loop
+            return batch, bad, exc
+
+    def record_chunk(self, chunk: Texts) -> int:
+        """Fresh seqs for `chunk`, recorded `sent`: durable before a byte of it leaves. Its first seq."""
+        first = self.reserve_seqs(len(chunk))
+        self.record_sent([(first + i, code) for i, (code, _) in enumerate(chunk)])
+        return first
+
+    def screen(self, codes: Sequence[str]) -> tuple[Texts, Texts]:
         """(code, record text) of each code this coder can print, and (code, why) of each it cannot,
         voided on the spot. Why here and not in push: a render error used to escape the feeder task and
         take the runtime down, and a record the driver refuses after `sent` is committed went in doubt,
