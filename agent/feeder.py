@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from agent import feeder_store as store
 from agent.feeder_alarms import Alarm, AlarmEvent, AlarmSink
 from agent.feeder_ledger import FeederLedger, FeederState, ReconcileReason
+from agent.feeder_pace import Pace
 from agent.ledger import Ledger
 from drivers.printers.base import (
     BadRecord,
@@ -97,6 +98,7 @@ class Feeder(FeederLedger):
         allocate_ahead: int | None = None,
         push_chunk: int = 64,
         poll_s: float = 0.02,
+        max_poll_s: float = 0.25,
         retry_s: float = 0.05,
         max_retry_s: float = 2.0,
         shutdown_s: float = 10.0,
@@ -115,6 +117,13 @@ class Feeder(FeederLedger):
         self.allocate_ahead = allocate_ahead or 2 * capacity
         self.push_chunk = push_chunk
         self.poll_s = poll_s
+        # Looks are paced (agent/feeder_pace.py) only where the driver checks the coder's queue count at
+        # every look: there a stop that emptied the FIFO shows whenever the next look comes. Elsewhere the
+        # feeder sees a stop only as a change of state between two of its looks, and a stop and restart
+        # between two paced looks could go unseen (no reconcile, records left open): those stay at poll_s.
+        paced = caps.reports_fifo_loss
+        self.pace = Pace(poll_s=poll_s, max_poll_s=max_poll_s if paced else poll_s,
+                         line_rate_per_min=line_rate_per_min)
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
         self.shutdown_s = shutdown_s  # how long stop() keeps trying to reconcile with a silent coder
@@ -135,6 +144,9 @@ class Feeder(FeederLedger):
         self._first_push_at: float | None = None  # monotonic time of the first push since the reconcile
         self._settled_at = float("-inf")  # monotonic time the last settle() returned
         self._short = 0  # ticks in a row the coder held fewer records than are open
+        self._due = 0.0  # monotonic time the next look is due (agent/feeder_pace.py)
+        # Set after every look and reconcile: what a watcher of `state` and `open` waits on instead of polling.
+        self.looked = asyncio.Event()
 
     # ---- public -------------------------------------------------------------------------------
 
@@ -168,7 +180,9 @@ class Feeder(FeederLedger):
                 if reason is not None:
                     await self._reconcile_until_done(reason)
                     continue
-                await self._wait_inbox(self.poll_s)
+                self._due = time.monotonic() + self.pace.next_delay(self.open, self._low)
+                self.looked.set()
+                await self._wait_inbox()
             await self._reconcile_until_done(ReconcileReason.SHUTDOWN)
         finally:
             pump.cancel()
@@ -206,6 +220,8 @@ class Feeder(FeederLedger):
         self._primed = False
         self._first_push_at = None
         self._short = 0
+        self.pace.reset()
+        self.looked.set()
         return report
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -248,10 +264,11 @@ class Feeder(FeederLedger):
     async def _tick(self) -> bool:
         """One look at the coder and one refill; True when the job's target is printed."""
         status = await self.printer.status()
-        if not (status.fifo_lost and self.open):
-            # After a loss, last_printed may jump over lost records (seqs no longer print in order):
-            # the reconcile it asks for confirms, with what settle() says about each record.
-            await asyncio.to_thread(self.confirm, status)
+        # After a loss, last_printed may jump over lost records (seqs no longer print in order): the
+        # reconcile it asks for confirms, with what settle() says about each record.
+        trusted = not (status.fifo_lost and self.open)
+        progress = await asyncio.to_thread(self.look, status if trusted else None)
+        self.pace.looked(time.monotonic(), self.printed_seen, printing=status.state is PrinterState.PRINTING)
         self.alarms.set(Alarm.COMMUNICATION, False)
         reason = self._needs_reconcile(status)
         self._last_state = status.state
@@ -271,8 +288,7 @@ class Feeder(FeederLedger):
         self.alarms.set(Alarm.CODER_FAULT, False)
         self.state = FeederState.FEEDING
         if not self.can_confirm:  # only the camera confirms: count what it has not proven yet
-            self.open = len(await asyncio.to_thread(store.open_records, self.ledger, self.coder))
-        progress = await asyncio.to_thread(self.progress)
+            await asyncio.to_thread(self.count_open)
         if progress.needed == 0 and progress.sent == 0:
             self._level_alarms(status, self.open, self.open, done=True)
             return True
@@ -335,20 +351,22 @@ class Feeder(FeederLedger):
 
     async def _push(self, want: int, progress: store.Progress) -> int:
         """Send up to `want` fresh codes; returns how many the coder accepted."""
-        codes = await asyncio.to_thread(self.take, want, progress)
-        batch, bad = await asyncio.to_thread(self.screen, codes)
+        batch, bad, staged = await asyncio.to_thread(self.stage, want, progress)
         for code, why in bad:
             self.alarms.pulse(Alarm.UNPRINTABLE_CODE, f"{self.coder}: code {code} voided, it cannot be printed "
                                                       f"on this coder: {why}")
+        if isinstance(staged, BaseException):  # the first chunk's `sent` record failed: nothing leaves
+            raise staged
+        first = staged
         pushed = 0
         for start in range(0, len(batch), self.push_chunk):
             chunk = batch[start : start + self.push_chunk]
-            first = await asyncio.to_thread(self.reserve_seqs, len(chunk))
+            if start:  # the first chunk was recorded with the staging
+                first = await asyncio.to_thread(self.record_chunk, chunk)
             records = [Record(first + i, text) for i, (_, text) in enumerate(chunk)]
-            await asyncio.to_thread(self.record_sent,
-                                    [(r.seq, code) for r, (code, _) in zip(records, chunk, strict=True)])
             if self._first_push_at is None:
                 self._first_push_at = time.monotonic()
+            self.opened([r.seq for r in records])
             try:
                 await self.printer.push(records)
             except DEVICE_ERRORS as exc:
@@ -365,6 +383,10 @@ class Feeder(FeederLedger):
             self.alarms.set(Alarm.UNPRINTABLE_JOB, True, f"{self.coder}: codes in a row cannot be printed on "
                                                          "this coder; feeding stopped")
         return pushed
+
+    @property
+    def _low(self) -> int:
+        return min(self.low_water, self.target_depth)
 
     @property
     def _cannot_print(self) -> bool:
@@ -404,14 +426,24 @@ class Feeder(FeederLedger):
         elif event.kind in (PrintEventKind.LINK_DOWN, PrintEventKind.LINK_UP):
             self.pending = self.pending or ReconcileReason.LINK
 
-    async def _wait_inbox(self, seconds: float) -> None:
-        """Until the next poll is due, or at once when the driver reports something (or stop())."""
-        item: PrintEvent | None = None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                item = await self._inbox.get()
-        if item is not None:  # the oldest waiting: handled before anything queued after it
+    async def _wait_inbox(self) -> None:
+        """Until the next look is due (agent/feeder_pace.py). Events are handled as they come, in order;
+        the wait ends at once on stop(), on an event that asks for a reconcile or may have changed the
+        coder's state (a fault, a link or FIFO report), and on a print report that takes the FIFO to low
+        water. A print report on a coder with a counter confirms nothing here (the next look does), and
+        ending the wait on it would undo the pacing: the driver reports prints at our own looks."""
+        while (left := self._due - time.monotonic()) > 0:
+            item: PrintEvent | None = None
+            try:
+                async with asyncio.timeout(left):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                return
+            if item is None:  # stop()
+                return
             await self._on_event(item)
+            if item.kind is not PrintEventKind.PRINTED or self.pending is not None or self.open <= self._low:
+                return
 
     async def _sleep(self, seconds: float) -> None:
         """Back off, handling events as they come, but wake for stop()."""

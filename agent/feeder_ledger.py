@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
@@ -22,6 +23,7 @@ from drivers.printers.base import BadRecord, PrinterStatus
 from drivers.printers.fifo import Fates
 
 log = logging.getLogger(__name__)
+Texts = list[tuple[str, str]]  # (code, record text) or (code, why it cannot be printed)
 
 
 class FeederState(StrEnum):
@@ -53,7 +55,11 @@ class FeederLedger:
         self.coder = coder
         self.job = job
         self.level = level
-        self.open = 0  # records sent to the coder and not yet settled (printed, returned or in doubt)
+        # Seqs sent since the last reconcile that the coder has not yet reported printed, oldest first.
+        # Counted by seq, not by the ledger's `sent` codes: the verify station may prove (or void) a code
+        # before the coder's report reaches us, and a count of ledger confirmations then never came down.
+        self._open_seqs: deque[int] = deque()
+        self.printed_seen = 0  # prints reported since the feeder started: what the line's rate is read from
         self.pending: ReconcileReason | None = None  # a reconcile owed
         self.suspect_from: int | None = None  # first seq of a failed push since the last reconcile
         self.recount_s = 0.5
@@ -63,6 +69,11 @@ class FeederLedger:
         self._confirmed_since_count = 0  # confirmations since the last full progress count
         self.unprintable_streak = 0  # codes (or refused pushes) in a row this coder could not print
 
+    @property
+    def open(self) -> int:
+        """Records sent to the coder and not yet settled (reported printed, returned or in doubt)."""
+        return len(self._open_seqs)
+
     # ---- confirming ------------------------------------------------------------------------------
 
     def confirm(self, status: PrinterStatus) -> int:
@@ -71,25 +82,46 @@ class FeederLedger:
         printed). A counter alone confirms nothing here: a single slot counts blank products too, so only
         the driver, which knows what its slot held, may turn a count into a seq."""
         n = 0
+        through: int | None = None
         if status.last_printed is not None:
+            through = self._trusted(status.last_printed)
             try:
-                n = store.confirm_upto(self.ledger, self.coder, self._trusted(status.last_printed),
-                                       print_count=status.print_count)
+                n = store.confirm_upto(self.ledger, self.coder, through, print_count=status.print_count)
             except store.CounterMismatch as exc:
                 log.warning("%s", exc)
                 self.pending = self.pending or ReconcileReason.COUNTER
-        self._confirmed(n)
+                through = None
+        self._confirmed(n, through)
         return n
+
+    def look(self, status: PrinterStatus | None) -> store.Progress:
+        """One worker-thread hop per look at the coder: confirm what `status` reports printed (None:
+        nothing in it to trust), then the job's progress (read whether or not the look refills: a read
+        costs less than a second hop)."""
+        if status is not None:
+            self.confirm(status)
+        return self.progress()
 
     def confirm_event(self, seq: int) -> int:
-        n = store.confirm_upto(self.ledger, self.coder, self._trusted(seq))
-        self._confirmed(n)
+        through = self._trusted(seq)
+        n = store.confirm_upto(self.ledger, self.coder, through)
+        self._confirmed(n, through)
         return n
 
-    def _confirmed(self, n: int) -> None:
+    def _confirmed(self, n: int, through: int | None) -> None:
+        """`n` codes moved to printed in the ledger; the coder printed every seq up to `through`."""
         self.ledger.maybe_commit()
-        self.open = max(0, self.open - n)
         self._confirmed_since_count += n
+        if through is not None:
+            while self._open_seqs and self._open_seqs[0] <= through:
+                self._open_seqs.popleft()
+                self.printed_seen += 1
+
+    def count_open(self) -> None:
+        """For a coder that confirms nothing itself: what is open is what the camera has not proven yet."""
+        seqs = [seq for seq, _ in store.open_records(self.ledger, self.coder)]
+        self.printed_seen += max(0, len(self._open_seqs) - len(seqs))
+        self._open_seqs = deque(seqs)
 
     def _trusted(self, last_printed: int) -> int:
         """After a failed push nobody knows which of its records reached the FIFO, nor in what order,
@@ -118,7 +150,7 @@ class FeederLedger:
         proven = [s for s in flushed if cut is None or s < cut]
         settled = store.settle(self.ledger, self.coder, reason.value, status.print_count, proven)
         self.suspect_from = None
-        self.open = 0
+        self._open_seqs.clear()
         self._seq = store.next_seq(self.ledger, self.coder)
         return printed, settled
 
@@ -127,8 +159,26 @@ class FeederLedger:
     render: Callable[[str], str]
     check_record: Callable[[str], None]
     max_unprintable: int
+    push_chunk: int
 
-    def screen(self, codes: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def stage(self, want: int, progress: store.Progress) -> tuple[Texts, Texts, int | Exception]:
+        """One worker-thread hop for a refill: take and screen the codes, then record the first chunk
+        `sent` (durable on return). (code, text) to push, (code, why) voided, and the first chunk's first
+        seq, or the error that kept it from being recorded (the caller raises it once the voids are
+        reported)."""
+        batch, bad = self.screen(self.take(want, progress))
+        try:
+            return batch, bad, self.record_chunk(batch[: self.push_chunk]) if batch else 0
+        except Exception as exc:  # noqa: BLE001 - raised again by the caller, on the loop
+            return batch, bad, exc
+
+    def record_chunk(self, chunk: Texts) -> int:
+        """Fresh seqs for `chunk`, recorded `sent`: durable before a byte of it leaves. Its first seq."""
+        first = self.reserve_seqs(len(chunk))
+        self.record_sent([(first + i, code) for i, (code, _) in enumerate(chunk)])
+        return first
+
+    def screen(self, codes: Sequence[str]) -> tuple[Texts, Texts]:
         """(code, record text) of each code this coder can print, and (code, why) of each it cannot,
         voided on the spot. Why here and not in push: a render error used to escape the feeder task and
         take the runtime down, and a record the driver refuses after `sent` is committed went in doubt,
@@ -161,9 +211,15 @@ class FeederLedger:
         return first
 
     def record_sent(self, batch: Sequence[tuple[int, str]]) -> None:
-        """Durably `sent` before a byte leaves; from here the codes are open in the coder."""
+        """Durably `sent` before a byte leaves; from here a crash leaves the codes in doubt."""
         store.record_sent(self.ledger, self.coder, self.job, batch)
-        self.open += len(batch)
+
+    def opened(self, seqs: Sequence[int]) -> None:
+        """Counted open on the loop, as their push starts, not in the worker that recorded them: whoever
+        watches `open` on the loop (the print station starting a primed coder) then never sees records
+        the push has not yet taken the coder's link for (a start that won the link would let the first
+        product find an empty buffer)."""
+        self._open_seqs.extend(seqs)
 
     def take(self, want: int, progress: store.Progress) -> list[str]:
         """The next `want` allocated codes of the job, allocating ahead in batches when short."""

@@ -23,7 +23,10 @@ class FeedSettings(Strict):
     low_water: int | None = Field(None, ge=0, le=100_000)
     allocate_ahead: int | None = Field(None, ge=1, le=10_000_000)
     push_chunk: int = Field(64, ge=1, le=10_000)
-    poll_ms: float = Field(20.0, gt=0, le=60_000)
+    poll_ms: float = Field(20.0, gt=0, le=60_000)  # the shortest wait between two looks at the coder
+    # The longest: looks are paced by the FIFO's headroom at the line's rate (agent/feeder_pace.py), so a
+    # comfortably full FIFO is looked at only this often. Never below poll_ms.
+    max_poll_ms: float = Field(250.0, gt=0, le=60_000)
     # The highest rate items pass this coder. Needed for a coder whose link limits the rate (a single
     # slot: one code per item, each confirmed before the next): the line is not started faster.
     line_rate_per_min: float | None = Field(None, gt=0, le=1_000_000)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from enum import StrEnum
 from typing import Any
 
-from agent import feeder_store as store
 from agent.codes.templates import Fnc1NotSet, coder_renderer, renderer
 from agent.config.model import LineConfig
 from agent.config.stations import StationConfig
@@ -44,6 +44,16 @@ class PrintState(StrEnum):
 STOPPING_ALARMS = frozenset({"coder_fault", "communication", "fifo_empty", "codes_short", "rate_limit",
                              "unprintable_job"})
 PROBE_CODE = "1"  # a serial every template takes (GS1 AI character set 82): what fails with it is the job's
+START_RETRY_S, MAX_START_RETRY_S = 0.05, 2.0  # a start the coder refused is tried again, with backoff
+
+
+async def _first(task: asyncio.Task[None], other: Coroutine[Any, Any, object]) -> None:
+    """Until `other` is done or `task` ends, whichever comes first; `other` is cancelled if still waiting."""
+    waiter = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 class PrintStation:
@@ -112,7 +122,8 @@ class PrintStation:
         self.feeder = feeder = Feeder(
             self.ledger, self.printer, coder=self.coder, job=job.id, level=job.level, render=to_coder,
             target_depth=f.target_depth, low_water=f.low_water, allocate_ahead=f.allocate_ahead,
-            push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, line_rate_per_min=f.line_rate_per_min,
+            push_chunk=f.push_chunk, poll_s=f.poll_ms / 1000, max_poll_s=f.max_poll_ms / 1000,
+            line_rate_per_min=f.line_rate_per_min,
             on_alarm=self._on_alarm,
         )
         self.state = PrintState.FEEDING
@@ -141,20 +152,27 @@ class PrintStation:
         return getattr(settings, "gs1_fnc1", None), bool(getattr(settings, "gs1_fnc1_first", False))
 
     async def _start_when_primed(self, feeding: asyncio.Task[None]) -> None:
+        """Start the coder once the feeder, after its reconcile, has put records in it. Woken by the
+        feeder's looks and reconciles (Feeder.looked), which are what change its state and its FIFO."""
+        feeder = self.feeder
+        assert feeder is not None
+        retry = START_RETRY_S
         while not feeding.done():
-            feeder = self.feeder
-            if feeder is not None and feeder.state is FeederState.FEEDING and await self._fifo_depth() > 0:
+            feeder.looked.clear()
+            if feeder.state is FeederState.FEEDING and feeder.open > 0:
                 try:
                     await self.printer.start()
                 except PrinterError as exc:
                     self.board.set(self.coder, "start", True, Severity.STOP,
                                    _("cannot start printing: {error}").format(error=exc))
-                else:
-                    self.board.set(self.coder, "start", False)
-                    self.state = PrintState.PRINTING
-                    self.primed.set()
-                    return
-            await asyncio.sleep(0.02)
+                    await _first(feeding, asyncio.sleep(retry))  # a retry, not a poll: with backoff
+                    retry = min(retry * 2, MAX_START_RETRY_S)
+                    continue
+                self.board.set(self.coder, "start", False)
+                self.state = PrintState.PRINTING
+                self.primed.set()
+                return
+            await _first(feeding, feeder.looked.wait())
 
     def rate_refusal(self) -> str | None:
         """Why the conveyor must not start for this coder, or None. A coder whose link cannot feed one
@@ -170,9 +188,6 @@ class PrintStation:
             return (f"{self.coder}: the line runs at {rate:g} items/min, faster than the {limit:g}/min its link "
                     "can feed one code per item; the conveyor is not started (a stale code would print twice)")
         return None
-
-    async def _fifo_depth(self) -> int:
-        return len(await asyncio.to_thread(store.open_records, self.ledger, self.coder))
 
     async def halt(self) -> None:
         """Stop printing and close the link (after the feeder has reconciled)."""
