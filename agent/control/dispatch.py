@@ -102,7 +102,12 @@ async def job_command(line: Line, cmd: Command, ref: str | int) -> dict[str, Any
         if jobs.end is not None:
             raise ControlError(ErrorCode.REFUSED, ALREADY_ENDING.format(job=job.name, end=jobs.end))
         jobs.ask(end)
-        return dict(await asyncio.shield(jobs.over))  # answered once the line has really stopped
+        report = dict(await asyncio.shield(jobs.over))  # answered once the line has really stopped
+        if report.get("ended") == str(end):
+            return report
+        # The run ended on its own as the request came (its target printed, a fault): the request is then
+        # the ledger change it is when no run is on the line, not an answer about a run that ignored it.
+        job = await asyncio.to_thread(get_job, line.ledger, job.id)
     # Not on the line: a ledger change, as the CLI makes it when no daemon runs.
     if end is JobEnd.STOP:
         return {"job": job.name, "state": str((await asyncio.to_thread(stop_job, line.ledger, job.id)).state)}
