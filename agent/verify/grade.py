@@ -204,10 +204,10 @@ def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
 
 def _extremes(samples: Image) -> tuple[float, float]:
     """The 2.5th and 97.5th percentile grey levels (0..1), from a histogram: no sort of the samples."""
-    # cv2.calcHist counts a uint8 image directly (exact in float32 below 2^24 samples); np.bincount first
-    # widens every sample to int64.
-    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel().astype(np.int64))
-    n = int(cumulative[-1])
+    # cv2.calcHist counts a uint8 image directly; np.bincount first widens every sample to int64. Counts
+    # and their running sum are whole numbers below 2^24 (the lattice is far smaller), exact in float32.
+    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel())
+    n = float(cumulative[-1])
     lo, hi = np.searchsorted(cumulative, (0.025 * n, 0.975 * n))
     return float(lo) / 255, float(hi) / 255
 
