@@ -84,7 +84,10 @@ def _stacked_centres(rows: int, cols: int, block: int) -> F64:
 @functools.lru_cache(maxsize=64)
 def _per_module(cols: int) -> tuple[F32, F32]:
     """Matrices over a row of cols * k samples: (edge weights per module, cols * 3 out; sum per module,
-    cols out). Cached per grid width: they turn the per-module sums into two small matrix products."""
+    cols out). Cached per grid width: they turn the per-module sums into two small matrix products.
+    Most of their entries are zero, yet BLAS multiplies them faster than numpy sums a (..., k) view over
+    its last axis (33 x 33 modules: 9 us against 56 us), and the grades were set with BLAS's order of
+    additions: a reshape-and-sum moves values in the 8th digit, never a grade, but for no gain."""
     k = SAMPLES_PER_MODULE
     weighted = np.kron(np.eye(cols, dtype=np.float32), _edge_weights()).astype(np.float32)
     summed = np.kron(np.eye(cols, dtype=np.float32), np.ones((k, 1), np.float32)).astype(np.float32)
