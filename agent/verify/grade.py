@@ -12,8 +12,10 @@ lattice (4 x 4 samples per module plus a one-module border, ~10k samples for QR 
 symbol; everything after is a few whole-array numpy operations and small matrix products on that lattice
 (per-grid-size matrices are cached). No per-module Python loop, no second pass over the frame. The
 homography is solved in closed form, and OpenCV runs single-threaded (agent.verify.decode): on a
-lattice this small its worker pool only added CPU. In a line (bench.verify: an item every 30 ms on a
-shared 2-core machine, caches cold) grading costs ~0.7 ms CPU per item, 2-3x its hot-loop figure.
+lattice this small its worker pool only added CPU. In a line (an item every 30 ms on a shared 2-core
+machine, caches cold) grading costs ~0.85 ms CPU per item and decoding ~0.6 ms, 2.5-3x their hot-loop
+figures (~0.33 and ~0.25 ms): what is left is the arithmetic itself, cold, and any cheaper formulation
+of it must give the same figures (tests/verify/test_grade_unchanged.py holds them to a table).
 `grade.every: N` grades one read in N for lines that cannot afford it on every item (default 1).
 
 2D parameters, measured in the symbol's own rectified grid:
@@ -204,10 +206,10 @@ def _sample(grey: Image, corners: F64, rows: int, cols: int) -> Image:
 
 def _extremes(samples: Image) -> tuple[float, float]:
     """The 2.5th and 97.5th percentile grey levels (0..1), from a histogram: no sort of the samples."""
-    # cv2.calcHist counts a uint8 image directly (exact in float32 below 2^24 samples); np.bincount first
-    # widens every sample to int64.
-    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel().astype(np.int64))
-    n = int(cumulative[-1])
+    # cv2.calcHist counts a uint8 image directly; np.bincount first widens every sample to int64. Counts
+    # and their running sum are whole numbers below 2^24 (the lattice is far smaller), exact in float32.
+    cumulative = np.cumsum(cv2.calcHist([samples], [0], None, [256], [0, 256]).ravel())
+    n = float(cumulative[-1])
     lo, hi = np.searchsorted(cumulative, (0.025 * n, 0.975 * n))
     return float(lo) / 255, float(hi) / 255
 
