@@ -6,8 +6,16 @@ transport only opens, writes, reads with a timeout, and says clearly when the li
 
 - `SerialTransport` opens anything pyserial's `serial_for_url` opens: `/dev/ttyUSB0`, a pty slave
   path, `socket://host:port`, `loop://`. pyserial is blocking, so one daemon thread per port reads and
-  hands chunks to the asyncio loop; writes run in a worker thread. This works for every URL kind alike
-  (a pty, a socket or the in-memory loop), which a non-blocking fd trick would not.
+  hands chunks to the asyncio loop. This works for every URL kind alike (a pty, a socket or the
+  in-memory loop), which a non-blocking fd trick would not.
+  Each hand-over wakes the loop (call_soon_threadsafe), so the reader hands over everything that has
+  arrived, not the first byte alone: a blocking read wakes on the first byte of a reply, and the rest of
+  it is usually already waiting (a pty, a USB adapter's packet); read and handed over apart, every reply
+  cost two wake-ups (bench/loopwake.py saw it: 2 chunks a reply, 40 wake-ups/s at 2,000 items/min).
+  Writes: a local serial port's fd is non-blocking (pyserial opens it O_NONBLOCK), so a write is tried
+  on the loop first, where it costs one os.write; only what the tty buffer does not take (flow control, a
+  full buffer) goes to a worker thread, which waits for room as pyserial does. A write per poll sent
+  through to_thread cost a thread hand-off and a loop wake-up each.
 - `TcpTransport` uses asyncio streams for `tcp://host:port`.
 
 `open_transport(url, baud)` picks one by URL. `trace` logs every chunk in and out as hex on the
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import threading
 from abc import ABC, abstractmethod
@@ -91,6 +100,7 @@ class SerialTransport(Transport):
         self._stop = threading.Event()
         self._room = threading.Condition()
         self._buffered = 0  # bytes in _chunks (under _room)
+        self._writing = asyncio.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -107,6 +117,7 @@ class SerialTransport(Transport):
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | TransportError] = asyncio.Queue()
         self._port, self._chunks = port, chunks
+        self._writing = asyncio.Lock()  # made on the loop that uses it
         self._stop = threading.Event()
         with self._room:
             self._buffered = 0
@@ -136,6 +147,8 @@ class SerialTransport(Transport):
                     continue
             try:
                 data = port.read(max(1, port.in_waiting))
+                if data:
+                    data += _waiting(port)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 # TypeError/AttributeError: pyserial's socket handler after the socket was closed.
                 if not stop.is_set():
@@ -165,10 +178,13 @@ class SerialTransport(Transport):
         if port is None or not self.is_open:
             raise LinkClosed(f"{self.name}: write on a closed link")
         self._trace(">>", data)
-        try:
-            await asyncio.to_thread(port.write, data)
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-            raise LinkClosed(f"{self.name}: write failed: {exc}") from exc
+        async with self._writing:  # in order: a write left to a thread finishes before the next starts
+            try:
+                rest = _write_now(port, data)
+                if rest:
+                    await asyncio.to_thread(port.write, rest)
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                raise LinkClosed(f"{self.name}: write failed: {exc}") from exc
 
     async def read(self, within_s: float) -> bytes:
         chunks = self._chunks
@@ -187,6 +203,40 @@ class SerialTransport(Transport):
             self._room.notify()
         self._trace("<<", item)
         return item
+
+
+def _waiting(port: serial.SerialBase) -> bytes:
+    """What has arrived behind the byte a blocking read woke on, without waiting for more."""
+    more = b""
+    while len(more) < MAX_BUFFERED and (n := port.in_waiting):
+        got = port.read(min(n, MAX_BUFFERED))
+        if not got:
+            break
+        more += got
+    return more
+
+
+def _write_now(port: serial.SerialBase, data: bytes) -> bytes:
+    """Write what a non-blocking fd takes at once; return the rest (all of it for ports without one).
+
+    Only pyserial's posix Serial has a file descriptor, opened O_NONBLOCK: os.write never waits on it.
+    socket:// and loop:// ports keep pyserial's own (blocking) write."""
+    fileno = getattr(port, "fileno", None)
+    if fileno is None or not port.is_open:
+        return data
+    try:
+        fd = fileno()
+    except (serial.SerialException, OSError, ValueError, AttributeError):
+        return data
+    if os.get_blocking(fd):
+        return data
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            break
+    return bytes(view)
 
 
 class TcpTransport(Transport):

@@ -7,7 +7,8 @@ import logging
 import os
 import random
 import tty
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from drivers.transport import (
     SerialTransport,
     TcpTransport,
     Transport,
+    _waiting,
     open_transport,
 )
 from tests.conftest import free_port
@@ -162,3 +164,68 @@ def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
         assert b.next_delay(rng) <= 1.0
     b.reset()
     assert b.next_delay(rng) <= 0.1
+
+
+class _Port:
+    """A port that holds `waiting` bytes and reads them in pieces of at most `piece`, as a tty may."""
+
+    def __init__(self, waiting: bytes, piece: int) -> None:
+        self.waiting, self.piece = waiting, piece
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.waiting)
+
+    def read(self, size: int = 1) -> bytes:
+        got, self.waiting = self.waiting[: min(size, self.piece)], self.waiting[min(size, self.piece) :]
+        return got
+
+
+def test_the_reader_takes_everything_waiting_behind_the_first_byte() -> None:
+    """One hand-over to the loop per burst, not one for the byte the read woke on and one for the rest."""
+    port = _Port(b"^0=SM\t256\t0\t0\r", piece=4)
+    first = port.read(1)
+    assert first + _waiting(port) == b"^0=SM\t256\t0\t0\r"  # type: ignore[arg-type]
+    assert _waiting(_Port(b"", piece=4)) == b""  # type: ignore[arg-type]
+
+
+def test_pty_writes_in_order_past_a_full_tty_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small write goes out on the loop; what the tty buffer cannot take is finished by a worker thread,
+    and two writes started together reach the device whole and in the order they were made."""
+
+    async def main() -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        try:
+            t = SerialTransport(os.ttyname(slave), baud=115200)
+            await t.open(2.0)
+            threaded: list[int] = []
+            real_to_thread = asyncio.to_thread
+
+            async def counting_to_thread(fn: Callable[..., Any], /, *args: Any) -> Any:
+                threaded.append(len(args[0]) if args and isinstance(args[0], bytes) else 0)
+                return await real_to_thread(fn, *args)
+
+            monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+            await t.write(b"^0?RS\r")
+            assert threaded == []
+            assert await real_to_thread(os.read, master, 64) == b"^0?RS\r"
+
+            big_a, big_b = b"A" * 300_000, b"B" * 300_000  # far more than a tty buffer holds
+            received = bytearray()
+
+            def drain() -> None:
+                while len(received) < len(big_a) + len(big_b):
+                    received.extend(os.read(master, 65536))
+
+            await asyncio.gather(t.write(big_a), t.write(big_b), real_to_thread(drain))
+            assert bytes(received) == big_a + big_b
+            assert threaded  # the rest of a write the buffer refused went to a thread
+            monkeypatch.undo()
+            await t.close()
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    run(main())
