@@ -147,6 +147,12 @@ class LedgerCore:
         disk. The listener must only take note: it may run holding the writer lock."""
         self._w.listeners.append(listener)
 
+    def on_outbox(self, listener: Callable[[int], object]) -> None:
+        """Call `listener(n)` after every COMMIT that made n outbox rows (uplink=1 events) durable, on the
+        committing thread, holding the writer lock: it must only take note (agent/sync/wakeup.py). A
+        group that fails calls nothing; n may count rows of a block that was rolled back."""
+        self._w.outbox_listeners.append(listener)
+
     def forgive_failures(self) -> None:
         """The caller has handled every commit lost so far (agent/line/resources.py after a full disk):
         commit() no longer raises for them in the threads that wrote into them; receipts still say
@@ -260,6 +266,7 @@ class LedgerCore:
             except sqlite3.Error as exc:
                 self._w.check(exc)
                 raise
+            self._w.outbox_rows += uplink
             return int(cur.lastrowid or 0)
 
     def audit(self, action: str, args: dict[str, Any], result: str, *, user: str | None = None,

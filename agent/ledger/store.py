@@ -87,6 +87,7 @@ class Ledger(LedgerCore):
                 conn.execute("RELEASE t")
             except sqlite3.Error as exc:
                 self._undo_savepoint("t", exc)
+            w.outbox_rows += uplink
             w.wrote()
             return Receipt(code, target, int(cur.lastrowid or 0), g.number, g)
 

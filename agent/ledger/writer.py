@@ -67,6 +67,10 @@ class Writer:
         # Told of every SQLite error on this connection; called on the thread that saw it, maybe holding
         # the writer lock, so a listener must only take note (never touch the ledger).
         self.listeners: list[Callable[[BaseException], object]] = []
+        # Told after each COMMIT that added outbox rows (uplink=1), how many: the uplink's wake-up
+        # (agent/sync/wakeup.py). Same rules as `listeners`: called holding the lock, only take note.
+        self.outbox_listeners: list[Callable[[int], object]] = []
+        self.outbox_rows = 0  # outbox rows written into the open group (a rolled-back block's too)
         self._thread = threading.Thread(target=self._run, name=f"ledger-writer:{name}", daemon=True)
         self._thread.start()
 
@@ -97,6 +101,7 @@ class Writer:
         g = self._open = Group(self._number)
         self._opened_at = time.monotonic()
         self._pending = 0
+        self.outbox_rows = 0
         self._wake.set()  # the timer starts this group's window
         return g
 
@@ -227,6 +232,13 @@ class Writer:
         self._open, self._last = None, g
         self.commits += 1
         g._end(None)
+        rows, self.outbox_rows = self.outbox_rows, 0
+        if rows:
+            for listener in list(self.outbox_listeners):
+                try:
+                    listener(rows)
+                except Exception:
+                    log.exception("ledger outbox listener failed")
 
     def _fail(self, g: Group, reason: str, cause: BaseException | None = None) -> None:
         self._open = None

@@ -54,6 +54,7 @@ from agent.sync.backlog import SyncAlarm
 from agent.sync.mqtt import Topics
 from agent.sync.outbox import Outbox
 from agent.sync.uplink import Uplink
+from agent.sync.wakeup import Wakeup
 from drivers.plc import PlcError, Signal
 from drivers.printers.base import PrinterError
 
@@ -146,14 +147,14 @@ class LineRuntime:
                     raise
                 finally:  # every task ends on these too, even one whose cancellation was lost (waits.py)
                     stop.set()
-                    sync_stop.set()
+                    self._stop_sync(sync_stop)
         finally:
             teardown.end()
             # Any way out (stop, an exception in a task, cancellation): the conveyor stops BEFORE the
             # coders do, so no product passes a coder that no longer prints. If even this fails (the
             # PLC is gone), the PLC's heartbeat watchdog stops the line once the beats end.
             await self.belt.stop(BELT_STOP_S)
-            sync_stop.set()
+            self._stop_sync(sync_stop)
             for v in self.verifiers.values():
                 await bounded(v.close(), CLOSE_S, f"verify station {v.name}: closing its camera and PLC")
             for p in self.printers.values():
@@ -248,6 +249,11 @@ class LineRuntime:
         if self.job_control.running and self.job_control.end is None:
             self.job_control.ask(JobEnd.FAULT)
 
+    def _stop_sync(self, sync_stop: threading.Event) -> None:
+        sync_stop.set()
+        if self.uplink is not None:
+            self.uplink.wake()  # out of its select() now, not at its next deadline
+
     async def _sync(self, sync_stop: threading.Event) -> None:
         mqtt = self.cfg.mqtt
         assert mqtt is not None
@@ -260,8 +266,10 @@ class LineRuntime:
             self.resources.sync_alarm(level == "stop", alarm.message)
 
         mqtt = mqtt.model_copy(update={"min_free_disk_mb": min_free_mb(self.cfg)})  # one floor for the line
+        wakeup = Wakeup()  # the line's commits of outbox rows wake the uplink (agent/sync/wakeup.py)
+        self.ledger.on_outbox(wakeup.added)
         self.uplink = Uplink(Outbox(self.ledger.path), mqtt, topics, client_id=mqtt.client_id, on_alarm=on_alarm,
-                             on_fault=self.resources.note)
+                             on_fault=self.resources.note, wakeup=wakeup)
         await asyncio.to_thread(self.uplink.run, sync_stop)
 
     # ---- control socket --------------------------------------------------------------------------

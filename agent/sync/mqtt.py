@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+import select
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 from urllib.parse import urlparse
 
 import paho.mqtt.client as paho
@@ -105,6 +107,10 @@ def properties(packet_type: int) -> Properties:
 Handler = Callable[[str, bytes, dict[str, str]], None]
 
 
+class Selectable(Protocol):
+    def fileno(self) -> int: ...
+
+
 class MqttLink:
     def __init__(self, cfg: MqttConfig, topics: Topics, client_id: str, on_message: Handler) -> None:
         self.cfg = cfg
@@ -173,15 +179,36 @@ class MqttLink:
 
     # ---- driving ------------------------------------------------------------------------------
 
-    def poll(self, timeout: float = 0.01) -> None:
-        """Do network I/O for up to `timeout` s; (re)connect when the backoff allows."""
+    def poll(self, timeout: float = 0.01, wake: Selectable | None = None) -> None:
+        """Do network I/O for up to `timeout` s; (re)connect when the backoff allows.
+
+        With `wake`, the wait is one select() on the socket and `wake`: it ends at once when either is
+        readable (an ack, a command; the owner's signal), and paho's own loop then does the I/O without
+        waiting. Data TLS has already read and buffered is not on the socket, so then there is no wait.
+        """
         if self.state is LinkState.DISCONNECTED:
             if time.monotonic() < self._next_attempt:
                 return
             self._connect()
             return
+        if wake is not None and timeout > 0:
+            sock = self.client.socket()
+            pending = getattr(sock, "pending", None)
+            if sock is not None and not (pending is not None and pending()):
+                try:
+                    select.select([sock, wake], [sock] if self.client.want_write() else [], [], timeout)
+                except (OSError, ValueError):  # the socket closed under us: paho's loop below says so
+                    pass
+            timeout = 0.0
         if self.client.loop(timeout) != paho.MQTT_ERR_SUCCESS:
             self._lost()
+
+    @property
+    def next_attempt_in(self) -> float:
+        """Seconds until the backoff allows the next connection attempt (0 when not disconnected)."""
+        if self.state is not LinkState.DISCONNECTED:
+            return 0.0
+        return max(0.0, self._next_attempt - time.monotonic())
 
     def _lost(self) -> None:
         """The socket failed under loop() without a DISCONNECT callback (e.g. the broker vanished)."""

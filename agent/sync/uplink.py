@@ -9,6 +9,13 @@ persistence).
 Order per line: batches are numbered from the journal order, at most `inflight` are open, and they are
 always (re)published in number order on one MQTT session.
 
+Pacing: the thread sleeps in one select() on its MQTT socket and a wake-up (agent/sync/wakeup.py)
+that the line's ledger raises after a commit with outbox rows, only when they matter (the first row
+when nothing is pending, enough rows to fill the batch otherwise), until the earliest deadline it
+knows (a partial batch's `batch_max_ms`, an ack timeout, the status every STATUS_EVERY_S) and at most
+FALLBACK_S. Without a wake-up (another process writes the outbox: `lineagent sync run`) it looks at
+the outbox every `batch_max_ms / 2` (at least 20 ms, at most FALLBACK_S).
+
 A full or failing disk (agent.ledger.faults) is not the uplink's end: the step that met it wrote
 nothing (each outbox write is one transaction), `on_fault` tells the line (which stops), and the uplink
 tries again every FAULT_RETRY_S; an ack it could not record is asked for again by the re-send.
@@ -31,13 +38,16 @@ from agent.ledger.faults import resource_fault
 from agent.sync.backlog import BacklogLevel, SyncAlarm, assess, free_disk_mb
 from agent.sync.mqtt import LinkState, MqttLink, Topics
 from agent.sync.outbox import Batch, Outbox
+from agent.sync.wakeup import NEVER, Wakeup
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/ld+json"
 ENCODING_PROPERTY = "content-encoding"  # user property: "deflate" (zlib) or "identity"
 STATUS_EVERY_S = 2.0
-IDLE_WAIT_S = 0.02
+FALLBACK_S = 1.0  # the longest sleep: a wake-up missed (it cannot be, but) costs at most this
+MIN_POLL_S = 0.02  # without a wake-up, the shortest look interval
+OFFLINE_WAIT_S = 0.02  # while the handshake runs
 FAULT_RETRY_S = 1.0
 
 CommandHandler = Callable[[bytes], dict[str, object]]
@@ -65,7 +75,10 @@ class Uplink:
         on_command: CommandHandler | None = None,
         on_alarm: AlarmHandler | None = None,
         on_fault: FaultHandler | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
+        """`wakeup`: raised by the ledger that writes the outbox (Ledger.on_outbox(wakeup.added)) in this
+        process; None when another process writes it, and the outbox is looked at on a timer."""
         self.outbox = outbox
         self.cfg = cfg
         self.topics = topics
@@ -80,9 +93,14 @@ class Uplink:
         self._oldest: tuple[int, float] | None = None  # (seq, monotonic time first seen) of the oldest unbatched
         self._next_status = 0.0
         self._acks: list[tuple[int, str, str]] = []  # (batch, outcome, error) taken in this poll
-        # A fraction of batch_max_ms so a partial batch still leaves on time, at most 20 ms.
-        self._idle_wait_s = min(IDLE_WAIT_S, self.cfg.batch_max_ms / 4000)
+        self.wakeup = wakeup
+        self._own_wakeup = wakeup is None  # a private one still ends the select() at stop (wake())
+        self._wakeup = wakeup or Wakeup()
+        # Without rows counted by the ledger: look every half batch_max_ms, so a partial batch leaves
+        # within 1.5 x batch_max_ms.
+        self._look_s = min(FALLBACK_S, max(MIN_POLL_S, self.cfg.batch_max_ms / 2000))
         self._wait_s = 0.0
+        self.wakes = 0  # select() rounds, for the bench
         self.link = MqttLink(cfg, topics, client_id or f"lineagent-{topics.site}-{topics.line}", self._message)
 
     # ---- incoming -----------------------------------------------------------------------------
@@ -163,14 +181,20 @@ class Uplink:
             self._oldest = (oldest_seq, now)
         return (now - self._oldest[1]) * 1000 >= self.cfg.batch_max_ms
 
+    def wake(self) -> None:
+        """End the current wait now (the owner set the stop event)."""
+        self._wakeup.wake()
+
     def step(self) -> bool:
         """One round: network I/O, then (re)publish due batches and cut new ones; False when offline.
 
-        The poll waits only while nothing can be sent (the window is full or nothing is due): the
-        socket wakes it at once when an ack arrives, and a short wait keeps a draining agent from
-        spinning on SQLite queries between acks.
+        The poll waits until an ack or command arrives, the wake-up is raised, or the earliest deadline
+        `_pace` found last round; with more due at once (a backlog after an outage) it does not wait.
         """
-        self.link.poll(self._wait_s)
+        self.wakes += 1
+        self.link.poll(self._wait_s, self._wakeup)
+        self._wakeup.clear()
+        self._wait_s = 0.0
         self._record_acks()
         now = time.monotonic()
         if now >= self._next_status:
@@ -182,24 +206,48 @@ class Uplink:
             self._seen_session = self.link.sessions
             self._sent.clear()
         self.link.take_pubacks()
+        self._wakeup.look()  # rows committed from here on are counted against what the queries below see
         open_batches = self.outbox.unacked(self.cfg.inflight)
         for batch in open_batches:
             sent = self._sent.get(batch.id)
             if sent is None or now - sent >= self.cfg.ack_timeout_s:
                 self._publish(batch)
         room = self.cfg.inflight - len(open_batches)
-        self._wait_s = self._idle_wait_s
+        pending = 0
         while room > 0:
             pending, oldest = self.outbox.pending(self.cfg.batch_max_events)
             if not pending or not self._due(pending, oldest):
                 break
             cut = self.outbox.cut(self.cfg.batch_max_events, sending=True)
             if cut is None:
+                pending = 0
                 break
             self._publish(cut, recorded=True)
             room -= 1
-            self._wait_s = 0.0  # more may be due at once: flush and come straight back
+            pending = -1  # more may be due at once: flush and come straight back
+        if pending >= 0:
+            self._pace(now, room, pending)
         return True
+
+    def _pace(self, now: float, room: int, pending: int) -> None:
+        """How long the next poll may sleep, and how many new outbox rows should end it early.
+
+        Rows matter only while the window has room: the first one (nothing pending: it starts a
+        partial batch's clock) or the ones that fill the batch (one is already waiting for its
+        batch_max_ms). Deadlines: that partial batch's, the ack timeout of the oldest batch in flight,
+        the status, and FALLBACK_S."""
+        deadline = min(self._next_status, now + FALLBACK_S)
+        if self._sent:
+            deadline = min(deadline, min(self._sent.values()) + self.cfg.ack_timeout_s)
+        if room <= 0:
+            self._wakeup.expect(NEVER)
+        else:
+            if pending and self._oldest is not None:
+                deadline = min(deadline, self._oldest[1] + self.cfg.batch_max_ms / 1000)
+            if self._own_wakeup:
+                deadline = min(deadline, now + self._look_s)
+            self._wakeup.expect(max(1, self.cfg.batch_max_events - pending) if pending else 1)
+        self._wait_s = max(0.0, deadline - time.monotonic())
 
     def _check_backlog(self) -> None:
         backlog = self.outbox.backlog()
@@ -227,8 +275,8 @@ class Uplink:
                     stop.wait(FAULT_RETRY_S)
                     continue
                 self.faulted = False
-                if not online:
-                    stop.wait(0.02)  # offline: the backoff decides when to dial again
+                if not online:  # offline: the backoff decides when to dial again
+                    stop.wait(min(FALLBACK_S, max(OFFLINE_WAIT_S, self.link.next_attempt_in)))
         finally:
             self.close()
 
@@ -249,6 +297,8 @@ class Uplink:
             self._record_acks()
         except sqlite3.Error as exc:  # a full disk: the receiver's re-ack after the next re-send counts
             self._fault(exc)
+        if self._own_wakeup:
+            self._wakeup.close()
 
     def drained(self) -> bool:
         return self.outbox.drained()
