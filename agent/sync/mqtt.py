@@ -10,6 +10,7 @@ away are kept by the broker and delivered on reconnect. Will: the retained statu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -195,10 +196,8 @@ class MqttLink:
             sock = self.client.socket()
             pending = getattr(sock, "pending", None)
             if sock is not None and not (pending is not None and pending()):
-                try:
+                with contextlib.suppress(OSError, ValueError):  # closed under us: paho's loop below says so
                     select.select([sock, wake], [sock] if self.client.want_write() else [], [], timeout)
-                except (OSError, ValueError):  # the socket closed under us: paho's loop below says so
-                    pass
             timeout = 0.0
         if self.client.loop(timeout) != paho.MQTT_ERR_SUCCESS:
             self._lost()
