@@ -81,7 +81,7 @@ class Belt:
                 ok = False
                 self.board.set(v.plc_name, "line_run", True, Severity.STOP, f"cannot {'start' if run else 'stop'}"
                                f" the line: {exc}")
-        if ok and run:
+        if ok:  # the belt does what was asked: an earlier "cannot start/stop" no longer holds
             for v in self.verifiers.values():
                 self.board.set(v.plc_name, "line_run", False)
         self.running = run and ok
@@ -93,6 +93,10 @@ class Belt:
         the belt running after a crash. Past the limit the PLC's heartbeat watchdog stops it."""
         deadline = time.monotonic() + limit_s
         while True:
+            for v in self.verifiers.values():  # idle, the link is closed; a timeout may have closed it too
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                        await v.plc.open()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     if await self.run_line(False):
@@ -102,10 +106,6 @@ class Belt:
                           "stops it once the beats end", limit_s)
                 return
             await asyncio.sleep(0.1)
-            for v in self.verifiers.values():  # a link a timeout closed is opened again for the next try
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        await v.plc.open()
 
     async def conveyor(self, job_stop: asyncio.Event) -> None:
         """Run the line once every coder is primed (items must not pass a coder with an empty FIFO) and
