@@ -92,19 +92,29 @@ class Belt:
         timed out (a PLC slow for 0.5 s, or an answer lost to the cancelled request before it) once left
         the belt running after a crash. Past the limit the PLC's heartbeat watchdog stops it."""
         deadline = time.monotonic() + limit_s
+        last: BaseException | str = "a PLC refused the stop (its alarm names it)"
+        tries = 0
         while True:
+            tries += 1
+            # Any error is kept, not raised: this runs on the way out, and the next try may get through.
             for v in self.verifiers.values():  # idle, the link is closed; a timeout may have closed it too
-                with contextlib.suppress(Exception):
+                try:
                     async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                         await v.plc.open()
-            with contextlib.suppress(Exception):
+                except Exception as exc:  # noqa: BLE001 - kept for the log line below
+                    last = exc
+            try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     if await self.run_line(False):
                         return
+            except Exception as exc:  # noqa: BLE001 - kept for the log line below
+                last = exc
             if time.monotonic() >= deadline:
-                log.error("the belt may still run: no PLC took the stop within %.0f s; its heartbeat watchdog "
-                          "stops it once the beats end", limit_s)
+                log.error("the belt may still run: no PLC took the stop within %.0f s (last: %s); its heartbeat "
+                          "watchdog stops it once the beats end", limit_s, last or type(last).__name__)
                 return
+            if tries == 1:
+                log.warning("belt stop not taken, trying again for %.0f s: %s", limit_s, last or type(last).__name__)
             await asyncio.sleep(0.1)
 
     async def conveyor(self, job_stop: asyncio.Event) -> None:
