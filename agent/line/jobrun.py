@@ -27,7 +27,7 @@ from agent.line.plcs import Belt
 from agent.line.printing import PrintState, PrintStation
 from agent.line.resources import ResourceGuard
 from agent.line.verifying import VerifyRunner, VerifyState
-from agent.line.waits import Teardown, end_if_cancelled, forget_leaked_cancel, wait_any
+from agent.line.waits import Teardown, forget_leaked_cancel, wait_any
 from agent.verify.tracker import Tracked
 from agent.verify.verdict import Judgement
 
@@ -214,19 +214,8 @@ async def until_done(line: Line, job: Job, printing: list[asyncio.Task[None]], s
         # coder is done, the last verdicts are looked for every DRAIN_LOOK_S (a 20 ms poll woke the loop
         # 50 times a second for the whole job).
         running = [t for t in printing if not t.done()]
-        await _until_any(stop, control.asked, running, ELSEWHERE_CHECK_S if running else DRAIN_LOOK_S)
+        await wait_any(stop, control.asked, ELSEWHERE_CHECK_S if running else DRAIN_LOOK_S, tasks=running)
     return JobEnd.SHUTDOWN
-
-
-async def _until_any(stop: asyncio.Event, asked: asyncio.Event, tasks: list[asyncio.Task[None]],
-                     timeout_s: float) -> None:
-    end_if_cancelled()
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(asked.wait())]
-    try:
-        await asyncio.wait([*waiters, *tasks], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:  # never the stations' own tasks
-            w.cancel()
 
 
 async def until_judged(line: Line, stop: asyncio.Event, limit_s: float) -> None:

@@ -47,14 +47,16 @@ def forget_leaked_cancel(task: asyncio.Task[Any], before: int) -> None:
         task.uncancel()
 
 
-async def wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout_s: float) -> None:
-    """Until `stop` or `other` is set, or `timeout_s` has passed (a loop that also polls)."""
+async def wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout_s: float,
+                   tasks: Iterable[asyncio.Task[Any]] = ()) -> None:
+    """Until `stop` or `other` is set, one of `tasks` ends, or `timeout_s` has passed (a loop that also
+    polls). The tasks are only watched, never cancelled here."""
     end_if_cancelled()
     waiters = [asyncio.ensure_future(stop.wait())]
     if other is not None:
         waiters.append(asyncio.ensure_future(other.wait()))
     try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*waiters, *tasks], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()
