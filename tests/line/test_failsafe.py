@@ -90,36 +90,52 @@ def test_the_plc_stops_the_conveyor_when_heartbeats_over_modbus_stop() -> None:
     asyncio.run(main())
 
 
+class CrashLine:
+    """The simulated line both crash tests run: a job of 400 on the demo's config, MQTT off, and a record
+    of whether the belt ran at each moment a coder was told to stop."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        with Path(os.devnull).open("w") as sink:
+            cfg = prepare(tmp_path, 400, Console(file=sink))
+        self.sim = SimulatedLine(cfg, tmp_path, SimSettings(rate_per_min=600, receiver=False))
+        self.live = self.sim.start()
+        self.ledger = Ledger(self.live.resolve(self.live.storage.ledger))
+        self.model = next(iter(self.sim.plcs.values())).model
+        self.belt_when_coder_stopped: list[bool] = []
+        halt = PrintStation.halt
+        model, seen = self.model, self.belt_when_coder_stopped
+
+        async def observed_halt(station: PrintStation) -> None:
+            seen.append(model.running)  # what the plant shows at that moment
+            await halt(station)
+
+        monkeypatch.setattr(PrintStation, "halt", observed_halt)
+
+    def runtime_with_a_job(self) -> LineRuntime:
+        job = create_job(self.ledger, JobSpec(name="WO-1", gtin="09506000134352", product_name="water", lot="L1",
+                                              target_qty=400, template="dl", packing_spec="6x4x40"))
+        start_job(self.ledger, job)
+        return LineRuntime(self.live.model_copy(update={"mqtt": None}), self.ledger,
+                           overrides=self.sim.overrides(), status_every_s=0.05)
+
+    async def running(self) -> None:
+        for _ in range(1200):  # up to 60 s for the line to run on a loaded machine
+            if self.model.running and self.model.counter > 5:
+                return
+            await asyncio.sleep(0.05)
+
+
 def test_a_crash_inside_the_runtime_stops_the_conveyor_before_the_coder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Path(os.devnull).open("w") as sink:
-        cfg = prepare(tmp_path, 400, Console(file=sink))
-    sim = SimulatedLine(cfg, tmp_path, SimSettings(rate_per_min=600, receiver=False))
-    live = sim.start()
-    ledger = Ledger(live.resolve(live.storage.ledger))
-    model = next(iter(sim.plcs.values())).model
-    belt_when_coder_stopped: list[bool] = []
-    halt = PrintStation.halt
-
-    async def observed_halt(self: PrintStation) -> None:
-        belt_when_coder_stopped.append(model.running)  # what the plant shows at that moment
-        await halt(self)
-
-    monkeypatch.setattr(PrintStation, "halt", observed_halt)
+    line = CrashLine(tmp_path, monkeypatch)
+    sim, ledger, model, belt_when_coder_stopped = line.sim, line.ledger, line.model, line.belt_when_coder_stopped
     try:
-        job = create_job(ledger, JobSpec(name="WO-1", gtin="09506000134352", product_name="water", lot="L1",
-                                         target_qty=400, template="dl", packing_spec="6x4x40"))
-        start_job(ledger, job)
-        runtime = LineRuntime(live.model_copy(update={"mqtt": None}), ledger, overrides=sim.overrides(),
-                              status_every_s=0.05)
+        runtime = line.runtime_with_a_job()
 
         async def scenario() -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(runtime.run(stop))
-            for _ in range(1200):  # up to 60 s for the line to run on a loaded machine
-                if model.running and model.counter > 5:
-                    break
-                await asyncio.sleep(0.05)
+            await line.running()
             assert model.running, "the line never started; the runtime's tasks:\n" + task_stacks()
 
             def crash() -> None:
@@ -149,20 +165,8 @@ def test_a_crash_ends_the_runtime_even_when_plc_calls_lose_their_cancellation(
     answer arrives (CPython gh-86296), and pymodbus awaits every PLC answer with it: the PLC-cycle task
     and a verify station, each inside a PLC call when a crash cancels them, go on running. They still end,
     and the belt still stops before the coders."""
-    with Path(os.devnull).open("w") as sink:
-        cfg = prepare(tmp_path, 400, Console(file=sink))
-    sim = SimulatedLine(cfg, tmp_path, SimSettings(rate_per_min=600, receiver=False))
-    live = sim.start()
-    ledger = Ledger(live.resolve(live.storage.ledger))
-    model = next(iter(sim.plcs.values())).model
-    belt_when_coder_stopped: list[bool] = []
-    halt = PrintStation.halt
-
-    async def observed_halt(self: PrintStation) -> None:
-        belt_when_coder_stopped.append(model.running)
-        await halt(self)
-
-    monkeypatch.setattr(PrintStation, "halt", observed_halt)
+    line = CrashLine(tmp_path, monkeypatch)
+    sim, ledger, model, belt_when_coder_stopped = line.sim, line.ledger, line.model, line.belt_when_coder_stopped
     parked: dict[str, str] = {}  # PLC method -> the task parked in it
     lost: list[str] = []  # tasks whose cancellation the PLC call dropped
     armed: list[asyncio.Event] = []
@@ -185,19 +189,12 @@ def test_a_crash_ends_the_runtime_even_when_plc_calls_lose_their_cancellation(
     lossy("heartbeat")  # the PLC-cycle task
     lossy("read_many")  # the verify station's counter poll
     try:
-        job = create_job(ledger, JobSpec(name="WO-1", gtin="09506000134352", product_name="water", lot="L1",
-                                         target_qty=400, template="dl", packing_spec="6x4x40"))
-        start_job(ledger, job)
-        runtime = LineRuntime(live.model_copy(update={"mqtt": None}), ledger, overrides=sim.overrides(),
-                              status_every_s=0.05)
+        runtime = line.runtime_with_a_job()
 
         async def scenario() -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(runtime.run(stop))
-            for _ in range(1200):  # up to 60 s for the line to run on a loaded machine
-                if model.running and model.counter > 5:
-                    break
-                await asyncio.sleep(0.05)
+            await line.running()
             assert model.running, "the line never started"
             armed.append(asyncio.Event())
             for _ in range(600):  # a hang detector: both calls come within a PLC cycle
